@@ -1,0 +1,85 @@
+/**
+ * Every rdbnet command extends this. A command implements `execute()` (returns the typed
+ * result that --json prints) and `render()` (the human view); errors, exit codes and the
+ * JSON error shape are handled here once, as docs/CLI.md specifies.
+ */
+import { Command, Flags, type Interfaces } from '@oclif/core';
+import { isRdbnetError, RdbnetError } from '../core/errors.ts';
+import { ExitCode, exitCodeForError } from './exit-codes.ts';
+import { printJson } from './output.ts';
+
+export type BaseFlags = Interfaces.InferredFlags<(typeof RdbnetCommand)['baseFlags']>;
+
+export abstract class RdbnetCommand<Result> extends Command {
+  static override baseFlags = {
+    json: Flags.boolean({
+      description: 'Print the result as one JSON document on stdout.',
+      helpGroup: 'GLOBAL',
+    }),
+  };
+
+  /** True when --json was given; known before parsing so parse errors honour it too. */
+  protected get json(): boolean {
+    return this.argv.includes('--json');
+  }
+
+  protected abstract execute(): Promise<Result>;
+  protected abstract render(result: Result): void;
+
+  /** Exit code for a successful result; `health` overrides this. */
+  protected exitCodeFor(_result: Result): number {
+    return ExitCode.Ok;
+  }
+
+  async run(): Promise<Result> {
+    const result = await this.execute();
+    if (this.json) printJson(result);
+    else this.render(result);
+    process.exitCode = this.exitCodeFor(result);
+    return result;
+  }
+
+  /** Exit code when the command fails with `error`; `health` maps failures to 3. */
+  protected exitCodeForFailure(error: RdbnetError): number {
+    return exitCodeForError(error.code);
+  }
+
+  protected override async catch(error: Error & { exitCode?: number }): Promise<void> {
+    const typed = toTypedError(error);
+    if (typed === null) throw error; // oclif's own exits (help, version)
+    const code = typed.code === 'RDB_USAGE' ? ExitCode.Usage : this.exitCodeForFailure(typed);
+    if (this.json) {
+      printJson({
+        error: {
+          code: typed.code,
+          message: typed.message,
+          ...(typed.hint ? { hint: typed.hint } : {}),
+        },
+      });
+    } else {
+      process.stderr.write(`Error: ${typed.message}\n`);
+      if (typed.hint) process.stderr.write(`Hint: ${typed.hint}\n`);
+    }
+    if (debugEnabled()) process.stderr.write(`${error.stack ?? error}\n`);
+    process.exitCode = code;
+  }
+}
+
+export function debugEnabled(): boolean {
+  return /(^|,)\s*rdbnet/.test(process.env['DEBUG'] ?? '');
+}
+
+/** oclif parse errors become usage errors; everything unexpected keeps its message. */
+function toTypedError(
+  error: Error & { oclif?: { exit?: number }; parse?: unknown },
+): RdbnetError | null {
+  if (isRdbnetError(error)) return error;
+  if (error.name === 'ExitError' || (error.oclif?.exit === 0 && !('parse' in error))) return null;
+  if ('parse' in error || error.constructor?.name?.endsWith('ParseError')) {
+    const message = error.message.split('\n')[0] ?? error.message;
+    return new RdbnetError('RDB_USAGE', message.trim(), {
+      hint: 'see --help for the flags this command takes',
+    });
+  }
+  return new RdbnetError('RDB_INTERNAL', error.message);
+}

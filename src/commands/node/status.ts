@@ -1,0 +1,67 @@
+import { RdbnetCommand } from '../../cli/base-command.ts';
+import { nodeFlags, withNode } from '../../cli/node-client.ts';
+import { formatDurationMs, keyValueTable, withSpinner } from '../../cli/output.ts';
+import { call } from '../../core/rpc/call.ts';
+
+export interface NodeStatusResult {
+  id: string;
+  address: string;
+  version: string;
+  protocolVersion: number;
+  uptimeMs: number;
+  state: string;
+  clusterId: string;
+  startedAt: string;
+  pid: number;
+  tls: boolean;
+  connections: number;
+  counters: Record<string, number>;
+}
+
+export default class NodeStatus extends RdbnetCommand<NodeStatusResult> {
+  static override summary = "Show a running node's own facts.";
+  static override description =
+    'Asks the node over the binary protocol (mutual TLS unless --insecure).';
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --node 127.0.0.1:7001 --json',
+  ];
+  static override flags = { ...nodeFlags };
+
+  protected override async execute(): Promise<NodeStatusResult> {
+    const { flags } = await this.parse(NodeStatus);
+    const reply = await withSpinner('asking the node', this.json, () =>
+      withNode(flags, (connection) => call(connection, { statusRequest: {} }, 'statusReply')),
+    );
+    return {
+      id: reply.id,
+      address: reply.address,
+      version: reply.version,
+      protocolVersion: reply.protocolVersion,
+      uptimeMs: reply.uptimeMs,
+      state: reply.state,
+      clusterId: reply.clusterId,
+      startedAt: new Date(reply.startedAtMs).toISOString(),
+      pid: reply.pid,
+      tls: reply.tls,
+      connections: reply.connections,
+      counters: { ...reply.counters },
+    };
+  }
+
+  protected override render(result: NodeStatusResult): void {
+    this.log(
+      keyValueTable([
+        ['id', result.id],
+        ['cluster', result.clusterId],
+        ['address', result.address],
+        ['state', result.state],
+        ['uptime', formatDurationMs(result.uptimeMs)],
+        ['version', `${result.version} (protocol ${result.protocolVersion})`],
+        ['tls', result.tls ? 'TLS 1.3, mutual' : 'off (--insecure)'],
+        ['connections', result.connections],
+        ['pid', result.pid],
+      ]),
+    );
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * The one typed configuration of a node. Every field has a documented default; flags
+ * override a --config file, which overrides the defaults.
+ */
+import { readFile } from 'node:fs/promises';
+import { ErrorCode, RdbnetError } from '../errors.ts';
+import { validateName } from '../security/identity.ts';
+import { type HostPort, parseHostPort } from '../transport/address.ts';
+import { type ConnectionOptions, connectionOptions } from '../transport/options.ts';
+import { DEFAULT_CLUSTER, DEFAULT_LISTEN, defaultCertsDir, defaultDataDir } from './home.ts';
+
+export interface NodeConfig {
+  /** Node id, unique in the cluster. Default: the id recorded in dataDir, or a new
+   * random `node-xxxxxx` on first start (then recorded). */
+  id: string | undefined;
+  /** Cluster name used on --insecure nodes. With TLS the cluster comes from the node's
+   * certificate. Default 'rdbnet'. */
+  cluster: string;
+  /** Where the node keeps its state. Default `$RDBNET_HOME/node`. */
+  dataDir: string;
+  /** Address the node listens on for the binary protocol. Default 127.0.0.1:7000. */
+  listen: HostPort;
+  /** Address other nodes and clients should use to reach this one. Default: listen. */
+  advertise: HostPort;
+  /** Certificates directory (layout in docs/CLI.md). Default `$RDBNET_CERTS_DIR` or
+   * `$RDBNET_HOME/certs`; certificates are created there on first start. */
+  certsDir: string;
+  /** True when certsDir is the default one, so that a missing CA may be created. */
+  certsDirIsDefault: boolean;
+  /** Plaintext TCP without authentication. Only for tests and trusted networks. Default false. */
+  insecure: boolean;
+  /** Connections accepted at once. Default 4096. */
+  connectionsMax: number;
+  /** Time a stopping node gives open connections to finish. Default 3000 ms, so that a
+   * stop always completes within 5 s. */
+  shutdownGraceMs: number;
+  /** Per-connection limits (frame size, requests in flight, deadlines, buffers). */
+  connection: ConnectionOptions;
+}
+
+/** What a --config file may contain: the same fields, addresses as "host:port" strings. */
+export interface NodeConfigFile {
+  id?: string;
+  cluster?: string;
+  dataDir?: string;
+  listen?: string;
+  advertise?: string;
+  certsDir?: string;
+  insecure?: boolean;
+  connectionsMax?: number;
+  shutdownGraceMs?: number;
+  connection?: Partial<ConnectionOptions>;
+}
+
+const FILE_KEYS = new Set([
+  'id',
+  'cluster',
+  'dataDir',
+  'listen',
+  'advertise',
+  'certsDir',
+  'insecure',
+  'connectionsMax',
+  'shutdownGraceMs',
+  'connection',
+]);
+
+export async function readConfigFile(path: string): Promise<NodeConfigFile> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new RdbnetError(
+      ErrorCode.ConfigInvalid,
+      `cannot read config file ${path}: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (cause) {
+    throw new RdbnetError(
+      ErrorCode.ConfigInvalid,
+      `config file ${path} is not valid JSON: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new RdbnetError(ErrorCode.ConfigInvalid, `config file ${path} must hold a JSON object`);
+  }
+  for (const key of Object.keys(parsed)) {
+    if (!FILE_KEYS.has(key)) {
+      throw new RdbnetError(
+        ErrorCode.ConfigInvalid,
+        `config file ${path}: unknown field '${key}'`,
+        {
+          hint: `known fields: ${[...FILE_KEYS].join(', ')}`,
+        },
+      );
+    }
+  }
+  return parsed as NodeConfigFile;
+}
+
+export function resolveNodeConfig(
+  overrides: NodeConfigFile,
+  file: NodeConfigFile = {},
+  env: NodeJS.ProcessEnv = process.env,
+): NodeConfig {
+  const pick = <K extends keyof NodeConfigFile>(key: K): NodeConfigFile[K] =>
+    overrides[key] ?? file[key];
+  const listen = parseHostPort(pick('listen') ?? DEFAULT_LISTEN, 'listen address');
+  const advertiseText = pick('advertise');
+  const advertise =
+    advertiseText === undefined ? listen : parseHostPort(advertiseText, 'advertise address');
+  if (advertise.host === '0.0.0.0' || advertise.host === '::') {
+    throw new RdbnetError(
+      ErrorCode.Usage,
+      `cannot advertise the wildcard address ${advertise.host}`,
+      {
+        hint: 'set --advertise to an address other nodes can reach',
+      },
+    );
+  }
+  const id = pick('id');
+  const certsDir = pick('certsDir');
+  const config: NodeConfig = {
+    id: id === undefined ? undefined : validateName('node id', id),
+    cluster: validateName('cluster name', pick('cluster') ?? DEFAULT_CLUSTER),
+    dataDir: pick('dataDir') ?? defaultDataDir(env),
+    listen,
+    advertise,
+    certsDir: certsDir ?? defaultCertsDir(env),
+    certsDirIsDefault: certsDir === undefined,
+    insecure: pick('insecure') ?? false,
+    connectionsMax: pick('connectionsMax') ?? 4096,
+    shutdownGraceMs: pick('shutdownGraceMs') ?? 3000,
+    connection: connectionOptions({ ...file.connection, ...overrides.connection }),
+  };
+  if (!(config.shutdownGraceMs > 0 && config.shutdownGraceMs <= 4500)) {
+    throw new RdbnetError(
+      ErrorCode.ConfigInvalid,
+      'shutdownGraceMs must be in 1..4500 so a stop completes within 5 s',
+    );
+  }
+  if (!(Number.isInteger(config.connectionsMax) && config.connectionsMax > 0)) {
+    throw new RdbnetError(ErrorCode.ConfigInvalid, 'connectionsMax must be a positive integer');
+  }
+  return config;
+}

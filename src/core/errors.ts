@@ -1,0 +1,60 @@
+/**
+ * Expected failures are typed errors with stable codes (ARCHITECTURE.md practice 6).
+ * Scripts and tests match on `code`, never on the message text, so codes never change
+ * meaning once published; messages may be reworded freely.
+ */
+export const ErrorCode = {
+  // protocol
+  FrameTooLarge: 'RDB_FRAME_TOO_LARGE',
+  FrameMalformed: 'RDB_FRAME_MALFORMED',
+  ChecksumMismatch: 'RDB_CHECKSUM_MISMATCH',
+  CodecUnsupported: 'RDB_CODEC_UNSUPPORTED',
+  DecompressFailed: 'RDB_DECOMPRESS_FAILED',
+  MessageMalformed: 'RDB_MESSAGE_MALFORMED',
+  // handshake and identity
+  HandshakeRejected: 'RDB_HANDSHAKE_REJECTED',
+  HandshakeTimeout: 'RDB_HANDSHAKE_TIMEOUT',
+  VersionIncompatible: 'RDB_VERSION_INCOMPATIBLE',
+  ClusterMismatch: 'RDB_CLUSTER_MISMATCH',
+  IdentityInvalid: 'RDB_IDENTITY_INVALID',
+  TlsFailed: 'RDB_TLS_FAILED',
+  // transport and rpc
+  NodeUnreachable: 'RDB_NODE_UNREACHABLE',
+  ConnectionClosed: 'RDB_CONNECTION_CLOSED',
+  RequestTimeout: 'RDB_REQUEST_TIMEOUT',
+  InflightLimit: 'RDB_INFLIGHT_LIMIT',
+  WriteQueueFull: 'RDB_WRITE_QUEUE_FULL',
+  MethodUnknown: 'RDB_METHOD_UNKNOWN',
+  RemoteError: 'RDB_REMOTE_ERROR',
+  // local configuration and files
+  ConfigInvalid: 'RDB_CONFIG_INVALID',
+  CertificatesMissing: 'RDB_CERTS_MISSING',
+  CertificateInvalid: 'RDB_CERT_INVALID',
+  Usage: 'RDB_USAGE',
+  // a bug on the answering side; details are in its log, not on the wire
+  Internal: 'RDB_INTERNAL',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class RdbnetError extends Error {
+  readonly code: ErrorCode;
+  /** A short suggestion for a person, printed after the message by the CLI. */
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { hint?: string; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'RdbnetError';
+    this.code = code;
+    this.hint = options?.hint;
+  }
+}
+
+export function isRdbnetError(error: unknown, code?: ErrorCode): error is RdbnetError {
+  return error instanceof RdbnetError && (code === undefined || error.code === code);
+}
+
+/** Invariant check: a broken internal state is a bug and must crash loudly, not be handled. */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`invariant violated: ${message}`);
+}

@@ -1,0 +1,3 @@
+export * from './credentials.ts';
+export * from './data-dir.ts';
+export * from './node.ts';

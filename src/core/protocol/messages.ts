@@ -1,0 +1,121 @@
+/**
+ * The protobuf messages of proto/rdbnet.proto, loaded once with protobufjs's reflection
+ * (which compiles an encoder/decoder per type at load time, as fast as its static code).
+ * The TypeScript shapes below mirror the .proto; keep them in step when it changes.
+ */
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
+import { ErrorCode, RdbnetError } from '../errors.ts';
+import type { Codec } from './frame.ts';
+
+// 64-bit fields decode as JS numbers; values above 2^53 never occur in these messages
+// (uptimes, counters). Without this, protobufjs returns Long objects whenever the
+// 'long' package happens to be installed, which would change types by accident.
+protobuf.util.Long = undefined as unknown as typeof protobuf.util.Long;
+protobuf.configure();
+
+export const PROTO_PATH = fileURLToPath(new URL('../../../proto/rdbnet.proto', import.meta.url));
+
+export const RoleCode = { Unspecified: 0, Node: 1, Client: 2 } as const;
+export type RoleCode = (typeof RoleCode)[keyof typeof RoleCode];
+
+export interface Hello {
+  protocolVersion: number;
+  minProtocolVersion: number;
+  peerId: string;
+  clusterId: string;
+  role: RoleCode;
+  codecs: Codec[];
+  softwareVersion: string;
+}
+export interface HelloAck {
+  protocolVersion: number;
+  peerId: string;
+  clusterId: string;
+  codec: Codec;
+  softwareVersion: string;
+}
+export interface ErrorReply {
+  code: string;
+  message: string;
+}
+export interface StatusReply {
+  id: string;
+  address: string;
+  version: string;
+  protocolVersion: number;
+  uptimeMs: number;
+  state: string;
+  clusterId: string;
+  startedAtMs: number;
+  pid: number;
+  tls: boolean;
+  connections: number;
+  counters: Record<string, number>;
+}
+export interface NodeHealth {
+  id: string;
+  address: string;
+  state: string;
+  phi: number;
+  lastHeartbeatMs: number;
+  live: boolean;
+  ready: boolean;
+  problems: string[];
+}
+export interface HealthReply {
+  status: string;
+  nodes: NodeHealth[];
+  quorum: boolean;
+}
+export interface EchoMessage {
+  data: Uint8Array;
+}
+
+/** One message per frame payload; exactly one field is set. */
+export type Envelope =
+  | { hello: Hello }
+  | { helloAck: HelloAck }
+  | { error: ErrorReply }
+  | { statusRequest: Record<string, never> }
+  | { statusReply: StatusReply }
+  | { healthRequest: Record<string, never> }
+  | { healthReply: HealthReply }
+  | { echoRequest: EchoMessage }
+  | { echoReply: EchoMessage };
+
+/** Names of the Envelope oneof fields, e.g. 'statusRequest'. */
+export type EnvelopeKind = Envelope extends infer E ? (E extends unknown ? keyof E : never) : never;
+export type EnvelopeBody<K extends EnvelopeKind> = Extract<Envelope, Record<K, unknown>>[K];
+
+const root = protobuf.loadSync(PROTO_PATH);
+const EnvelopeType = root.lookupType('rdbnet.v1.Envelope');
+
+export function encodeEnvelope(envelope: Envelope): Uint8Array {
+  return EnvelopeType.encode(envelope as unknown as Record<string, unknown>).finish();
+}
+
+export interface DecodedEnvelope {
+  kind: EnvelopeKind;
+  body: unknown;
+}
+
+/**
+ * Decodes a payload and says which oneof field it carries. A payload that is not a
+ * valid Envelope, or carries no known message, is a typed error, never a crash.
+ */
+export function decodeEnvelope(payload: Uint8Array): DecodedEnvelope {
+  let message: protobuf.Message & Record<string, unknown>;
+  try {
+    message = EnvelopeType.decode(payload) as protobuf.Message & Record<string, unknown>;
+  } catch (cause) {
+    throw new RdbnetError(ErrorCode.MessageMalformed, 'payload is not a valid rdbnet message', {
+      cause,
+    });
+  }
+  const kind = message['body'] as EnvelopeKind | undefined;
+  if (kind === undefined) {
+    throw new RdbnetError(ErrorCode.MessageMalformed, 'message carries no known body');
+  }
+  return { kind, body: message[kind] };
+}

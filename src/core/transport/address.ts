@@ -1,0 +1,31 @@
+import { isIP } from 'node:net';
+import { ErrorCode, RdbnetError } from '../errors.ts';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Parses `host:port`, `[v6]:port` or `:port`. A missing host means 127.0.0.1. */
+export function parseHostPort(text: string, what = 'address'): HostPort {
+  const trimmed = text.trim();
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(trimmed);
+  const port = match ? Number(match[3]) : Number.NaN;
+  if (match === null || !(port >= 0 && port <= 65535)) {
+    throw new RdbnetError(ErrorCode.Usage, `invalid ${what} '${text}': expected host:port`, {
+      hint: 'for example 127.0.0.1:7000 or [::1]:7000',
+    });
+  }
+  const host = match[1] ?? match[2] ?? '';
+  if (match[1] !== undefined && isIP(host) !== 6) {
+    throw new RdbnetError(
+      ErrorCode.Usage,
+      `invalid ${what} '${text}': [${host}] is not an IPv6 address`,
+    );
+  }
+  return { host: host === '' ? '127.0.0.1' : host, port };
+}
+
+export function formatHostPort({ host, port }: HostPort): string {
+  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+}

@@ -1,0 +1,558 @@
+/**
+ * One framed, handshaken connection over a TCP or TLS socket, used by both sides.
+ *
+ * - Frames written during one event-loop turn leave in a single socket write
+ *   (OutboundBuffer + setImmediate), which is what makes small requests cheap.
+ * - `write()` backpressure is honoured: while the socket is congested we stop reading
+ *   from the peer (so a peer that does not read its answers stops being served), and
+ *   everything waiting to be written is bounded by writeBufferBytesMax.
+ * - Requests are correlated by message id, each with a deadline, at most
+ *   inflightRequestsMax outstanding.
+ * - Any framing or decoding error from the peer is a typed error: the peer gets one error
+ *   frame naming it, and only this connection closes.
+ */
+import type { Socket } from 'node:net';
+import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
+import { compressPayload, decompressPayload } from '../protocol/compression.ts';
+import {
+  Codec,
+  FrameDecoder,
+  FrameKind,
+  flagsCodec,
+  flagsKind,
+  makeFlags,
+  OutboundBuffer,
+} from '../protocol/frame.ts';
+import {
+  acceptHello,
+  checkHelloAck,
+  type LocalEndpoint,
+  makeHello,
+  type PeerInfo,
+} from '../protocol/handshake.ts';
+import {
+  type DecodedEnvelope,
+  decodeEnvelope,
+  type Envelope,
+  type ErrorReply,
+  encodeEnvelope,
+  type Hello,
+  type HelloAck,
+} from '../protocol/messages.ts';
+import { type Clock, systemClock } from '../runtime/index.ts';
+import type { Identity } from '../security/identity.ts';
+import type { ConnectionOptions } from './options.ts';
+
+/** Answers one request from the peer. Throw a RdbnetError to send an error frame back. */
+export type RequestHandler = (
+  request: DecodedEnvelope,
+  connection: Connection,
+) => Envelope | Promise<Envelope>;
+
+export interface ConnectionHooks {
+  /** The handshake finished; `connection.peer` is set. */
+  onOpen?(connection: Connection): void;
+  /** The connection is gone; `error` says why when it was not a clean close. */
+  onClose?(connection: Connection, error: RdbnetError | undefined): void;
+  /** The peer broke the protocol; the connection is closing. For counters and logs. */
+  onProtocolError?(connection: Connection, error: RdbnetError): void;
+}
+
+interface PendingRequest {
+  resolve(reply: DecodedEnvelope): void;
+  reject(error: RdbnetError): void;
+  deadlineMs: number;
+}
+
+export type ConnectionSide = 'dialer' | 'acceptor';
+export type ConnectionState = 'handshaking' | 'open' | 'closing' | 'closed';
+
+/** Ids from here up are ours; the handshake uses id 0 on both sides. */
+const HANDSHAKE_MESSAGE_ID = 0;
+/** How long a closing connection may take to flush its last frames before it is destroyed. */
+const CLOSE_LINGER_MS = 1000;
+const SWEEP_INTERVAL_MS = 50;
+
+export class Connection {
+  readonly socket: Socket;
+  readonly side: ConnectionSide;
+  readonly remoteAddress: string;
+  state: ConnectionState = 'handshaking';
+  peer: PeerInfo | null = null;
+
+  framesIn = 0;
+  framesOut = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+
+  private readonly local: LocalEndpoint;
+  private readonly options: ConnectionOptions;
+  private readonly certified: Identity | null;
+  private readonly handler: RequestHandler | undefined;
+  private readonly hooks: ConnectionHooks;
+  private readonly clock: Clock;
+  private readonly decoder: FrameDecoder;
+  private readonly out = new OutboundBuffer();
+  private codec: Codec = Codec.None;
+  private flushScheduled = false;
+  private congested = false;
+  private readonly pending = new Map<number, PendingRequest>();
+  private nextMessageId = 1;
+  private inboundInflight = 0;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private closeError: RdbnetError | undefined;
+  private handshake: PendingRequest | null = null;
+  private readonly onFrameBound = this.onFrame.bind(this);
+  private readonly flushBound = this.flush.bind(this);
+
+  constructor(init: {
+    socket: Socket;
+    side: ConnectionSide;
+    local: LocalEndpoint;
+    options: ConnectionOptions;
+    /** Identity proven by the peer's certificate; null on --insecure connections. */
+    certified: Identity | null;
+    handler?: RequestHandler;
+    hooks?: ConnectionHooks;
+    clock?: Clock;
+  }) {
+    this.socket = init.socket;
+    this.side = init.side;
+    this.local = init.local;
+    this.options = init.options;
+    this.certified = init.certified;
+    this.handler = init.handler;
+    this.hooks = init.hooks ?? {};
+    this.clock = init.clock ?? systemClock;
+    this.remoteAddress = `${init.socket.remoteAddress ?? '?'}:${init.socket.remotePort ?? '?'}`;
+    this.decoder = new FrameDecoder({ frameBytesMax: init.options.frameBytesMax });
+    this.socket.setNoDelay(true);
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('drain', () => this.onDrain());
+    this.socket.on('error', (error) => this.fail(socketError(error)));
+    this.socket.on('close', () => this.finish());
+    this.socket.on('end', () => this.close());
+  }
+
+  /** Dialer only: sends Hello and resolves once the node's HelloAck checks out. */
+  startHandshake(): Promise<PeerInfo> {
+    if (this.side !== 'dialer' || this.handshake !== null || this.state !== 'handshaking') {
+      throw new Error('invariant violated: startHandshake called twice or on the accepting side');
+    }
+    return new Promise<PeerInfo>((resolve, reject) => {
+      this.handshake = {
+        resolve: (reply) => {
+          try {
+            if (reply.kind !== 'helloAck') {
+              throw new RdbnetError(
+                ErrorCode.HandshakeRejected,
+                `expected HelloAck, got ${reply.kind}`,
+              );
+            }
+            this.open(checkHelloAck(reply.body as HelloAck, this.local, this.certified));
+            resolve(this.peer!);
+          } catch (error) {
+            const typed = toRdbnetError(error);
+            this.close(typed);
+            reject(typed);
+          }
+        },
+        reject,
+        deadlineMs: this.clock.nowMs() + this.options.handshakeTimeoutMs,
+      };
+      this.startSweeping();
+      this.writeFrame(FrameKind.Request, HANDSHAKE_MESSAGE_ID, { hello: makeHello(this.local) });
+    });
+  }
+
+  /** Sends a request and resolves with the reply; rejects with a typed error. */
+  request(envelope: Envelope, timeoutMs = this.options.requestTimeoutMs): Promise<DecodedEnvelope> {
+    if (this.state !== 'open') {
+      return Promise.reject(
+        this.closeError ??
+          new RdbnetError(
+            ErrorCode.ConnectionClosed,
+            `connection to ${this.remoteAddress} is ${this.state}`,
+          ),
+      );
+    }
+    if (this.pending.size >= this.options.inflightRequestsMax) {
+      return Promise.reject(
+        new RdbnetError(
+          ErrorCode.InflightLimit,
+          `${this.pending.size} requests already in flight to ${this.remoteAddress} (limit ${this.options.inflightRequestsMax})`,
+        ),
+      );
+    }
+    if (this.out.bytes >= this.options.writeBufferBytesMax) {
+      return Promise.reject(
+        new RdbnetError(
+          ErrorCode.WriteQueueFull,
+          `${this.out.bytes} bytes already waiting to be written to ${this.remoteAddress}`,
+        ),
+      );
+    }
+    const id = this.nextMessageId++;
+    return new Promise<DecodedEnvelope>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, deadlineMs: this.clock.nowMs() + timeoutMs });
+      if (this.sweepTimer === null) this.startSweeping();
+      this.writeFrame(FrameKind.Request, id, envelope);
+    });
+  }
+
+  /** Fire-and-forget message; no reply, no delivery guarantee. */
+  send(envelope: Envelope): void {
+    if (this.state === 'open') this.writeFrame(FrameKind.OneWay, 0, envelope);
+  }
+
+  get inflightRequests(): number {
+    return this.pending.size;
+  }
+
+  get bufferedBytes(): number {
+    return this.out.bytes + this.decoder.bufferedBytes;
+  }
+
+  /**
+   * Closes after flushing what is queued. Outstanding requests fail with `error` or
+   * RDB_CONNECTION_CLOSED. Idempotent.
+   */
+  close(error?: RdbnetError): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    const wasHandshaking = this.state === 'handshaking';
+    this.state = 'closing';
+    this.closeError ??= error ?? (wasHandshaking ? this.closedDuringHandshake() : undefined);
+    this.rejectAll(
+      this.closeError ??
+        new RdbnetError(ErrorCode.ConnectionClosed, `connection to ${this.remoteAddress} closed`),
+    );
+    this.flush();
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS).unref();
+  }
+
+  private fail(error: RdbnetError): void {
+    this.closeError ??= error;
+    this.close(error);
+    this.socket.destroy();
+  }
+
+  private finish(): void {
+    if (this.state === 'closed') return;
+    const wasHandshaking = this.state === 'handshaking';
+    this.state = 'closed';
+    this.stopSweeping();
+    const error = this.closeError ?? (wasHandshaking ? this.closedDuringHandshake() : undefined);
+    this.rejectAll(
+      error ??
+        new RdbnetError(ErrorCode.ConnectionClosed, `connection to ${this.remoteAddress} closed`),
+    );
+    this.hooks.onClose?.(this, error);
+  }
+
+  private closedDuringHandshake(): RdbnetError {
+    return new RdbnetError(
+      ErrorCode.HandshakeRejected,
+      `${this.remoteAddress} closed the connection during the handshake`,
+      {
+        hint:
+          this.certified === null && this.side === 'dialer'
+            ? 'if the node runs with TLS, drop --insecure'
+            : undefined,
+      },
+    );
+  }
+
+  private rejectAll(error: RdbnetError): void {
+    if (this.handshake !== null) {
+      const handshake = this.handshake;
+      this.handshake = null;
+      handshake.reject(error);
+    }
+    if (this.pending.size === 0) return;
+    const waiting = [...this.pending.values()];
+    this.pending.clear();
+    for (const request of waiting) request.reject(error);
+  }
+
+  private open(peer: PeerInfo): void {
+    this.peer = peer;
+    this.codec = peer.codec;
+    this.state = 'open';
+    this.hooks.onOpen?.(this);
+  }
+
+  // ---- reading ----------------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.bytesIn += chunk.length;
+    try {
+      this.decoder.push(chunk, this.onFrameBound);
+    } catch (error) {
+      this.protocolError(toRdbnetError(error));
+    }
+  }
+
+  private onFrame(flags: number, messageId: number, rawPayload: Buffer): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.framesIn++;
+    const payload = decompressPayload(flagsCodec(flags), rawPayload, this.options.frameBytesMax);
+    const kind = flagsKind(flags);
+    if (this.state === 'handshaking') {
+      this.onHandshakeFrame(kind, messageId, payload);
+      return;
+    }
+    switch (kind) {
+      case FrameKind.Request:
+        this.onRequest(messageId, payload);
+        return;
+      case FrameKind.Response:
+        this.onReply(messageId, decodeEnvelope(payload), null);
+        return;
+      case FrameKind.Error:
+        this.onReply(messageId, null, decodeEnvelope(payload));
+        return;
+      case FrameKind.OneWay:
+        // No one-way messages are defined in protocol v1 yet; decoding still validates them.
+        decodeEnvelope(payload);
+        return;
+    }
+  }
+
+  private onHandshakeFrame(kind: FrameKind, messageId: number, payload: Buffer): void {
+    const message = decodeEnvelope(payload);
+    if (this.side === 'acceptor') {
+      if (kind !== FrameKind.Request || message.kind !== 'hello') {
+        throw new RdbnetError(
+          ErrorCode.HandshakeRejected,
+          `expected a Hello request as the first frame, got ${message.kind}`,
+        );
+      }
+      const { ack, peer } = acceptHello(message.body as Hello, this.local, this.certified);
+      this.writeFrame(FrameKind.Response, messageId, { helloAck: ack });
+      this.open(peer);
+      return;
+    }
+    const handshake = this.handshake;
+    if (handshake === null)
+      throw new RdbnetError(ErrorCode.HandshakeRejected, 'unexpected frame before Hello');
+    this.handshake = null;
+    if (kind === FrameKind.Error && message.kind === 'error') {
+      const reply = message.body as ErrorReply;
+      const error = remoteError(reply);
+      this.fail(error);
+      handshake.reject(error);
+      return;
+    }
+    handshake.resolve(message);
+  }
+
+  private onRequest(messageId: number, payload: Buffer): void {
+    const request = decodeEnvelope(payload);
+    if (this.handler === undefined) {
+      this.replyError(
+        messageId,
+        new RdbnetError(ErrorCode.MethodUnknown, 'this side serves no requests'),
+      );
+      return;
+    }
+    if (this.inboundInflight >= this.options.inboundInflightMax) {
+      this.replyError(
+        messageId,
+        new RdbnetError(
+          ErrorCode.InflightLimit,
+          `node is already handling ${this.inboundInflight} requests from this connection`,
+        ),
+      );
+      return;
+    }
+    let result: Envelope | Promise<Envelope>;
+    try {
+      result = this.handler(request, this);
+    } catch (error) {
+      this.replyError(messageId, error);
+      return;
+    }
+    if (!(result instanceof Promise)) {
+      this.writeFrame(FrameKind.Response, messageId, result);
+      return;
+    }
+    this.inboundInflight++;
+    result.then(
+      (reply) => {
+        this.inboundInflight--;
+        if (this.state === 'open') this.writeFrame(FrameKind.Response, messageId, reply);
+      },
+      (error: unknown) => {
+        this.inboundInflight--;
+        if (this.state === 'open') this.replyError(messageId, error);
+      },
+    );
+  }
+
+  private onReply(
+    messageId: number,
+    reply: DecodedEnvelope | null,
+    error: DecodedEnvelope | null,
+  ): void {
+    const request = this.pending.get(messageId);
+    if (request === undefined) {
+      // An error frame with id 0 is about the connection as a whole.
+      if (error !== null && messageId === 0) this.fail(remoteError(error.body as ErrorReply));
+      // Otherwise a late answer to a request that already timed out: drop it.
+      return;
+    }
+    this.pending.delete(messageId);
+    if (reply !== null) request.resolve(reply);
+    else request.reject(remoteError((error?.body ?? {}) as ErrorReply));
+  }
+
+  private replyError(messageId: number, error: unknown): void {
+    const typed = isRdbnetError(error)
+      ? error
+      : new RdbnetError(ErrorCode.Internal, 'internal error while handling the request', {
+          cause: error,
+        });
+    this.writeFrame(FrameKind.Error, messageId, {
+      error: { code: typed.code, message: typed.message },
+    });
+  }
+
+  private protocolError(error: RdbnetError): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.hooks.onProtocolError?.(this, error);
+    // Tell the peer why, once, then close; the stream can no longer be trusted.
+    this.writeFrame(FrameKind.Error, 0, { error: { code: error.code, message: error.message } });
+    this.close(error);
+  }
+
+  // ---- writing ----------------------------------------------------------------------
+
+  private writeFrame(kind: FrameKind, messageId: number, envelope: Envelope): void {
+    const encoded = encodeEnvelope(envelope);
+    const { codec, payload } = compressPayload(
+      this.codec,
+      encoded,
+      this.options.compressThresholdBytes,
+    );
+    this.out.append(makeFlags(kind, codec, this.options.checksum), messageId, payload);
+    this.framesOut++;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushBound);
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.out.bytes === 0 || this.socket.destroyed) return;
+    if (this.congested) {
+      if (this.out.bytes > this.options.writeBufferBytesMax && this.side === 'acceptor') {
+        this.fail(
+          new RdbnetError(
+            ErrorCode.WriteQueueFull,
+            `peer ${this.remoteAddress} is not reading its replies (${this.out.bytes} bytes waiting)`,
+          ),
+        );
+      }
+      return;
+    }
+    const chunk = this.out.take();
+    this.bytesOut += chunk.length;
+    if (!this.socket.write(chunk)) {
+      this.congested = true;
+      // Stop taking new requests from a peer that is not reading what we send it.
+      if (this.side === 'acceptor') this.socket.pause();
+    }
+  }
+
+  private onDrain(): void {
+    this.congested = false;
+    if (this.side === 'acceptor' && this.state !== 'closed') this.socket.resume();
+    this.flush();
+  }
+
+  // ---- deadlines --------------------------------------------------------------------
+
+  private startSweeping(): void {
+    if (this.sweepTimer !== null) return;
+    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
+  }
+
+  private stopSweeping(): void {
+    if (this.sweepTimer === null) return;
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+  }
+
+  private sweep(): void {
+    const now = this.clock.nowMs();
+    if (this.handshake !== null && now >= this.handshake.deadlineMs) {
+      this.fail(
+        new RdbnetError(
+          ErrorCode.HandshakeTimeout,
+          `no handshake answer from ${this.remoteAddress} within ${this.options.handshakeTimeoutMs} ms`,
+        ),
+      );
+      return;
+    }
+    for (const [id, request] of this.pending) {
+      if (now < request.deadlineMs) continue;
+      this.pending.delete(id);
+      request.reject(
+        new RdbnetError(ErrorCode.RequestTimeout, `request to ${this.remoteAddress} timed out`),
+      );
+    }
+    if (this.pending.size === 0 && this.handshake === null) this.stopSweeping();
+  }
+}
+
+const KNOWN_CODES = new Set<string>(Object.values(ErrorCode));
+
+function remoteError(reply: ErrorReply): RdbnetError {
+  const code = KNOWN_CODES.has(reply.code) ? (reply.code as ErrorCode) : ErrorCode.RemoteError;
+  return new RdbnetError(code, reply.message || `peer answered with error ${reply.code}`);
+}
+
+export function toRdbnetError(error: unknown): RdbnetError {
+  if (isRdbnetError(error)) return error;
+  return new RdbnetError(
+    ErrorCode.Internal,
+    error instanceof Error ? error.message : String(error),
+    {
+      cause: error,
+    },
+  );
+}
+
+/** Maps socket-level failures to the codes a person and a script can act on. */
+export function socketError(error: Error & { code?: string }): RdbnetError {
+  const code = error.code ?? '';
+  if (
+    [
+      'ECONNREFUSED',
+      'EHOSTUNREACH',
+      'ENETUNREACH',
+      'ETIMEDOUT',
+      'EADDRNOTAVAIL',
+      'ENOTFOUND',
+      'EAI_AGAIN',
+    ].includes(code)
+  ) {
+    return new RdbnetError(ErrorCode.NodeUnreachable, error.message, { cause: error });
+  }
+  if (code === 'ECONNRESET' || code === 'EPIPE') {
+    return new RdbnetError(ErrorCode.ConnectionClosed, error.message, { cause: error });
+  }
+  if (
+    code.startsWith('ERR_SSL') ||
+    code.startsWith('ERR_TLS') ||
+    /certificate|tls|ssl|alert/i.test(error.message)
+  ) {
+    // OpenSSL messages carry a library trace; its `reason` is the part a person can act on.
+    const reason = (error as { reason?: string }).reason ?? error.message.split('\n')[0];
+    return new RdbnetError(ErrorCode.TlsFailed, reason ?? error.message, { cause: error });
+  }
+  return new RdbnetError(ErrorCode.ConnectionClosed, error.message, { cause: error });
+}

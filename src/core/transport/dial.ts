@@ -1,0 +1,118 @@
+/**
+ * Opens a connection to a node: TCP (or TLS 1.3 with our client certificate), then the
+ * protocol handshake. The whole attempt is bounded by handshakeTimeoutMs, and every
+ * failure comes back as one typed error a person can act on.
+ */
+import { connect as connectTcp, type Socket } from 'node:net';
+import { connect as connectTls, type TLSSocket } from 'node:tls';
+import { ErrorCode, RdbnetError } from '../errors.ts';
+import type { LocalEndpoint } from '../protocol/handshake.ts';
+import { clientTlsOptions, peerIdentity, type TlsMaterial } from '../security/tls.ts';
+import { formatHostPort, type HostPort } from './address.ts';
+import {
+  Connection,
+  type ConnectionHooks,
+  type RequestHandler,
+  socketError,
+} from './connection.ts';
+import type { ConnectionOptions } from './options.ts';
+
+export interface DialInit {
+  address: HostPort;
+  local: LocalEndpoint;
+  /** null: plaintext (--insecure). */
+  tls: TlsMaterial | null;
+  options: ConnectionOptions;
+  handler?: RequestHandler;
+  hooks?: ConnectionHooks;
+}
+
+export async function dial(init: DialInit): Promise<Connection> {
+  const target = formatHostPort(init.address);
+  const deadline = AbortSignal.timeout(init.options.handshakeTimeoutMs);
+  const socket = await openSocket(init, target, deadline);
+  const connection = new Connection({
+    socket,
+    side: 'dialer',
+    local: init.local,
+    options: init.options,
+    certified: init.tls === null ? null : peerIdentity(socket as TLSSocket),
+    ...(init.handler === undefined ? {} : { handler: init.handler }),
+    ...(init.hooks === undefined ? {} : { hooks: init.hooks }),
+  });
+  try {
+    await connection.startHandshake();
+  } catch (error) {
+    connection.close();
+    socket.destroy();
+    throw explain(error as RdbnetError, target);
+  }
+  return connection;
+}
+
+function openSocket(init: DialInit, target: string, deadline: AbortSignal): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    const { host, port } = init.address;
+    const socket: Socket =
+      init.tls === null
+        ? connectTcp({ host, port })
+        : connectTls({ host, port, servername: undefined, ...clientTlsOptions(init.tls) });
+    const readyEvent = init.tls === null ? 'connect' : 'secureConnect';
+    const cleanup = () => {
+      socket.off('error', onError);
+      socket.off(readyEvent, onReady);
+      deadline.removeEventListener('abort', onTimeout);
+    };
+    const onReady = () => {
+      cleanup();
+      resolve(socket);
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      socket.destroy();
+      reject(explain(socketError(error), target));
+    };
+    const onTimeout = () => {
+      cleanup();
+      socket.destroy();
+      reject(
+        new RdbnetError(
+          ErrorCode.NodeUnreachable,
+          `no answer from ${target} within ${init.options.handshakeTimeoutMs} ms`,
+          {
+            hint: 'is the node running, and is this its --listen address?',
+          },
+        ),
+      );
+    };
+    socket.once('error', onError);
+    socket.once(readyEvent, onReady);
+    deadline.addEventListener('abort', onTimeout, { once: true });
+  });
+}
+
+/** Rewords low-level failures into one line that names the target and what to try. */
+function explain(error: RdbnetError, target: string): RdbnetError {
+  const cause = error.cause as (Error & { code?: string }) | undefined;
+  switch (error.code) {
+    case ErrorCode.NodeUnreachable: {
+      const why =
+        cause?.code === 'ECONNREFUSED' ? 'connection refused' : (cause?.code ?? error.message);
+      return new RdbnetError(ErrorCode.NodeUnreachable, `cannot reach node at ${target}: ${why}`, {
+        hint: error.hint ?? 'is the node running? set --node or RDBNET_NODE to its address',
+        cause,
+      });
+    }
+    case ErrorCode.TlsFailed:
+      return new RdbnetError(ErrorCode.TlsFailed, `TLS with ${target} failed: ${error.message}`, {
+        hint: "check that --certs-dir holds this cluster's ca.crt and your client certificate",
+        cause,
+      });
+    default:
+      if (error.message.includes(target)) return error;
+      return new RdbnetError(error.code, `${target}: ${error.message}`, {
+        ...(error.hint === undefined ? {} : { hint: error.hint }),
+        cause: error.cause,
+      });
+  }
+}

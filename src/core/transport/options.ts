@@ -1,0 +1,50 @@
+import { COMPRESS_THRESHOLD_BYTES_DEFAULT } from '../protocol/compression.ts';
+import { FRAME_BYTES_MAX } from '../protocol/frame.ts';
+
+/** Per-connection limits and behaviour. Every bound has a defined overflow behaviour. */
+export interface ConnectionOptions {
+  /** Largest frame accepted from the peer, length prefix included. A larger length prefix
+   * closes the connection with RDB_FRAME_TOO_LARGE before any of it is buffered. */
+  frameBytesMax: number;
+  /** Payloads at least this large are compressed with the negotiated codec. */
+  compressThresholdBytes: number;
+  /** Append a CRC-32 of the payload to every frame we send. Frames received are verified
+   * whenever their sender set the checksum flag. */
+  checksum: boolean;
+  /** Requests this side may have outstanding on one connection; one more is rejected at
+   * once with RDB_INFLIGHT_LIMIT (the caller should slow down, not queue unboundedly). */
+  inflightRequestsMax: number;
+  /** Requests from the peer being handled at once; beyond it the peer gets an error reply. */
+  inboundInflightMax: number;
+  /** Default deadline of a request, from the call until its response arrives. */
+  requestTimeoutMs: number;
+  /** Bytes allowed to wait for a congested socket. Past it new requests are rejected with
+   * RDB_WRITE_QUEUE_FULL, and a peer that will not read its responses is disconnected. */
+  writeBufferBytesMax: number;
+  /** Time for the dialing side to connect, finish TLS and get the HelloAck. */
+  handshakeTimeoutMs: number;
+}
+
+export const DEFAULT_CONNECTION_OPTIONS: Readonly<ConnectionOptions> = Object.freeze({
+  frameBytesMax: FRAME_BYTES_MAX,
+  compressThresholdBytes: COMPRESS_THRESHOLD_BYTES_DEFAULT,
+  checksum: true,
+  inflightRequestsMax: 1024,
+  inboundInflightMax: 1024,
+  requestTimeoutMs: 5000,
+  writeBufferBytesMax: 64 * 1024 * 1024,
+  handshakeTimeoutMs: 5000,
+});
+
+export function connectionOptions(overrides: Partial<ConnectionOptions> = {}): ConnectionOptions {
+  const options = { ...DEFAULT_CONNECTION_OPTIONS, ...overrides };
+  for (const [name, value] of Object.entries(options)) {
+    if (typeof value === 'number' && !(Number.isFinite(value) && value > 0)) {
+      throw new RangeError(`connection option ${name} must be a positive number, got ${value}`);
+    }
+  }
+  if (options.frameBytesMax > FRAME_BYTES_MAX) {
+    throw new RangeError(`frameBytesMax cannot exceed the protocol limit of ${FRAME_BYTES_MAX}`);
+  }
+  return options;
+}

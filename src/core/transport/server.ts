@@ -1,0 +1,152 @@
+/**
+ * Accepts connections for a node: TLS 1.3 with client certificates by default,
+ * plaintext only when the node runs --insecure. A failed TLS handshake, a bad first
+ * frame or a protocol violation costs the offending connection only.
+ */
+import {
+  type AddressInfo,
+  createServer as createTcpServer,
+  type Server,
+  type Socket,
+} from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { ErrorCode, RdbnetError } from '../errors.ts';
+import type { LocalEndpoint } from '../protocol/handshake.ts';
+import { peerIdentity, serverTlsOptions, type TlsMaterial } from '../security/tls.ts';
+import {
+  Connection,
+  type ConnectionHooks,
+  type RequestHandler,
+  socketError,
+} from './connection.ts';
+import type { ConnectionOptions } from './options.ts';
+
+export interface TransportServerEvents extends ConnectionHooks {
+  /** A connection was refused before it could speak the protocol (TLS failure, bad certificate identity). */
+  onRejected?(remoteAddress: string, error: RdbnetError): void;
+}
+
+export interface TransportServerInit {
+  local: LocalEndpoint;
+  /** null: plaintext (--insecure). */
+  tls: TlsMaterial | null;
+  options: ConnectionOptions;
+  handler: RequestHandler;
+  events?: TransportServerEvents;
+  /** Connections accepted at once; more are refused by the kernel-level accept path. */
+  connectionsMax: number;
+}
+
+export class TransportServer {
+  readonly connections = new Set<Connection>();
+  private readonly init: TransportServerInit;
+  private readonly server: Server;
+  private tlsMaterial: TlsMaterial | null;
+
+  constructor(init: TransportServerInit) {
+    this.init = init;
+    this.tlsMaterial = init.tls;
+    if (init.tls === null) {
+      this.server = createTcpServer((socket) => this.adopt(socket, null));
+    } else {
+      const server = createTlsServer(serverTlsOptions(init.tls), (socket) => {
+        let identity: ReturnType<typeof peerIdentity>;
+        try {
+          identity = peerIdentity(socket);
+        } catch (error) {
+          this.reject(socket, error as RdbnetError);
+          return;
+        }
+        this.adopt(socket, identity);
+      });
+      server.on('tlsClientError', (error, socket: TLSSocket) => {
+        init.events?.onRejected?.(remoteOf(socket), socketError(error));
+      });
+      this.server = server;
+    }
+    this.server.maxConnections = init.connectionsMax;
+  }
+
+  get tls(): boolean {
+    return this.tlsMaterial !== null;
+  }
+
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (error: Error & { code?: string }) => {
+        const hint =
+          error.code === 'EADDRINUSE'
+            ? 'another process listens there; pick another --listen port'
+            : undefined;
+        reject(
+          new RdbnetError(
+            ErrorCode.ConfigInvalid,
+            `cannot listen on ${host}:${port}: ${error.message}`,
+            {
+              ...(hint === undefined ? {} : { hint }),
+              cause: error,
+            },
+          ),
+        );
+      };
+      this.server.once('error', onError);
+      this.server.listen({ host, port, exclusive: true }, () => {
+        this.server.off('error', onError);
+        this.server.on('error', () => {
+          // Accept errors (EMFILE and the like) are transient; the server keeps serving.
+        });
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** Stops accepting, asks open connections to finish, and waits at most graceMs. */
+  async close(graceMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const connection of this.connections) connection.close();
+    const timer = setTimeout(() => {
+      for (const connection of this.connections) connection.socket.destroy();
+    }, graceMs);
+    await closed;
+    clearTimeout(timer);
+  }
+
+  private adopt(socket: Socket, identity: ReturnType<typeof peerIdentity> | null): void {
+    const events = this.init.events;
+    const connection = new Connection({
+      socket,
+      side: 'acceptor',
+      local: this.init.local,
+      options: this.init.options,
+      certified: identity,
+      handler: this.init.handler,
+      hooks: {
+        onOpen: (c) => events?.onOpen?.(c),
+        onProtocolError: (c, error) => events?.onProtocolError?.(c, error),
+        onClose: (c, error) => {
+          this.connections.delete(c);
+          events?.onClose?.(c, error);
+        },
+      },
+    });
+    this.connections.add(connection);
+    // A peer that connects and then says nothing must not hold a slot forever.
+    const timer = setTimeout(() => {
+      if (connection.state === 'handshaking') {
+        connection.close(
+          new RdbnetError(ErrorCode.HandshakeTimeout, 'no Hello within the handshake timeout'),
+        );
+      }
+    }, this.init.options.handshakeTimeoutMs);
+    timer.unref();
+  }
+
+  private reject(socket: Socket, error: RdbnetError): void {
+    this.init.events?.onRejected?.(remoteOf(socket), error);
+    socket.destroy();
+  }
+}
+
+function remoteOf(socket: Socket | undefined): string {
+  return socket === undefined ? '?' : `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+}
