@@ -91,8 +91,36 @@ export type EnvelopeBody<K extends EnvelopeKind> = Extract<Envelope, Record<K, u
 const root = protobuf.loadSync(PROTO_PATH);
 const EnvelopeType = root.lookupType('rdbnet.v1.Envelope');
 
+/** Encodes into a fresh buffer the caller may keep. */
 export function encodeEnvelope(envelope: Envelope): Uint8Array {
   return EnvelopeType.encode(envelope as unknown as Record<string, unknown>).finish();
+}
+
+interface ReusableWriter extends protobuf.Writer {
+  pos: number;
+  buf: Uint8Array;
+  states: number[] | null;
+  finish(shared?: boolean): Uint8Array;
+}
+
+/** A shared writer larger than this is dropped after use, so one big message does not pin its
+ * buffer for the life of the process. */
+const SCRATCH_WRITER_BYTES_MAX = 1 << 20;
+let scratch = protobuf.Writer.create() as ReusableWriter;
+
+/**
+ * Encodes into one reused buffer and returns a view of it, valid only until the next call:
+ * for the hot path, where the bytes are copied into the outbound frame at once. Saves two
+ * allocations per message.
+ */
+export function encodeEnvelopeTransient(envelope: Envelope): Uint8Array {
+  if (scratch.buf.length > SCRATCH_WRITER_BYTES_MAX)
+    scratch = protobuf.Writer.create() as ReusableWriter;
+  scratch.pos = 0;
+  if (scratch.states !== null) scratch.states.length = 0;
+  return (
+    EnvelopeType.encode(envelope as unknown as Record<string, unknown>, scratch) as ReusableWriter
+  ).finish(true);
 }
 
 export interface DecodedEnvelope {

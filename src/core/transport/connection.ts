@@ -35,7 +35,7 @@ import {
   decodeEnvelope,
   type Envelope,
   type ErrorReply,
-  encodeEnvelope,
+  encodeEnvelopeTransient,
   type Hello,
   type HelloAck,
 } from '../protocol/messages.ts';
@@ -94,6 +94,8 @@ export class Connection {
   private readonly decoder: FrameDecoder;
   private readonly out = new OutboundBuffer();
   private codec: Codec = Codec.None;
+  /** CRC-32 on what we send: only where TLS does not already authenticate every byte. */
+  private readonly checksum: boolean;
   private flushScheduled = false;
   private congested = false;
   private readonly pending = new Map<number, PendingRequest>();
@@ -126,6 +128,7 @@ export class Connection {
     this.clock = init.clock ?? systemClock;
     this.remoteAddress = `${init.socket.remoteAddress ?? '?'}:${init.socket.remotePort ?? '?'}`;
     this.decoder = new FrameDecoder({ frameBytesMax: init.options.frameBytesMax });
+    this.checksum = init.options.checksum && !(init.socket as { encrypted?: boolean }).encrypted;
     this.socket.setNoDelay(true);
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('drain', () => this.onDrain());
@@ -430,14 +433,19 @@ export class Connection {
   // ---- writing ----------------------------------------------------------------------
 
   private writeFrame(kind: FrameKind, messageId: number, envelope: Envelope): void {
-    const encoded = encodeEnvelope(envelope);
-    const { codec, payload } = compressPayload(
-      this.codec,
-      encoded,
-      this.options.compressThresholdBytes,
-    );
-    this.out.append(makeFlags(kind, codec, this.options.checksum), messageId, payload);
+    const encoded = encodeEnvelopeTransient(envelope);
+    if (this.codec === Codec.None || encoded.length < this.options.compressThresholdBytes) {
+      this.out.append(makeFlags(kind, Codec.None, this.checksum), messageId, encoded);
+    } else {
+      const packed = compressPayload(this.codec, encoded, this.options.compressThresholdBytes);
+      this.out.append(makeFlags(kind, packed.codec, this.checksum), messageId, packed.payload);
+    }
     this.framesOut++;
+    // A full batch leaves now, so the peer can start on it while we encode the rest.
+    if (this.out.bytes >= this.options.writeBatchBytesMax) {
+      this.flush();
+      return;
+    }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.flushBound);
