@@ -3,18 +3,10 @@ import { HealthExitCode } from '../cli/exit-codes.ts';
 import { nodeFlags, withNode } from '../cli/node-client.ts';
 import { table, withSpinner } from '../cli/output.ts';
 import type { RdbnetError } from '../core/errors.ts';
+import type { NodeHealth } from '../core/protocol/messages.ts';
 import { call } from '../core/rpc/call.ts';
 
-export interface HealthNode {
-  id: string;
-  address: string;
-  state: string;
-  phi: number;
-  lastHeartbeatMs: number;
-  live: boolean;
-  ready: boolean;
-  problems: string[];
-}
+export type HealthNode = NodeHealth;
 
 export interface HealthResult {
   status: 'healthy' | 'degraded' | 'critical';

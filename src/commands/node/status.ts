@@ -1,22 +1,11 @@
 import { RdbnetCommand } from '../../cli/base-command.ts';
 import { nodeFlags, withNode } from '../../cli/node-client.ts';
 import { formatDurationMs, keyValueTable, withSpinner } from '../../cli/output.ts';
+import type { StatusReply } from '../../core/protocol/messages.ts';
 import { call } from '../../core/rpc/call.ts';
 
-export interface NodeStatusResult {
-  id: string;
-  address: string;
-  version: string;
-  protocolVersion: number;
-  uptimeMs: number;
-  state: string;
-  clusterId: string;
-  startedAt: string;
-  pid: number;
-  tls: boolean;
-  connections: number;
-  counters: Record<string, number>;
-}
+/** The node's StatusReply, with the start time as an ISO timestamp for people and jq. */
+export type NodeStatusResult = Omit<StatusReply, 'startedAtMs'> & { startedAt: string };
 
 export default class NodeStatus extends RdbnetCommand<NodeStatusResult> {
   static override summary = "Show a running node's own facts.";
