@@ -246,6 +246,11 @@ export class OutboundBuffer {
   private readonly initialBytes: number;
 
   constructor(initialBytes = 16 * 1024) {
+    if (!(Number.isInteger(initialBytes) && initialBytes >= 1)) {
+      throw new RangeError(
+        `OutboundBuffer initialBytes must be a positive integer, got ${initialBytes}`,
+      );
+    }
     this.initialBytes = initialBytes;
     this.buffer = Buffer.allocUnsafe(initialBytes);
   }

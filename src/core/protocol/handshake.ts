@@ -7,7 +7,7 @@
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import type { Identity, Role } from '../security/identity.ts';
 import { negotiateCodec, SUPPORTED_CODECS } from './compression.ts';
-import type { Codec } from './frame.ts';
+import { Codec } from './frame.ts';
 import { type Hello, type HelloAck, RoleCode } from './messages.ts';
 
 export const PROTOCOL_VERSION = 1;
@@ -157,7 +157,8 @@ export function checkHelloAck(
     }
   }
   const codecs = local.codecs ?? SUPPORTED_CODECS;
-  if (!codecs.includes(ack.codec)) {
+  // None is always acceptable: it is what a node falls back to when no codec is shared.
+  if (ack.codec !== Codec.None && !codecs.includes(ack.codec)) {
     reject(ErrorCode.CodecUnsupported, `node chose codec ${ack.codec}, which was not offered`);
   }
   return {

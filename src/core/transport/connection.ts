@@ -138,7 +138,7 @@ export class Connection {
   }
 
   /** Dialer only: sends Hello and resolves once the node's HelloAck checks out. */
-  startHandshake(): Promise<PeerInfo> {
+  startHandshake(timeoutMs = this.options.handshakeTimeoutMs): Promise<PeerInfo> {
     if (this.side !== 'dialer' || this.handshake !== null || this.state !== 'handshaking') {
       throw new Error('invariant violated: startHandshake called twice or on the accepting side');
     }
@@ -161,7 +161,7 @@ export class Connection {
           }
         },
         reject,
-        deadlineMs: this.clock.nowMs() + this.options.handshakeTimeoutMs,
+        deadlineMs: this.clock.nowMs() + timeoutMs,
       };
       this.startSweeping();
       this.writeFrame(FrameKind.Request, HANDSHAKE_MESSAGE_ID, { hello: makeHello(this.local) });
@@ -500,7 +500,7 @@ export class Connection {
       this.fail(
         new RdbnetError(
           ErrorCode.HandshakeTimeout,
-          `no handshake answer from ${this.remoteAddress} within ${this.options.handshakeTimeoutMs} ms`,
+          `no handshake answer from ${this.remoteAddress} in time`,
         ),
       );
       return;

@@ -29,19 +29,28 @@ export interface DialInit {
 
 export async function dial(init: DialInit): Promise<Connection> {
   const target = formatHostPort(init.address);
+  const startedAtMs = performance.now();
   const deadline = AbortSignal.timeout(init.options.handshakeTimeoutMs);
   const socket = await openSocket(init, target, deadline);
-  const connection = new Connection({
-    socket,
-    side: 'dialer',
-    local: init.local,
-    options: init.options,
-    certified: init.tls === null ? null : peerIdentity(socket as TLSSocket),
-    ...(init.handler === undefined ? {} : { handler: init.handler }),
-    ...(init.hooks === undefined ? {} : { hooks: init.hooks }),
-  });
+  let connection: Connection;
   try {
-    await connection.startHandshake();
+    connection = new Connection({
+      socket,
+      side: 'dialer',
+      local: init.local,
+      options: init.options,
+      certified: init.tls === null ? null : peerIdentity(socket as TLSSocket),
+      ...(init.handler === undefined ? {} : { handler: init.handler }),
+      ...(init.hooks === undefined ? {} : { hooks: init.hooks }),
+    });
+  } catch (error) {
+    socket.destroy();
+    throw explain(error as RdbnetError, target);
+  }
+  try {
+    // One budget for the whole attempt: the handshake gets what connecting left over.
+    const remainingMs = init.options.handshakeTimeoutMs - (performance.now() - startedAtMs);
+    await connection.startHandshake(Math.max(1, remainingMs));
   } catch (error) {
     connection.close();
     socket.destroy();

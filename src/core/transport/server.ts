@@ -60,7 +60,14 @@ export class TransportServer {
         this.adopt(socket, identity);
       });
       server.on('tlsClientError', (error, socket: TLSSocket) => {
-        init.events?.onRejected?.(remoteOf(socket), socketError(error));
+        // An untrusted client certificate surfaces as a bare reset; the real reason is here.
+        const reason = socket.authorizationError;
+        const typed = reason
+          ? new RdbnetError(ErrorCode.TlsFailed, `client certificate rejected: ${String(reason)}`, {
+              cause: error,
+            })
+          : socketError(error);
+        init.events?.onRejected?.(remoteOf(socket), typed);
       });
       this.server = server;
     }

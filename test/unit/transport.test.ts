@@ -1,0 +1,988 @@
+/**
+ * Transport over real sockets on 127.0.0.1 (port 0): TLS 1.3 with mutual authentication
+ * using certificates from the PKI helpers, and plaintext (`tls: null`) variants.
+ */
+import assert from 'node:assert/strict';
+import { connect as connectTcp, createServer as createTcpServer, type Socket } from 'node:net';
+import { afterEach, describe, mock, test } from 'node:test';
+import { connect as connectTls, createServer as createTlsServer } from 'node:tls';
+import forge from 'node-forge';
+import { adminHandler } from '../../src/core/api/admin.ts';
+import { ErrorCode, isRdbnetError, RdbnetError } from '../../src/core/errors.ts';
+import {
+  Codec,
+  type DecodedEnvelope,
+  decodeEnvelope,
+  type EchoMessage,
+  type Envelope,
+  type ErrorReply,
+  encodeEnvelope,
+  encodeFrame,
+  FrameDecoder,
+  FrameKind,
+  flagsChecksum,
+  flagsKind,
+  type LocalEndpoint,
+  makeFlags,
+  makeHello,
+} from '../../src/core/protocol/index.ts';
+import { backoffDelayMs, type Random, seededRandom } from '../../src/core/runtime/index.ts';
+import {
+  createCertificateAuthority,
+  generateRsaKey,
+  issueClientCertificate,
+  issueNodeCertificate,
+  type KeyPairPem,
+} from '../../src/core/security/index.ts';
+import {
+  clientTlsOptions,
+  serverTlsOptions,
+  type TlsMaterial,
+} from '../../src/core/security/tls.ts';
+import {
+  type Connection,
+  type ConnectionOptions,
+  connectionOptions,
+  type DialInit,
+  dial,
+  type LinkState,
+  ReconnectingLink,
+  type RequestHandler,
+  TransportServer,
+  type TransportServerEvents,
+} from '../../src/core/transport/index.ts';
+
+const HOST = '127.0.0.1';
+const CLUSTER = 'c1';
+const MiB = 1024 * 1024;
+
+// ---- certificates ---------------------------------------------------------------------
+
+const ca = createCertificateAuthority({ cluster: CLUSTER });
+const nodeCert = issueNodeCertificate({ ca, cluster: CLUSTER, nodeId: 'n1', hosts: [HOST] });
+const clientCert = issueClientCertificate({ ca, cluster: CLUSTER, name: 'admin' });
+const otherCa = createCertificateAuthority({ cluster: CLUSTER });
+const rogueCert = issueClientCertificate({ ca: otherCa, cluster: CLUSTER, name: 'admin' });
+
+const serverTls: TlsMaterial = { ca: ca.certPem, cert: nodeCert.certPem, key: nodeCert.keyPem };
+const clientTls: TlsMaterial = { ca: ca.certPem, cert: clientCert.certPem, key: clientCert.keyPem };
+/** Signed by a CA the node does not trust; trusts the node's CA itself. */
+const rogueTls: TlsMaterial = { ca: ca.certPem, cert: rogueCert.certPem, key: rogueCert.keyPem };
+
+const nodeLocal: LocalEndpoint = {
+  id: 'n1',
+  clusterId: CLUSTER,
+  role: 'node',
+  softwareVersion: 't',
+};
+const clientLocal: LocalEndpoint = {
+  id: 'admin',
+  clusterId: CLUSTER,
+  role: 'client',
+  softwareVersion: 't',
+};
+
+/** A leaf signed by our CA that is valid for TLS but carries no rdbnet:// identity. */
+function anonymousLeaf(signer: KeyPairPem): KeyPairPem {
+  const { keyPem, publicKeyPem } = generateRsaKey(2048);
+  const caCert = forge.pki.certificateFromPem(signer.certPem);
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = forge.pki.publicKeyFromPem(publicKeyPem);
+  cert.serialNumber = '01a2b3c4';
+  cert.validity.notBefore = new Date(Date.now() - 3_600_000);
+  cert.validity.notAfter = new Date(Date.now() + 86_400_000);
+  cert.setSubject([{ name: 'commonName', value: 'no-identity' }]);
+  cert.setIssuer(caCert.subject.attributes);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false, critical: true },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
+    {
+      name: 'subjectAltName',
+      altNames: [
+        { type: 7, ip: HOST },
+        { type: 2, value: 'localhost' },
+      ],
+    },
+  ]);
+  cert.sign(forge.pki.privateKeyFromPem(signer.keyPem), forge.md.sha256.create());
+  return { certPem: forge.pki.certificateToPem(cert), keyPem };
+}
+const noIdentity = anonymousLeaf(ca);
+const noIdentityTls: TlsMaterial = {
+  ca: ca.certPem,
+  cert: noIdentity.certPem,
+  key: noIdentity.keyPem,
+};
+
+const VARIANTS = [
+  { name: 'tls', server: serverTls, client: clientTls },
+  { name: 'insecure', server: null, client: null },
+] as const;
+
+// ---- fixtures -------------------------------------------------------------------------
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function text(message: DecodedEnvelope): string {
+  assert.equal(message.kind, 'echoReply');
+  return Buffer.from((message.body as EchoMessage).data).toString();
+}
+
+function echo(data: string | Uint8Array): Envelope {
+  return { echoRequest: { data: typeof data === 'string' ? Buffer.from(data) : data } };
+}
+
+function expectCode(code: ErrorCode | readonly ErrorCode[]): (error: unknown) => boolean {
+  const codes: readonly ErrorCode[] = typeof code === 'string' ? [code] : code;
+  return (error) => {
+    assert.ok(
+      isRdbnetError(error) && codes.includes(error.code),
+      `expected ${codes.join(' or ')}, got ${String(error)}`,
+    );
+    return true;
+  };
+}
+
+const admin = adminHandler({
+  status: () => ({
+    id: 'n1',
+    address: HOST,
+    version: 't',
+    protocolVersion: 1,
+    uptimeMs: 1,
+    state: 'running',
+    clusterId: CLUSTER,
+    startedAtMs: 0,
+    pid: process.pid,
+    tls: true,
+    connections: 0,
+    counters: {},
+  }),
+  health: () => ({ status: 'ok', nodes: [], quorum: true }),
+});
+
+/**
+ * The admin API plus a few behaviours chosen by the echo text: `hang` never answers,
+ * `later` answers on the next turn, `throw:<code>` / `reject:<code>` fail with that code,
+ * `crash` throws a plain Error.
+ */
+const handler: RequestHandler = (request, connection) => {
+  if (request.kind === 'echoRequest') {
+    const data = (request.body as EchoMessage).data;
+    const head = Buffer.from(data.subarray(0, 64)).toString();
+    if (head.startsWith('hang')) return new Promise<Envelope>(() => {});
+    if (head.startsWith('later')) {
+      return new Promise<Envelope>((resolve) =>
+        setImmediate(() => resolve({ echoReply: { data } })),
+      );
+    }
+    if (head.startsWith('throw:')) {
+      throw new RdbnetError(head.slice(6) as ErrorCode, `handler refused: ${head}`);
+    }
+    if (head.startsWith('reject:')) {
+      return Promise.reject(new RdbnetError(head.slice(7) as ErrorCode, 'handler refused later'));
+    }
+    if (head.startsWith('crash')) throw new TypeError('secret internal detail');
+  }
+  return admin(request, connection);
+};
+
+async function startServer(
+  init: {
+    tls?: TlsMaterial | null;
+    options?: Partial<ConnectionOptions>;
+    events?: TransportServerEvents;
+    port?: number;
+    local?: LocalEndpoint;
+  } = {},
+): Promise<{ server: TransportServer; port: number }> {
+  const server = new TransportServer({
+    local: init.local ?? nodeLocal,
+    tls: init.tls ?? null,
+    options: connectionOptions(init.options),
+    handler,
+    connectionsMax: 100,
+    ...(init.events === undefined ? {} : { events: init.events }),
+  });
+  const address = await server.listen(HOST, init.port ?? 0);
+  cleanups.push(() => server.close(200));
+  return { server, port: address.port };
+}
+
+function dialInit(
+  port: number,
+  tls: TlsMaterial | null,
+  overrides: Omit<Partial<DialInit>, 'options'> & { options?: Partial<ConnectionOptions> } = {},
+): DialInit {
+  return {
+    address: { host: HOST, port },
+    local: clientLocal,
+    tls,
+    ...overrides,
+    options: connectionOptions(overrides.options),
+  };
+}
+
+async function connect(init: DialInit): Promise<Connection> {
+  const connection = await dial(init);
+  cleanups.push(() => closeConnection(connection));
+  return connection;
+}
+
+function closeConnection(connection: Connection): Promise<void> {
+  if (connection.socket.closed) return Promise.resolve();
+  return new Promise((resolve) => {
+    connection.socket.once('close', () => resolve());
+    connection.close();
+  });
+}
+
+/** A port that was free a moment ago (nothing listens on it now). */
+async function freePort(): Promise<number> {
+  const probe = createTcpServer();
+  await new Promise<void>((resolve) => probe.listen(0, HOST, resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+/** Opens a plain TCP socket, writes `bytes`, and collects everything until the peer closes. */
+function rawExchange(port: number, bytes: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const socket: Socket = connectTcp({ host: HOST, port });
+    const received: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error('the server did not close the connection'));
+    }, 3000);
+    socket.on('connect', () => socket.write(bytes));
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(received));
+    });
+  });
+}
+
+function decodeFrames(bytes: Buffer) {
+  const frames: { kind: number; messageId: number; message: DecodedEnvelope }[] = [];
+  new FrameDecoder().push(bytes, (flags, messageId, payload) => {
+    frames.push({ kind: flagsKind(flags), messageId, message: decodeEnvelope(payload) });
+  });
+  return frames;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// ---- requests -------------------------------------------------------------------------
+
+for (const variant of VARIANTS) {
+  describe(`requests (${variant.name})`, () => {
+    test('echo request and response; both sides know who the peer is', async () => {
+      const opened: Connection[] = [];
+      const { server, port } = await startServer({
+        tls: variant.server,
+        events: { onOpen: (c) => opened.push(c) },
+      });
+      const connection = await connect(dialInit(port, variant.client));
+      assert.equal(connection.state, 'open');
+      assert.deepEqual(connection.peer, {
+        id: 'n1',
+        clusterId: CLUSTER,
+        role: 'node',
+        protocolVersion: 1,
+        codec: Codec.Lz4,
+        softwareVersion: 't',
+        authenticated: variant.server !== null,
+      });
+      assert.equal(text(await connection.request(echo('ping'))), 'ping');
+      const status = await connection.request({ statusRequest: {} });
+      assert.equal(status.kind, 'statusReply');
+      assert.equal(opened.length, 1);
+      assert.equal(server.connections.size, 1);
+      assert.equal(opened[0]!.peer?.id, 'admin');
+      assert.equal(opened[0]!.peer?.role, 'client');
+      assert.equal(opened[0]!.peer?.authenticated, variant.server !== null);
+    });
+
+    for (const writeBatchBytesMax of [undefined, 200]) {
+      const batching =
+        writeBatchBytesMax === undefined ? '' : `, ${writeBatchBytesMax}-byte batches`;
+      test(`1000 concurrent requests are all answered, each with its own reply${batching}`, async () => {
+        const options = writeBatchBytesMax === undefined ? {} : { writeBatchBytesMax };
+        const { port } = await startServer({ tls: variant.server, options });
+        const connection = await connect(dialInit(port, variant.client, { options }));
+        const count = 1000;
+        const replies = await Promise.all(
+          Array.from({ length: count }, (_, i) =>
+            connection.request(echo(i % 2 === 0 ? `now-${i}` : `later-${i}`)),
+          ),
+        );
+        assert.equal(replies.length, count);
+        replies.forEach((reply, i) => {
+          assert.equal(text(reply), i % 2 === 0 ? `now-${i}` : `later-${i}`);
+        });
+        assert.equal(connection.inflightRequests, 0);
+      });
+    }
+
+    test('a request past its deadline fails with RDB_REQUEST_TIMEOUT', async () => {
+      const { port } = await startServer({ tls: variant.server });
+      const connection = await connect(dialInit(port, variant.client));
+      const started = performance.now();
+      await assert.rejects(
+        connection.request(echo('hang'), 150),
+        expectCode(ErrorCode.RequestTimeout),
+      );
+      const elapsed = performance.now() - started;
+      assert.ok(elapsed >= 140 && elapsed < 2000, `timed out after ${elapsed} ms`);
+      assert.equal(connection.inflightRequests, 0);
+      // The connection is still usable.
+      assert.equal(text(await connection.request(echo('after'))), 'after');
+    });
+
+    test('the default deadline comes from requestTimeoutMs', async () => {
+      const { port } = await startServer({ tls: variant.server });
+      const connection = await connect(
+        dialInit(port, variant.client, { options: { requestTimeoutMs: 100 } }),
+      );
+      await assert.rejects(connection.request(echo('hang')), expectCode(ErrorCode.RequestTimeout));
+    });
+
+    test('one request over inflightRequestsMax fails at once with RDB_INFLIGHT_LIMIT', async () => {
+      const { port } = await startServer({ tls: variant.server });
+      const connection = await connect(
+        dialInit(port, variant.client, { options: { inflightRequestsMax: 4 } }),
+      );
+      const hanging = Array.from({ length: 4 }, () =>
+        assert.rejects(connection.request(echo('hang'), 200), expectCode(ErrorCode.RequestTimeout)),
+      );
+      assert.equal(connection.inflightRequests, 4);
+      await assert.rejects(
+        connection.request(echo('one more')),
+        expectCode(ErrorCode.InflightLimit),
+      );
+      await Promise.all(hanging);
+      assert.equal(text(await connection.request(echo('room again'))), 'room again');
+    });
+
+    test('the server answers requests over inboundInflightMax with RDB_INFLIGHT_LIMIT', async () => {
+      const { port } = await startServer({
+        tls: variant.server,
+        options: { inboundInflightMax: 2 },
+      });
+      const connection = await connect(dialInit(port, variant.client));
+      const hanging = [
+        assert.rejects(connection.request(echo('hang'), 300), expectCode(ErrorCode.RequestTimeout)),
+        assert.rejects(connection.request(echo('hang'), 300), expectCode(ErrorCode.RequestTimeout)),
+      ];
+      // The limit is checked before the handler runs, so any further request is refused.
+      await assert.rejects(connection.request(echo('hang 3')), expectCode(ErrorCode.InflightLimit));
+      await assert.rejects(connection.request(echo('sync')), expectCode(ErrorCode.InflightLimit));
+      assert.equal(connection.state, 'open');
+      // The limit is per connection.
+      const other = await connect(dialInit(port, variant.client));
+      assert.equal(text(await other.request(echo('sync'))), 'sync');
+      await Promise.all(hanging);
+    });
+
+    test('a handler error reaches the client with the same code', async () => {
+      const { port } = await startServer({ tls: variant.server });
+      const connection = await connect(dialInit(port, variant.client));
+      for (const code of [ErrorCode.ClusterMismatch, ErrorCode.ConfigInvalid, ErrorCode.Usage]) {
+        await assert.rejects(connection.request(echo(`throw:${code}`)), expectCode(code));
+        await assert.rejects(connection.request(echo(`reject:${code}`)), expectCode(code));
+      }
+      // An unexpected exception is RDB_INTERNAL, without its message.
+      await assert.rejects(connection.request(echo('crash')), (error: unknown) => {
+        assert.ok(isRdbnetError(error, ErrorCode.Internal), String(error));
+        assert.ok(!error.message.includes('secret'), error.message);
+        return true;
+      });
+      assert.equal(connection.state, 'open');
+      assert.equal(text(await connection.request(echo('still here'))), 'still here');
+    });
+
+    test('an unknown method is RDB_METHOD_UNKNOWN', async () => {
+      const { port } = await startServer({ tls: variant.server });
+      const connection = await connect(dialInit(port, variant.client));
+      await assert.rejects(
+        connection.request({ echoReply: { data: Buffer.from('x') } }),
+        expectCode(ErrorCode.MethodUnknown),
+      );
+      await assert.rejects(
+        connection.request({ hello: makeHello(clientLocal) }),
+        expectCode(ErrorCode.MethodUnknown),
+      );
+      assert.equal(text(await connection.request(echo('ok'))), 'ok');
+    });
+
+    test('a request to a dialer without a handler is RDB_METHOD_UNKNOWN', async () => {
+      const opened: Connection[] = [];
+      const { port } = await startServer({
+        tls: variant.server,
+        events: { onOpen: (c) => opened.push(c) },
+      });
+      await connect(dialInit(port, variant.client));
+      assert.equal(opened.length, 1);
+      await assert.rejects(
+        opened[0]!.request(echo('to the client')),
+        expectCode(ErrorCode.MethodUnknown),
+      );
+    });
+  });
+}
+
+describe('compression on the wire', () => {
+  /** 8 MiB of log-like text: compresses well but is not one repeated byte. */
+  function bigPayload(seed: number): Buffer {
+    const random = seededRandom(seed);
+    const lines: string[] = [];
+    let size = 0;
+    while (size < 8 * MiB) {
+      const line = `term=${random.int(50)} index=${random.int(1_000_000)} node=n${random.int(5)} ok\n`;
+      lines.push(line);
+      size += line.length;
+    }
+    return Buffer.from(lines.join('')).subarray(0, 8 * MiB);
+  }
+  const seed = 0x8_3133;
+  const payload = bigPayload(seed);
+
+  const cases = [
+    { codecs: undefined, expected: Codec.Lz4, tls: clientTls },
+    { codecs: [Codec.Lz4], expected: Codec.Lz4, tls: null },
+    { codecs: [Codec.Zstd, Codec.None], expected: Codec.Zstd, tls: clientTls },
+    { codecs: [Codec.Zstd], expected: Codec.Zstd, tls: null },
+    { codecs: [Codec.None], expected: Codec.None, tls: null },
+  ] as const;
+  for (const { codecs, expected, tls } of cases) {
+    test(`8 MiB round trip, client offers [${codecs ?? 'default'}] → codec ${expected}`, async () => {
+      const { port } = await startServer({ tls: tls === null ? null : serverTls });
+      const local = codecs === undefined ? clientLocal : { ...clientLocal, codecs };
+      const connection = await connect(
+        dialInit(port, tls, { local, options: { requestTimeoutMs: 15_000 } }),
+      );
+      assert.equal(connection.peer?.codec, expected);
+      const reply = await connection.request(echo(payload));
+      assert.ok(Buffer.from((reply.body as EchoMessage).data).equals(payload), `seed ${seed}`);
+      if (expected === Codec.None) {
+        assert.ok(connection.bytesOut > 8 * MiB, `sent ${connection.bytesOut} bytes`);
+      } else {
+        // Both directions really were compressed.
+        assert.ok(connection.bytesOut < 4 * MiB, `sent ${connection.bytesOut} bytes`);
+        assert.ok(connection.bytesIn < 4 * MiB, `received ${connection.bytesIn} bytes`);
+      }
+    });
+  }
+});
+
+// ---- hostile peers --------------------------------------------------------------------
+
+describe('hostile peers', () => {
+  test('garbage on a raw socket gets one error frame and a close; others keep working', async () => {
+    const protocolErrors: string[] = [];
+    const { port } = await startServer({
+      events: { onProtocolError: (_c, error) => protocolErrors.push(error.code) },
+    });
+    const good = await connect(dialInit(port, null));
+    const cases: [string, Buffer, ErrorCode][] = [
+      ['http request', Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), ErrorCode.FrameTooLarge],
+      ['0xff bytes', Buffer.alloc(64, 0xff), ErrorCode.FrameTooLarge],
+      ['short length', Buffer.from([0, 0, 0, 3, 1, 2, 3]), ErrorCode.FrameMalformed],
+      [
+        'reserved flag bits',
+        encodeFrame(0x8000, 0, encodeEnvelope({ hello: makeHello(clientLocal) })),
+        ErrorCode.FrameMalformed,
+      ],
+      [
+        'payload that is no message',
+        encodeFrame(makeFlags(FrameKind.Request, Codec.None, true), 0, Buffer.from([0xff, 0xff])),
+        ErrorCode.MessageMalformed,
+      ],
+      [
+        'first message is not a hello',
+        encodeFrame(makeFlags(FrameKind.Request, Codec.None, true), 0, encodeEnvelope(echo('x'))),
+        ErrorCode.HandshakeRejected,
+      ],
+      [
+        'hello of another cluster',
+        encodeFrame(
+          makeFlags(FrameKind.Request, Codec.None, false),
+          0,
+          encodeEnvelope({ hello: makeHello({ ...clientLocal, clusterId: 'c2' }) }),
+        ),
+        ErrorCode.ClusterMismatch,
+      ],
+    ];
+    for (const [name, bytes, code] of cases) {
+      const frames = decodeFrames(await rawExchange(port, bytes));
+      assert.equal(frames.length, 1, name);
+      assert.equal(frames[0]!.kind, FrameKind.Error, name);
+      assert.equal(frames[0]!.messageId, 0, name);
+      assert.equal(frames[0]!.message.kind, 'error', name);
+      assert.equal((frames[0]!.message.body as ErrorReply).code, code, name);
+      assert.equal(text(await good.request(echo(`after ${name}`))), `after ${name}`);
+    }
+    assert.deepEqual(
+      protocolErrors,
+      cases.map(([, , code]) => code),
+    );
+  });
+
+  test('frames carry a CRC-32 on plaintext links and none on TLS', async () => {
+    const hello = encodeFrame(
+      makeFlags(FrameKind.Request, Codec.None, false),
+      0,
+      encodeEnvelope({ hello: makeHello(clientLocal) }),
+    );
+    const plain = await startServer();
+    const plainReply = await rawExchange(plain.port, Buffer.concat([hello, Buffer.alloc(8, 0xee)]));
+    const secure = await startServer({ tls: serverTls });
+    const tlsReply = await new Promise<Buffer>((resolve, reject) => {
+      const socket = connectTls({
+        host: HOST,
+        port: secure.port,
+        ...clientTlsOptions(clientTls),
+      });
+      const received: Buffer[] = [];
+      socket.on('secureConnect', () => socket.write(Buffer.concat([hello, Buffer.alloc(8, 0xee)])));
+      socket.on('data', (chunk: Buffer) => received.push(chunk));
+      socket.on('error', reject);
+      socket.on('close', () => resolve(Buffer.concat(received)));
+    });
+    for (const [name, reply, checksum] of [
+      ['plaintext', plainReply, true],
+      ['tls', tlsReply, false],
+    ] as const) {
+      const flags: number[] = [];
+      new FrameDecoder().push(reply, (f) => flags.push(f));
+      assert.equal(flags.length, 2, name);
+      assert.deepEqual(
+        flags.map((f) => flagsChecksum(f)),
+        [checksum, checksum],
+        name,
+      );
+    }
+  });
+
+  test('garbage after a good handshake closes that connection only', async () => {
+    const { port } = await startServer();
+    const good = await connect(dialInit(port, null));
+    const hello = encodeFrame(
+      makeFlags(FrameKind.Request, Codec.None, false),
+      0,
+      encodeEnvelope({ hello: makeHello(clientLocal) }),
+    );
+    const frames = decodeFrames(
+      await rawExchange(port, Buffer.concat([hello, Buffer.alloc(16, 0xee)])),
+    );
+    assert.deepEqual(
+      frames.map((f) => [f.kind, f.message.kind]),
+      [
+        [FrameKind.Response, 'helloAck'],
+        [FrameKind.Error, 'error'],
+      ],
+    );
+    assert.equal((frames[1]!.message.body as ErrorReply).code, ErrorCode.FrameTooLarge);
+    assert.equal(text(await good.request(echo('fine'))), 'fine');
+  });
+
+  test('plain TCP garbage to a TLS server is rejected before the protocol', async () => {
+    const rejected: string[] = [];
+    const { port } = await startServer({
+      tls: serverTls,
+      events: { onRejected: (_remote, error) => rejected.push(error.code) },
+    });
+    const good = await connect(dialInit(port, clientTls));
+    const reply = await rawExchange(port, Buffer.from('GET / HTTP/1.1\r\n\r\n'));
+    assert.equal(decodeFrames(reply).length, 0, 'no rdbnet frame before TLS');
+    await sleep(20);
+    assert.deepEqual(rejected, [ErrorCode.TlsFailed]);
+    assert.equal(text(await good.request(echo('fine'))), 'fine');
+  });
+
+  test('a peer that connects and says nothing is dropped after the handshake timeout', async () => {
+    const closed: (string | undefined)[] = [];
+    const { server, port } = await startServer({
+      options: { handshakeTimeoutMs: 150 },
+      events: { onClose: (_c, error) => closed.push(error?.code) },
+    });
+    const started = performance.now();
+    const reply = await rawExchange(port, Buffer.alloc(0));
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= 140 && elapsed < 2500, `closed after ${elapsed} ms`);
+    assert.equal(reply.length, 0);
+    await sleep(20);
+    assert.deepEqual(closed, [ErrorCode.HandshakeTimeout]);
+    assert.equal(server.connections.size, 0);
+  });
+});
+
+// ---- dialing --------------------------------------------------------------------------
+
+describe('dial failures', () => {
+  test('wrong cluster is RDB_CLUSTER_MISMATCH at dial (insecure and TLS)', async () => {
+    const insecure = await startServer();
+    const other = { ...clientLocal, clusterId: 'c2' };
+    await assert.rejects(
+      dial(dialInit(insecure.port, null, { local: other })),
+      expectCode(ErrorCode.ClusterMismatch),
+    );
+    const secure = await startServer({ tls: serverTls });
+    await assert.rejects(
+      dial(dialInit(secure.port, clientTls, { local: other })),
+      expectCode(ErrorCode.ClusterMismatch),
+    );
+    // A node of another cluster, too.
+    await assert.rejects(
+      dial(dialInit(insecure.port, null, { local: { ...nodeLocal, id: 'n2', clusterId: 'c2' } })),
+      expectCode(ErrorCode.ClusterMismatch),
+    );
+    // The servers keep serving.
+    assert.equal(
+      text(await (await connect(dialInit(insecure.port, null))).request(echo('a'))),
+      'a',
+    );
+    assert.equal(
+      text(await (await connect(dialInit(secure.port, clientTls))).request(echo('b'))),
+      'b',
+    );
+  });
+
+  test('a client with an empty cluster id may dial an insecure node', async () => {
+    const { port } = await startServer();
+    const connection = await connect(
+      dialInit(port, null, { local: { ...clientLocal, clusterId: '' } }),
+    );
+    assert.equal(connection.peer?.clusterId, CLUSTER);
+    assert.equal(text(await connection.request(echo('hi'))), 'hi');
+  });
+
+  test('a client certificate posing as a node is RDB_IDENTITY_INVALID', async () => {
+    const { port } = await startServer({ tls: serverTls });
+    await assert.rejects(
+      dial(dialInit(port, clientTls, { local: { ...nodeLocal, id: 'admin' } })),
+      expectCode(ErrorCode.IdentityInvalid),
+    );
+    await assert.rejects(
+      dial(dialInit(port, clientTls, { local: { ...clientLocal, id: 'root' } })),
+      expectCode(ErrorCode.IdentityInvalid),
+    );
+  });
+
+  test('a client certificate from another CA fails; the server keeps serving', async () => {
+    const rejected: string[] = [];
+    const { port } = await startServer({
+      tls: serverTls,
+      events: { onRejected: (_remote, error) => rejected.push(error.code) },
+    });
+    const good = await connect(dialInit(port, clientTls));
+    await assert.rejects(
+      dial(dialInit(port, rogueTls)),
+      expectCode([ErrorCode.TlsFailed, ErrorCode.HandshakeRejected]),
+    );
+    assert.equal(text(await good.request(echo('still served'))), 'still served');
+    const another = await connect(dialInit(port, clientTls));
+    assert.equal(text(await another.request(echo('new client'))), 'new client');
+    assert.equal(rejected.length, 1);
+  });
+
+  test('the node reports an untrusted client certificate as RDB_TLS_FAILED', {}, async () => {
+    const rejected: string[] = [];
+    const { port } = await startServer({
+      tls: serverTls,
+      events: { onRejected: (_remote, error) => rejected.push(error.code) },
+    });
+    await assert.rejects(dial(dialInit(port, rogueTls)), expectCode(ErrorCode.HandshakeRejected));
+    for (let i = 0; i < 50 && rejected.length === 0; i++) await sleep(10);
+    assert.deepEqual(rejected, [ErrorCode.TlsFailed]);
+  });
+
+  test('a client certificate without an rdbnet identity is rejected by the node', async () => {
+    const rejected: string[] = [];
+    const { port } = await startServer({
+      tls: serverTls,
+      events: { onRejected: (_remote, error) => rejected.push(error.code) },
+    });
+    await assert.rejects(
+      dial(dialInit(port, noIdentityTls)),
+      expectCode([ErrorCode.HandshakeRejected, ErrorCode.ConnectionClosed]),
+    );
+    for (let i = 0; i < 50 && rejected.length === 0; i++) await sleep(10);
+    assert.deepEqual(rejected, [ErrorCode.IdentityInvalid]);
+  });
+
+  /**
+   * A bare TLS listener presenting a certificate without an rdbnet identity. Cleanup destroys
+   * the raw sockets instead of waiting for the dialer to hang up, so a dialer that leaks its
+   * socket cannot hang the suite.
+   */
+  async function anonymousNode(): Promise<{ port: number; closed: boolean[] }> {
+    const raw: Socket[] = [];
+    const closed: boolean[] = [];
+    const node = createTlsServer(serverTlsOptions(noIdentityTls), (socket) => {
+      socket.on('error', () => {});
+    });
+    node.on('connection', (socket: Socket) => {
+      raw.push(socket);
+      const index = closed.push(false) - 1;
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        closed[index] = true;
+      });
+    });
+    node.on('tlsClientError', () => {});
+    await new Promise<void>((resolve) => node.listen(0, HOST, resolve));
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          node.close(() => resolve());
+          for (const socket of raw) socket.destroy();
+        }),
+    );
+    return { port: (node.address() as { port: number }).port, closed };
+  }
+
+  test('a node certificate without an rdbnet identity is RDB_IDENTITY_INVALID', async () => {
+    const { port } = await anonymousNode();
+    await assert.rejects(dial(dialInit(port, clientTls)), expectCode(ErrorCode.IdentityInvalid));
+  });
+
+  test('a dial refused for the node certificate identity closes its socket', {}, async () => {
+    const { port, closed } = await anonymousNode();
+    await assert.rejects(dial(dialInit(port, clientTls)), expectCode(ErrorCode.IdentityInvalid));
+    for (let i = 0; i < 50 && !closed.every(Boolean); i++) await sleep(10);
+    assert.deepEqual(closed, [true], 'the dialer left its socket open');
+  });
+
+  test('a client that does not trust the node CA fails with RDB_TLS_FAILED', async () => {
+    const { port } = await startServer({ tls: serverTls });
+    const distrustful = { ...clientTls, ca: otherCa.certPem };
+    await assert.rejects(dial(dialInit(port, distrustful)), expectCode(ErrorCode.TlsFailed));
+  });
+
+  test('an insecure client dialing a TLS node is told to drop --insecure', async () => {
+    const { port } = await startServer({ tls: serverTls });
+    await assert.rejects(dial(dialInit(port, null)), (error: unknown) => {
+      assert.ok(isRdbnetError(error, ErrorCode.HandshakeRejected), String(error));
+      assert.match(error.hint ?? '', /insecure/);
+      return true;
+    });
+  });
+
+  test('nothing listening is RDB_NODE_UNREACHABLE', async () => {
+    const port = await freePort();
+    await assert.rejects(dial(dialInit(port, null)), expectCode(ErrorCode.NodeUnreachable));
+    await assert.rejects(dial(dialInit(port, clientTls)), expectCode(ErrorCode.NodeUnreachable));
+  });
+
+  test('a listener that never answers the hello is RDB_HANDSHAKE_TIMEOUT', async () => {
+    const sockets = new Set<Socket>();
+    const silent = createTcpServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => silent.listen(0, HOST, resolve));
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const socket of sockets) socket.destroy();
+          silent.close(() => resolve());
+        }),
+    );
+    const { port } = silent.address() as { port: number };
+    const started = performance.now();
+    await assert.rejects(
+      dial(dialInit(port, null, { options: { handshakeTimeoutMs: 200 } })),
+      expectCode(ErrorCode.HandshakeTimeout),
+    );
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= 190 && elapsed < 2000, `gave up after ${elapsed} ms`);
+  });
+});
+
+// ---- reconnecting link ----------------------------------------------------------------
+
+describe('ReconnectingLink', () => {
+  function link(
+    init: DialInit,
+    options: ConstructorParameters<typeof ReconnectingLink>[1],
+    random?: Random,
+    dialer?: typeof dial,
+  ): ReconnectingLink {
+    const created = new ReconnectingLink(init, options, random, dialer);
+    cleanups.push(() => created.close());
+    return created;
+  }
+
+  for (const variant of VARIANTS) {
+    test(`requests made while the node is down wait and succeed when it returns (${variant.name})`, async () => {
+      const first = await startServer({ tls: variant.server });
+      const port = first.port;
+      let dials = 0;
+      const countingDial: typeof dial = (init) => {
+        dials++;
+        return dial(init);
+      };
+      const reconnecting = link(
+        dialInit(port, variant.client, { options: { requestTimeoutMs: 5000 } }),
+        { baseDelayMs: 20, capDelayMs: 80, attemptsMax: 1000 },
+        seededRandom(42),
+        countingDial,
+      );
+      assert.equal(text(await reconnecting.request(echo('up'))), 'up');
+      assert.equal(reconnecting.state, 'open');
+      assert.equal(dials, 1);
+
+      // The node goes away: the link notices and goes idle without redialing.
+      await first.server.close(200);
+      const state = (): LinkState => reconnecting.state;
+      for (let i = 0; i < 100 && state() !== 'idle'; i++) await sleep(10);
+      assert.equal(reconnecting.state, 'idle');
+      assert.equal(dials, 1);
+
+      const waiting = ['a', 'b', 'c'].map((data) => reconnecting.request(echo(data)));
+      await sleep(250);
+      assert.ok(reconnecting.attempts >= 2, `only ${reconnecting.attempts} failed dials`);
+      assert.ok(['backoff', 'connecting'].includes(reconnecting.state), reconnecting.state);
+      assert.ok(isRdbnetError(reconnecting.lastError, ErrorCode.NodeUnreachable));
+
+      await startServer({ tls: variant.server, port });
+      const replies = await Promise.all(waiting);
+      assert.deepEqual(replies.map(text), ['a', 'b', 'c']);
+      assert.equal(reconnecting.state, 'open');
+      assert.equal(reconnecting.attempts, 0);
+      assert.equal(text(await reconnecting.request(echo('d'))), 'd');
+    });
+  }
+
+  test('after attemptsMax failed dials the waiters fail with RDB_NODE_UNREACHABLE', async () => {
+    const port = await freePort();
+    let dials = 0;
+    const countingDial: typeof dial = (init) => {
+      dials++;
+      return dial(init);
+    };
+    const reconnecting = link(
+      dialInit(port, null),
+      { baseDelayMs: 5, capDelayMs: 20, attemptsMax: 3 },
+      seededRandom(7),
+      countingDial,
+    );
+    const results = await Promise.allSettled([
+      reconnecting.request(echo('1')),
+      reconnecting.request(echo('2')),
+    ]);
+    for (const result of results) {
+      assert.equal(result.status, 'rejected');
+      expectCode(ErrorCode.NodeUnreachable)((result as PromiseRejectedResult).reason);
+    }
+    assert.equal(dials, 3);
+    assert.equal(reconnecting.state, 'failed');
+    // The next request starts a fresh round of attempts.
+    await assert.rejects(reconnecting.request(echo('3')), expectCode(ErrorCode.NodeUnreachable));
+    assert.equal(dials, 6);
+  });
+
+  test('waiters past waitersMax are refused at once', async () => {
+    const port = await freePort();
+    const reconnecting = link(dialInit(port, null), {
+      baseDelayMs: 1000,
+      capDelayMs: 1000,
+      attemptsMax: 2,
+      waitersMax: 2,
+    });
+    const waiting = [reconnecting.request(echo('1')), reconnecting.request(echo('2'))];
+    await assert.rejects(reconnecting.request(echo('3')), expectCode(ErrorCode.InflightLimit));
+    reconnecting.close();
+    for (const request of waiting) {
+      await assert.rejects(request, expectCode(ErrorCode.ConnectionClosed));
+    }
+  });
+
+  test('a waiting request gives up at its own deadline', async () => {
+    const port = await freePort();
+    const reconnecting = link(dialInit(port, null), {
+      baseDelayMs: 50,
+      capDelayMs: 50,
+      attemptsMax: 1000,
+    });
+    const started = performance.now();
+    await assert.rejects(
+      reconnecting.request(echo('x'), 150),
+      expectCode(ErrorCode.NodeUnreachable),
+    );
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= 140 && elapsed < 2000, `gave up after ${elapsed} ms`);
+  });
+
+  describe('backoff (fake dialer, mocked timers)', () => {
+    /**
+     * Drives a link whose dials always fail, with setTimeout and Date mocked, and returns
+     * the virtual time between consecutive dials.
+     */
+    async function dialGaps(random: Random, attemptsMax: number, base: number, cap: number) {
+      mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
+      try {
+        const dialTimes: number[] = [];
+        const failingDial: typeof dial = () => {
+          dialTimes.push(Date.now());
+          return Promise.reject(new RdbnetError(ErrorCode.NodeUnreachable, 'refused'));
+        };
+        const reconnecting = new ReconnectingLink(
+          dialInit(1, null),
+          { baseDelayMs: base, capDelayMs: cap, attemptsMax },
+          random,
+          failingDial,
+        );
+        let failure: unknown = null;
+        reconnecting.request(echo('x'), 3_600_000).catch((error: unknown) => {
+          failure = error;
+        });
+        const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
+        for (let elapsed = 0; failure === null && elapsed < 600_000; elapsed++) {
+          await flush();
+          mock.timers.tick(1);
+        }
+        await flush();
+        expectCode(ErrorCode.NodeUnreachable)(failure);
+        assert.equal(dialTimes.length, attemptsMax);
+        assert.equal(reconnecting.state, 'failed');
+        reconnecting.close();
+        return dialTimes.slice(1).map((time, i) => time - dialTimes[i]!);
+      } finally {
+        mock.timers.reset();
+      }
+    }
+
+    test('delays follow backoffDelayMs with the injected seeded Random', async () => {
+      const seed = 1234;
+      const gaps = await dialGaps(seededRandom(seed), 8, 10, 400);
+      const twin = seededRandom(seed);
+      const expected = gaps.map((_, attempt) => backoffDelayMs(attempt, 10, 400, twin));
+      // A timer of 0 ms still waits for the next tick of the mocked clock.
+      assert.deepEqual(
+        gaps,
+        expected.map((delay) => Math.max(delay, 1)),
+        `seed ${seed}`,
+      );
+      for (const [attempt, gap] of gaps.entries()) {
+        assert.ok(gap <= Math.min(400, 10 * 2 ** attempt), `seed ${seed}: attempt ${attempt}`);
+      }
+    });
+
+    test('delay ceilings double until the cap', async () => {
+      const almostOne: Random = { next: () => 0.999, int: (max) => max - 1 };
+      const gaps = await dialGaps(almostOne, 8, 10, 300);
+      assert.deepEqual(gaps, [9, 19, 39, 79, 159, 299, 299]);
+    });
+  });
+});
