@@ -25,6 +25,8 @@ const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
 const WARMUP_SECONDS = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 1);
 const INFLIGHT = Number(process.env['BENCH_INFLIGHT'] ?? 100);
 const PAYLOAD_BYTES = Number(process.env['BENCH_PAYLOAD_BYTES'] ?? 64);
+/** Overrides writeBatchBytesMax on both sides, to study batching. */
+const WRITE_BATCH_BYTES = Number(process.env['BENCH_WRITE_BATCH_BYTES'] ?? 0);
 /** Comma-separated contender names to run alone (profiling); the JSON is only written for full runs. */
 const ONLY = process.env['BENCH_ONLY'];
 /** Latency samples kept per contender; more completions than this are counted, not sampled. */
@@ -135,7 +137,10 @@ async function benchRdbnet(certsDir: string, home: string): Promise<Result> {
         softwareVersion: 'bench',
       },
       tls: credentials.tls,
-      options: connectionOptions({ inflightRequestsMax: Math.max(1024, INFLIGHT) }),
+      options: connectionOptions({
+        inflightRequestsMax: Math.max(1024, INFLIGHT),
+        ...(WRITE_BATCH_BYTES ? { writeBatchBytesMax: WRITE_BATCH_BYTES } : {}),
+      }),
     });
     const data = Buffer.alloc(PAYLOAD_BYTES, 7);
     const envelope = { echoRequest: { data } };

@@ -18,11 +18,13 @@ const [mode, certsDir, extra] = process.argv.slice(2);
 process.on('SIGTERM', () => process.exit(0));
 
 if (mode === 'rdbnet') {
+  const batch = process.env['BENCH_WRITE_BATCH_BYTES'];
   const config = resolveNodeConfig({
     id: 'bench',
     listen: '127.0.0.1:0',
     certsDir,
     dataDir: join(extra!, 'node'),
+    ...(batch ? { connection: { writeBatchBytesMax: Number(batch) } } : {}),
   });
   const node = await RdbnetNode.start(config, createLogger({ level: 'warn' }));
   console.log(node.boundAddress.split(':').pop());

@@ -33,7 +33,7 @@ export const DEFAULT_CONNECTION_OPTIONS: Readonly<ConnectionOptions> = Object.fr
   frameBytesMax: FRAME_BYTES_MAX,
   compressThresholdBytes: COMPRESS_THRESHOLD_BYTES_DEFAULT,
   checksum: true,
-  writeBatchBytesMax: 64 * 1024,
+  writeBatchBytesMax: 4 * 1024,
   inflightRequestsMax: 1024,
   inboundInflightMax: 1024,
   requestTimeoutMs: 5000,
