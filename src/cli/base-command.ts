@@ -69,17 +69,30 @@ export function debugEnabled(): boolean {
   return /(^|,)\s*rdbnet/.test(process.env['DEBUG'] ?? '');
 }
 
+/** oclif's parse and validation errors; some arrive re-thrown as plain Errors, so the
+ * message shape is checked too. */
+const PARSE_ERROR_MESSAGE =
+  /^(Parsing --|Expected |Missing required|Missing \d+ required|Unexpected argument|Nonexistent flag|--\S+ (?:cannot|must|=))/;
+
 /** oclif parse errors become usage errors; everything unexpected keeps its message. */
 function toTypedError(
   error: Error & { oclif?: { exit?: number }; parse?: unknown },
 ): RdbnetError | null {
   if (isRdbnetError(error)) return error;
   if (error.name === 'ExitError' || (error.oclif?.exit === 0 && !('parse' in error))) return null;
-  if ('parse' in error || error.constructor?.name?.endsWith('ParseError')) {
-    const message = error.message.split('\n')[0] ?? error.message;
-    return new RdbnetError('RDB_USAGE', message.trim(), {
+  const lines = error.message
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('See more help'));
+  if (
+    'parse' in error ||
+    error.constructor?.name?.endsWith('ParseError') ||
+    PARSE_ERROR_MESSAGE.test(lines[0] ?? '')
+  ) {
+    // One line for a person: "Parsing --timeout" + "Expected an integer ..." joined.
+    return new RdbnetError('RDB_USAGE', lines.join(': ').replace(/^Parsing (--\S+):/, '$1:'), {
       hint: 'see --help for the flags this command takes',
     });
   }
-  return new RdbnetError('RDB_INTERNAL', error.message);
+  return new RdbnetError('RDB_INTERNAL', lines.join(': ') || error.message);
 }

@@ -86,6 +86,9 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
       file,
     );
     const log = createLogger({ level: parseLogLevel(flags['log-level']) ?? 'info' });
+    // Signals are watched from before the node starts: a stop asked for during start-up, or
+    // right after the JSON document, still stops gracefully.
+    const stopRequested = watchStopSignals();
     const node = await RdbnetNode.start(config, log);
     const result: NodeStartResult = {
       id: node.id,
@@ -98,7 +101,10 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
       pid: process.pid,
     };
     if (this.json) printJson(result);
-    await untilSignalled(node);
+    await stopRequested;
+    // A stop must finish within 5 s even if a connection refuses to close.
+    setTimeout(() => process.exit(1), STOP_DEADLINE_MS).unref();
+    await node.stop();
     return result;
   }
 
@@ -112,25 +118,15 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
   }
 }
 
-function untilSignalled(node: RdbnetNode): Promise<void> {
+/** Resolves on the first SIGINT or SIGTERM; a second one exits at once. */
+function watchStopSignals(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     let stopping = false;
     const onSignal = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        // A second signal means "now": the operator does not want to wait.
-        process.exit(130);
-      }
+      // A second signal means "now": the operator does not want to wait.
+      if (stopping) process.exit(130);
       stopping = true;
-      setTimeout(() => process.exit(1), STOP_DEADLINE_MS).unref();
-      node.stop().then(
-        () => {
-          process.off('SIGINT', onSignal);
-          process.off('SIGTERM', onSignal);
-          resolve();
-        },
-        () => process.exit(1),
-      );
-      void signal;
+      resolve(signal);
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);

@@ -34,6 +34,7 @@ const CODEC_MASK = 0b11 << CODEC_SHIFT;
 const CHECKSUM_FLAG = 1 << 4;
 const RESERVED_MASK = 0xffff & ~(KIND_MASK | CODEC_MASK | CHECKSUM_FLAG);
 const TWO_POW_32 = 0x1_0000_0000;
+const PARTIAL_INITIAL_BYTES = 64 * 1024;
 
 export function makeFlags(kind: FrameKind, codec: Codec, checksum: boolean): number {
   return kind | (codec << CODEC_SHIFT) | (checksum ? CHECKSUM_FLAG : 0);
@@ -103,6 +104,9 @@ export class FrameDecoder {
   /** Bytes of a partial frame (or partial length prefix) carried to the next chunk. */
   private partial: Buffer | null = null;
   private partialFilled = 0;
+  /** Wire size of the partial frame; its buffer grows toward this as bytes arrive, so a peer
+   * that announces 16 MiB and sends 10 bytes pins 64 KiB, not 16 MiB. */
+  private partialTotal = 0;
   private readonly lengthScratch = Buffer.alloc(FRAME_LENGTH_BYTES);
   private lengthScratchFilled = 0;
 
@@ -150,19 +154,21 @@ export class FrameDecoder {
       const length = this.lengthScratch.readUInt32BE(0);
       this.checkLength(length);
       this.lengthScratchFilled = 0;
-      this.partial = Buffer.allocUnsafe(FRAME_LENGTH_BYTES + length);
+      this.partialTotal = FRAME_LENGTH_BYTES + length;
+      this.partial = Buffer.allocUnsafe(Math.min(this.partialTotal, PARTIAL_INITIAL_BYTES));
       this.lengthScratch.copy(this.partial, 0);
       this.partialFilled = FRAME_LENGTH_BYTES;
     }
-    const partial = this.partial;
-    const take = Math.min(partial.length - this.partialFilled, chunk.length - offset);
+    const take = Math.min(this.partialTotal - this.partialFilled, chunk.length - offset);
+    this.reservePartial(this.partialFilled + take);
+    const partial = this.partial!;
     chunk.copy(partial, this.partialFilled, offset, offset + take);
     this.partialFilled += take;
     offset += take;
-    if (this.partialFilled < partial.length) return -1;
+    if (this.partialFilled < this.partialTotal) return -1;
     this.partial = null;
     this.partialFilled = 0;
-    this.emit(partial, 0, partial.length, onFrame);
+    this.emit(partial, 0, this.partialTotal, onFrame);
     return offset;
   }
 
@@ -174,9 +180,23 @@ export class FrameDecoder {
       return;
     }
     const length = chunk.readUInt32BE(offset);
-    this.partial = Buffer.allocUnsafe(FRAME_LENGTH_BYTES + length);
+    this.partialTotal = FRAME_LENGTH_BYTES + length;
+    this.partial = Buffer.allocUnsafe(
+      Math.min(this.partialTotal, Math.max(remaining, PARTIAL_INITIAL_BYTES)),
+    );
     chunk.copy(this.partial, 0, offset);
     this.partialFilled = remaining;
+  }
+
+  /** Grows the partial buffer by doubling, never past the frame's announced size. */
+  private reservePartial(bytes: number): void {
+    const partial = this.partial!;
+    if (bytes <= partial.length) return;
+    let size = partial.length * 2;
+    while (size < bytes) size *= 2;
+    const grown = Buffer.allocUnsafe(Math.min(size, this.partialTotal));
+    partial.copy(grown, 0, 0, this.partialFilled);
+    this.partial = grown;
   }
 
   private checkLength(length: number): void {

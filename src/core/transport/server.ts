@@ -39,6 +39,9 @@ export interface TransportServerInit {
 
 export class TransportServer {
   readonly connections = new Set<Connection>();
+  /** Every accepted socket, including those still in the TLS handshake, so a stop can end them. */
+  private readonly sockets = new Set<Socket>();
+  private readonly remotes = new WeakMap<object, string>();
   private readonly init: TransportServerInit;
   private readonly server: Server;
   private tlsMaterial: TlsMaterial | null;
@@ -49,16 +52,19 @@ export class TransportServer {
     if (init.tls === null) {
       this.server = createTcpServer((socket) => this.adopt(socket, null));
     } else {
-      const server = createTlsServer(serverTlsOptions(init.tls), (socket) => {
-        let identity: ReturnType<typeof peerIdentity>;
-        try {
-          identity = peerIdentity(socket);
-        } catch (error) {
-          this.reject(socket, error as RdbnetError);
-          return;
-        }
-        this.adopt(socket, identity);
-      });
+      const server = createTlsServer(
+        { ...serverTlsOptions(init.tls), handshakeTimeout: init.options.handshakeTimeoutMs },
+        (socket) => {
+          let identity: ReturnType<typeof peerIdentity>;
+          try {
+            identity = peerIdentity(socket);
+          } catch (error) {
+            this.reject(socket, error as RdbnetError);
+            return;
+          }
+          this.adopt(socket, identity);
+        },
+      );
       server.on('tlsClientError', (error, socket: TLSSocket) => {
         // An untrusted client certificate surfaces as a bare reset; the real reason is here.
         const reason = socket.authorizationError;
@@ -67,11 +73,17 @@ export class TransportServer {
               cause: error,
             })
           : socketError(error);
-        init.events?.onRejected?.(remoteOf(socket), typed);
+        init.events?.onRejected?.(this.remoteOf(socket), typed);
       });
       this.server = server;
     }
     this.server.maxConnections = init.connectionsMax;
+    this.server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket);
+      // Remembered now: once TLS has torn a socket down its address is gone.
+      this.remotes.set(socket, `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
   }
 
   get tls(): boolean {
@@ -112,7 +124,7 @@ export class TransportServer {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const connection of this.connections) connection.close();
     const timer = setTimeout(() => {
-      for (const connection of this.connections) connection.socket.destroy();
+      for (const socket of this.sockets) socket.destroy();
     }, graceMs);
     await closed;
     clearTimeout(timer);
@@ -148,12 +160,17 @@ export class TransportServer {
     timer.unref();
   }
 
+  private remoteOf(socket: Socket): string {
+    const parent = (socket as { _parent?: Socket })._parent;
+    return (
+      this.remotes.get(socket) ??
+      (parent === undefined ? undefined : this.remotes.get(parent)) ??
+      `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`
+    );
+  }
+
   private reject(socket: Socket, error: RdbnetError): void {
-    this.init.events?.onRejected?.(remoteOf(socket), error);
+    this.init.events?.onRejected?.(this.remoteOf(socket), error);
     socket.destroy();
   }
-}
-
-function remoteOf(socket: Socket | undefined): string {
-  return socket === undefined ? '?' : `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
 }
