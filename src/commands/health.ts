@@ -6,7 +6,10 @@ import type { RdbnetError } from '../core/errors.ts';
 import type { NodeHealth } from '../core/protocol/messages.ts';
 import { call } from '../core/rpc/call.ts';
 
-export type HealthNode = NodeHealth;
+/** A node's health as the CLI prints it: certDaysLeft is null for a node without TLS. */
+export type HealthNode = Omit<NodeHealth, 'certDaysLeft' | 'hasCertificate'> & {
+  certDaysLeft: number | null;
+};
 
 export interface HealthResult {
   status: 'healthy' | 'degraded' | 'critical';
@@ -44,6 +47,7 @@ export default class Health extends RdbnetCommand<HealthResult> {
         live: node.live,
         ready: node.ready,
         problems: [...node.problems],
+        certDaysLeft: node.hasCertificate ? node.certDaysLeft : null,
       })),
     };
   }
@@ -52,7 +56,17 @@ export default class Health extends RdbnetCommand<HealthResult> {
     this.log(`status: ${result.status}${result.quorum ? '' : ' (no quorum)'}`);
     this.log(
       table(
-        ['id', 'address', 'state', 'phi', 'last heartbeat', 'live', 'ready', 'problems'],
+        [
+          'id',
+          'address',
+          'state',
+          'phi',
+          'last heartbeat',
+          'live',
+          'ready',
+          'cert days',
+          'problems',
+        ],
         result.nodes.map((n) => [
           n.id,
           n.address,
@@ -61,6 +75,7 @@ export default class Health extends RdbnetCommand<HealthResult> {
           `${n.lastHeartbeatMs} ms`,
           n.live,
           n.ready,
+          n.certDaysLeft === null ? '-' : n.certDaysLeft.toFixed(0),
           n.problems.join('; '),
         ]),
       ),

@@ -18,6 +18,9 @@ export const ErrorCode = {
   ClusterMismatch: 'RDB_CLUSTER_MISMATCH',
   IdentityInvalid: 'RDB_IDENTITY_INVALID',
   TlsFailed: 'RDB_TLS_FAILED',
+  CertificateRevoked: 'RDB_CERT_REVOKED',
+  /** The peer's role may not do this (a node asking for an operator's operation, say). */
+  Forbidden: 'RDB_FORBIDDEN',
   // transport and rpc
   NodeUnreachable: 'RDB_NODE_UNREACHABLE',
   ConnectionClosed: 'RDB_CONNECTION_CLOSED',

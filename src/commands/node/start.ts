@@ -28,7 +28,7 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
   static override description =
     'With no flags: a single node under $RDBNET_HOME (default ~/.rdbnet) listening on 127.0.0.1:7000, ' +
     'with a cluster CA, a node certificate and an admin client certificate created in $RDBNET_HOME/certs on first start. ' +
-    'Logs go to stderr; SIGINT or SIGTERM stops the node gracefully within 5 seconds. ' +
+    'Logs go to stderr; SIGINT or SIGTERM stops the node gracefully within 5 seconds; SIGHUP reloads its certificates. ' +
     'With --json, one JSON document describing the running node is printed on stdout once it listens.';
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
@@ -101,6 +101,11 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
       pid: process.pid,
     };
     if (this.json) printJson(result);
+    // SIGHUP re-reads certificates, trust bundle and revocations (errors are logged, the
+    // node keeps what it has).
+    process.on('SIGHUP', () => {
+      node.reloadCertificates().catch(() => {});
+    });
     await stopRequested;
     // A stop must finish within 5 s even if a connection refuses to close.
     setTimeout(() => process.exit(1), STOP_DEADLINE_MS).unref();

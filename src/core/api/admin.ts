@@ -1,26 +1,58 @@
 /**
- * Admin RPCs: what `rdbnet node status`, `rdbnet health` and the protocol benchmark ask
- * a node. Handlers are synchronous where they can be, so a reply leaves in the same
- * event-loop turn as the request arrived.
+ * Admin RPCs: what `rdbnet node status`, `rdbnet health`, `rdbnet certs …` and the protocol
+ * benchmark ask a node. Handlers are synchronous where they can be, so a reply leaves in the
+ * same event-loop turn as the request arrived.
  */
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import type {
+  CertInfoReply,
+  CertInstallRequest,
+  CertRotateReply,
+  CertRotateRequest,
   DecodedEnvelope,
   EchoMessage,
   Envelope,
   HealthReply,
+  ProveIdentityRequest,
+  RevocationsRequest,
   StatusReply,
+  TrustBundleRequest,
 } from '../protocol/messages.ts';
-import type { RequestHandler } from '../transport/connection.ts';
+import type { Connection, RequestHandler } from '../transport/connection.ts';
 
 /** What the admin API needs from a node; the node facade implements it. */
 export interface AdminSource {
   status(): StatusReply;
   health(): HealthReply;
+  /** Null on --insecure nodes, which have no certificates to manage. */
+  certificates: CertificateAdmin | null;
+}
+
+export interface CertificateAdmin {
+  beginRotation(keyBits: number): CertRotateReply;
+  installCertificate(certPem: string): Promise<{ serial: string; notAfter: string }>;
+  setTrustBundle(bundlePem: string): Promise<number>;
+  setRevocations(serials: string[]): Promise<number>;
+  info(): CertInfoReply;
+  proveIdentity(nonce: Uint8Array): { signature: Uint8Array; algorithm: string };
+}
+
+/** Changing a node's certificates is an operator's act: a client certificate, never a node's. */
+function operatorOnly(connection: Connection, source: AdminSource): CertificateAdmin {
+  if (connection.peer?.role !== 'client') {
+    throw new RdbnetError(
+      ErrorCode.Forbidden,
+      'certificate operations need an operator (client) certificate',
+    );
+  }
+  if (source.certificates === null) {
+    throw new RdbnetError(ErrorCode.Forbidden, 'this node runs --insecure and has no certificates');
+  }
+  return source.certificates;
 }
 
 export function adminHandler(source: AdminSource): RequestHandler {
-  return (request: DecodedEnvelope): Envelope => {
+  return (request: DecodedEnvelope, connection: Connection): Envelope | Promise<Envelope> => {
     switch (request.kind) {
       case 'statusRequest':
         return { statusReply: source.status() };
@@ -28,6 +60,37 @@ export function adminHandler(source: AdminSource): RequestHandler {
         return { healthReply: source.health() };
       case 'echoRequest':
         return { echoReply: { data: (request.body as EchoMessage).data } };
+      case 'certRotateRequest': {
+        const keyBits = (request.body as CertRotateRequest).keyBits || 2048;
+        return { certRotateReply: operatorOnly(connection, source).beginRotation(keyBits) };
+      }
+      case 'certInstallRequest':
+        return operatorOnly(connection, source)
+          .installCertificate((request.body as CertInstallRequest).certPem)
+          .then((installed) => ({ certInstallReply: installed }));
+      case 'trustBundleRequest':
+        return operatorOnly(connection, source)
+          .setTrustBundle((request.body as TrustBundleRequest).bundlePem)
+          .then((certificates) => ({ trustBundleReply: { certificates } }));
+      case 'revocationsRequest':
+        return operatorOnly(connection, source)
+          .setRevocations([...(request.body as RevocationsRequest).serials])
+          .then((revoked) => ({ revocationsReply: { revoked } }));
+      case 'certInfoRequest':
+        return { certInfoReply: operatorOnly(connection, source).info() };
+      case 'proveIdentityRequest':
+        // Anyone who can connect may ask: the proof protects the asker, not the node.
+        if (source.certificates === null) {
+          throw new RdbnetError(
+            ErrorCode.Forbidden,
+            'this node runs --insecure and has no key to prove',
+          );
+        }
+        return {
+          proveIdentityReply: source.certificates.proveIdentity(
+            (request.body as ProveIdentityRequest).nonce,
+          ),
+        };
       default:
         throw new RdbnetError(ErrorCode.MethodUnknown, `no handler for ${request.kind}`);
     }

@@ -2,22 +2,32 @@
  * The node facade: builds every part from one NodeConfig, owns the lifecycle
  * (starting → running → stopping → stopped) and answers the admin API.
  */
-import { adminHandler } from '../api/admin.ts';
+import { type AdminSource, adminHandler, type CertificateAdmin } from '../api/admin.ts';
 import type { NodeConfig } from '../config/node-config.ts';
-import { ErrorCode } from '../errors.ts';
+import { ErrorCode, RdbnetError } from '../errors.ts';
 import { PROTOCOL_VERSION } from '../protocol/handshake.ts';
-import type { HealthReply, StatusReply } from '../protocol/messages.ts';
+import type {
+  CertInfoReply,
+  CertRotateReply,
+  HealthReply,
+  StatusReply,
+} from '../protocol/messages.ts';
 import { Counters, type Logger, systemClock } from '../runtime/index.ts';
+import type { KeyBits } from '../security/pki.ts';
 import type { TlsMaterial } from '../security/tls.ts';
 import { formatHostPort } from '../transport/address.ts';
 import { TransportServer } from '../transport/server.ts';
 import { SOFTWARE_VERSION } from '../version.ts';
+import { NodeCertificates } from './certificates.ts';
 import { loadNodeCredentials } from './credentials.ts';
 import { lockDataDir, readOrCreateNodeRecord } from './data-dir.ts';
 
 export type NodeState = 'starting' | 'running' | 'stopping' | 'stopped';
 
-export class RdbnetNode {
+/** A certificate closer than this to expiry makes the node's health degraded. */
+export const CERT_DAYS_LEFT_WARN = 30;
+
+export class RdbnetNode implements AdminSource {
   readonly id: string;
   readonly clusterId: string;
   readonly config: NodeConfig;
@@ -29,6 +39,7 @@ export class RdbnetNode {
   private server: TransportServer | null = null;
   private unlock: (() => Promise<void>) | null = null;
   private listenAddress = '';
+  private nodeCertificates: NodeCertificates | null = null;
 
   private constructor(config: NodeConfig, id: string, clusterId: string, log: Logger) {
     this.config = config;
@@ -42,12 +53,12 @@ export class RdbnetNode {
     const unlock = await lockDataDir(config.dataDir);
     try {
       let clusterId = config.cluster;
-      let tls = null;
+      let credentials: Awaited<ReturnType<typeof loadNodeCredentials>> | null = null;
       if (!config.insecure) {
         const hosts = [
           ...new Set([config.listen.host, config.advertise.host, 'localhost', '127.0.0.1', '::1']),
         ].filter((host) => host !== '0.0.0.0' && host !== '::');
-        const credentials = await loadNodeCredentials({
+        credentials = await loadNodeCredentials({
           certsDir: config.certsDir,
           nodeId: record.id,
           createMissing: config.certsDirIsDefault,
@@ -56,7 +67,6 @@ export class RdbnetNode {
         });
         for (const file of credentials.created) log.info('created certificate file', { file });
         clusterId = credentials.identity.cluster;
-        tls = credentials.tls;
       } else {
         log.warn(
           'running without TLS (--insecure): connections are neither encrypted nor authenticated',
@@ -64,7 +74,18 @@ export class RdbnetNode {
       }
       const node = new RdbnetNode(config, record.id, clusterId, log);
       node.unlock = unlock;
-      await node.listen(tls);
+      if (credentials !== null) {
+        node.nodeCertificates = await NodeCertificates.load({
+          certsDir: config.certsDir,
+          nodeId: record.id,
+          identity: credentials.identity,
+          tls: credentials.tls,
+          log,
+          counters: node.counters,
+          onChange: (material) => node.server?.updateTls(material),
+        });
+      }
+      await node.listen(credentials?.tls ?? null);
       return node;
     } catch (error) {
       await unlock();
@@ -86,6 +107,9 @@ export class RdbnetNode {
       options: this.config.connection,
       connectionsMax: this.config.connectionsMax,
       handler: adminHandler(this),
+      ...(this.nodeCertificates === null
+        ? {}
+        : { admit: this.nodeCertificates.admit.bind(this.nodeCertificates) }),
       events: {
         onOpen: (connection) => {
           counters.increment('connections.accepted');
@@ -183,13 +207,25 @@ export class RdbnetNode {
     };
   }
 
-  /** Health of the one node this build knows of; cluster-wide health arrives with membership. */
+  /**
+   * Health of the one node this build knows of; cluster-wide health arrives with membership.
+   * Critical when not serving or when its certificate has expired; degraded when the
+   * certificate expires within CERT_DAYS_LEFT_WARN days.
+   */
   health(): HealthReply {
     const live = this.state === 'running' || this.state === 'starting';
     const ready = this.state === 'running';
     const problems = ready ? [] : [`node is ${this.state}`];
+    // An --insecure node has no certificate to expire; report it as never expiring.
+    const certDaysLeft = this.nodeCertificates?.daysLeft() ?? Number.POSITIVE_INFINITY;
+    if (certDaysLeft <= 0) problems.push('certificate expired');
+    else if (certDaysLeft < CERT_DAYS_LEFT_WARN) {
+      problems.push(`certificate expires in ${certDaysLeft.toFixed(1)} days`);
+    }
+    const status =
+      !ready || certDaysLeft <= 0 ? 'critical' : problems.length > 0 ? 'degraded' : 'healthy';
     return {
-      status: ready ? 'healthy' : 'critical',
+      status,
       quorum: ready,
       nodes: [
         {
@@ -201,8 +237,45 @@ export class RdbnetNode {
           live,
           ready,
           problems,
+          certDaysLeft: Number.isFinite(certDaysLeft) ? Number(certDaysLeft.toFixed(2)) : 0,
+          hasCertificate: this.nodeCertificates !== null,
         },
       ],
     };
+  }
+
+  /** Certificate operations for the admin API; null on --insecure nodes. */
+  get certificates(): CertificateAdmin | null {
+    const certificates = this.nodeCertificates;
+    if (certificates === null) return null;
+    return {
+      beginRotation: (keyBits: number): CertRotateReply => {
+        if (keyBits !== 2048 && keyBits !== 3072 && keyBits !== 4096) {
+          throw new RdbnetError(
+            ErrorCode.Usage,
+            `key bits must be 2048, 3072 or 4096, not ${keyBits}`,
+          );
+        }
+        const begun = certificates.beginRotation(keyBits as KeyBits);
+        return { ...begun, nodeId: this.id, clusterId: this.clusterId };
+      },
+      installCertificate: async (certPem: string) => {
+        const info = await certificates.installCertificate(certPem);
+        return { serial: info.serial, notAfter: info.notAfter };
+      },
+      setTrustBundle: (bundlePem: string) => certificates.setTrustBundle(bundlePem),
+      setRevocations: (serials: string[]) => certificates.setRevocations(serials),
+      info: (): CertInfoReply => ({
+        certPem: certificates.tls.cert,
+        bundlePem: certificates.tls.ca,
+        revokedSerials: certificates.revokedSerials,
+      }),
+      proveIdentity: (nonce: Uint8Array) => certificates.proveIdentity(nonce),
+    };
+  }
+
+  /** SIGHUP: re-read certificates, trust bundle and revocation list from the certs dir. */
+  async reloadCertificates(): Promise<void> {
+    await this.nodeCertificates?.reload();
   }
 }

@@ -62,6 +62,8 @@ export interface NodeHealth {
   live: boolean;
   ready: boolean;
   problems: string[];
+  certDaysLeft: number;
+  hasCertificate: boolean;
 }
 export interface HealthReply {
   status: string;
@@ -70,6 +72,47 @@ export interface HealthReply {
 }
 export interface EchoMessage {
   data: Uint8Array;
+}
+export interface CertRotateRequest {
+  keyBits: number;
+}
+export interface CertRotateReply {
+  csrPem: string;
+  nodeId: string;
+  clusterId: string;
+  hosts: string[];
+  currentSerial: string;
+}
+export interface CertInstallRequest {
+  certPem: string;
+}
+export interface CertInstallReply {
+  serial: string;
+  notAfter: string;
+}
+export interface TrustBundleRequest {
+  bundlePem: string;
+}
+export interface TrustBundleReply {
+  certificates: number;
+}
+export interface RevocationsRequest {
+  serials: string[];
+}
+export interface RevocationsReply {
+  revoked: number;
+}
+export interface CertInfoReply {
+  certPem: string;
+  bundlePem: string;
+  revokedSerials: string[];
+}
+export interface ProveIdentityRequest {
+  nonce: Uint8Array;
+}
+export interface ProveIdentityReply {
+  signature: Uint8Array;
+  algorithm: string;
 }
 
 /** One message per frame payload; exactly one field is set. */
@@ -82,7 +125,19 @@ export type Envelope =
   | { healthRequest: Record<string, never> }
   | { healthReply: HealthReply }
   | { echoRequest: EchoMessage }
-  | { echoReply: EchoMessage };
+  | { echoReply: EchoMessage }
+  | { certRotateRequest: CertRotateRequest }
+  | { certRotateReply: CertRotateReply }
+  | { certInstallRequest: CertInstallRequest }
+  | { certInstallReply: CertInstallReply }
+  | { trustBundleRequest: TrustBundleRequest }
+  | { trustBundleReply: TrustBundleReply }
+  | { revocationsRequest: RevocationsRequest }
+  | { revocationsReply: RevocationsReply }
+  | { certInfoRequest: Record<string, never> }
+  | { certInfoReply: CertInfoReply }
+  | { proveIdentityRequest: ProveIdentityRequest }
+  | { proveIdentityReply: ProveIdentityReply };
 
 /** Names of the Envelope oneof fields, e.g. 'statusRequest'. */
 export type EnvelopeKind = Envelope extends infer E ? (E extends unknown ? keyof E : never) : never;

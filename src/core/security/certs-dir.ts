@@ -23,6 +23,10 @@ export interface CertsPaths {
   nodeKey(id: string): string;
   clientCert(name: string): string;
   clientKey(name: string): string;
+  /** Revoked certificate serials, one per line (upper-case hex), enforced by nodes at handshake. */
+  revoked: string;
+  /** The CA key a `certs rotate --ca` replaced, kept (0600) so a rotation can be rolled back. */
+  previousCaKey: string;
 }
 
 export const KEY_FILE_MODE = 0o600;
@@ -43,6 +47,8 @@ export function certsPaths(dir: string): CertsPaths {
     dir,
     caCert: join(dir, 'ca.crt'),
     caKey: join(dir, 'ca.key'),
+    revoked: join(dir, 'revoked.txt'),
+    previousCaKey: join(dir, 'ca.previous.key'),
     nodeCert: (id) => join(dir, `node.${validateName('node id', id)}.crt`),
     nodeKey: (id) => join(dir, `node.${validateName('node id', id)}.key`),
     clientCert: (name) => join(dir, `client.${validateName('client name', name)}.crt`),

@@ -32,3 +32,5 @@ export {
   signCertificateRequest,
   splitPemBundle,
 } from './pki.ts';
+export * from './revocations.ts';
+export * from './tls.ts';

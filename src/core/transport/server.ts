@@ -3,15 +3,22 @@
  * plaintext only when the node runs --insecure. A failed TLS handshake, a bad first
  * frame or a protocol violation costs the offending connection only.
  */
+
+import type { X509Certificate } from 'node:crypto';
 import {
   type AddressInfo,
   createServer as createTcpServer,
   type Server,
   type Socket,
 } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import {
+  createServer as createTlsServer,
+  type TLSSocket,
+  type Server as TlsServer,
+} from 'node:tls';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import type { LocalEndpoint } from '../protocol/handshake.ts';
+import type { Identity } from '../security/identity.ts';
 import { peerIdentity, serverTlsOptions, type TlsMaterial } from '../security/tls.ts';
 import {
   Connection,
@@ -35,6 +42,8 @@ export interface TransportServerInit {
   events?: TransportServerEvents;
   /** Connections accepted at once; more are refused by the kernel-level accept path. */
   connectionsMax: number;
+  /** Last word on a verified peer certificate (revocation); throw a RdbnetError to refuse it. */
+  admit?(certificate: X509Certificate, identity: Identity): void;
 }
 
 export class TransportServer {
@@ -55,9 +64,10 @@ export class TransportServer {
       const server = createTlsServer(
         { ...serverTlsOptions(init.tls), handshakeTimeout: init.options.handshakeTimeoutMs },
         (socket) => {
-          let identity: ReturnType<typeof peerIdentity>;
+          let identity: Identity;
           try {
             identity = peerIdentity(socket);
+            init.admit?.(socket.getPeerX509Certificate()!, identity);
           } catch (error) {
             this.reject(socket, error as RdbnetError);
             return;
@@ -88,6 +98,14 @@ export class TransportServer {
 
   get tls(): boolean {
     return this.tlsMaterial !== null;
+  }
+
+  /** New certificate, key or trust bundle: used by every connection accepted from now on. */
+  updateTls(material: TlsMaterial): void {
+    if (this.tlsMaterial === null)
+      throw new Error('invariant violated: updateTls on a plaintext server');
+    (this.server as TlsServer).setSecureContext(serverTlsOptions(material));
+    this.tlsMaterial = material;
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
@@ -130,7 +148,7 @@ export class TransportServer {
     clearTimeout(timer);
   }
 
-  private adopt(socket: Socket, identity: ReturnType<typeof peerIdentity> | null): void {
+  private adopt(socket: Socket, identity: Identity | null): void {
     const events = this.init.events;
     const connection = new Connection({
       socket,
