@@ -19,6 +19,7 @@ import {
   Codec,
   checkHelloAck,
   decodeEnvelope,
+  ENVELOPE_KINDS,
   type Envelope,
   encodeEnvelope,
   encodeEnvelopeTransient,
@@ -42,17 +43,6 @@ const SMALL_MAX = 64 * 1024;
 const LIMITS = [SMALL_MAX, FRAME_BYTES_MAX] as const;
 const INPUTS_MIN = 100_000;
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCode));
-const ENVELOPE_KINDS = new Set([
-  'hello',
-  'helloAck',
-  'error',
-  'statusRequest',
-  'statusReply',
-  'healthRequest',
-  'healthReply',
-  'echoRequest',
-  'echoReply',
-]);
 
 const CLUSTER = 'c1';
 const LOCALS: LocalEndpoint[] = [

@@ -187,6 +187,9 @@ for (const field of EnvelopeType.oneofs['body']!.fieldsArray) {
   membersByTag.set(member.tag, member);
 }
 
+/** Every message kind an Envelope can carry, as named in proto/rdbnet.proto. */
+export const ENVELOPE_KINDS: ReadonlySet<string> = new Set(membersByKind.keys());
+
 function envelopeMember(envelope: Envelope): { member: OneofMember; body: unknown } {
   for (const kind in envelope) {
     const member = membersByKind.get(kind);
