@@ -3,6 +3,15 @@
 // command modules (Node >= 22.1).
 import module from 'node:module';
 
+const major = Number(process.versions.node.split('.')[0]);
+if (major < 22) {
+  process.stderr.write(
+    `Error: rdbnet needs Node.js 22 or newer; this is ${process.version}.\n` +
+      'Hint: run it as `npx rdbnet …` in the project directory, which uses the Node 24 the project installs.\n',
+  );
+  process.exit(1);
+}
+
 module.enableCompileCache?.();
 
 const { run, flush, Errors } = await import('@oclif/core');
