@@ -1,0 +1,38 @@
+/** Raft core: a pure state machine (RawNode) plus its storage interfaces. */
+export type { RaftConfig } from './config.ts';
+export {
+  DEFAULT_RAFT_CONFIG,
+  DEFAULT_TICK_MS,
+  randomizedElectionTicks,
+  validateRaftConfig,
+} from './config.ts';
+export type { ProposalDropReason } from './raft.ts';
+export { quorum, RaftProposalError } from './raft.ts';
+export type { BasicStatus, PeerProgress, RaftStatus, RawNodeOptions } from './raw-node.ts';
+export { RawNode } from './raw-node.ts';
+export type { PersistentRaftStorage, RaftStorage, RaftStorageWriter } from './storage.ts';
+export { bootstrapSnapshot, MemoryStorage, persistReady } from './storage.ts';
+export type {
+  ConfChange,
+  ConfChangeType,
+  ConfState,
+  Entry,
+  EntryType,
+  HardState,
+  Message,
+  MessageType,
+  NodeId,
+  RaftRole,
+  Ready,
+  Snapshot,
+  SnapshotMetadata,
+  SoftState,
+} from './types.ts';
+export {
+  decodeConfChange,
+  describeConfChange,
+  encodeConfChange,
+  entryBytes,
+  makeMessage,
+  NONE,
+} from './types.ts';
