@@ -33,6 +33,10 @@ export const ErrorCode = {
   ConfigInvalid: 'RDB_CONFIG_INVALID',
   CertificatesMissing: 'RDB_CERTS_MISSING',
   CertificateInvalid: 'RDB_CERT_INVALID',
+  /** A file the command would create exists already (e.g. a CA without --overwrite). */
+  AlreadyExists: 'RDB_ALREADY_EXISTS',
+  /** A CA rotation cannot finish: a certificate in use is still signed by the old CA. */
+  CaStillInUse: 'RDB_CA_STILL_IN_USE',
   Usage: 'RDB_USAGE',
   // a bug on the answering side; details are in its log, not on the wire
   Internal: 'RDB_INTERNAL',

@@ -133,6 +133,8 @@ export class RdbnetNode implements AdminSource {
         },
         onProtocolError: (connection, error) => {
           counters.increment(`protocol.errors.${error.code}`);
+          // Refused in the handshake (a hello whose role or id the certificate does not back).
+          if (connection.peer === null) counters.increment(`connections.rejected.${error.code}`);
           log.warn('protocol error from peer', {
             remote: connection.remoteAddress,
             code: error.code,

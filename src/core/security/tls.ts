@@ -4,6 +4,7 @@
  * connection (Node skips checkServerIdentity on resumed TLS 1.3 sessions, so hostname
  * checks are not relied upon for identity).
  */
+import type { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import { type Identity, identityFromSubjectAltName } from './identity.ts';
@@ -45,7 +46,15 @@ export function clientTlsOptions(material: TlsMaterial) {
 
 /** The identity proven by the peer's (already chain-verified) certificate. */
 export function peerIdentity(socket: TLSSocket): Identity {
-  const certificate = socket.getPeerX509Certificate();
+  return certificateIdentity(socket.getPeerX509Certificate());
+}
+
+/**
+ * The identity named by a peer certificate. For callers that keep the certificate too: on a
+ * client socket Node 24 returns the peer certificate from `getPeerX509Certificate()` only
+ * once (later calls, and any call after TLS 1.3 session tickets arrive, give undefined).
+ */
+export function certificateIdentity(certificate: X509Certificate | undefined): Identity {
   if (certificate === undefined) {
     throw new RdbnetError(ErrorCode.IdentityInvalid, 'peer presented no certificate');
   }

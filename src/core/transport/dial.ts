@@ -3,11 +3,12 @@
  * protocol handshake. The whole attempt is bounded by handshakeTimeoutMs, and every
  * failure comes back as one typed error a person can act on.
  */
+import type { X509Certificate } from 'node:crypto';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls, type TLSSocket } from 'node:tls';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import type { LocalEndpoint } from '../protocol/handshake.ts';
-import { clientTlsOptions, peerIdentity, type TlsMaterial } from '../security/tls.ts';
+import { certificateIdentity, clientTlsOptions, type TlsMaterial } from '../security/tls.ts';
 import { formatHostPort, type HostPort } from './address.ts';
 import {
   Connection,
@@ -27,11 +28,25 @@ export interface DialInit {
   hooks?: ConnectionHooks;
 }
 
+/**
+ * The certificate each dialed node presented, kept from the TLS handshake: on a client socket
+ * Node 24 hands it out once (see certificateIdentity), so asking the socket again later gives
+ * undefined.
+ */
+const presentedCertificates = new WeakMap<Connection, X509Certificate>();
+
+/** The certificate the node presented in this connection's TLS session; undefined on plaintext. */
+export function presentedCertificate(connection: Connection): X509Certificate | undefined {
+  return presentedCertificates.get(connection);
+}
+
 export async function dial(init: DialInit): Promise<Connection> {
   const target = formatHostPort(init.address);
   const startedAtMs = performance.now();
   const deadline = AbortSignal.timeout(init.options.handshakeTimeoutMs);
   const socket = await openSocket(init, target, deadline);
+  const certificate =
+    init.tls === null ? undefined : (socket as TLSSocket).getPeerX509Certificate();
   let connection: Connection;
   try {
     connection = new Connection({
@@ -39,14 +54,15 @@ export async function dial(init: DialInit): Promise<Connection> {
       side: 'dialer',
       local: init.local,
       options: init.options,
-      certified: init.tls === null ? null : peerIdentity(socket as TLSSocket),
+      certified: init.tls === null ? null : certificateIdentity(certificate),
       ...(init.handler === undefined ? {} : { handler: init.handler }),
       ...(init.hooks === undefined ? {} : { hooks: init.hooks }),
     });
   } catch (error) {
     socket.destroy();
-    throw explain(error as RdbnetError, target);
+    throw explain(error as RdbnetError, target, init.tls !== null);
   }
+  if (certificate !== undefined) presentedCertificates.set(connection, certificate);
   try {
     // One budget for the whole attempt: the handshake gets what connecting left over.
     const remainingMs = init.options.handshakeTimeoutMs - (performance.now() - startedAtMs);
@@ -54,7 +70,7 @@ export async function dial(init: DialInit): Promise<Connection> {
   } catch (error) {
     connection.close();
     socket.destroy();
-    throw explain(error as RdbnetError, target);
+    throw explain(error as RdbnetError, target, init.tls !== null);
   }
   return connection;
 }
@@ -79,7 +95,7 @@ function openSocket(init: DialInit, target: string, deadline: AbortSignal): Prom
     const onError = (error: Error) => {
       cleanup();
       socket.destroy();
-      reject(explain(socketError(error), target));
+      reject(explain(socketError(error), target, init.tls !== null));
     };
     const onTimeout = () => {
       cleanup();
@@ -101,7 +117,7 @@ function openSocket(init: DialInit, target: string, deadline: AbortSignal): Prom
 }
 
 /** Rewords low-level failures into one line that names the target and what to try. */
-function explain(error: RdbnetError, target: string): RdbnetError {
+function explain(error: RdbnetError, target: string, tls: boolean): RdbnetError {
   const cause = error.cause as (Error & { code?: string }) | undefined;
   switch (error.code) {
     case ErrorCode.NodeUnreachable: {
@@ -117,11 +133,30 @@ function explain(error: RdbnetError, target: string): RdbnetError {
         hint: "check that --certs-dir holds this cluster's ca.crt and your client certificate",
         cause,
       });
-    default:
-      if (error.message.includes(target)) return error;
-      return new RdbnetError(error.code, `${target}: ${error.message}`, {
-        ...(error.hint === undefined ? {} : { hint: error.hint }),
+    default: {
+      const hint = error.hint ?? (tls ? refusalHint(error) : undefined);
+      if (error.message.includes(target) && hint === error.hint) return error;
+      const message = error.message.includes(target)
+        ? error.message
+        : `${target}: ${error.message}`;
+      return new RdbnetError(error.code, message, {
+        ...(hint === undefined ? {} : { hint }),
         cause: error.cause,
       });
+    }
   }
+}
+
+/**
+ * A node that refuses our certificate (expired, revoked, from another CA) closes the
+ * connection, often before its TLS alert or error frame can be read; say where to look.
+ */
+function refusalHint(error: RdbnetError): string | undefined {
+  if (error.code !== ErrorCode.ConnectionClosed && error.code !== ErrorCode.HandshakeRejected) {
+    return undefined;
+  }
+  return (
+    'the node may refuse this client certificate (expired, revoked or from another CA): ' +
+    'its log says why, and `rdbnet node status` counts it under connections.rejected.*'
+  );
 }

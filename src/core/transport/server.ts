@@ -17,7 +17,9 @@ import {
   type Server as TlsServer,
 } from 'node:tls';
 import { ErrorCode, RdbnetError } from '../errors.ts';
+import { Codec, encodeFrame, FrameKind, makeFlags } from '../protocol/frame.ts';
 import type { LocalEndpoint } from '../protocol/handshake.ts';
+import { encodeEnvelope } from '../protocol/messages.ts';
 import type { Identity } from '../security/identity.ts';
 import { peerIdentity, serverTlsOptions, type TlsMaterial } from '../security/tls.ts';
 import {
@@ -27,6 +29,9 @@ import {
   socketError,
 } from './connection.ts';
 import type { ConnectionOptions } from './options.ts';
+
+/** How long a rejected connection may take to read why before it is cut. */
+const REJECT_LINGER_MS = 1000;
 
 export interface TransportServerEvents extends ConnectionHooks {
   /** A connection was refused before it could speak the protocol (TLS failure, bad certificate identity). */
@@ -189,6 +194,15 @@ export class TransportServer {
 
   private reject(socket: Socket, error: RdbnetError): void {
     this.init.events?.onRejected?.(this.remoteOf(socket), error);
-    socket.destroy();
+    // Past TLS the peer can read one frame: tell it why (a revoked certificate, say) instead
+    // of a bare reset. Reading on until it closes keeps unread input from turning our close
+    // into a reset that would discard the frame.
+    const reason = { error: { code: error.code, message: error.message } };
+    socket.on('error', () => {});
+    socket.resume();
+    socket.end(
+      encodeFrame(makeFlags(FrameKind.Error, Codec.None, false), 0, encodeEnvelope(reason)),
+    );
+    setTimeout(() => socket.destroy(), REJECT_LINGER_MS).unref();
   }
 }
