@@ -4,7 +4,7 @@
  * (rotation, trust bundles, revocations, proof of possession). Commands stay thin on top.
  */
 import { createPublicKey, randomBytes, verify, X509Certificate } from 'node:crypto';
-import { access, rm, stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Flags } from '@oclif/core';
 import { defaultCertsDir, defaultNodeAddress } from '../core/config/home.ts';
@@ -23,6 +23,7 @@ import {
 import {
   CERT_FILE_MODE,
   certsPaths,
+  fileExists,
   KEY_FILE_MODE,
   readPem,
   writeFileAtomic,
@@ -213,7 +214,7 @@ export async function initCa(opts: {
   await writeFileAtomic(paths.caKey, ca.keyPem, KEY_FILE_MODE);
   await writeFileAtomic(paths.caCert, ca.certPem, CERT_FILE_MODE);
   const removed: string[] = [];
-  if (await exists(paths.previousCaKey)) {
+  if (await fileExists(paths.previousCaKey)) {
     // It belonged to a rotation of the CA just replaced; left behind it would look like one.
     await rm(paths.previousCaKey, { force: true });
     removed.push(paths.previousCaKey);
@@ -281,7 +282,7 @@ async function refuseExisting(
 ): Promise<void> {
   if (overwrite) return;
   const found: string[] = [];
-  for (const file of files) if (await exists(file)) found.push(file);
+  for (const file of files) if (await fileExists(file)) found.push(file);
   if (found.length > 0) {
     throw new RdbnetError(
       ErrorCode.AlreadyExists,
@@ -319,11 +320,11 @@ export async function listCertificates(dir: string, now = Date.now()): Promise<C
   const entries: CertificateEntry[] = [];
   const revoked = await readRevocations(paths.revoked);
   let bundle: string[] = [];
-  if (await exists(paths.caCert)) {
+  if (await fileExists(paths.caCert)) {
     bundle = splitPemBundle(await readPem(paths.caCert, 'CA certificate'));
     const caKeys: { file: string; pem: string | null; problems: string[] }[] = [];
     for (const file of [paths.caKey, paths.previousCaKey]) {
-      if (await exists(file)) caKeys.push({ file, ...(await readKey(file)) });
+      if (await fileExists(file)) caKeys.push({ file, ...(await readKey(file)) });
     }
     const matched = new Set<string>();
     for (const pem of bundle) {
@@ -362,7 +363,7 @@ export async function listCertificates(dir: string, now = Date.now()): Promise<C
     if (revoked.has(normalizeSerial(entry.serial))) {
       entry.problems.push(`serial is revoked (${paths.revoked})`);
     }
-    if (await exists(leaf.keyFile)) {
+    if (await fileExists(leaf.keyFile)) {
       entry.keyFile = leaf.keyFile;
       const key = await readKey(leaf.keyFile);
       entry.problems.push(...key.problems);
@@ -445,13 +446,15 @@ export interface InspectResult {
 
 /** FILE as given, or else relative to the certificates directory (`certs inspect ca.crt`). */
 export async function inspectFile(file: string, dir: string, now = Date.now()) {
-  const path = (await exists(file)) || file.includes('/') ? file : join(dir, file);
+  const path = (await fileExists(file)) || file.includes('/') ? file : join(dir, file);
   const certs = splitPemBundle(await readPem(path, 'certificate'));
   if (certs.length === 0) {
     throw new RdbnetError(ErrorCode.CertificateInvalid, `no certificate in ${path}`);
   }
   const caPath = certsPaths(dir).caCert;
-  const bundle = (await exists(caPath)) ? splitPemBundle(await readPem(caPath, 'CA bundle')) : [];
+  const bundle = (await fileExists(caPath))
+    ? splitPemBundle(await readPem(caPath, 'CA bundle'))
+    : [];
   const certificates = certs.map((pem): InspectedCertificate => {
     const info = describeCertificate(pem);
     const signer = info.isCa && isSignedBy(pem, pem) ? pem : signerIn(pem, bundle);
@@ -465,7 +468,7 @@ export async function inspectFile(file: string, dir: string, now = Date.now()) {
   });
   const keyFile = path.endsWith('.crt') ? `${path.slice(0, -4)}.key` : null;
   let key: InspectResult['key'] = null;
-  if (keyFile !== null && (await exists(keyFile))) {
+  if (keyFile !== null && (await fileExists(keyFile))) {
     const { pem } = await readKey(keyFile);
     key = {
       file: keyFile,
@@ -992,13 +995,4 @@ export async function finishCaRotation(
   ({ removed: result.removed } = await finishLocalCaRotation(state));
   result.ok = true;
   return result;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

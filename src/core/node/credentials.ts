@@ -82,13 +82,14 @@ async function loadPair(
     role === 'node'
       ? `issue one with: rdbnet certs issue --node-id ${id} --certs-dir ${certsDir}`
       : `issue one with: rdbnet certs client --name ${id} --certs-dir ${certsDir}`;
-  const ca = await withHint(
-    readPem(certsPaths(certsDir).caCert, 'CA certificate'),
+  const ca = await readPem(
+    certsPaths(certsDir).caCert,
+    'CA certificate',
     "point --certs-dir (or RDBNET_CERTS_DIR) at the directory holding the cluster's ca.crt; " +
       '`rdbnet node start` without flags creates one in $RDBNET_HOME/certs',
   );
-  const cert = await withHint(readPem(certFile, `${role} certificate`), hint);
-  const key = await withHint(readPem(keyFile, `${role} private key`), hint);
+  const cert = await readPem(certFile, `${role} certificate`, hint);
+  const key = await readPem(keyFile, `${role} private key`, hint);
   if (!keyMatchesCertificate(cert, key)) {
     throw new RdbnetError(
       ErrorCode.CertificateInvalid,
@@ -119,16 +120,4 @@ async function loadPair(
     );
   }
   return { tls: { ca, cert, key }, identity, certFile, keyFile };
-}
-
-/** Replaces the generic hint of a missing file with one that names the exact command. */
-async function withHint<T>(promise: Promise<T>, hint: string): Promise<T> {
-  try {
-    return await promise;
-  } catch (error) {
-    if (error instanceof RdbnetError && error.code === ErrorCode.CertificatesMissing) {
-      throw new RdbnetError(error.code, error.message, { hint, cause: error.cause });
-    }
-    throw error;
-  }
 }

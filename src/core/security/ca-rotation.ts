@@ -10,12 +10,13 @@
  * Talking to nodes (pushing bundles, re-issuing their certificates) is the caller's job.
  */
 import { X509Certificate } from 'node:crypto';
-import { access, readdir, rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import {
   CERT_FILE_MODE,
   type CertsPaths,
   certsPaths,
+  fileExists,
   KEY_FILE_MODE,
   readPem,
   writeFileAtomic,
@@ -58,12 +59,14 @@ const LEAF_FILE = /^(node|client)\.([A-Za-z0-9][A-Za-z0-9._-]{0,62})\.crt$/;
 /** Reads the CA of `dir`; fails with a hint when ca.crt or ca.key is missing or mismatched. */
 export async function readCaState(dir: string): Promise<CaState> {
   const paths = certsPaths(dir);
-  const bundlePem = await withHint(
-    readPem(paths.caCert, 'CA certificate'),
+  const bundlePem = await readPem(
+    paths.caCert,
+    'CA certificate',
     `create a CA with: rdbnet certs init --certs-dir ${dir}`,
   );
-  const keyPem = await withHint(
-    readPem(paths.caKey, 'CA key'),
+  const keyPem = await readPem(
+    paths.caKey,
+    'CA key',
     'run this where the CA key is (the --certs-dir that `rdbnet certs init` wrote)',
   );
   const bundle = splitPemBundle(bundlePem);
@@ -75,7 +78,7 @@ export async function readCaState(dir: string): Promise<CaState> {
     );
   }
   let previous: KeyPairPem | null = null;
-  if (await exists(paths.previousCaKey)) {
+  if (await fileExists(paths.previousCaKey)) {
     const previousKey = await readPem(paths.previousCaKey, 'previous CA key');
     const previousCert = bundle.find(
       (pem) => pem !== certPem && keyMatchesCertificate(pem, previousKey),
@@ -136,7 +139,7 @@ export async function finishCaRotation(state: CaState): Promise<{ removed: strin
   const { paths } = state;
   await writeFileAtomic(paths.caCert, state.signing.certPem, CERT_FILE_MODE);
   const removed: string[] = [];
-  if (await exists(paths.previousCaKey)) {
+  if (await fileExists(paths.previousCaKey)) {
     await rm(paths.previousCaKey, { force: true });
     removed.push(paths.previousCaKey);
   }
@@ -203,24 +206,4 @@ export async function resignLeaf(
     previousSerial: current.serialNumber,
     notAfter: issued.validToDate.toISOString(),
   };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function withHint<T>(promise: Promise<T>, hint: string): Promise<T> {
-  try {
-    return await promise;
-  } catch (error) {
-    if (error instanceof RdbnetError && error.code === ErrorCode.CertificatesMissing) {
-      throw new RdbnetError(error.code, error.message, { hint, cause: error.cause });
-    }
-    throw error;
-  }
 }

@@ -88,7 +88,11 @@ export async function writeFileAtomic(
 }
 
 /** Reads a PEM file, turning a missing file into a typed error that tells a person what to do. */
-export async function readPem(path: string, what: string): Promise<string> {
+/**
+ * Reads a PEM file. `hint` replaces the generic advice when the file is missing, so the error
+ * can name the exact command that makes it.
+ */
+export async function readPem(path: string, what: string, hint = ISSUE_HINT): Promise<string> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -96,7 +100,7 @@ export async function readPem(path: string, what: string): Promise<string> {
     const code = errorCode(error);
     if (code === 'ENOENT') {
       throw new RdbnetError(ErrorCode.CertificatesMissing, `${what} not found: ${path}`, {
-        hint: ISSUE_HINT,
+        hint,
         cause: error,
       });
     }
@@ -284,7 +288,8 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
-async function fileExists(path: string): Promise<boolean> {
+/** False only when the file is absent; any other error (permissions, I/O) is thrown. */
+export async function fileExists(path: string): Promise<boolean> {
   try {
     await access(path);
     return true;
