@@ -31,6 +31,8 @@ export const ErrorCode = {
   RemoteError: 'RDB_REMOTE_ERROR',
   // local configuration and files
   ConfigInvalid: 'RDB_CONFIG_INVALID',
+  /** Damage found in a node's on-disk state (a Raft log record that fails its checksum, say). */
+  StorageCorrupt: 'RDB_STORAGE_CORRUPT',
   CertificatesMissing: 'RDB_CERTS_MISSING',
   CertificateInvalid: 'RDB_CERT_INVALID',
   /** A file the command would create exists already (e.g. a CA without --overwrite). */

@@ -6,6 +6,8 @@ export {
   randomizedElectionTicks,
   validateRaftConfig,
 } from './config.ts';
+export type { FileRaftStorageOptions, FileRaftStorageStats } from './file-storage.ts';
+export { FileRaftStorage } from './file-storage.ts';
 export type { ProposalDropReason } from './raft.ts';
 export { quorum, RaftProposalError } from './raft.ts';
 export type { BasicStatus, PeerProgress, RaftStatus, RawNodeOptions } from './raw-node.ts';
@@ -36,3 +38,12 @@ export {
   makeMessage,
   NONE,
 } from './types.ts';
+export type { TornReason, TornTail, WalRecovery } from './wal.ts';
+export {
+  WAL_ENTRY_DATA_BYTES_MAX,
+  WAL_SEGMENT_BYTES_DEFAULT,
+  WAL_SEGMENT_BYTES_MAX,
+  WAL_SEGMENT_BYTES_MIN,
+  WAL_SEGMENT_FILES_MAX,
+  WAL_SNAPSHOT_DATA_BYTES_MAX,
+} from './wal.ts';
