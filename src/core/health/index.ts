@@ -1,0 +1,2 @@
+export * from './phi.ts';
+export * from './score.ts';
