@@ -17,9 +17,10 @@ export function normalizeSerial(serial: string): string {
       `invalid certificate serial '${serial}': expected hex digits`,
     );
   }
-  // X509Certificate.serialNumber has no leading zero bytes beyond what DER needs; compare
-  // without leading zeros so 00AB and AB are the same serial.
-  return hex.replace(/^0+(?=.)/, '');
+  // One canonical spelling, the one X509Certificate.serialNumber and `certs list` show: whole
+  // bytes without leading zero bytes, so 00AB, AB and 0AB are one serial and 0FEB stays 0FEB.
+  const stripped = hex.replace(/^0+(?=.)/, '');
+  return stripped.length % 2 === 1 ? `0${stripped}` : stripped;
 }
 
 export async function readRevocations(path: string): Promise<Set<string>> {
