@@ -34,3 +34,4 @@ export {
 } from './pki.ts';
 export * from './revocations.ts';
 export * from './tls.ts';
+export * from './keyring.ts';
