@@ -219,7 +219,7 @@ describe('certificates', () => {
       csrPem,
       cluster: CLUSTER,
       identity,
-      hosts: ['10.1.2.3'],
+      hosts: ['127.1.2.3'],
     });
     const cert = new X509Certificate(certPem);
     assert.equal(cert.publicKey.export({ type: 'spki', format: 'pem' }), key.publicKeyPem);
@@ -228,7 +228,7 @@ describe('certificates', () => {
     // Identity comes from the signer, not from the CSR subject.
     assert.deepEqual(identityFromSubjectAltName(cert.subjectAltName), identity);
     assert.equal(describeCertificate(certPem).subject, 'CN=n2, O=rdbnet, OU=c1');
-    assert.deepEqual(describeCertificate(certPem).ipAddresses, ['10.1.2.3']);
+    assert.deepEqual(describeCertificate(certPem).ipAddresses, ['127.1.2.3']);
 
     // Same-length edit keeps the DER parseable, so only the signature check can catch it.
     const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');

@@ -34,7 +34,7 @@ const text = (s: string) => new TextEncoder().encode(s);
 const SAMPLES: DatagramMessage[] = [
   { type: 'ping', seq: 0, targetId: 'b', sourceId: 'a' },
   { type: 'ping', seq: 0xffff_ffff, targetId: 'x'.repeat(255), sourceId: 'nœud-ü-日本' },
-  { type: 'ping-req', seq: 7, targetId: 'c', targetAddress: '10.0.0.3:7946', wantNack: true },
+  { type: 'ping-req', seq: 7, targetId: 'c', targetAddress: '127.0.0.3:7946', wantNack: true },
   { type: 'ping-req', seq: 8, targetId: 'c', targetAddress: '[::1]:7946', wantNack: false },
   { type: 'ack', seq: 123_456 },
   { type: 'nack', seq: 1 },
@@ -83,7 +83,7 @@ describe('SWIM codec round trips', () => {
       type: 'push-pull',
       join: true,
       reply: false,
-      fromAddress: '10.0.0.1:7946',
+      fromAddress: '127.0.0.1:7946',
       members: Array.from({ length: 40 }, (_, i) => ({
         id: `node-${i}`,
         address: `10.0.0.${i}:7946`,
