@@ -4,6 +4,7 @@
  */
 import { Flags } from '@oclif/core';
 import { DEFAULT_CLIENT_NAME, defaultCertsDir, defaultNodeAddress } from '../core/config/home.ts';
+import { isRdbnetError, RdbnetError } from '../core/errors.ts';
 import { loadClientCredentials } from '../core/node/credentials.ts';
 import type { LocalEndpoint } from '../core/protocol/handshake.ts';
 import { validateName } from '../core/security/identity.ts';
@@ -78,5 +79,23 @@ export async function withNode<T>(
     return await work(connection);
   } finally {
     connection.close();
+  }
+}
+
+/**
+ * Error frames from a node carry a code and a message but no hint; this adds the hint a
+ * person needs for the codes a command expects (`hints` by error code).
+ */
+export async function withHints<T>(
+  work: Promise<T>,
+  hints: Partial<Record<string, string>>,
+): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (isRdbnetError(error) && error.hint === undefined && hints[error.code] !== undefined) {
+      throw new RdbnetError(error.code, error.message, { hint: hints[error.code]!, cause: error });
+    }
+    throw error;
   }
 }

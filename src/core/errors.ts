@@ -29,6 +29,17 @@ export const ErrorCode = {
   WriteQueueFull: 'RDB_WRITE_QUEUE_FULL',
   MethodUnknown: 'RDB_METHOD_UNKNOWN',
   RemoteError: 'RDB_REMOTE_ERROR',
+  // cluster configuration (Raft)
+  /** A request only the Raft leader may answer reached another node. */
+  NotLeader: 'RDB_NOT_LEADER',
+  /** No leader could be reached within the deadline (election under way, no quorum). */
+  NoLeader: 'RDB_NO_LEADER',
+  /** The node (or one it would bootstrap with) already belongs to a cluster. */
+  ClusterExists: 'RDB_CLUSTER_EXISTS',
+  /** The node is not a member of the cluster (yet), or the peer is not one. */
+  NotMember: 'RDB_NOT_MEMBER',
+  /** A membership change would leave the voters without a live quorum (see --force). */
+  QuorumAtRisk: 'RDB_QUORUM_AT_RISK',
   // local configuration and files
   ConfigInvalid: 'RDB_CONFIG_INVALID',
   /** Damage found in a node's on-disk state (a Raft log record that fails its checksum, say). */

@@ -108,18 +108,26 @@ export interface NodeProcess {
 
 const live = new Set<ChildProcess>();
 
-/** Starts `rdbnet node start --json <args>` and waits until it prints its JSON document. */
+/**
+ * Starts `rdbnet node start --json <args>` and waits until it prints its JSON document.
+ * `input`, when given, is written to the node's stdin (for `--join -`).
+ */
 export function startNode(
   args: string[],
   env: NodeJS.ProcessEnv = {},
   timeoutMs = 20_000,
+  input?: string,
 ): Promise<NodeProcess> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, 'node', 'start', '--json', ...args], {
       env: { ...process.env, CI: 'true', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     live.add(child);
+    if (input !== undefined) {
+      child.stdin?.on('error', () => {});
+      child.stdin?.end(input);
+    }
     let stdout = '';
     let stderr = '';
     let settled = false;

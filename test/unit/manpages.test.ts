@@ -46,7 +46,9 @@ describe('man pages from the real manifest', () => {
         new RegExp(`^\\.BR ${name.replaceAll('\\', '\\\\')} \\(1\\)`, 'm'),
       );
       assert.ok(
-        section(overview, 'COMMANDS').includes(`\\fB${bin} ${id.replaceAll(':', ' ')}\\fR`),
+        section(overview, 'COMMANDS').includes(
+          `\\fB${bin} ${id.replaceAll(':', ' ').replaceAll('-', '\\-')}\\fR`,
+        ),
       );
     }
     assert.equal(pages.size, ids.length + 1);

@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
+import { readListFlag } from '../../cli/lists.ts';
 import { printJson } from '../../cli/output.ts';
 import {
   type NodeConfigFile,
@@ -34,6 +35,8 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --id n2 --listen 127.0.0.1:7002 --data-dir ./n2',
     '<%= config.bin %> <%= command.id %> --config node.json --json',
+    '<%= config.bin %> <%= command.id %> --id n2 --listen 127.0.0.1:7002 --data-dir ./n2 --join 127.0.0.1:7001',
+    '<%= config.bin %> <%= command.id %> --id n1 --join 10.0.0.2:7000,10.0.0.3:7000 --bootstrap-expect 3',
   ];
   static override flags = {
     id: Flags.string({
@@ -59,6 +62,21 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
     insecure: Flags.boolean({
       description: 'Plaintext TCP without authentication. For tests and trusted networks only.',
     }),
+    join: Flags.string({
+      description:
+        'Seed addresses of other nodes, comma-separated, or - to read them from stdin. The node waits for a cluster: ' +
+        'it joins one the seeds belong to (as a learner, promoted to voter once caught up), or becomes a founding member ' +
+        'when `rdbnet cluster bootstrap` runs (an empty list waits to be found by others). Without --join a new node ' +
+        'bootstraps itself as a single-node cluster.',
+      helpValue: 'host:port,…',
+    }),
+    'bootstrap-expect': Flags.integer({
+      description:
+        'Bootstrap automatically once this many nodes started with the same value know each other (the lowest id founds the cluster).',
+      min: 1,
+      max: 64,
+      helpValue: 'n',
+    }),
     config: Flags.string({
       description: 'JSON config file; flags override its fields.',
       helpValue: 'file',
@@ -72,6 +90,7 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
 
   protected override async execute(): Promise<NodeStartResult> {
     const { flags } = await this.parse(NodeStart);
+    const join = flags.join === undefined ? undefined : await readListFlag(flags.join, '--join');
     const file: NodeConfigFile =
       flags.config === undefined ? {} : await readConfigFile(flags.config);
     const config = resolveNodeConfig(
@@ -82,6 +101,10 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
         ...(flags.advertise === undefined ? {} : { advertise: flags.advertise }),
         ...(flags['certs-dir'] === undefined ? {} : { certsDir: flags['certs-dir'] }),
         ...(flags.insecure ? { insecure: true } : {}),
+        ...(join === undefined ? {} : { join }),
+        ...(flags['bootstrap-expect'] === undefined
+          ? {}
+          : { bootstrapExpect: flags['bootstrap-expect'] }),
       },
       file,
     );
@@ -106,10 +129,17 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
     process.on('SIGHUP', () => {
       node.reloadCertificates().catch(() => {});
     });
-    await stopRequested;
+    // Stops on a signal, after `rdbnet cluster leave` (exit 0), or when the Raft storage
+    // failed (exit 1: what is on disk is unknown until a restart recovers it).
+    const reason = await Promise.race([
+      stopRequested.then(() => undefined),
+      node.left.then(() => undefined),
+      node.failed,
+    ]);
     // A stop must finish within 5 s even if a connection refuses to close.
     setTimeout(() => process.exit(1), STOP_DEADLINE_MS).unref();
     await node.stop();
+    if (reason !== undefined) throw reason;
     return result;
   }
 

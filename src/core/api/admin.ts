@@ -1,8 +1,10 @@
 /**
  * Admin RPCs: what `rdbnet node status`, `rdbnet health`, `rdbnet certs …` and the protocol
- * benchmark ask a node. Handlers are synchronous where they can be, so a reply leaves in the
- * same event-loop turn as the request arrived.
+ * benchmark ask a node, plus the cluster requests (Raft traffic, bootstrap, joins, `rdbnet
+ * cluster …`), which go to the node's cluster service. Handlers are synchronous where they
+ * can be, so a reply leaves in the same event-loop turn as the request arrived.
  */
+import { CLUSTER_KINDS } from '../cluster/cluster.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import type {
   CertInfoReply,
@@ -26,6 +28,13 @@ export interface AdminSource {
   health(): HealthReply;
   /** Null on --insecure nodes, which have no certificates to manage. */
   certificates: CertificateAdmin | null;
+  /** The cluster service; null until the node has opened its Raft storage. */
+  cluster: ClusterRequests | null;
+}
+
+/** Answers the cluster kinds of Envelope (CLUSTER_KINDS); roles are checked there. */
+export interface ClusterRequests {
+  handle(request: DecodedEnvelope, connection: Connection): Envelope | Promise<Envelope>;
 }
 
 export interface CertificateAdmin {
@@ -91,8 +100,16 @@ export function adminHandler(source: AdminSource): RequestHandler {
             (request.body as ProveIdentityRequest).nonce,
           ),
         };
-      default:
+      default: {
+        if (CLUSTER_KINDS.has(request.kind)) {
+          const cluster = source.cluster;
+          if (cluster === null) {
+            throw new RdbnetError(ErrorCode.NotMember, 'the node is still starting');
+          }
+          return cluster.handle(request, connection);
+        }
         throw new RdbnetError(ErrorCode.MethodUnknown, `no handler for ${request.kind}`);
+      }
     }
   };
 }

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import { validateName } from '../security/identity.ts';
-import { type HostPort, parseHostPort } from '../transport/address.ts';
+import { formatHostPort, type HostPort, parseHostPort } from '../transport/address.ts';
 import { type ConnectionOptions, connectionOptions } from '../transport/options.ts';
 import { DEFAULT_CLUSTER, DEFAULT_LISTEN, defaultCertsDir, defaultDataDir } from './home.ts';
 
@@ -36,6 +36,20 @@ export interface NodeConfig {
   shutdownGraceMs: number;
   /** Per-connection limits (frame size, requests in flight, deadlines, buffers). */
   connection: ConnectionOptions;
+  /**
+   * Seed addresses (`--join`). Undefined: not given, and a node without a cluster bootstraps
+   * itself as a single-node cluster. Given (even empty): the node waits for a cluster — it
+   * exchanges ids and addresses with the seeds, joins a cluster they belong to, or is made
+   * a founding member by `rdbnet cluster bootstrap` / `--bootstrap-expect`. Ignored once
+   * the node belongs to a cluster (members' addresses are part of its configuration).
+   */
+  join: string[] | undefined;
+  /**
+   * Bootstrap automatically once this many nodes without a cluster know each other (each
+   * started with the same value); the one with the lowest id founds the cluster. Default:
+   * undefined (bootstrap with `rdbnet cluster bootstrap`).
+   */
+  bootstrapExpect: number | undefined;
 }
 
 /** What a --config file may contain: the same fields, addresses as "host:port" strings. */
@@ -50,6 +64,8 @@ export interface NodeConfigFile {
   connectionsMax?: number;
   shutdownGraceMs?: number;
   connection?: Partial<ConnectionOptions>;
+  join?: string[] | string;
+  bootstrapExpect?: number;
 }
 
 const FILE_KEYS = new Set([
@@ -63,6 +79,8 @@ const FILE_KEYS = new Set([
   'connectionsMax',
   'shutdownGraceMs',
   'connection',
+  'join',
+  'bootstrapExpect',
 ]);
 
 export async function readConfigFile(path: string): Promise<NodeConfigFile> {
@@ -125,6 +143,21 @@ export function resolveNodeConfig(
   }
   const id = pick('id');
   const certsDir = pick('certsDir');
+  const joinValue = pick('join');
+  const join =
+    joinValue === undefined
+      ? undefined
+      : parseAddressList(Array.isArray(joinValue) ? joinValue.join(',') : String(joinValue));
+  const bootstrapExpect = pick('bootstrapExpect');
+  if (
+    bootstrapExpect !== undefined &&
+    !(Number.isInteger(bootstrapExpect) && bootstrapExpect >= 1 && bootstrapExpect <= 64)
+  ) {
+    throw new RdbnetError(
+      ErrorCode.Usage,
+      `bootstrap-expect must be 1..64, got ${bootstrapExpect}`,
+    );
+  }
   const config: NodeConfig = {
     id: id === undefined ? undefined : validateName('node id', id),
     cluster: validateName('cluster name', pick('cluster') ?? DEFAULT_CLUSTER),
@@ -137,6 +170,8 @@ export function resolveNodeConfig(
     connectionsMax: pick('connectionsMax') ?? 4096,
     shutdownGraceMs: pick('shutdownGraceMs') ?? 3000,
     connection: connectionOptions({ ...file.connection, ...overrides.connection }),
+    join,
+    bootstrapExpect,
   };
   if (!(config.shutdownGraceMs > 0 && config.shutdownGraceMs <= 4500)) {
     throw new RdbnetError(
@@ -148,4 +183,18 @@ export function resolveNodeConfig(
     throw new RdbnetError(ErrorCode.ConfigInvalid, 'connectionsMax must be a positive integer');
   }
   return config;
+}
+
+/**
+ * A list of host:port addresses, comma- or whitespace-separated (an empty list is allowed),
+ * normalised to host:port; a bad one is a usage error naming it.
+ */
+export function parseAddressList(text: string): string[] {
+  const out: string[] = [];
+  for (const item of text.split(/[\s,]+/)) {
+    if (item === '') continue;
+    const address = formatHostPort(parseHostPort(item, 'join address'));
+    if (!out.includes(address)) out.push(address);
+  }
+  return out;
 }

@@ -1,8 +1,15 @@
 /**
  * The node facade: builds every part from one NodeConfig, owns the lifecycle
- * (starting → running → stopping → stopped) and answers the admin API.
+ * (starting → running → stopping → stopped) and answers the admin API. Its cluster service
+ * runs the cluster configuration (Raft) with the other members.
  */
-import { type AdminSource, adminHandler, type CertificateAdmin } from '../api/admin.ts';
+import {
+  type AdminSource,
+  adminHandler,
+  type CertificateAdmin,
+  type ClusterRequests,
+} from '../api/admin.ts';
+import { ClusterService } from '../cluster/cluster.ts';
 import type { NodeConfig } from '../config/node-config.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import { PROTOCOL_VERSION } from '../protocol/handshake.ts';
@@ -40,6 +47,7 @@ export class RdbnetNode implements AdminSource {
   private unlock: (() => Promise<void>) | null = null;
   private listenAddress = '';
   private nodeCertificates: NodeCertificates | null = null;
+  private clusterService: ClusterService | null = null;
 
   private constructor(config: NodeConfig, id: string, clusterId: string, log: Logger) {
     this.config = config;
@@ -85,12 +93,43 @@ export class RdbnetNode implements AdminSource {
           onChange: (material) => node.server?.updateTls(material),
         });
       }
-      await node.listen(credentials?.tls ?? null);
+      // The Raft storage is opened (and verified) before the node listens: a damaged log or
+      // a data dir that left its cluster stops the start here.
+      node.clusterService = await ClusterService.open({
+        id: record.id,
+        dataDir: config.dataDir,
+        clusterName: clusterId,
+        seeds: config.join,
+        bootstrapExpect: config.bootstrapExpect,
+        local: { id: record.id, clusterId, role: 'node', softwareVersion: SOFTWARE_VERSION },
+        tls: () => node.nodeCertificates?.tls ?? null,
+        connection: config.connection,
+        log,
+        counters: node.counters,
+      });
+      try {
+        await node.listen(credentials?.tls ?? null);
+        await node.clusterService.start(node.address);
+      } catch (error) {
+        await node.server?.close(0);
+        await node.clusterService.stop();
+        throw error;
+      }
       return node;
     } catch (error) {
       await unlock();
       throw error;
     }
+  }
+
+  /** Resolves when this node left its cluster (`rdbnet cluster leave`): it should stop. */
+  get left(): Promise<void> {
+    return this.clusterService?.left ?? new Promise(() => {});
+  }
+
+  /** Resolves with the error when the node's Raft storage failed: it must stop. */
+  get failed(): Promise<Error> {
+    return this.clusterService?.failed ?? new Promise(() => {});
   }
 
   private async listen(tls: TlsMaterial | null): Promise<void> {
@@ -179,6 +218,7 @@ export class RdbnetNode implements AdminSource {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.state = 'stopping';
     this.log.info('node stopping', { graceMs: this.config.shutdownGraceMs });
+    await this.clusterService?.stop();
     await this.server?.close(this.config.shutdownGraceMs);
     await this.unlock?.();
     this.state = 'stopped';
@@ -205,7 +245,12 @@ export class RdbnetNode implements AdminSource {
       pid: process.pid,
       tls: this.server?.tls ?? false,
       connections: connections.size,
-      counters: { ...this.counters.snapshot(), 'frames.in': framesIn, 'frames.out': framesOut },
+      counters: {
+        ...this.counters.snapshot(),
+        ...this.clusterService?.counters(),
+        'frames.in': framesIn,
+        'frames.out': framesOut,
+      },
     };
   }
 
@@ -244,6 +289,11 @@ export class RdbnetNode implements AdminSource {
         },
       ],
     };
+  }
+
+  /** Cluster requests for the admin API; null while starting. */
+  get cluster(): ClusterRequests | null {
+    return this.clusterService;
   }
 
   /** Certificate operations for the admin API; null on --insecure nodes. */

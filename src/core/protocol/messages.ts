@@ -115,6 +115,152 @@ export interface ProveIdentityReply {
   algorithm: string;
 }
 
+// ---- cluster configuration (Raft); field meanings are documented in proto/rdbnet.proto
+
+/** RaftMessageType in the proto: the index into MESSAGE_TYPES of the Raft core. */
+export type RaftMessageTypeCode = number;
+export const RaftEntryTypeCode = { Normal: 0, ConfChange: 1 } as const;
+export type RaftEntryTypeCode = (typeof RaftEntryTypeCode)[keyof typeof RaftEntryTypeCode];
+
+export interface RaftEntryWire {
+  term: number;
+  index: number;
+  type: RaftEntryTypeCode;
+  data: Uint8Array;
+}
+export interface RaftConfStateWire {
+  voters: string[];
+  learners: string[];
+}
+export interface RaftSnapshotWire {
+  index: number;
+  term: number;
+  confState: RaftConfStateWire | null | undefined;
+  data: Uint8Array;
+}
+export interface RaftMessageWire {
+  type: RaftMessageTypeCode;
+  term: number;
+  logTerm: number;
+  index: number;
+  commit: number;
+  entries: RaftEntryWire[];
+  reject: boolean;
+  rejectHint: number;
+  transfer: boolean;
+  transferee: string;
+  snapshot?: RaftSnapshotWire | null;
+}
+export interface RaftBatch {
+  messages: RaftMessageWire[];
+  to: string;
+}
+export interface PeerAddress {
+  id: string;
+  address: string;
+}
+export interface PeerExchange {
+  id: string;
+  address: string;
+  clusterId: string;
+  bootstrapExpect: number;
+  peers: PeerAddress[];
+  leader: string;
+}
+export interface BootstrapCommitRequest {
+  clusterId: string;
+  voters: PeerAddress[];
+  config: Uint8Array;
+}
+export interface JoinRequest {
+  id: string;
+  address: string;
+  clusterId: string;
+  forwarded: boolean;
+}
+export interface ClusterMember {
+  id: string;
+  address: string;
+  role: string;
+  voter: boolean;
+  matchIndex: number;
+  lag: number;
+  lastContactMs: number;
+  progress: string;
+}
+export interface JoinReply {
+  clusterId: string;
+  members: ClusterMember[];
+  leader: string;
+  added: boolean;
+}
+export interface RemoveMemberRequest {
+  id: string;
+  force: boolean;
+}
+export interface RemoveMemberReply {
+  index: number;
+}
+export interface ClusterBootstrapRequest {
+  expect: number;
+  waitMs: number;
+}
+export interface ClusterBootstrapReply {
+  clusterId: string;
+  leader: string;
+  members: ClusterMember[];
+}
+export interface ClusterStatusRequest {
+  localOnly: boolean;
+}
+export interface ConfigRecord {
+  index: number;
+  term: number;
+  op: string;
+  nodeId: string;
+  address: string;
+}
+export interface ConfChangeTiming {
+  index: number;
+  op: string;
+  nodeId: string;
+  commitMs: number;
+}
+export interface ClusterStatusReply {
+  clusterId: string;
+  clusterName: string;
+  id: string;
+  state: string;
+  leader: string;
+  leaderAddress: string;
+  term: number;
+  commitIndex: number;
+  appliedIndex: number;
+  lastIndex: number;
+  role: string;
+  members: ClusterMember[];
+  progressFrom: string;
+  history: ConfigRecord[];
+  confChangeTimings: ConfChangeTiming[];
+  settings: Record<string, string>;
+  knownPeers: PeerAddress[];
+}
+export interface TransferLeaderRequest {
+  to: string;
+  forwarded: boolean;
+}
+export interface TransferLeaderReply {
+  leader: string;
+  term: number;
+}
+export interface LeaveRequest {
+  force: boolean;
+}
+export interface LeaveReply {
+  left: boolean;
+  id: string;
+}
+
 /** One message per frame payload; exactly one field is set. */
 export type Envelope =
   | { hello: Hello }
@@ -137,7 +283,25 @@ export type Envelope =
   | { certInfoRequest: Record<string, never> }
   | { certInfoReply: CertInfoReply }
   | { proveIdentityRequest: ProveIdentityRequest }
-  | { proveIdentityReply: ProveIdentityReply };
+  | { proveIdentityReply: ProveIdentityReply }
+  | { raftBatch: RaftBatch }
+  | { raftBatchReply: Record<string, never> }
+  | { peerExchangeRequest: PeerExchange }
+  | { peerExchangeReply: PeerExchange }
+  | { bootstrapCommitRequest: BootstrapCommitRequest }
+  | { bootstrapCommitReply: Record<string, never> }
+  | { joinRequest: JoinRequest }
+  | { joinReply: JoinReply }
+  | { removeMemberRequest: RemoveMemberRequest }
+  | { removeMemberReply: RemoveMemberReply }
+  | { clusterBootstrapRequest: ClusterBootstrapRequest }
+  | { clusterBootstrapReply: ClusterBootstrapReply }
+  | { clusterStatusRequest: ClusterStatusRequest }
+  | { clusterStatusReply: ClusterStatusReply }
+  | { transferLeaderRequest: TransferLeaderRequest }
+  | { transferLeaderReply: TransferLeaderReply }
+  | { leaveRequest: LeaveRequest }
+  | { leaveReply: LeaveReply };
 
 /** Names of the Envelope oneof fields, e.g. 'statusRequest'. */
 export type EnvelopeKind = Envelope extends infer E ? (E extends unknown ? keyof E : never) : never;

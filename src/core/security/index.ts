@@ -17,6 +17,7 @@ export {
   type SubjectAltNameEntry,
   validateName,
 } from './identity.ts';
+export * from './keyring.ts';
 export {
   type CertificateInfo,
   createCertificateAuthority,
@@ -34,4 +35,3 @@ export {
 } from './pki.ts';
 export * from './revocations.ts';
 export * from './tls.ts';
-export * from './keyring.ts';

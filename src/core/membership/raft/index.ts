@@ -1,4 +1,16 @@
-/** Raft core: a pure state machine (RawNode) plus its storage interfaces. */
+/** Raft core: a pure state machine (RawNode), its storage, and the cluster configuration it replicates. */
+export type {
+  AppliedChange,
+  ConfigCommand,
+  ConfigMember,
+  ConfigRecord,
+} from './cluster-config.ts';
+export {
+  ClusterConfig,
+  CONFIG_HISTORY_MAX,
+  decodeConfigCommand,
+  encodeConfigCommand,
+} from './cluster-config.ts';
 export type { RaftConfig } from './config.ts';
 export {
   DEFAULT_RAFT_CONFIG,

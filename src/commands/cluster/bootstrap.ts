@@ -1,0 +1,85 @@
+import { Flags } from '@oclif/core';
+import { RdbnetCommand } from '../../cli/base-command.ts';
+import { nodeFlags, withHints, withNode } from '../../cli/node-client.ts';
+import { table, withSpinner } from '../../cli/output.ts';
+import { call } from '../../core/rpc/call.ts';
+
+export interface ClusterBootstrapResult {
+  clusterId: string;
+  leader: string | null;
+  members: { id: string; address: string; role: string; voter: boolean }[];
+}
+
+/** Answer time on top of --wait: making the configuration and electing the first leader. */
+const BOOTSTRAP_EXTRA_MS = 10_000;
+
+export default class ClusterBootstrap extends RdbnetCommand<ClusterBootstrapResult> {
+  static override summary = 'Initialise the cluster, once, on nodes started with --join.';
+  static override description =
+    'Asks the node to wait until --expect nodes without a cluster know each other through their --join seeds, ' +
+    'then to found the cluster with them as voters; the other nodes receive the founding configuration. ' +
+    'Refused (exit 1, RDB_CLUSTER_EXISTS) when the node, or a node it finds, already belongs to a cluster.';
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --expect 3 --node 127.0.0.1:7001',
+    '<%= config.bin %> <%= command.id %> --expect 3 --json | jq -r .leader',
+  ];
+  static override flags = {
+    ...nodeFlags,
+    expect: Flags.integer({
+      description: 'Number of founding voters (this node included).',
+      required: true,
+      min: 1,
+      max: 64,
+      helpValue: 'n',
+    }),
+    wait: Flags.integer({
+      description: 'Milliseconds to wait for --expect nodes to be found.',
+      default: 30_000,
+      min: 1,
+      max: 300_000,
+      helpValue: 'ms',
+    }),
+  };
+
+  protected override async execute(): Promise<ClusterBootstrapResult> {
+    const { flags } = await this.parse(ClusterBootstrap);
+    const reply = await withSpinner(`waiting for ${flags.expect} nodes`, this.json, () =>
+      withHints(
+        withNode(flags, (connection) =>
+          call(
+            connection,
+            { clusterBootstrapRequest: { expect: flags.expect, waitMs: flags.wait } },
+            'clusterBootstrapReply',
+            flags.wait + BOOTSTRAP_EXTRA_MS,
+          ),
+        ),
+        {
+          RDB_CLUSTER_EXISTS:
+            'a cluster is bootstrapped once; add nodes with `rdbnet node start --join <member address>`',
+          RDB_REQUEST_TIMEOUT:
+            'start the missing nodes with --join pointing at this one, or raise --wait',
+        },
+      ),
+    );
+    return {
+      clusterId: reply.clusterId,
+      leader: reply.leader || null,
+      members: (reply.members ?? []).map((member) => ({
+        id: member.id,
+        address: member.address,
+        role: member.role,
+        voter: member.voter,
+      })),
+    };
+  }
+
+  protected override render(result: ClusterBootstrapResult): void {
+    this.log(`cluster ${result.clusterId} bootstrapped; leader: ${result.leader ?? 'none yet'}`);
+    this.log(
+      table(
+        ['id', 'address', 'role', 'voter'],
+        result.members.map((member) => [member.id, member.address, member.role, member.voter]),
+      ),
+    );
+  }
+}
