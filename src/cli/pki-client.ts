@@ -9,6 +9,7 @@ import { basename, join } from 'node:path';
 import { Flags } from '@oclif/core';
 import { defaultCertsDir, defaultNodeAddress } from '../core/config/home.ts';
 import { ErrorCode, isRdbnetError, RdbnetError } from '../core/errors.ts';
+import { gossipKeyringPath } from '../core/node/gossip.ts';
 import { call } from '../core/rpc/call.ts';
 import {
   beginCaRotation,
@@ -29,6 +30,7 @@ import {
   writeFileAtomic,
 } from '../core/security/certs-dir.ts';
 import { identityUri, validateName } from '../core/security/identity.ts';
+import { ensureKeyring } from '../core/security/keyring.ts';
 import {
   type CertificateInfo,
   createCertificateAuthority,
@@ -219,9 +221,13 @@ export async function initCa(opts: {
     await rm(paths.previousCaKey, { force: true });
     removed.push(paths.previousCaKey);
   }
+  // The gossip keyring goes with the CA (an existing one is kept): nodes started with this
+  // --certs-dir read it and refuse to start without it.
+  const keyringPath = gossipKeyringPath(opts.dir);
+  const keyring = await ensureKeyring(keyringPath);
   const info = describeCertificate(ca.certPem);
   return {
-    created: [paths.caCert, paths.caKey],
+    created: [paths.caCert, paths.caKey, ...(keyring.created ? [keyringPath] : [])],
     cluster: opts.cluster,
     serial: info.serial,
     notAfter: info.notAfter,

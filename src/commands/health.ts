@@ -20,6 +20,9 @@ export interface HealthResult {
 export default class Health extends RdbnetCommand<HealthResult> {
   static override summary = 'Cluster health as seen by a node.';
   static override description =
+    'One entry per gossip member the node knows (state alive, suspect, dead or left; phi, time since its last ack, score), ' +
+    'or the node alone when it knows no other. Healthy: every member alive and a quorum of the Raft voters alive; ' +
+    'degraded: some member suspect or dead (or a certificate expiring soon) but the quorum held; critical: no quorum, or the node itself is not serving. ' +
     'Exit codes follow the monitoring-plugin convention, so this command can serve as a Nagios/Icinga/Sensu check: ' +
     '0 healthy, 1 degraded, 2 critical, 3 unknown (the node could not be reached or asked).';
   static override examples = [
@@ -44,6 +47,7 @@ export default class Health extends RdbnetCommand<HealthResult> {
         state: node.state,
         phi: node.phi,
         lastHeartbeatMs: node.lastHeartbeatMs,
+        score: node.score,
         live: node.live,
         ready: node.ready,
         problems: [...node.problems],
@@ -62,6 +66,7 @@ export default class Health extends RdbnetCommand<HealthResult> {
           'state',
           'phi',
           'last heartbeat',
+          'score',
           'live',
           'ready',
           'cert days',
@@ -73,6 +78,7 @@ export default class Health extends RdbnetCommand<HealthResult> {
           n.state,
           n.phi.toFixed(2),
           `${n.lastHeartbeatMs} ms`,
+          n.score.toFixed(2),
           n.live,
           n.ready,
           n.certDaysLeft === null ? '-' : n.certDaysLeft.toFixed(0),

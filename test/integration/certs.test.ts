@@ -185,11 +185,16 @@ interface ListResult {
 }
 
 describe('certs init / issue / client', () => {
-  test('init creates ca.crt and ca.key (0600) and refuses to replace them', async () => {
+  test('init creates ca.crt, ca.key and gossip.keyring (0600) and refuses to replace them', async () => {
     const made = await ok<{ created: string[]; cluster: string; serial: string; notAfter: string }>(
       ['certs', 'init', '--cluster', CLUSTER],
     );
-    assert.deepEqual(made.created.sort(), [join(certs, 'ca.crt'), join(certs, 'ca.key')]);
+    assert.deepEqual(made.created.sort(), [
+      join(certs, 'ca.crt'),
+      join(certs, 'ca.key'),
+      join(certs, 'gossip.keyring'),
+    ]);
+    assert.equal(((await stat(join(certs, 'gossip.keyring'))).mode & 0o777).toString(8), '600');
     assert.equal(made.cluster, CLUSTER);
     assert.match(made.serial, /^[0-9A-F]+$/);
     assert.ok(Date.parse(made.notAfter) > Date.now() + 3000 * DAY_MS);

@@ -17,7 +17,7 @@ import { DEFAULT_CLUSTER } from '../../core/config/home.ts';
 export default class CertsInit extends RdbnetCommand<InitResult> {
   static override summary = 'Create the cluster CA.';
   static override description =
-    'Writes ca.crt and ca.key (mode 0600) into --certs-dir. Without --cluster the name is asked ' +
+    'Writes ca.crt and ca.key (mode 0600) into --certs-dir, and gossip.keyring (mode 0600, kept if it exists) for the nodes started from it. Without --cluster the name is asked ' +
     `for on an interactive terminal, and is '${DEFAULT_CLUSTER}' otherwise. An existing CA is ` +
     'never replaced without --overwrite (exit 1): every certificate it signed would stop being ' +
     'trusted. To replace a CA in a running cluster use `certs rotate --ca` instead.';

@@ -14,7 +14,11 @@ import type {
   DecodedEnvelope,
   EchoMessage,
   Envelope,
+  GossipStreamMessage,
   HealthReply,
+  MemberEventsReply,
+  MemberEventsRequest,
+  MembersReply,
   ProveIdentityRequest,
   RevocationsRequest,
   StatusReply,
@@ -30,6 +34,23 @@ export interface AdminSource {
   certificates: CertificateAdmin | null;
   /** The cluster service; null until the node has opened its Raft storage. */
   cluster: ClusterRequests | null;
+  /** Gossip membership; null until it runs. */
+  membership: MembershipRequests | null;
+}
+
+/** The gossip layer as the admin API reaches it. */
+export interface MembershipRequests {
+  /** A push-pull request from a member; returns the sealed reply (empty: none). */
+  onStream(fromAddress: string, payload: Uint8Array): Uint8Array;
+  members(): MembersReply;
+  events(afterSeq: number): MemberEventsReply;
+}
+
+function membershipOf(source: AdminSource): MembershipRequests {
+  if (source.membership === null) {
+    throw new RdbnetError(ErrorCode.NotMember, 'gossip is not running yet');
+  }
+  return source.membership;
 }
 
 /** Answers the cluster kinds of Envelope (CLUSTER_KINDS); roles are checked there. */
@@ -67,6 +88,29 @@ export function adminHandler(source: AdminSource): RequestHandler {
         return { statusReply: source.status() };
       case 'healthRequest':
         return { healthReply: source.health() };
+      case 'gossipStreamRequest':
+        if (connection.peer?.role !== 'node') {
+          throw new RdbnetError(
+            ErrorCode.Forbidden,
+            'gossip is for nodes (node certificates) only',
+          );
+        }
+        return {
+          gossipStreamReply: {
+            payload: membershipOf(source).onStream(
+              connection.remoteAddress,
+              (request.body as GossipStreamMessage).payload,
+            ),
+          },
+        };
+      case 'membersRequest':
+        return { membersReply: membershipOf(source).members() };
+      case 'memberEventsRequest':
+        return {
+          memberEventsReply: membershipOf(source).events(
+            (request.body as MemberEventsRequest).afterSeq,
+          ),
+        };
       case 'echoRequest':
         return { echoReply: { data: (request.body as EchoMessage).data } };
       case 'certRotateRequest': {

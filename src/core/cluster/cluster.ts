@@ -345,6 +345,24 @@ export class ClusterService {
     return out;
   }
 
+  /** The voters of the applied configuration; null while this node belongs to no cluster. */
+  voters(): string[] | null {
+    const driver = this.driver;
+    if (driver === null || driver.config.voters.size === 0) return null;
+    return [...driver.config.voters];
+  }
+
+  /** Addresses of the other members of the applied configuration (gossip seeds on restart). */
+  memberAddresses(): string[] {
+    const driver = this.driver;
+    if (driver === null) return [];
+    const out: string[] = [];
+    for (const [id, address] of driver.config.addresses) {
+      if (id !== this.init.id && address !== '') out.push(address);
+    }
+    return out;
+  }
+
   handles(kind: EnvelopeKind): boolean {
     return CLUSTER_KINDS.has(kind);
   }

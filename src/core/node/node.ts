@@ -8,6 +8,7 @@ import {
   adminHandler,
   type CertificateAdmin,
   type ClusterRequests,
+  type MembershipRequests,
 } from '../api/admin.ts';
 import { ClusterService } from '../cluster/cluster.ts';
 import type { NodeConfig } from '../config/node-config.ts';
@@ -17,6 +18,9 @@ import type {
   CertInfoReply,
   CertRotateReply,
   HealthReply,
+  MemberEventsReply,
+  MembersReply,
+  NodeHealth,
   StatusReply,
 } from '../protocol/messages.ts';
 import { Counters, type Logger, systemClock } from '../runtime/index.ts';
@@ -28,6 +32,7 @@ import { SOFTWARE_VERSION } from '../version.ts';
 import { NodeCertificates } from './certificates.ts';
 import { loadNodeCredentials } from './credentials.ts';
 import { lockDataDir, readOrCreateNodeRecord } from './data-dir.ts';
+import { gossipCounters, loadNodeKeyring, NodeGossip } from './gossip.ts';
 
 export type NodeState = 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -48,6 +53,7 @@ export class RdbnetNode implements AdminSource {
   private listenAddress = '';
   private nodeCertificates: NodeCertificates | null = null;
   private clusterService: ClusterService | null = null;
+  private gossip: NodeGossip | null = null;
 
   private constructor(config: NodeConfig, id: string, clusterId: string, log: Logger) {
     this.config = config;
@@ -80,6 +86,8 @@ export class RdbnetNode implements AdminSource {
           'running without TLS (--insecure): connections are neither encrypted nor authenticated',
         );
       }
+      // Read before anything listens: a missing keyring stops the start here.
+      const keyring = await loadNodeKeyring(config, log);
       const node = new RdbnetNode(config, record.id, clusterId, log);
       node.unlock = unlock;
       if (credentials !== null) {
@@ -110,7 +118,25 @@ export class RdbnetNode implements AdminSource {
       try {
         await node.listen(credentials?.tls ?? null);
         await node.clusterService.start(node.address);
+        // Gossip binds UDP on the listen host and the bound TCP port number.
+        const wildcard = config.listen.host === '0.0.0.0' || config.listen.host === '::';
+        node.gossip = await NodeGossip.start({
+          id: record.id,
+          host: wildcard ? config.advertise.host : config.listen.host,
+          port: Number(node.listenAddress.split(':').pop()),
+          keyring,
+          clusterId,
+          // A restarted member also knows its peers from the Raft configuration.
+          seeds: [...new Set([...(config.join ?? []), ...node.clusterService.memberAddresses()])],
+          links: {
+            local: { id: record.id, clusterId, role: 'node', softwareVersion: SOFTWARE_VERSION },
+            tls: () => node.nodeCertificates?.tls ?? null,
+            options: config.connection,
+          },
+          log,
+        });
       } catch (error) {
+        await node.gossip?.stop();
         await node.server?.close(0);
         await node.clusterService.stop();
         throw error;
@@ -218,6 +244,8 @@ export class RdbnetNode implements AdminSource {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.state = 'stopping';
     this.log.info('node stopping', { graceMs: this.config.shutdownGraceMs });
+    // Leave gossip first (bounded), while the node still answers push-pull.
+    await this.gossip?.stop();
     await this.clusterService?.stop();
     await this.server?.close(this.config.shutdownGraceMs);
     await this.unlock?.();
@@ -248,6 +276,7 @@ export class RdbnetNode implements AdminSource {
       counters: {
         ...this.counters.snapshot(),
         ...this.clusterService?.counters(),
+        ...(this.gossip === null ? {} : gossipCounters(this.gossip.stats())),
         'frames.in': framesIn,
         'frames.out': framesOut,
       },
@@ -255,9 +284,12 @@ export class RdbnetNode implements AdminSource {
   }
 
   /**
-   * Health of the one node this build knows of; cluster-wide health arrives with membership.
-   * Critical when not serving or when its certificate has expired; degraded when the
-   * certificate expires within CERT_DAYS_LEFT_WARN days.
+   * Health as this node sees it. Alone (no other gossip member known): its own health only —
+   * critical when not serving or when its certificate has expired; degraded when the
+   * certificate expires within CERT_DAYS_LEFT_WARN days. With other members: one entry per
+   * gossip member (a member that left is listed, never counted); degraded when one is
+   * suspect or dead, critical without quorum (a majority of the Raft voters alive or suspect
+   * in gossip; before the node belongs to a cluster, a majority of the gossip members).
    */
   health(): HealthReply {
     const live = this.state === 'running' || this.state === 'starting';
@@ -269,25 +301,76 @@ export class RdbnetNode implements AdminSource {
     else if (certDaysLeft < CERT_DAYS_LEFT_WARN) {
       problems.push(`certificate expires in ${certDaysLeft.toFixed(1)} days`);
     }
+    const localCritical = !ready || certDaysLeft <= 0;
+    const self: NodeHealth = {
+      id: this.id,
+      address: this.address,
+      state: ready ? 'alive' : this.state,
+      phi: 0,
+      lastHeartbeatMs: 0,
+      live,
+      ready,
+      problems,
+      certDaysLeft: Number.isFinite(certDaysLeft) ? Number(certDaysLeft.toFixed(2)) : 0,
+      hasCertificate: this.nodeCertificates !== null,
+      score: 1,
+    };
+    const members = this.gossip?.members() ?? [];
+    if (members.filter((member) => !member.isSelf).length === 0) {
+      const status = localCritical ? 'critical' : problems.length > 0 ? 'degraded' : 'healthy';
+      return { status, quorum: ready, nodes: [self] };
+    }
+    const nodes: NodeHealth[] = [self];
+    const liveIds = new Set<string>([this.id]);
+    let troubled = false;
+    for (const member of members) {
+      if (member.isSelf) continue;
+      const alive = member.state === 'alive';
+      const memberLive = alive || member.state === 'suspect';
+      if (memberLive) liveIds.add(member.id);
+      if (member.state === 'suspect' || member.state === 'dead') troubled = true;
+      nodes.push({
+        id: member.id,
+        address: member.address,
+        state: member.state,
+        phi: member.phi,
+        lastHeartbeatMs: Math.max(0, member.lastAckMs),
+        live: memberLive,
+        ready: alive,
+        problems:
+          member.state === 'suspect' || member.state === 'dead'
+            ? [`${member.id} is ${member.state}`]
+            : [],
+        certDaysLeft: 0,
+        hasCertificate: false,
+        score: member.score,
+      });
+    }
+    const voters =
+      this.clusterService?.voters() ??
+      members.filter((member) => member.state !== 'left').map((member) => member.id);
+    const liveVoters = voters.filter((id) => liveIds.has(id)).length;
+    const quorum = ready && liveVoters > voters.length / 2;
     const status =
-      !ready || certDaysLeft <= 0 ? 'critical' : problems.length > 0 ? 'degraded' : 'healthy';
+      localCritical || !quorum
+        ? 'critical'
+        : troubled || problems.length > 0
+          ? 'degraded'
+          : 'healthy';
+    return { status, quorum, nodes };
+  }
+
+  /** Gossip membership for the admin API; null until gossip runs. */
+  get membership(): MembershipRequests | null {
+    const gossip = this.gossip;
+    if (gossip === null) return null;
     return {
-      status,
-      quorum: ready,
-      nodes: [
-        {
-          id: this.id,
-          address: this.address,
-          state: ready ? 'alive' : this.state,
-          phi: 0,
-          lastHeartbeatMs: 0,
-          live,
-          ready,
-          problems,
-          certDaysLeft: Number.isFinite(certDaysLeft) ? Number(certDaysLeft.toFixed(2)) : 0,
-          hasCertificate: this.nodeCertificates !== null,
-        },
-      ],
+      onStream: (from: string, payload: Uint8Array) => gossip.onStream(from, payload),
+      members: (): MembersReply => ({ id: this.id, members: gossip.members() }),
+      events: (afterSeq: number): MemberEventsReply => ({
+        id: this.id,
+        ...gossip.events(afterSeq),
+      }),
     };
   }
 

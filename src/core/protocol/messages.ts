@@ -64,6 +64,7 @@ export interface NodeHealth {
   problems: string[];
   certDaysLeft: number;
   hasCertificate: boolean;
+  score: number;
 }
 export interface HealthReply {
   status: string;
@@ -261,6 +262,44 @@ export interface LeaveReply {
   id: string;
 }
 
+// ---- gossip membership (SWIM)
+
+export interface GossipStreamMessage {
+  payload: Uint8Array;
+}
+export interface GossipMember {
+  id: string;
+  address: string;
+  state: string;
+  incarnation: number;
+  rttMs: number;
+  phi: number;
+  score: number;
+  lastAckMs: number;
+  isSelf: boolean;
+}
+export interface MembersReply {
+  id: string;
+  members: GossipMember[];
+}
+export interface MemberEventsRequest {
+  afterSeq: number;
+}
+export interface MemberEventRecord {
+  seq: number;
+  type: string;
+  id: string;
+  address: string;
+  incarnation: number;
+  atMs: number;
+}
+export interface MemberEventsReply {
+  id: string;
+  events: MemberEventRecord[];
+  lastSeq: number;
+  missed: number;
+}
+
 /** One message per frame payload; exactly one field is set. */
 export type Envelope =
   | { hello: Hello }
@@ -301,7 +340,13 @@ export type Envelope =
   | { transferLeaderRequest: TransferLeaderRequest }
   | { transferLeaderReply: TransferLeaderReply }
   | { leaveRequest: LeaveRequest }
-  | { leaveReply: LeaveReply };
+  | { leaveReply: LeaveReply }
+  | { gossipStreamRequest: GossipStreamMessage }
+  | { gossipStreamReply: GossipStreamMessage }
+  | { membersRequest: Record<string, never> }
+  | { membersReply: MembersReply }
+  | { memberEventsRequest: MemberEventsRequest }
+  | { memberEventsReply: MemberEventsReply };
 
 /** Names of the Envelope oneof fields, e.g. 'statusRequest'. */
 export type EnvelopeKind = Envelope extends infer E ? (E extends unknown ? keyof E : never) : never;

@@ -1,0 +1,230 @@
+/**
+ * The node's gossip membership: the keyring in the certs dir, a GossipDriver on the node's
+ * listen host and port (UDP), push-pull carried as one request/response over the node's
+ * mTLS binary protocol, seeds from --join, and a bounded leave on stop.
+ */
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { PeerLinks, type PeerLinksInit } from '../cluster/peers.ts';
+import type { NodeConfig } from '../config/node-config.ts';
+import { ErrorCode, RdbnetError } from '../errors.ts';
+import {
+  GossipDriver,
+  type GossipStats,
+  type StreamTransport,
+} from '../membership/gossip/index.ts';
+import { type MemberView, SWIM_LAN } from '../membership/swim/index.ts';
+import type { GossipMember, MemberEventRecord } from '../protocol/messages.ts';
+import { call } from '../rpc/call.ts';
+import type { Logger } from '../runtime/index.ts';
+import { systemClock } from '../runtime/index.ts';
+import { ensureKeyring, Keyring, loadKeyring } from '../security/keyring.ts';
+
+/** The keyring file in the certs dir. */
+export const GOSSIP_KEYRING_FILE = 'gossip.keyring';
+/** A push-pull exchange that has not answered by then is abandoned (the driver counts it). */
+const STREAM_REQUEST_TIMEOUT_MS = 3000;
+/** stop() waits this long at most for the leave broadcast before closing the socket. */
+export const GOSSIP_LEAVE_MAX_MS = 1000;
+/** Recent events kept for `rdbnet cluster events`; older ones are dropped. */
+export const MEMBER_EVENTS_KEPT = 1024;
+/** Events returned by one request at most (the asker asks again for the rest). */
+const MEMBER_EVENTS_PER_REPLY = 256;
+
+export function gossipKeyringPath(certsDir: string): string {
+  return join(certsDir, GOSSIP_KEYRING_FILE);
+}
+
+/**
+ * The node's keyring. Created (once, shared by nodes starting together) only where the node
+ * creates its own certificates (the default certs dir); elsewhere it must exist. An
+ * --insecure node has no certs dir to read: its key is derived from the cluster name, so
+ * --insecure nodes of one cluster gossip with each other and nothing is secret.
+ */
+export async function loadNodeKeyring(config: NodeConfig, log: Logger): Promise<Keyring> {
+  if (config.insecure) {
+    log.warn('gossip key derived from the cluster name (--insecure): membership is not secret');
+    return new Keyring(
+      createHash('sha256').update(`rdbnet-insecure-gossip/${config.cluster}`).digest(),
+    );
+  }
+  const path = gossipKeyringPath(config.certsDir);
+  if (config.certsDirIsDefault) {
+    const { keyring, created } = await ensureKeyring(path);
+    if (created) log.info('created gossip keyring', { file: path });
+    return keyring;
+  }
+  try {
+    return await loadKeyring(path);
+  } catch (error) {
+    if (error instanceof RdbnetError && /not found/.test(error.message)) {
+      throw new RdbnetError(ErrorCode.ConfigInvalid, `gossip keyring not found: ${path}`, {
+        hint:
+          `copy ${GOSSIP_KEYRING_FILE} from another member's certs dir, or (first node) write ` +
+          `{"primary": "<key>", "keys": ["<key>"]} there with mode 0600, <key> from \`rdbnet keys generate\``,
+        cause: error,
+      });
+    }
+    throw error;
+  }
+}
+
+export class NodeGossip {
+  readonly driver: GossipDriver;
+  private readonly links: PeerLinks;
+  private readonly log: Logger;
+  private left = false;
+  private readonly recent: MemberEventRecord[] = [];
+  private lastSeq = 0;
+
+  private constructor(driver: GossipDriver, links: PeerLinks, log: Logger) {
+    this.driver = driver;
+    this.links = links;
+    this.log = log;
+  }
+
+  /** Binds UDP on host:port and joins `seeds` in the background (never blocks start-up). */
+  static async start(init: {
+    id: string;
+    host: string;
+    port: number;
+    keyring: Keyring;
+    clusterId: string;
+    seeds: readonly string[];
+    links: PeerLinksInit;
+    log: Logger;
+  }): Promise<NodeGossip> {
+    const links = new PeerLinks(init.links);
+    const stream: StreamTransport = {
+      send: async (toAddress, bytes) => {
+        const reply = await call(
+          links.link(toAddress),
+          { gossipStreamRequest: { payload: bytes } },
+          'gossipStreamReply',
+          STREAM_REQUEST_TIMEOUT_MS,
+        );
+        return reply.payload.length === 0 ? null : reply.payload;
+      },
+    };
+    let driver: GossipDriver;
+    try {
+      driver = await GossipDriver.start({
+        id: init.id,
+        host: init.host,
+        port: init.port,
+        keyring: init.keyring,
+        clusterId: init.clusterId,
+        stream,
+        swim: SWIM_LAN,
+        logger: init.log,
+      });
+    } catch (error) {
+      links.close();
+      throw error;
+    }
+    const gossip = new NodeGossip(driver, links, init.log);
+    driver.on('event', (event) => {
+      gossip.record(event.type, event.id, event.address, event.incarnation);
+      init.log.info('gossip member', { event: event.type, id: event.id, address: event.address });
+    });
+    init.log.info('gossip running', { address: driver.address, seeds: [...init.seeds] });
+    if (init.seeds.length > 0) {
+      driver.join(init.seeds).then(
+        (live) => init.log.info('gossip joined', { live }),
+        (error: unknown) => {
+          if (!gossip.left) {
+            init.log.warn('gossip join gave up (members that find us still add us)', {
+              reason: (error as Error).message,
+            });
+          }
+        },
+      );
+    }
+    return gossip;
+  }
+
+  /** The peer side of push-pull. */
+  onStream(fromAddress: string, payload: Uint8Array): Uint8Array {
+    return this.driver.onStream(fromAddress, payload) ?? new Uint8Array(0);
+  }
+
+  private record(type: string, id: string, address: string, incarnation: number): void {
+    this.lastSeq++;
+    this.recent.push({ seq: this.lastSeq, type, id, address, incarnation, atMs: Date.now() });
+    if (this.recent.length > MEMBER_EVENTS_KEPT) this.recent.shift();
+  }
+
+  /** Recent events after `afterSeq` (oldest first, at most MEMBER_EVENTS_PER_REPLY), and
+   * how many after it were dropped from the ring already. */
+  events(afterSeq: number): { events: MemberEventRecord[]; lastSeq: number; missed: number } {
+    const firstKept = this.recent[0]?.seq ?? this.lastSeq + 1;
+    const missed = Math.max(0, Math.min(firstKept - 1, this.lastSeq) - afterSeq);
+    const events = this.recent
+      .filter((event) => event.seq > afterSeq)
+      .slice(0, MEMBER_EVENTS_PER_REPLY);
+    return { events, lastSeq: this.lastSeq, missed };
+  }
+
+  members(): GossipMember[] {
+    const now = systemClock.nowMs();
+    return this.driver.members().map((member) => memberWire(member, now));
+  }
+
+  stats(): GossipStats {
+    return this.driver.stats();
+  }
+
+  /** Announces `left` (bounded by GOSSIP_LEAVE_MAX_MS), then closes socket and links. */
+  async stop(): Promise<void> {
+    if (!this.left) {
+      this.left = true;
+      let timer: NodeJS.Timeout | undefined;
+      const complete = await Promise.race([
+        Promise.resolve()
+          .then(() => this.driver.leave())
+          .catch(() => false),
+        new Promise<false>((resolve) => {
+          timer = setTimeout(() => resolve(false), GOSSIP_LEAVE_MAX_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      this.log.info('gossip left', { complete });
+    }
+    await this.driver.close();
+    this.links.close();
+  }
+}
+
+function memberWire(member: MemberView, now: number): GossipMember {
+  return {
+    id: member.id,
+    address: member.address,
+    state: member.state,
+    incarnation: member.incarnation,
+    rttMs:
+      member.rttMs === undefined || !Number.isFinite(member.rttMs)
+        ? -1
+        : Number(member.rttMs.toFixed(3)),
+    phi: Number(member.phi.toFixed(3)),
+    score: member.isSelf ? 1 : Number(member.score.toFixed(3)),
+    lastAckMs:
+      member.lastAckAtMs === undefined || !Number.isFinite(member.lastAckAtMs)
+        ? -1
+        : Math.round(now - member.lastAckAtMs),
+    isSelf: member.isSelf,
+  };
+}
+
+/** Gossip statistics as flat `gossip.*` counters for `node status`. */
+export function gossipCounters(stats: GossipStats): Record<string, number> {
+  const out: Record<string, number> = {};
+  const walk = (prefix: string, value: unknown): void => {
+    if (typeof value === 'number') {
+      if (Number.isFinite(value) && value >= 0) out[prefix] = Math.round(value);
+    } else if (value !== null && typeof value === 'object') {
+      for (const [key, inner] of Object.entries(value)) walk(`${prefix}.${key}`, inner);
+    }
+  };
+  walk('gossip', stats);
+  return out;
+}
