@@ -38,3 +38,14 @@ export async function readListFlag(value: string, flag: string): Promise<string>
     .filter((item) => item !== '')
     .join(',');
 }
+
+/** The list as values: de-duplicated, in order; an empty list is a usage error. */
+export async function readList(value: string, flag: string): Promise<string[]> {
+  const items = [...new Set((await readListFlag(value, flag)).split(/[\s,]+/).filter(Boolean))];
+  if (items.length === 0) {
+    throw new RdbnetError(ErrorCode.Usage, `${flag} is empty`, {
+      ...(value.trim() === '-' ? { hint: 'stdin held no values' } : {}),
+    });
+  }
+  return items;
+}

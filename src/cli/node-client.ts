@@ -10,7 +10,7 @@ import type { LocalEndpoint } from '../core/protocol/handshake.ts';
 import { validateName } from '../core/security/identity.ts';
 import { parseHostPort } from '../core/transport/address.ts';
 import type { Connection } from '../core/transport/connection.ts';
-import { dial } from '../core/transport/dial.ts';
+import { type DialInit, dial } from '../core/transport/dial.ts';
 import { connectionOptions } from '../core/transport/options.ts';
 import { SOFTWARE_VERSION } from '../core/version.ts';
 
@@ -48,11 +48,8 @@ export interface NodeFlagValues {
   timeout: number;
 }
 
-/** Connects to the node named by the flags, runs `work`, and always closes the connection. */
-export async function withNode<T>(
-  flags: NodeFlagValues,
-  work: (connection: Connection) => Promise<T>,
-): Promise<T> {
+/** How to reach the node named by the flags: address, client identity, TLS material. */
+export async function nodeDialInit(flags: NodeFlagValues): Promise<DialInit> {
   const address = parseHostPort(flags.node ?? defaultNodeAddress(), '--node address');
   const clientName = validateName('client name', flags.client);
   const options = connectionOptions({
@@ -74,7 +71,15 @@ export async function withNode<T>(
     local = { ...local, clusterId: credentials.identity.cluster };
     tls = credentials.tls;
   }
-  const connection = await dial({ address, local, tls, options });
+  return { address, local, tls, options };
+}
+
+/** Connects to the node named by the flags, runs `work`, and always closes the connection. */
+export async function withNode<T>(
+  flags: NodeFlagValues,
+  work: (connection: Connection) => Promise<T>,
+): Promise<T> {
+  const connection = await dial(await nodeDialInit(flags));
   try {
     return await work(connection);
   } finally {

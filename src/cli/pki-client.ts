@@ -3,6 +3,7 @@
  * certificates directory (issue, list, inspect) and the certificate RPCs of running nodes
  * (rotation, trust bundles, revocations, proof of possession). Commands stay thin on top.
  */
+
 import { createPublicKey, randomBytes, verify, X509Certificate } from 'node:crypto';
 import { rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -54,6 +55,7 @@ import type { Connection } from '../core/transport/connection.ts';
 import { dial, presentedCertificate as presentedBy } from '../core/transport/dial.ts';
 import { connectionOptions } from '../core/transport/options.ts';
 import { SOFTWARE_VERSION } from '../core/version.ts';
+import { readList } from './lists.ts';
 import { type NodeFlagValues, nodeFlags, withNode } from './node-client.ts';
 import { interactive } from './output.ts';
 
@@ -114,38 +116,13 @@ export function keyBitsOf(flag: string): KeyBits {
 
 // ---- input ------------------------------------------------------------------------------
 
-/** A comma/newline-separated list flag; `-` reads the list from stdin (docs/CLI.md). */
-export async function readList(value: string, flag: string): Promise<string[]> {
-  const text = value.trim() === '-' ? await readStdin() : value;
-  const items = [
-    ...new Set(
-      text
-        .split(/[\s,]+/)
-        .map((item) => item.trim())
-        .filter(Boolean),
-    ),
-  ];
-  if (items.length === 0) {
-    throw new RdbnetError(ErrorCode.Usage, `--${flag} is empty`, {
-      hint: value.trim() === '-' ? 'stdin held no values' : undefined,
-    });
-  }
-  return items;
-}
-
 /** The nodes named by --nodes, or else the one of --node / RDBNET_NODE. */
 export async function targetNodes(flags: {
   nodes?: string | undefined;
   node?: string | undefined;
 }): Promise<string[]> {
-  if (flags.nodes !== undefined) return readList(flags.nodes, 'nodes');
+  if (flags.nodes !== undefined) return readList(flags.nodes, '--nodes');
   return [flags.node ?? defaultNodeAddress()];
-}
-
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /**

@@ -413,11 +413,15 @@ describe('keys', () => {
     assert.equal(human.code, 0, describeResult(human));
     assert.match(human.stdout, /^[A-Za-z0-9+/]{43}=\n$/);
 
-    const listed = await cli<{ file: string; primary: string; keys: string[] }>(['keys', 'list']);
+    const listed = await cli<{ file: string; primary: string; keys: string[] }>([
+      'keys',
+      'list',
+      '--local',
+    ]);
     assert.equal(listed.file, join(home.dir, 'certs', 'gossip.keyring'));
     assert.deepEqual(listed.keys, [listed.primary]);
     const missing = await runCli(
-      ['keys', 'list', '--json', '--certs-dir', join(home.dir, 'nowhere')],
+      ['keys', 'list', '--local', '--json', '--certs-dir', join(home.dir, 'nowhere')],
       env(),
     );
     assert.equal(missing.code, 1, describeResult(missing));

@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
+import { readList } from '../../cli/lists.ts';
 import { keyValueTable } from '../../cli/output.ts';
 import {
   askIfMissing,
@@ -11,7 +12,6 @@ import {
   keyBitsFlag,
   keyBitsOf,
   overwriteFlag,
-  readList,
 } from '../../cli/pki-client.ts';
 
 const DEFAULT_HOSTS = 'localhost,127.0.0.1,::1';
@@ -51,7 +51,7 @@ export default class CertsIssue extends RdbnetCommand<IssueResult> {
       dir: certsDirOf(flags['certs-dir']),
       kind: 'node',
       name: nodeId,
-      hosts: await readList(flags.host ?? DEFAULT_HOSTS, 'host'),
+      hosts: await readList(flags.host ?? DEFAULT_HOSTS, '--host'),
       days: flags.days,
       keyBits: keyBitsOf(flags['key-bits']),
       overwrite: flags.overwrite,

@@ -1,12 +1,12 @@
 import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
 import { ExitCode } from '../../cli/exit-codes.ts';
+import { readList } from '../../cli/lists.ts';
 import { table, withSpinner } from '../../cli/output.ts';
 import {
   nodesFlag,
   pkiNodeFlags,
   type RevokeResult,
-  readList,
   revokeSerials,
   targetNodes,
 } from '../../cli/pki-client.ts';
@@ -35,7 +35,7 @@ export default class CertsRevoke extends RdbnetCommand<RevokeResult> {
 
   protected override async execute(): Promise<RevokeResult> {
     const { flags } = await this.parse(CertsRevoke);
-    const serials = await readList(flags.serial, 'serial');
+    const serials = await readList(flags.serial, '--serial');
     const nodes = await targetNodes(flags);
     return withSpinner('pushing the revocation list', this.json, () =>
       revokeSerials(flags, nodes, serials),

@@ -16,6 +16,8 @@ import type {
   Envelope,
   GossipStreamMessage,
   HealthReply,
+  KeyringReply,
+  KeyringRequest,
   MemberEventsReply,
   MemberEventsRequest,
   MembersReply,
@@ -44,6 +46,8 @@ export interface MembershipRequests {
   onStream(fromAddress: string, payload: Uint8Array): Uint8Array;
   members(): MembersReply;
   events(afterSeq: number): MemberEventsReply;
+  /** `rdbnet keys …`: applied here and forwarded to every alive member (or, forwarded, here). */
+  keyring(request: KeyringRequest): Promise<KeyringReply>;
 }
 
 function membershipOf(source: AdminSource): MembershipRequests {
@@ -111,6 +115,22 @@ export function adminHandler(source: AdminSource): RequestHandler {
             (request.body as MemberEventsRequest).afterSeq,
           ),
         };
+      case 'keyringRequest': {
+        // An operator asks for the cluster-wide change; a member forwards it to be applied here.
+        const body = request.body as KeyringRequest;
+        const role = connection.peer?.role;
+        if (body.forwarded ? role !== 'node' : role !== 'client') {
+          throw new RdbnetError(
+            ErrorCode.Forbidden,
+            body.forwarded
+              ? 'forwarded keyring operations come from members (node certificates) only'
+              : 'keyring operations need an operator (client) certificate',
+          );
+        }
+        return membershipOf(source)
+          .keyring(body)
+          .then((reply) => ({ keyringReply: reply }));
+      }
       case 'echoRequest':
         return { echoReply: { data: (request.body as EchoMessage).data } };
       case 'certRotateRequest': {

@@ -27,6 +27,8 @@ import type {
   BootstrapCommitRequest,
   ClusterBootstrapReply,
   ClusterBootstrapRequest,
+  ClusterJoinReply,
+  ClusterJoinRequest,
   ClusterMember,
   ClusterStatusReply,
   ClusterStatusRequest,
@@ -74,6 +76,10 @@ export const PEER_FRESH_MS = 5000;
 export const PEERS_MAX = 256;
 /** Peer addresses contacted in one discovery round. */
 export const DISCOVERY_TARGETS_MAX = 64;
+/** How long `cluster join --seeds` waits for membership by default, and at most. */
+export const JOIN_WAIT_DEFAULT_MS = 30_000;
+export const JOIN_WAIT_MAX_MS = 300_000;
+const JOIN_POLL_MS = 100;
 /** One node-to-node request (exchange, Raft batch, status hop). */
 export const PEER_REQUEST_TIMEOUT_MS = 1000;
 /** Deadline for requests forwarded to the leader (join, remove, transfer), retries included. */
@@ -107,6 +113,14 @@ export const VOUCH_INTERVAL_MS = 1000;
 export const CONF_CHANGE_TIMINGS_MAX = 256;
 /** Between answering `cluster leave` and stopping, so the answer leaves first. */
 export const LEFT_EXIT_DELAY_MS = 150;
+/** How often the leader looks for voters gossip reports dead (see removeDeadVoter). */
+export const DEAD_VOTER_CHECK_MS = 1000;
+/**
+ * A cluster of at least this many voters is never shrunk below it by the automatic removal
+ * of dead voters (an operator may still `cluster leave --force`); a smaller cluster keeps
+ * at least one voter.
+ */
+export const DEAD_VOTER_MIN_VOTERS = 3;
 
 const LEFT_MARKER = 'left.json';
 
@@ -118,6 +132,7 @@ export const CLUSTER_KINDS: ReadonlySet<EnvelopeKind> = new Set<EnvelopeKind>([
   'joinRequest',
   'removeMemberRequest',
   'clusterBootstrapRequest',
+  'clusterJoinRequest',
   'clusterStatusRequest',
   'transferLeaderRequest',
   'leaveRequest',
@@ -142,6 +157,71 @@ export interface ClusterServiceInit {
   raft?: Partial<RaftConfig>;
   tickMs?: number;
   clock?: Clock;
+  /**
+   * A voter gossip reports `dead` continuously for longer than this is removed by the
+   * leader when quorum stays safe (see removeDeadVoter). Undefined or ≤ 0: never.
+   */
+  deadVoterRemoveAfterMs?: number;
+  /** This node's gossip view of the members; null (or absent) while gossip does not run. */
+  gossip?: () => readonly GossipLiveness[] | null;
+  /** `cluster join --seeds` gave new seeds: gossip should join through them too. */
+  onSeeds?: (seeds: readonly string[]) => void;
+}
+
+/** One member as gossip (SWIM) sees it, for the automatic removal of dead voters. */
+export interface GossipLiveness {
+  id: NodeId;
+  state: string;
+  /** How long it has been in `state`, continuously (gossip's own clock). */
+  inStateMs: number;
+}
+
+export type DeadVoterDecision =
+  | { remove: NodeId; deadForMs: number }
+  | { remove: null; reason: string; candidate?: NodeId };
+
+/**
+ * Which voter, if any, the leader `self` removes automatically (at most one per call):
+ * one gossip reports `dead` for longer than `afterMs` (the longest dead first), and only
+ * when after its removal (1) the remaining voters alive in gossip (this node counts as
+ * alive) are a majority of the new voter set, and (2) the new set keeps at least
+ * DEAD_VOTER_MIN_VOTERS voters if the cluster had that many, and at least one otherwise.
+ * A voter gossip does not list is not alive (it counts against the majority) and is never
+ * removed: only a `dead` verdict removes.
+ */
+export function deadVoterToRemove(
+  self: NodeId,
+  voters: readonly NodeId[],
+  gossip: readonly GossipLiveness[],
+  afterMs: number,
+): DeadVoterDecision {
+  const byId = new Map(gossip.map((member) => [member.id, member]));
+  const dead = voters
+    .filter((id) => id !== self)
+    .map((id) => ({ id, member: byId.get(id) }))
+    .filter(({ member }) => member?.state === 'dead' && member.inStateMs > afterMs)
+    .sort((a, b) => b.member!.inStateMs - a.member!.inStateMs || (a.id < b.id ? -1 : 1));
+  const first = dead[0];
+  if (first === undefined) return { remove: null, reason: 'no voter dead long enough' };
+  const remaining = voters.filter((id) => id !== first.id);
+  const minVoters = voters.length >= DEAD_VOTER_MIN_VOTERS ? DEAD_VOTER_MIN_VOTERS : 1;
+  if (remaining.length < minVoters) {
+    return {
+      remove: null,
+      candidate: first.id,
+      reason: `removing ${first.id} would leave ${remaining.length} voter(s); the minimum is ${minVoters}`,
+    };
+  }
+  const alive = remaining.filter((id) => id === self || byId.get(id)?.state === 'alive');
+  const needed = quorum(remaining.length);
+  if (alive.length < needed) {
+    return {
+      remove: null,
+      candidate: first.id,
+      reason: `removing ${first.id} would leave ${remaining.length} voter(s) of which ${alive.length} are alive; a majority needs ${needed}`,
+    };
+  }
+  return { remove: first.id, deadForMs: first.member!.inStateMs };
 }
 
 interface KnownPeer {
@@ -206,6 +286,8 @@ export class ClusterService {
   /** Seed addresses that turned out to be this node. */
   private readonly selfAddresses = new Set<string>();
   private discoveryTimer: NodeJS.Timeout | null = null;
+  /** Seeds added at run time by `cluster join --seeds`, bounded like discovery itself. */
+  private readonly extraSeeds = new Set<string>();
   private discoveryRunning: Promise<void> | null = null;
   private bootstrapping = false;
   private adopting = false;
@@ -230,6 +312,10 @@ export class ClusterService {
   private readonly addressForwardedMs = new Map<NodeId, number>();
   private promoting = false;
   private lastPromoteCheckMs = 0;
+  private removingDead = false;
+  private lastDeadCheckMs = 0;
+  /** The last reason a dead voter was kept, logged once per change. */
+  private deadKeptReason = '';
   private lastAnnounceMs = 0;
   private lastRetainMs = 0;
   private lastWarmMs = 0;
@@ -389,6 +475,11 @@ export class ClusterService {
         operator(connection);
         return this.onBootstrap(body as ClusterBootstrapRequest).then((clusterBootstrapReply) => ({
           clusterBootstrapReply,
+        }));
+      case 'clusterJoinRequest':
+        operator(connection);
+        return this.onJoinThrough(body as ClusterJoinRequest).then((clusterJoinReply) => ({
+          clusterJoinReply,
         }));
       case 'clusterStatusRequest':
         return this.onStatus(body as ClusterStatusRequest).then((clusterStatusReply) => ({
@@ -616,6 +707,15 @@ export class ClusterService {
       this.lastPromoteCheckMs = now;
       this.promoteCaughtUpLearner(driver);
     }
+    if (
+      driver.isLeader &&
+      !this.promoting &&
+      !this.removingDead &&
+      now - this.lastDeadCheckMs >= DEAD_VOTER_CHECK_MS
+    ) {
+      this.lastDeadCheckMs = now;
+      this.removeDeadVoter(driver);
+    }
     if (now - this.lastWarmMs >= LINK_WARM_INTERVAL_MS) {
       this.lastWarmMs = now;
       this.warmLinks(driver);
@@ -712,6 +812,57 @@ export class ClusterService {
         });
       return;
     }
+  }
+
+  /**
+   * Leader only, at most every DEAD_VOTER_CHECK_MS: proposes the removal of one voter gossip
+   * reports dead for longer than deadVoterRemoveAfterMs, when deadVoterToRemove finds it
+   * safe. Never while another configuration change is unapplied: the proposal goes straight
+   * to the core (no retry), which refuses it then ('conf-change-pending'), and none starts
+   * while a promotion or an earlier removal of this kind is in flight. The removal takes the
+   * same path as `cluster leave` (a committed removeNode, in the history and the timings of
+   * `cluster status`).
+   */
+  private removeDeadVoter(driver: RaftDriver): void {
+    const afterMs = this.init.deadVoterRemoveAfterMs;
+    if (afterMs === undefined || afterMs <= 0) return;
+    const gossip = this.init.gossip?.() ?? null;
+    if (gossip === null) return;
+    const decision = deadVoterToRemove(this.init.id, [...driver.config.voters], gossip, afterMs);
+    if (decision.remove === null) {
+      const reason = decision.candidate === undefined ? '' : decision.reason;
+      if (reason !== this.deadKeptReason) {
+        this.deadKeptReason = reason;
+        if (reason !== '') this.init.log.warn('dead voter kept: quorum not safe', { reason });
+      }
+      return;
+    }
+    const id = decision.remove;
+    this.deadKeptReason = '';
+    this.removingDead = true;
+    this.init.log.warn('removing a dead voter', {
+      node: id,
+      deadForMs: Math.round(decision.deadForMs),
+      voters: [...driver.config.voters],
+    });
+    driver
+      .proposeConfChange({ type: 'removeNode', nodeId: id }, PROPOSAL_TIMEOUT_MS)
+      .then(
+        (result) => {
+          this.recordTiming('removeNode', id, result);
+          this.init.counters.increment('cluster.dead_voters_removed');
+          this.init.log.info('removed a dead voter', { node: id, index: result.index });
+        },
+        (error: unknown) => {
+          // Another change still unapplied: tried again at the next check.
+          if (!isRetryableProposalError(error)) {
+            this.init.log.info('dead voter not removed', { node: id, reason: String(error) });
+          }
+        },
+      )
+      .finally(() => {
+        this.removingDead = false;
+      });
   }
 
   private recordTiming(op: string, nodeId: NodeId, result: ProposalResult): void {
@@ -839,7 +990,7 @@ export class ClusterService {
 
   /** One exchange with every seed and known peer, then a look at what was learnt. */
   private async discoveryRound(): Promise<void> {
-    const targets = new Set<string>(this.init.seeds ?? []);
+    const targets = new Set<string>([...(this.init.seeds ?? []), ...this.extraSeeds]);
     for (const peer of this.peers.values()) targets.add(peer.address);
     targets.delete(this.address);
     for (const address of this.selfAddresses) targets.delete(address);
@@ -1120,6 +1271,50 @@ export class ClusterService {
   }
 
   // ---------------------------------------------------------------- bootstrap
+
+  /**
+   * `cluster join --seeds`: a node still waiting for a cluster looks for one through these
+   * seeds as well, and the answer waits (bounded) until it is a member. A node already in a
+   * cluster is refused: a node belongs to one cluster for the life of its data dir.
+   */
+  private async onJoinThrough(request: ClusterJoinRequest): Promise<ClusterJoinReply> {
+    if (this.state === 'member') {
+      fail(
+        ErrorCode.ClusterExists,
+        `node ${this.init.id} already belongs to cluster ${this.clusterId}`,
+        'a node joins one cluster for the life of its data dir; start it on a fresh --data-dir with --join to move it',
+      );
+    }
+    if (this.state === 'left')
+      fail(ErrorCode.ClusterExists, `node ${this.init.id} has left its cluster`);
+    const seeds = [...new Set(request.seeds)].filter((seed) => seed !== this.address);
+    if (seeds.length === 0) fail(ErrorCode.Usage, 'no seed addresses to join through');
+    for (const seed of seeds) {
+      if (this.extraSeeds.size >= DISCOVERY_TARGETS_MAX) break;
+      this.extraSeeds.add(seed);
+    }
+    this.init.onSeeds?.(seeds);
+    if (this.discoveryTimer === null && !this.stopping) {
+      this.discoveryTimer = setInterval(() => this.discoveryTick(), DISCOVERY_INTERVAL_MS);
+    }
+    this.discoveryTick();
+    const waitMs = Math.min(request.waitMs || JOIN_WAIT_DEFAULT_MS, JOIN_WAIT_MAX_MS);
+    const deadline = this.clock.nowMs() + waitMs;
+    // A field, not a local: discovery changes it while we wait.
+    while ((this.state as ClusterState) !== 'member') {
+      if (this.stopping) fail(ErrorCode.ConnectionClosed, `node ${this.init.id} is stopping`);
+      if (this.clock.nowMs() >= deadline) {
+        fail(
+          ErrorCode.RequestTimeout,
+          `node ${this.init.id} is not a member after ${waitMs} ms (still ${this.state})`,
+          'check that the seeds are members of a running cluster and reachable from the node',
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, JOIN_POLL_MS));
+    }
+    const status = await this.onStatus({ localOnly: true });
+    return { clusterId: status.clusterId, leader: status.leader, members: status.members };
+  }
 
   private refuseIfInCluster(): void {
     const { id } = this.init;

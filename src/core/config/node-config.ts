@@ -50,7 +50,18 @@ export interface NodeConfig {
    * undefined (bootstrap with `rdbnet cluster bootstrap`).
    */
   bootstrapExpect: number | undefined;
+  /**
+   * The Raft leader removes a voter that gossip (SWIM) reports `dead` continuously for
+   * longer than this, one at a time and only when quorum stays safe: the voters left alive
+   * must be a majority of the new voter set, and a cluster of 3 or more voters is never
+   * shrunk below 3. 0 turns the removal off. Keep it well below gossip's tombstone time
+   * (60 s on LAN timings), after which a dead member is forgotten. Default 30000 ms.
+   */
+  deadVoterRemoveAfterMs: number;
 }
+
+/** Default of NodeConfig.deadVoterRemoveAfterMs. */
+export const DEAD_VOTER_REMOVE_AFTER_MS_DEFAULT = 30_000;
 
 /** What a --config file may contain: the same fields, addresses as "host:port" strings. */
 export interface NodeConfigFile {
@@ -66,6 +77,7 @@ export interface NodeConfigFile {
   connection?: Partial<ConnectionOptions>;
   join?: string[] | string;
   bootstrapExpect?: number;
+  deadVoterRemoveAfterMs?: number;
 }
 
 const FILE_KEYS = new Set([
@@ -81,6 +93,7 @@ const FILE_KEYS = new Set([
   'connection',
   'join',
   'bootstrapExpect',
+  'deadVoterRemoveAfterMs',
 ]);
 
 export async function readConfigFile(path: string): Promise<NodeConfigFile> {
@@ -172,11 +185,24 @@ export function resolveNodeConfig(
     connection: connectionOptions({ ...file.connection, ...overrides.connection }),
     join,
     bootstrapExpect,
+    deadVoterRemoveAfterMs: pick('deadVoterRemoveAfterMs') ?? DEAD_VOTER_REMOVE_AFTER_MS_DEFAULT,
   };
   if (!(config.shutdownGraceMs > 0 && config.shutdownGraceMs <= 4500)) {
     throw new RdbnetError(
       ErrorCode.ConfigInvalid,
       'shutdownGraceMs must be in 1..4500 so a stop completes within 5 s',
+    );
+  }
+  if (
+    !(
+      Number.isInteger(config.deadVoterRemoveAfterMs) &&
+      config.deadVoterRemoveAfterMs >= 0 &&
+      config.deadVoterRemoveAfterMs <= 86_400_000
+    )
+  ) {
+    throw new RdbnetError(
+      ErrorCode.ConfigInvalid,
+      'deadVoterRemoveAfterMs must be an integer in 0..86400000 (0: never remove)',
     );
   }
   if (!(Number.isInteger(config.connectionsMax) && config.connectionsMax > 0)) {

@@ -14,11 +14,24 @@ import {
   type StreamTransport,
 } from '../membership/gossip/index.ts';
 import { type MemberView, SWIM_LAN } from '../membership/swim/index.ts';
-import type { GossipMember, MemberEventRecord } from '../protocol/messages.ts';
+import type {
+  GossipMember,
+  KeyringNodeResult,
+  KeyringOp,
+  KeyringReply,
+  KeyringRequest,
+  MemberEventRecord,
+} from '../protocol/messages.ts';
 import { call } from '../rpc/call.ts';
 import type { Logger } from '../runtime/index.ts';
 import { systemClock } from '../runtime/index.ts';
-import { ensureKeyring, Keyring, loadKeyring } from '../security/keyring.ts';
+import {
+  decodeKey,
+  ensureKeyring,
+  Keyring,
+  loadKeyring,
+  saveKeyring,
+} from '../security/keyring.ts';
 
 /** The keyring file in the certs dir. */
 export const GOSSIP_KEYRING_FILE = 'gossip.keyring';
@@ -30,6 +43,9 @@ export const GOSSIP_LEAVE_MAX_MS = 1000;
 export const MEMBER_EVENTS_KEPT = 1024;
 /** Events returned by one request at most (the asker asks again for the rest). */
 const MEMBER_EVENTS_PER_REPLY = 256;
+/** A keyring operation forwarded to a member that has not answered by then fails there. */
+export const KEYRING_FORWARD_TIMEOUT_MS = 5000;
+const KEYRING_OPS: ReadonlySet<string> = new Set(['install', 'use', 'remove', 'list']);
 
 export function gossipKeyringPath(certsDir: string): string {
   return join(certsDir, GOSSIP_KEYRING_FILE);
@@ -76,11 +92,26 @@ export class NodeGossip {
   private left = false;
   private readonly recent: MemberEventRecord[] = [];
   private lastSeq = 0;
+  private readonly id: string;
+  /** The instance the driver seals and opens with: changes to it take effect at once. */
+  private readonly keyring: Keyring;
+  /** Where the keyring is saved; null on --insecure nodes (derived key, nothing to change). */
+  private readonly keyringPath: string | null;
+  /** Keyring operations run one at a time on this node. */
+  private keyringQueue: Promise<unknown> = Promise.resolve();
 
-  private constructor(driver: GossipDriver, links: PeerLinks, log: Logger) {
+  private constructor(
+    driver: GossipDriver,
+    links: PeerLinks,
+    log: Logger,
+    keyring: { id: string; keyring: Keyring; path: string | null },
+  ) {
     this.driver = driver;
     this.links = links;
     this.log = log;
+    this.id = keyring.id;
+    this.keyring = keyring.keyring;
+    this.keyringPath = keyring.path;
   }
 
   /** Binds UDP on host:port and joins `seeds` in the background (never blocks start-up). */
@@ -89,6 +120,8 @@ export class NodeGossip {
     host: string;
     port: number;
     keyring: Keyring;
+    /** The keyring file `keys install/use/remove` save to; null: --insecure (refused). */
+    keyringPath: string | null;
     clusterId: string;
     seeds: readonly string[];
     links: PeerLinksInit;
@@ -122,7 +155,11 @@ export class NodeGossip {
       links.close();
       throw error;
     }
-    const gossip = new NodeGossip(driver, links, init.log);
+    const gossip = new NodeGossip(driver, links, init.log, {
+      id: init.id,
+      keyring: init.keyring,
+      path: init.keyringPath,
+    });
     driver.on('event', (event) => {
       gossip.record(event.type, event.id, event.address, event.incarnation);
       init.log.info('gossip member', { event: event.type, id: event.id, address: event.address });
@@ -174,6 +211,106 @@ export class NodeGossip {
     return this.driver.stats();
   }
 
+  /**
+   * A keyring request. Forwarded (from a member): applied to this node's keyring only.
+   * Otherwise (from an operator): `list` asks every alive member; `use` first checks that
+   * every alive member holds the key and `remove` that no member has it as primary, then the
+   * change is applied here and forwarded to every alive member. One result per node.
+   */
+  async keyringRequest(request: KeyringRequest): Promise<KeyringReply> {
+    if (!KEYRING_OPS.has(request.op)) {
+      throw new RdbnetError(ErrorCode.Usage, `unknown keyring operation "${request.op}"`);
+    }
+    const op = request.op as KeyringOp;
+    if (op !== 'list') decodeKey(request.key).fill(0); // a malformed key fails before any change
+    if (request.forwarded) return { results: [await this.applyKeyring(op, request.key)] };
+    if (op === 'use' || op === 'remove') {
+      const listed = await this.everywhere('list', '');
+      const failed = listed.filter((result) => !result.ok);
+      if (failed.length > 0) return { results: failed };
+      const blocking =
+        op === 'use'
+          ? listed.filter((result) => !result.keys.includes(request.key))
+          : listed.filter((result) => result.primary === request.key);
+      if (blocking.length > 0) {
+        return {
+          results: blocking.map((result) => ({
+            ...result,
+            ok: false,
+            changed: false,
+            error:
+              op === 'use'
+                ? 'the key is not installed on this node: install it everywhere first'
+                : 'the key is the primary on this node: make another key primary first',
+          })),
+        };
+      }
+    }
+    return { results: await this.everywhere(op, request.key) };
+  }
+
+  /** Applies op here and on every alive member (in parallel, each bounded). */
+  private everywhere(op: KeyringOp, key: string): Promise<KeyringNodeResult[]> {
+    const others = this.driver
+      .members()
+      .filter((member) => !member.isSelf && member.state === 'alive');
+    return Promise.all([
+      this.applyKeyring(op, key),
+      ...others.map((member) =>
+        call(
+          this.links.link(member.address),
+          { keyringRequest: { op, key, forwarded: true } },
+          'keyringReply',
+          KEYRING_FORWARD_TIMEOUT_MS,
+        ).then(
+          (reply): KeyringNodeResult =>
+            reply.results[0] ?? failedResult(member.id, member.address, 'empty reply'),
+          (error: unknown) =>
+            failedResult(member.id, member.address, (error as Error).message ?? String(error)),
+        ),
+      ),
+    ]);
+  }
+
+  /** Applies op to this node's keyring: on a copy first, saved (atomically, 0600), then live. */
+  private applyKeyring(op: KeyringOp, key: string): Promise<KeyringNodeResult> {
+    const run = async (): Promise<KeyringNodeResult> => {
+      const address = this.driver.address;
+      try {
+        let changed = false;
+        if (op !== 'list') {
+          if (this.keyringPath === null) {
+            throw new RdbnetError(
+              ErrorCode.Forbidden,
+              'this node runs --insecure: its gossip key is derived and cannot be changed',
+            );
+          }
+          const copy = Keyring.fromFile(this.keyring.toFile());
+          changed = copy[op](key);
+          if (changed) {
+            await saveKeyring(this.keyringPath, copy);
+            this.keyring[op](key);
+            this.log.info('gossip keyring changed', { op, keys: this.keyring.size });
+          }
+        }
+        return {
+          node: this.id,
+          address,
+          ok: true,
+          error: '',
+          primary: this.keyring.primary,
+          keys: this.keyring.list(),
+          changed,
+        };
+      } catch (error) {
+        return failedResult(this.id, address, (error as Error).message ?? String(error));
+      }
+    };
+    const result = this.keyringQueue.then(run, run);
+    this.keyringQueue = result;
+    return result;
+  }
+
   /** Announces `left` (bounded by GOSSIP_LEAVE_MAX_MS), then closes socket and links. */
   async stop(): Promise<void> {
     if (!this.left) {
@@ -193,6 +330,10 @@ export class NodeGossip {
     await this.driver.close();
     this.links.close();
   }
+}
+
+function failedResult(node: string, address: string, error: string): KeyringNodeResult {
+  return { node, address, ok: false, error, primary: '', keys: [], changed: false };
 }
 
 function memberWire(member: MemberView, now: number): GossipMember {

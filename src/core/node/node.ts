@@ -18,6 +18,7 @@ import type {
   CertInfoReply,
   CertRotateReply,
   HealthReply,
+  KeyringRequest,
   MemberEventsReply,
   MembersReply,
   NodeHealth,
@@ -32,7 +33,7 @@ import { SOFTWARE_VERSION } from '../version.ts';
 import { NodeCertificates } from './certificates.ts';
 import { loadNodeCredentials } from './credentials.ts';
 import { lockDataDir, readOrCreateNodeRecord } from './data-dir.ts';
-import { gossipCounters, loadNodeKeyring, NodeGossip } from './gossip.ts';
+import { gossipCounters, gossipKeyringPath, loadNodeKeyring, NodeGossip } from './gossip.ts';
 
 export type NodeState = 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -114,6 +115,23 @@ export class RdbnetNode implements AdminSource {
         connection: config.connection,
         log,
         counters: node.counters,
+        deadVoterRemoveAfterMs: config.deadVoterRemoveAfterMs,
+        // Gossip starts after the cluster service; until then there is no view.
+        onSeeds: (seeds) => {
+          node.gossip?.driver.join(seeds).catch((error: unknown) => {
+            log.warn('gossip join through new seeds gave up', { reason: (error as Error).message });
+          });
+        },
+        gossip: () => {
+          const gossip = node.gossip;
+          if (gossip === null) return null;
+          const now = systemClock.nowMs();
+          return gossip.driver.members().map((member) => ({
+            id: member.id,
+            state: member.state,
+            inStateMs: now - member.stateChangedAtMs,
+          }));
+        },
       });
       try {
         await node.listen(credentials?.tls ?? null);
@@ -125,6 +143,7 @@ export class RdbnetNode implements AdminSource {
           host: wildcard ? config.advertise.host : config.listen.host,
           port: Number(node.listenAddress.split(':').pop()),
           keyring,
+          keyringPath: config.insecure ? null : gossipKeyringPath(config.certsDir),
           clusterId,
           // A restarted member also knows its peers from the Raft configuration.
           seeds: [...new Set([...(config.join ?? []), ...node.clusterService.memberAddresses()])],
@@ -371,6 +390,7 @@ export class RdbnetNode implements AdminSource {
         id: this.id,
         ...gossip.events(afterSeq),
       }),
+      keyring: (request: KeyringRequest) => gossip.keyringRequest(request),
     };
   }
 

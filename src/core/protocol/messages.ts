@@ -211,6 +211,11 @@ export interface ClusterBootstrapReply {
   leader: string;
   members: ClusterMember[];
 }
+export interface ClusterJoinRequest {
+  seeds: string[];
+  waitMs: number;
+}
+export type ClusterJoinReply = ClusterBootstrapReply;
 export interface ClusterStatusRequest {
   localOnly: boolean;
 }
@@ -300,6 +305,27 @@ export interface MemberEventsReply {
   missed: number;
 }
 
+// ---- gossip keyring operations
+
+export type KeyringOp = 'install' | 'use' | 'remove' | 'list';
+export interface KeyringRequest {
+  op: string;
+  key: string;
+  forwarded: boolean;
+}
+export interface KeyringNodeResult {
+  node: string;
+  address: string;
+  ok: boolean;
+  error: string;
+  primary: string;
+  keys: string[];
+  changed: boolean;
+}
+export interface KeyringReply {
+  results: KeyringNodeResult[];
+}
+
 /** One message per frame payload; exactly one field is set. */
 export type Envelope =
   | { hello: Hello }
@@ -346,7 +372,11 @@ export type Envelope =
   | { membersRequest: Record<string, never> }
   | { membersReply: MembersReply }
   | { memberEventsRequest: MemberEventsRequest }
-  | { memberEventsReply: MemberEventsReply };
+  | { memberEventsReply: MemberEventsReply }
+  | { keyringRequest: KeyringRequest }
+  | { keyringReply: KeyringReply }
+  | { clusterJoinRequest: ClusterJoinRequest }
+  | { clusterJoinReply: ClusterJoinReply };
 
 /** Names of the Envelope oneof fields, e.g. 'statusRequest'. */
 export type EnvelopeKind = Envelope extends infer E ? (E extends unknown ? keyof E : never) : never;

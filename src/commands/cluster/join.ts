@@ -1,0 +1,88 @@
+import { Flags } from '@oclif/core';
+import { RdbnetCommand } from '../../cli/base-command.ts';
+import { readList } from '../../cli/lists.ts';
+import { nodeFlags, withHints, withNode } from '../../cli/node-client.ts';
+import { table, withSpinner } from '../../cli/output.ts';
+import { call } from '../../core/rpc/call.ts';
+import { formatHostPort, parseHostPort } from '../../core/transport/address.ts';
+
+export interface ClusterJoinResult {
+  clusterId: string;
+  leader: string | null;
+  members: { id: string; address: string; role: string; voter: boolean }[];
+}
+
+/** Answer time on top of --wait. */
+const JOIN_EXTRA_MS = 5_000;
+
+export default class ClusterJoin extends RdbnetCommand<ClusterJoinResult> {
+  static override summary = 'Make a running node join a cluster through seed addresses.';
+  static override description =
+    'For a node started with --join that has no cluster yet (wrong or missing seeds): it looks for the cluster ' +
+    'through these seeds too, joins as a learner (promoted to voter once caught up) and gossips with the members. ' +
+    'The answer waits until the node is a member, at most --wait. A node that already belongs to a cluster is ' +
+    'refused (exit 1, RDB_CLUSTER_EXISTS).';
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --seeds 127.0.0.1:7001,127.0.0.1:7002 --node 127.0.0.1:7004',
+    'rdbnet discover --json | jq -r ".nodes[].address" | <%= config.bin %> <%= command.id %> --seeds -',
+  ];
+  static override flags = {
+    ...nodeFlags,
+    seeds: Flags.string({
+      description:
+        'Members to join through: comma-separated host:port list; `-` reads them from stdin.',
+      required: true,
+      helpValue: 'a,b,c',
+    }),
+    wait: Flags.integer({
+      description: 'Milliseconds to wait until the node is a member.',
+      default: 30_000,
+      min: 1,
+      max: 300_000,
+      helpValue: 'ms',
+    }),
+  };
+
+  protected override async execute(): Promise<ClusterJoinResult> {
+    const { flags } = await this.parse(ClusterJoin);
+    const seeds = (await readList(flags.seeds, '--seeds')).map((seed) =>
+      formatHostPort(parseHostPort(seed, 'seed address')),
+    );
+    const reply = await withSpinner('joining', this.json, () =>
+      withHints(
+        withNode(flags, (connection) =>
+          call(
+            connection,
+            { clusterJoinRequest: { seeds, waitMs: flags.wait } },
+            'clusterJoinReply',
+            flags.wait + JOIN_EXTRA_MS,
+          ),
+        ),
+        {
+          RDB_REQUEST_TIMEOUT:
+            'check that the seeds are members of a running cluster, or raise --wait',
+        },
+      ),
+    );
+    return {
+      clusterId: reply.clusterId,
+      leader: reply.leader || null,
+      members: (reply.members ?? []).map((member) => ({
+        id: member.id,
+        address: member.address,
+        role: member.role,
+        voter: member.voter,
+      })),
+    };
+  }
+
+  protected override render(result: ClusterJoinResult): void {
+    this.log(`joined cluster ${result.clusterId}; leader: ${result.leader ?? 'none yet'}`);
+    this.log(
+      table(
+        ['id', 'address', 'role', 'voter'],
+        result.members.map((member) => [member.id, member.address, member.role, member.voter]),
+      ),
+    );
+  }
+}

@@ -1,0 +1,35 @@
+import { RdbnetCommand } from '../../cli/base-command.ts';
+import { ExitCode } from '../../cli/exit-codes.ts';
+import {
+  changeKeyring,
+  type KeysChangeResult,
+  keyArg,
+  renderChange,
+} from '../../cli/keyring-ops.ts';
+import { nodeFlags } from '../../cli/node-client.ts';
+
+export default class KeysInstall extends RdbnetCommand<KeysChangeResult> {
+  static override summary =
+    'Install a gossip key on every alive member (accepted, not yet used to seal).';
+  static override description =
+    'Adds KEY to the keyring of the target node and of every alive member; packets sealed with it open from now on. The node applies it to its own keyring (saved atomically, mode 0600) and forwards it to every alive gossip member over mTLS (5 s each); one result per node, exit 1 if any failed. Rotation: install the new key, use it, remove the old one.';
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> "$(rdbnet keys generate)" --node 127.0.0.1:7000',
+    '<%= config.bin %> <%= command.id %> KEY --json',
+  ];
+  static override args = keyArg;
+  static override flags = { ...nodeFlags };
+
+  protected override async execute(): Promise<KeysChangeResult> {
+    const { args, flags } = await this.parse(KeysInstall);
+    return changeKeyring(flags, 'install', args.key);
+  }
+
+  protected override render(result: KeysChangeResult): void {
+    renderChange(result, (line) => this.log(line));
+  }
+
+  protected override exitCodeFor(result: KeysChangeResult): number {
+    return result.ok ? ExitCode.Ok : ExitCode.Failed;
+  }
+}
