@@ -32,6 +32,8 @@ import type { Connection, RequestHandler } from '../transport/connection.ts';
 export interface AdminSource {
   status(): StatusReply;
   health(): HealthReply;
+  /** health() with members gossip calls suspect or dead also asked over TCP. */
+  healthDiagnosed(): Promise<HealthReply>;
   /** Null on --insecure nodes, which have no certificates to manage. */
   certificates: CertificateAdmin | null;
   /** The cluster service; null until the node has opened its Raft storage. */
@@ -91,7 +93,7 @@ export function adminHandler(source: AdminSource): RequestHandler {
       case 'statusRequest':
         return { statusReply: source.status() };
       case 'healthRequest':
-        return { healthReply: source.health() };
+        return source.healthDiagnosed().then((healthReply) => ({ healthReply }));
       case 'gossipStreamRequest':
         if (connection.peer?.role !== 'node') {
           throw new RdbnetError(

@@ -1312,7 +1312,14 @@ export class ClusterService {
       }
       await new Promise((resolve) => setTimeout(resolve, JOIN_POLL_MS));
     }
-    const status = await this.onStatus({ localOnly: true });
+    // Membership is decided before the configuration that names us is applied here: wait
+    // (within the same deadline) until this node's own view lists it.
+    let status = await this.onStatus({ localOnly: true });
+    while (!status.members.some((member) => member.id === this.init.id)) {
+      if (this.clock.nowMs() >= deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, JOIN_POLL_MS));
+      status = await this.onStatus({ localOnly: true });
+    }
     return { clusterId: status.clusterId, leader: status.leader, members: status.members };
   }
 

@@ -4,6 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { ErrorCode, RdbnetError } from '../errors.ts';
+import { SWIM_PRESETS, type SwimPreset } from '../membership/swim/config.ts';
 import { validateName } from '../security/identity.ts';
 import { formatHostPort, type HostPort, parseHostPort } from '../transport/address.ts';
 import { type ConnectionOptions, connectionOptions } from '../transport/options.ts';
@@ -58,6 +59,12 @@ export interface NodeConfig {
    * (60 s on LAN timings), after which a dead member is forgotten. Default 30000 ms.
    */
   deadVoterRemoveAfterMs: number;
+  /**
+   * Gossip (SWIM) timings: `lan` (default; crash seen dead in about 2-3 s, 2 s stalls
+   * tolerated), `wan` (RTTs up to about 300 ms, 5 s stalls tolerated), `local` (loopback,
+   * 1 s stalls). Every node of a cluster should use the same preset.
+   */
+  gossipPreset: SwimPreset;
 }
 
 /** Default of NodeConfig.deadVoterRemoveAfterMs. */
@@ -78,6 +85,7 @@ export interface NodeConfigFile {
   join?: string[] | string;
   bootstrapExpect?: number;
   deadVoterRemoveAfterMs?: number;
+  gossipPreset?: string;
 }
 
 const FILE_KEYS = new Set([
@@ -94,6 +102,7 @@ const FILE_KEYS = new Set([
   'join',
   'bootstrapExpect',
   'deadVoterRemoveAfterMs',
+  'gossipPreset',
 ]);
 
 export async function readConfigFile(path: string): Promise<NodeConfigFile> {
@@ -186,6 +195,7 @@ export function resolveNodeConfig(
     join,
     bootstrapExpect,
     deadVoterRemoveAfterMs: pick('deadVoterRemoveAfterMs') ?? DEAD_VOTER_REMOVE_AFTER_MS_DEFAULT,
+    gossipPreset: gossipPresetOf(pick('gossipPreset')),
   };
   if (!(config.shutdownGraceMs > 0 && config.shutdownGraceMs <= 4500)) {
     throw new RdbnetError(
@@ -223,4 +233,12 @@ export function parseAddressList(text: string): string[] {
     if (!out.includes(address)) out.push(address);
   }
   return out;
+}
+
+function gossipPresetOf(name: string | undefined): SwimPreset {
+  if (name === undefined) return 'lan';
+  if (Object.hasOwn(SWIM_PRESETS, name)) return name as SwimPreset;
+  throw new RdbnetError(ErrorCode.ConfigInvalid, `unknown gossipPreset '${name}'`, {
+    hint: `one of ${Object.keys(SWIM_PRESETS).join(', ')}`,
+  });
 }

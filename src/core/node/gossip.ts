@@ -13,7 +13,7 @@ import {
   type GossipStats,
   type StreamTransport,
 } from '../membership/gossip/index.ts';
-import { type MemberView, SWIM_LAN } from '../membership/swim/index.ts';
+import { type MemberView, SWIM_PRESETS, type SwimPreset } from '../membership/swim/index.ts';
 import type {
   GossipMember,
   KeyringNodeResult,
@@ -126,6 +126,7 @@ export class NodeGossip {
     seeds: readonly string[];
     links: PeerLinksInit;
     log: Logger;
+    preset: SwimPreset;
   }): Promise<NodeGossip> {
     const links = new PeerLinks(init.links);
     const stream: StreamTransport = {
@@ -148,7 +149,7 @@ export class NodeGossip {
         keyring: init.keyring,
         clusterId: init.clusterId,
         stream,
-        swim: SWIM_LAN,
+        swim: SWIM_PRESETS[init.preset],
         logger: init.log,
       });
     } catch (error) {

@@ -24,10 +24,13 @@ import type {
   NodeHealth,
   StatusReply,
 } from '../protocol/messages.ts';
+import { call } from '../rpc/call.ts';
 import { Counters, type Logger, systemClock } from '../runtime/index.ts';
 import type { KeyBits } from '../security/pki.ts';
 import type { TlsMaterial } from '../security/tls.ts';
-import { formatHostPort } from '../transport/address.ts';
+import { formatHostPort, parseHostPort } from '../transport/address.ts';
+import { dial } from '../transport/dial.ts';
+import { connectionOptions } from '../transport/options.ts';
 import { TransportServer } from '../transport/server.ts';
 import { SOFTWARE_VERSION } from '../version.ts';
 import { NodeCertificates } from './certificates.ts';
@@ -36,6 +39,10 @@ import { lockDataDir, readOrCreateNodeRecord } from './data-dir.ts';
 import { gossipCounters, gossipKeyringPath, loadNodeKeyring, NodeGossip } from './gossip.ts';
 
 export type NodeState = 'starting' | 'running' | 'stopping' | 'stopped';
+
+/** Members asked over TCP by one health request, and how long each may take. */
+const DIAGNOSE_MEMBERS_MAX = 8;
+const DIAGNOSE_TIMEOUT_MS = 500;
 
 /** A certificate closer than this to expiry makes the node's health degraded. */
 export const CERT_DAYS_LEFT_WARN = 30;
@@ -144,6 +151,7 @@ export class RdbnetNode implements AdminSource {
           port: Number(node.listenAddress.split(':').pop()),
           keyring,
           keyringPath: config.insecure ? null : gossipKeyringPath(config.certsDir),
+          preset: config.gossipPreset,
           clusterId,
           // A restarted member also knows its peers from the Raft configuration.
           seeds: [...new Set([...(config.join ?? []), ...node.clusterService.memberAddresses()])],
@@ -397,6 +405,56 @@ export class RdbnetNode implements AdminSource {
   /** Cluster requests for the admin API; null while starting. */
   get cluster(): ClusterRequests | null {
     return this.clusterService;
+  }
+
+  /**
+   * health() plus the diagnosis operators asked memberlist for: each member gossip calls
+   * suspect or dead (a few, bounded) is asked for its status over the binary protocol. When
+   * it answers over TCP, it is UDP between the two nodes that fails, and the reply says so.
+   */
+  async healthDiagnosed(): Promise<HealthReply> {
+    const reply = this.health();
+    const troubled = reply.nodes
+      .filter((node) => node.state === 'suspect' || node.state === 'dead')
+      .slice(0, DIAGNOSE_MEMBERS_MAX);
+    await Promise.all(
+      troubled.map(async (member) => {
+        if (!(await this.answersOverTcp(member.address))) return;
+        const port = member.address.split(':').pop();
+        member.problems.push(
+          `${member.id} answers over TCP at ${member.address} but not to gossip over UDP: ` +
+            `check that UDP port ${port} is open between the nodes and that they share a gossip key`,
+        );
+      }),
+    );
+    return reply;
+  }
+
+  private async answersOverTcp(address: string): Promise<boolean> {
+    try {
+      const connection = await dial({
+        address: parseHostPort(address),
+        local: {
+          id: this.id,
+          clusterId: this.clusterId,
+          role: 'node',
+          softwareVersion: SOFTWARE_VERSION,
+        },
+        tls: this.nodeCertificates?.tls ?? null,
+        options: connectionOptions({
+          handshakeTimeoutMs: DIAGNOSE_TIMEOUT_MS,
+          requestTimeoutMs: DIAGNOSE_TIMEOUT_MS,
+        }),
+      });
+      try {
+        await call(connection, { statusRequest: {} }, 'statusReply');
+        return true;
+      } finally {
+        connection.close();
+      }
+    } catch {
+      return false;
+    }
   }
 
   /** Certificate operations for the admin API; null on --insecure nodes. */
