@@ -1,0 +1,955 @@
+/**
+ * bench:membership — gossip membership (SWIM, default lan preset), loopback only:
+ *
+ *   real processes  5 and 20 rdbnet nodes (`rdbnet node start`, no bootstrap: gossip only),
+ *                   polled over the binary protocol (MembersRequest over mutual TLS); and the
+ *                   same scenario with HashiCorp Serf agents (Debian `serf`, LAN defaults),
+ *                   observed through their own logs (EventMemberJoin/Failed/Leave lines).
+ *                   Per trial: kill -9 one node (→ every survivor says dead / failed), a
+ *                   graceful leave of another (→ every survivor says left), and two joins
+ *                   (→ every live node sees the joiner alive and the joiner sees all).
+ *   simulation      the SWIM machine in-process on SimNetwork (as test/sim/swim-sim.test.ts):
+ *                   1,000 nodes, 5% loss: crash → dead at 99.9% / 100% of survivors; N
+ *                   simulated minutes with one 2 s stall per minute, counting false deads;
+ *                   bytes/s per node at 10, 100 and 1,000 nodes.
+ *
+ * Prints tables and writes bench/results/membership.json. Options (env):
+ * MEMBERSHIP_BENCH_TRIALS_5 (3), MEMBERSHIP_BENCH_TRIALS_20 (2), MEMBERSHIP_BENCH_SIM_MINUTES
+ * (10), MEMBERSHIP_BENCH_SIZES (5,20), MEMBERSHIP_BENCH_SKIP_SERF=1, MEMBERSHIP_BENCH_SKIP_SIM=1.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Table from 'cli-table3';
+import { SWIM_LAN, Swim, type SwimConfig } from '../src/core/membership/swim/index.ts';
+import { loadClientCredentials } from '../src/core/node/credentials.ts';
+import type { GossipMember } from '../src/core/protocol/messages.ts';
+import { call } from '../src/core/rpc/call.ts';
+import { type Random, seededRandom } from '../src/core/runtime/index.ts';
+import { EventQueue, type NetworkFaults, SimNetwork } from '../src/core/sim/index.ts';
+import { parseHostPort } from '../src/core/transport/address.ts';
+import type { Connection } from '../src/core/transport/connection.ts';
+import { dial } from '../src/core/transport/dial.ts';
+import { connectionOptions } from '../src/core/transport/options.ts';
+
+const TRIALS: Record<number, number> = {
+  5: Number(process.env['MEMBERSHIP_BENCH_TRIALS_5'] ?? 3),
+  20: Number(process.env['MEMBERSHIP_BENCH_TRIALS_20'] ?? 2),
+};
+const SIM_MINUTES = Number(process.env['MEMBERSHIP_BENCH_SIM_MINUTES'] ?? 10);
+const SKIP_SERF = process.env['MEMBERSHIP_BENCH_SKIP_SERF'] === '1';
+const SKIP_SIM = process.env['MEMBERSHIP_BENCH_SKIP_SIM'] === '1';
+const BIN = new URL('../bin/run.js', import.meta.url).pathname;
+const SIZES = (process.env['MEMBERSHIP_BENCH_SIZES'] ?? '5,20').split(',').map(Number);
+const pollMs = (size: number) => (size <= 5 ? 10 : 20);
+
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function percentile(samples: number[], p: number): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+function summary(samples: number[]) {
+  if (samples.length === 0) return undefined;
+  return {
+    trials: samples.length,
+    medianMs: round(percentile(samples, 50)),
+    minMs: round(Math.min(...samples)),
+    maxMs: round(Math.max(...samples)),
+    samplesMs: samples.map(round),
+  };
+}
+
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs: number,
+  everyMs: number,
+): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    const value = await Promise.resolve()
+      .then(probe)
+      .catch((error: unknown) => {
+        lastError = error;
+        return undefined;
+      });
+    if (value !== undefined) return value;
+    if (performance.now() > deadline) {
+      const cause = lastError === undefined ? '' : ` (last error: ${String(lastError)})`;
+      throw new Error(`${what}: not within ${timeoutMs} ms${cause}`);
+    }
+    await sleep(everyMs);
+  }
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+async function kill9(child: ChildProcess): Promise<void> {
+  child.kill('SIGKILL');
+  await exited(child);
+}
+
+interface Scenario {
+  join: number[];
+  joinFromSpawn: number[];
+  crash: number[];
+  leave: number[];
+}
+
+const emptyScenario = (): Scenario => ({ join: [], joinFromSpawn: [], crash: [], leave: [] });
+
+// ------------------------------------------------------------------ rdbnet
+
+interface RdbnetNode {
+  id: string;
+  address: string;
+  child: ChildProcess;
+  spawnedAt: number;
+  readyAt: number;
+}
+
+function startRdbnet(home: string, id: string, seeds: string): Promise<RdbnetNode> {
+  return new Promise((resolve, reject) => {
+    const spawnedAt = performance.now();
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'node',
+        'start',
+        '--json',
+        '--id',
+        id,
+        '--listen',
+        '127.0.0.1:0',
+        '--data-dir',
+        join(home, id),
+        '--join',
+        seeds,
+      ],
+      { env: { ...process.env, RDBNET_HOME: home, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    live.add(child);
+    child.once('exit', () => live.delete(child));
+    let out = '';
+    let err = '';
+    child.stderr!.on('data', (chunk) => {
+      err = (err + chunk).slice(-4000);
+    });
+    const timer = setTimeout(() => reject(new Error(`${id} did not start\n${err}`)), 60_000);
+    child.stdout!.on('data', (chunk) => {
+      out += chunk;
+      try {
+        const info = JSON.parse(out) as { listen: string };
+        clearTimeout(timer);
+        resolve({ id, address: info.listen, child, spawnedAt, readyAt: performance.now() });
+      } catch {
+        // not complete yet
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`${id} exited with ${code}\n${err}`)));
+  });
+}
+
+class Admin {
+  private readonly connections = new Map<string, Connection>();
+  private readonly certsDir: string;
+
+  constructor(certsDir: string) {
+    this.certsDir = certsDir;
+  }
+
+  async connection(address: string): Promise<Connection> {
+    const open = this.connections.get(address);
+    if (open !== undefined && open.state === 'open') return open;
+    const credentials = await loadClientCredentials(this.certsDir, 'admin');
+    const connection = await dial({
+      address: parseHostPort(address),
+      local: {
+        id: 'admin',
+        clusterId: credentials.identity.cluster,
+        role: 'client',
+        softwareVersion: 'bench',
+      },
+      tls: credentials.tls,
+      options: connectionOptions({ handshakeTimeoutMs: 1000, requestTimeoutMs: 1000 }),
+    });
+    this.connections.set(address, connection);
+    return connection;
+  }
+
+  async members(address: string): Promise<GossipMember[]> {
+    const reply = await call(
+      await this.connection(address),
+      { membersRequest: {} },
+      'membersReply',
+      1000,
+    );
+    return reply.members;
+  }
+
+  drop(address: string): void {
+    this.connections.get(address)?.close();
+    this.connections.delete(address);
+  }
+
+  close(): void {
+    for (const connection of this.connections.values()) connection.close();
+  }
+}
+
+/** Every viewer reports `id` in `state`. */
+async function allSee(
+  admin: Admin,
+  viewers: RdbnetNode[],
+  check: (members: GossipMember[]) => boolean,
+  what: string,
+  size: number,
+): Promise<void> {
+  await until(
+    what,
+    async () => {
+      const views = await Promise.all(viewers.map((node) => admin.members(node.address)));
+      return views.every(check) ? true : undefined;
+    },
+    30_000,
+    pollMs(size),
+  );
+}
+
+async function benchRdbnet(home: string, size: number, trials: number): Promise<Scenario> {
+  await mkdir(home, { recursive: true });
+  const admin = new Admin(join(home, 'certs'));
+  const nodes: RdbnetNode[] = [];
+  const result = emptyScenario();
+  let next = 1;
+  const seeds = () =>
+    nodes
+      .slice(0, 3)
+      .map((node) => node.address)
+      .join(',');
+  try {
+    nodes.push(await startRdbnet(home, `n${next++}`, ''));
+    // Start the rest a few at a time: 20 node processes on two cores.
+    while (nodes.length < size) {
+      const batch = Math.min(4, size - nodes.length);
+      const ids = Array.from({ length: batch }, () => `n${next++}`);
+      nodes.push(...(await Promise.all(ids.map((id) => startRdbnet(home, id, seeds())))));
+    }
+    const allAlive = (members: GossipMember[]) =>
+      nodes.every((node) => members.find((m) => m.id === node.id)?.state === 'alive');
+    await allSee(admin, nodes, allAlive, `${size} rdbnet nodes alive`, size);
+    await sleep(1000);
+    for (let trial = 0; trial < trials; trial++) {
+      // kill -9 of one (never the first three, which are the seeds).
+      const victim = nodes[3 + ((trial * 7) % (nodes.length - 3))]!;
+      nodes.splice(nodes.indexOf(victim), 1);
+      await Promise.all(nodes.map((node) => admin.members(node.address)));
+      let started = performance.now();
+      victim.child.kill('SIGKILL');
+      admin.drop(victim.address);
+      await allSee(
+        admin,
+        nodes,
+        (members) => members.find((m) => m.id === victim.id)?.state === 'dead',
+        `${victim.id} dead everywhere`,
+        size,
+      );
+      result.crash.push(performance.now() - started);
+      await exited(victim.child);
+      await sleep(500);
+
+      // Graceful leave of another.
+      const leaver = nodes[3 + ((trial * 5 + 1) % (nodes.length - 3))]!;
+      nodes.splice(nodes.indexOf(leaver), 1);
+      await Promise.all([...nodes, leaver].map((node) => admin.members(node.address)));
+      // `node start` leaves gossip first on SIGTERM (graceful stop). `cluster leave`
+      // (LeaveRequest) needs a bootstrapped Raft cluster; this bench runs gossip only.
+      started = performance.now();
+      leaver.child.kill('SIGTERM');
+      await allSee(
+        admin,
+        nodes,
+        (members) => members.find((m) => m.id === leaver.id)?.state === 'left',
+        `${leaver.id} left everywhere`,
+        size,
+      );
+      result.leave.push(performance.now() - started);
+      admin.drop(leaver.address);
+      await Promise.race([exited(leaver.child), sleep(5000)]);
+      await kill9(leaver.child);
+      await sleep(500);
+
+      // Two joins, one after the other.
+      for (let j = 0; j < 2; j++) {
+        const joiner = await startRdbnet(home, `n${next++}`, seeds());
+        nodes.push(joiner);
+        await allSee(admin, nodes, allAlive, `${joiner.id} joined`, size);
+        const now = performance.now();
+        result.join.push(now - joiner.readyAt);
+        result.joinFromSpawn.push(now - joiner.spawnedAt);
+        await sleep(500);
+      }
+      console.error(
+        `rdbnet ${size} nodes trial ${trial + 1}/${trials}: crash ${result.crash.at(-1)!.toFixed(0)} ms, ` +
+          `leave ${result.leave.at(-1)!.toFixed(0)} ms, join ${result.join
+            .slice(-2)
+            .map((ms) => ms.toFixed(0))
+            .join(', ')} ms`,
+      );
+    }
+    return result;
+  } finally {
+    admin.close();
+    await Promise.all(nodes.map((node) => kill9(node.child)));
+  }
+}
+
+// ------------------------------------------------------------------ Serf
+
+function serfVersion(): string | undefined {
+  const result = spawnSync('serf', ['version'], { encoding: 'utf8' });
+  if (result.error !== undefined || result.status !== 0) return undefined;
+  return /(?:Serf v)?(\S+)/.exec(result.stdout)?.[1];
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+interface SerfAgent {
+  id: string;
+  bind: string;
+  rpc: string;
+  child: ChildProcess;
+  spawnedAt: number;
+  /** `${event} ${member}` → first time this agent logged it. */
+  seen: Map<string, number>;
+  running: boolean;
+  log: string;
+}
+
+/** Starts an agent; a port taken between freePort() and the bind makes it exit: retry. */
+async function startSerf(id: string, join: string | undefined): Promise<SerfAgent> {
+  for (let attempt = 1; ; attempt++) {
+    const agent = await spawnSerf(id, join);
+    const running = await Promise.race([
+      until('serf agent running', () => (agent.running ? true : undefined), 10_000, 5).catch(
+        () => false,
+      ),
+      exited(agent.child).then(() => false),
+    ]);
+    if (running) return agent;
+    await kill9(agent.child);
+    if (attempt === 3) throw new Error(`serf agent ${id} did not start:\n${agent.log}`);
+  }
+}
+
+async function spawnSerf(id: string, join: string | undefined): Promise<SerfAgent> {
+  const bind = `127.0.0.1:${await freePort()}`;
+  const rpc = `127.0.0.1:${await freePort()}`;
+  const args = ['agent', '-node', id, '-bind', bind, '-rpc-addr', rpc];
+  if (join !== undefined) args.push('-join', join);
+  const spawnedAt = performance.now();
+  const child = spawn('serf', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  const agent: SerfAgent = {
+    id,
+    bind,
+    rpc,
+    child,
+    spawnedAt,
+    seen: new Map(),
+    running: false,
+    log: '',
+  };
+  let buffered = '';
+  const onData = (chunk: Buffer) => {
+    buffered += chunk.toString();
+    const lines = buffered.split('\n');
+    buffered = lines.pop() ?? '';
+    const now = performance.now();
+    for (const line of lines) {
+      agent.log = `${agent.log}${line}\n`.slice(-4000);
+      if (line.includes('Serf agent running')) agent.running = true;
+      const match = /serf: EventMember(Join|Failed|Leave): (\S+)/.exec(line);
+      if (match === null) continue;
+      const key = `${match[1]} ${match[2]}`;
+      if (!agent.seen.has(key)) agent.seen.set(key, now);
+    }
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  return agent;
+}
+
+async function serfAllSaw(viewers: SerfAgent[], key: string, what: string): Promise<number> {
+  return until(
+    what,
+    () => {
+      const times = viewers.map((agent) => agent.seen.get(key));
+      return times.every((t) => t !== undefined) ? Math.max(...(times as number[])) : undefined;
+    },
+    60_000,
+    5,
+  );
+}
+
+async function benchSerf(size: number, trials: number): Promise<Scenario> {
+  const agents: SerfAgent[] = [];
+  const result = emptyScenario();
+  let next = 1;
+  try {
+    agents.push(await startSerf(`s${next++}`, undefined));
+    while (agents.length < size) agents.push(await startSerf(`s${next++}`, agents[0]!.bind));
+    await until(
+      `${size} serf agents joined`,
+      () =>
+        agents.every((viewer) => agents.every((a) => viewer.seen.has(`Join ${a.id}`)))
+          ? true
+          : undefined,
+      60_000,
+      20,
+    );
+    await sleep(2000);
+    for (let trial = 0; trial < trials; trial++) {
+      const victim = agents[3 + ((trial * 7) % (agents.length - 3))]!;
+      agents.splice(agents.indexOf(victim), 1);
+      let started = performance.now();
+      victim.child.kill('SIGKILL');
+      result.crash.push(
+        (await serfAllSaw(agents, `Failed ${victim.id}`, `${victim.id} failed everywhere`)) -
+          started,
+      );
+      await exited(victim.child);
+      await sleep(500);
+
+      const leaver = agents[3 + ((trial * 5 + 1) % (agents.length - 3))]!;
+      agents.splice(agents.indexOf(leaver), 1);
+      started = performance.now();
+      spawn('serf', ['leave', '-rpc-addr', leaver.rpc], { stdio: 'ignore' });
+      result.leave.push(
+        (await serfAllSaw(agents, `Leave ${leaver.id}`, `${leaver.id} left everywhere`)) - started,
+      );
+      await Promise.race([exited(leaver.child), sleep(5000)]);
+      await kill9(leaver.child);
+      await sleep(500);
+
+      for (let j = 0; j < 2; j++) {
+        const joiner = await startSerf(`s${next++}`, agents[0]!.bind);
+        const others = [...agents];
+        agents.push(joiner);
+        const seenByOthers = await serfAllSaw(others, `Join ${joiner.id}`, `${joiner.id} joined`);
+        const joinerSawAll = await until(
+          `${joiner.id} saw all`,
+          () => {
+            const times = agents.map((a) => joiner.seen.get(`Join ${a.id}`));
+            return times.every((t) => t !== undefined)
+              ? Math.max(...(times as number[]))
+              : undefined;
+          },
+          60_000,
+          5,
+        );
+        const ms = Math.max(seenByOthers, joinerSawAll) - joiner.spawnedAt;
+        result.join.push(ms);
+        result.joinFromSpawn.push(ms);
+        await sleep(500);
+      }
+      console.error(
+        `serf ${size} nodes trial ${trial + 1}/${trials}: crash ${result.crash.at(-1)!.toFixed(0)} ms, ` +
+          `leave ${result.leave.at(-1)!.toFixed(0)} ms, join ${result.join
+            .slice(-2)
+            .map((ms) => ms.toFixed(0))
+            .join(', ')} ms`,
+      );
+    }
+    return result;
+  } finally {
+    await Promise.all(agents.map((agent) => kill9(agent.child)));
+  }
+}
+
+// ------------------------------------------------------------------ simulation
+// The harness of test/sim/swim-sim.test.ts: each node is ticked exactly when its machine
+// asks; UDP is lossy, the stream transport (TCP) is not.
+
+const LOSSY: NetworkFaults = {
+  dropRate: 0.05,
+  duplicateRate: 0.01,
+  delayMinMs: 0.05,
+  delayMaxMs: 1,
+};
+
+interface SimNode {
+  swim: Swim;
+  id: string;
+  address: string;
+  wakeAtMs: number;
+  generation: number;
+  stalled: boolean;
+  crashed: boolean;
+  bytes: number;
+}
+
+class SimCluster {
+  readonly queue = new EventQueue();
+  readonly random: Random;
+  readonly nodes: SimNode[] = [];
+  readonly deaths: { viewer: string; id: string; atMs: number }[] = [];
+  suspicions = 0;
+  private readonly udp: SimNetwork<Uint8Array>;
+  private readonly stream: SimNetwork<Uint8Array>;
+
+  readonly seed: number;
+  private readonly config: SwimConfig;
+
+  constructor(seed: number, faults: NetworkFaults, config: SwimConfig = SWIM_LAN) {
+    this.seed = seed;
+    this.config = config;
+    this.random = seededRandom(seed);
+    const size = (bytes: Uint8Array) => bytes.length;
+    this.udp = new SimNetwork(this.queue, this.random, faults, size);
+    this.stream = new SimNetwork(
+      this.queue,
+      this.random,
+      { ...faults, dropRate: 0, duplicateRate: 0 },
+      size,
+    );
+  }
+
+  get now(): number {
+    return this.queue.clock.nowMs();
+  }
+
+  get live(): SimNode[] {
+    return this.nodes.filter((n) => !n.crashed);
+  }
+
+  add(): void {
+    const index = this.nodes.length;
+    const id = `node-${index}`;
+    const address = `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}:7946`;
+    const swim = new Swim({
+      self: { id, address },
+      config: this.config,
+      clock: this.queue.clock,
+      random: seededRandom((this.seed ^ Math.imul(index + 1, 0x9e37_79b9)) >>> 0),
+    });
+    const node: SimNode = {
+      swim,
+      id,
+      address,
+      wakeAtMs: Number.POSITIVE_INFINITY,
+      generation: 0,
+      stalled: false,
+      crashed: false,
+      bytes: 0,
+    };
+    const seed = this.live[this.random.int(Math.max(1, this.live.length))];
+    this.nodes.push(node);
+    this.udp.register(address, (from, bytes) => this.deliver(node, from, bytes, 'udp'));
+    this.stream.register(address, (from, bytes) => this.deliver(node, from, bytes, 'stream'));
+    if (seed !== undefined) swim.join([seed.address]);
+    this.flush(node);
+  }
+
+  grow(count: number, spacingMs: number): void {
+    for (let i = 0; i < count; i++) {
+      this.add();
+      this.run(spacingMs);
+    }
+  }
+
+  run(ms: number): void {
+    const budget = Math.max(1_000_000, ms * Math.max(1, this.nodes.length) * 2);
+    this.queue.runFor(ms, this.queue.eventsRun + budget);
+  }
+
+  crash(node: SimNode): void {
+    node.crashed = true;
+    node.generation++;
+    this.setDown(node, true);
+  }
+
+  stall(node: SimNode, ms: number): void {
+    node.stalled = true;
+    node.generation++;
+    node.wakeAtMs = Number.POSITIVE_INFINITY;
+    this.setDown(node, true);
+    this.queue.schedule(ms, () => {
+      node.stalled = false;
+      this.setDown(node, false);
+      node.swim.tick();
+      this.flush(node);
+    });
+  }
+
+  disagreements(): number {
+    const live = this.live;
+    let count = 0;
+    for (const viewer of live) {
+      for (const member of live) if (viewer.swim.memberState(member.id) !== 'alive') count++;
+    }
+    return count;
+  }
+
+  runUntilAgreement(maxMs: number, stepMs: number): number {
+    const start = this.now;
+    while (this.disagreements() > 0 && this.now - start < maxMs) this.run(stepMs);
+    return this.now - start;
+  }
+
+  bytes(): number {
+    return this.nodes.reduce((sum, n) => sum + n.bytes, 0);
+  }
+
+  private setDown(node: SimNode, down: boolean): void {
+    this.udp.setDown(node.address, down);
+    this.stream.setDown(node.address, down);
+  }
+
+  private deliver(node: SimNode, from: string, bytes: Uint8Array, via: 'udp' | 'stream'): void {
+    if (node.crashed || node.stalled) return;
+    node.swim.receive(from, bytes, via);
+    this.flush(node);
+  }
+
+  private flush(node: SimNode): void {
+    for (const packet of node.swim.takeOutbox()) {
+      node.bytes += packet.bytes.length;
+      (packet.via === 'udp' ? this.udp : this.stream).send(node.address, packet.to, packet.bytes);
+    }
+    for (const event of node.swim.takeEvents()) {
+      if (event.type === 'dead')
+        this.deaths.push({ viewer: node.id, id: event.id, atMs: event.atMs });
+      else if (event.type === 'suspect') this.suspicions++;
+    }
+    this.schedule(node);
+  }
+
+  private schedule(node: SimNode): void {
+    if (node.crashed || node.stalled) return;
+    const at = node.swim.nextWakeMs();
+    const now = this.now;
+    if (at === Number.POSITIVE_INFINITY || (node.wakeAtMs <= at && node.wakeAtMs >= now)) return;
+    node.wakeAtMs = at;
+    const generation = ++node.generation;
+    this.queue.schedule(at - now, () => {
+      if (generation !== node.generation) return;
+      node.wakeAtMs = Number.POSITIVE_INFINITY;
+      if (node.swim.nextWakeMs() > this.now) this.schedule(node);
+      else {
+        node.swim.tick();
+        this.flush(node);
+      }
+    });
+  }
+}
+
+const SIM_SEED = 1337;
+
+/** Steady-state bytes/s per node (UDP + stream) with 5% loss, over `windowMs` simulated. */
+function simBandwidth(size: number, windowMs: number): number {
+  const cluster = new SimCluster((SIM_SEED * 7 + size) >>> 0, LOSSY);
+  cluster.grow(size, 20);
+  cluster.runUntilAgreement(60_000, 500);
+  const b0 = cluster.bytes();
+  cluster.run(windowMs);
+  return (cluster.bytes() - b0) / size / (windowMs / 1000);
+}
+
+function simThousand() {
+  const started = performance.now();
+  const cluster = new SimCluster((SIM_SEED * 7 + 1000) >>> 0, LOSSY);
+  cluster.grow(1000, 10);
+  const agreedMs = cluster.runUntilAgreement(120_000, 5000);
+  const crashes: { p999Ms: number; allMs: number; seenBy: number; survivors: number }[] = [];
+  const crashed = new Set<string>();
+  for (let k = 0; k < 3; k++) {
+    const victim = cluster.live[cluster.random.int(cluster.live.length)]!;
+    crashed.add(victim.id);
+    const t0 = cluster.now;
+    cluster.crash(victim);
+    cluster.run(12_000);
+    const survivors = cluster.live.length;
+    const times = cluster.deaths
+      .filter((d) => d.id === victim.id && d.atMs >= t0)
+      .map((d) => d.atMs - t0)
+      .sort((a, b) => a - b);
+    crashes.push({
+      p999Ms: times[Math.ceil(0.999 * survivors) - 1] ?? Number.NaN,
+      allMs: times.length === survivors ? times.at(-1)! : Number.NaN,
+      seenBy: times.length,
+      survivors,
+    });
+  }
+  const deathsBefore = cluster.deaths.length;
+  const suspicionsBefore = cluster.suspicions;
+  const b0 = cluster.bytes();
+  for (let minute = 0; minute < SIM_MINUTES; minute++) {
+    const stalled = cluster.live[cluster.random.int(cluster.live.length)]!;
+    const offset = cluster.random.next() * 50_000;
+    cluster.run(offset);
+    cluster.stall(stalled, SWIM_LAN.stallToleranceMs);
+    cluster.run(60_000 - offset);
+  }
+  const falseDead = cluster.deaths.slice(deathsBefore).filter((d) => !crashed.has(d.id)).length;
+  return {
+    agreedMs,
+    crashes,
+    stallRun: {
+      simulatedMinutes: SIM_MINUTES,
+      stalls: SIM_MINUTES,
+      stallMs: SWIM_LAN.stallToleranceMs,
+      suspectEvents: cluster.suspicions - suspicionsBefore,
+      falseDead,
+      disagreementsAtEnd: cluster.disagreements(),
+    },
+    bytesPerNodePerSec: (cluster.bytes() - b0) / 1000 / ((SIM_MINUTES * 60_000) / 1000),
+    realSeconds: (performance.now() - started) / 1000,
+  };
+}
+
+// ------------------------------------------------------------------ main
+
+const benchStarted = performance.now();
+const home = await mkdtemp(join(tmpdir(), 'rdbnet-bench-membership-'));
+const version = SKIP_SERF ? undefined : serfVersion();
+const serfNote =
+  version !== undefined
+    ? `serf ${version}, LAN defaults (memberlist: probe 1 s, suspicion mult 4), observed through agent logs`
+    : SKIP_SERF
+      ? 'skipped (MEMBERSHIP_BENCH_SKIP_SERF=1)'
+      : 'serf is not on PATH (Debian: apt-get install serf); serf rows skipped';
+if (version === undefined) console.error(serfNote);
+
+const real: Record<string, { rdbnet: Scenario; serf?: Scenario }> = {};
+try {
+  for (const size of SIZES) {
+    const trials = TRIALS[size]!;
+    const rdbnet = await benchRdbnet(join(home, `rdbnet-${size}`), size, trials);
+    const serf = version === undefined ? undefined : await benchSerf(size, trials);
+    real[size] = { rdbnet, ...(serf === undefined ? {} : { serf }) };
+  }
+} finally {
+  for (const child of live) child.kill('SIGKILL');
+  await rm(home, { recursive: true, force: true });
+}
+
+let sim: ReturnType<typeof simThousand> | undefined;
+const bandwidth: Record<number, number> = {};
+if (!SKIP_SIM) {
+  console.error('simulation: 10 and 100 nodes…');
+  bandwidth[10] = simBandwidth(10, 600_000);
+  bandwidth[100] = simBandwidth(100, 180_000);
+  console.error(`simulation: 1,000 nodes, ${SIM_MINUTES} simulated minutes…`);
+  sim = simThousand();
+  bandwidth[1000] = sim.bytesPerNodePerSec;
+}
+
+// ---- tables and JSON
+
+const TARGET = { crashMs: 3000, joinMs: 1000, leaveMs: 1000, crashVsSerf: 0.4 };
+const realTable = new Table({
+  head: ['real processes, loopback', 'nodes', 'trials', 'median ms', 'min ms', 'max ms', 'target'],
+  style: { head: [], border: [] },
+});
+const results: Record<string, unknown> = {};
+for (const size of SIZES) {
+  const entry = real[size];
+  if (entry === undefined) continue;
+  const row: Record<string, unknown> = {};
+  for (const [system, scenario] of [
+    ['rdbnet', entry.rdbnet],
+    ['serf', entry.serf],
+  ] as const) {
+    if (scenario === undefined) continue;
+    const s = {
+      crash: summary(scenario.crash),
+      leave: summary(scenario.leave),
+      join: summary(scenario.join),
+      joinFromSpawn: summary(scenario.joinFromSpawn),
+    };
+    row[system] = s;
+    const lines: [string, ReturnType<typeof summary>, string][] = [
+      [
+        'kill -9 → dead at every survivor',
+        s.crash,
+        system === 'rdbnet' ? '≤ 3000, ≤ 40% serf' : '',
+      ],
+      ['graceful leave → left everywhere', s.leave, system === 'rdbnet' ? '≤ 1000' : ''],
+      [
+        system === 'rdbnet'
+          ? 'join (node ready → all see all)'
+          : 'join (agent spawn → all see all)',
+        s.join,
+        system === 'rdbnet' ? '≤ 1000' : '',
+      ],
+    ];
+    if (system === 'rdbnet')
+      lines.push(['join (process spawn → all see all)', s.joinFromSpawn, '']);
+    for (const [what, stats, target] of lines) {
+      if (stats === undefined) continue;
+      realTable.push([
+        `${system}: ${what}`,
+        size,
+        stats.trials,
+        stats.medianMs,
+        stats.minMs,
+        stats.maxMs,
+        target,
+      ]);
+    }
+  }
+  const rc = entry.rdbnet.crash;
+  const sc = entry.serf?.crash;
+  if (sc !== undefined && sc.length > 0) {
+    row['crashRatioRdbnetOverSerf'] =
+      Math.round((percentile(rc, 50) / percentile(sc, 50)) * 1000) / 1000;
+    row['leaveRatioRdbnetOverSerf'] =
+      Math.round((percentile(entry.rdbnet.leave, 50) / percentile(entry.serf!.leave, 50)) * 1000) /
+      1000;
+  }
+  results[`${size}`] = row;
+}
+console.log(realTable.toString());
+
+const ratioTable = new Table({
+  head: ['rdbnet / serf (medians)', 'nodes', 'crash detection', 'leave', 'target (crash)'],
+  style: { head: [], border: [] },
+});
+for (const size of SIZES) {
+  const row = results[`${size}`] as Record<string, unknown> | undefined;
+  if (row?.['crashRatioRdbnetOverSerf'] === undefined) continue;
+  ratioTable.push([
+    'ratio',
+    size,
+    row['crashRatioRdbnetOverSerf'] as number,
+    row['leaveRatioRdbnetOverSerf'] as number,
+    '≤ 0.4',
+  ]);
+}
+if (ratioTable.length > 0) console.log(ratioTable.toString());
+
+if (sim !== undefined) {
+  const simTable = new Table({
+    head: ['simulation, 5% loss, lan preset', 'value', 'target'],
+    style: { head: [], border: [] },
+  });
+  simTable.push([
+    '1,000 nodes: agreement after the last join (checked every 5 s)',
+    `${(sim.agreedMs / 1000).toFixed(2)} s`,
+    '',
+  ]);
+  sim.crashes.forEach((crash, i) => {
+    simTable.push([
+      `1,000 nodes: crash ${i + 1} → dead at 99.9% / 100% of survivors`,
+      `${(crash.p999Ms / 1000).toFixed(2)} s / ${(crash.allMs / 1000).toFixed(2)} s (${crash.seenBy}/${crash.survivors})`,
+      '',
+    ]);
+  });
+  simTable.push([
+    `1,000 nodes: ${SIM_MINUTES} simulated minutes (not an hour), one 2 s stall per minute`,
+    `${sim.stallRun.falseDead} false dead, ${sim.stallRun.suspectEvents} suspect events`,
+    '0 false dead',
+  ]);
+  for (const size of [10, 100, 1000]) {
+    simTable.push([
+      `bytes/s per node (UDP + stream), ${size} nodes`,
+      Math.round(bandwidth[size]!),
+      '',
+    ]);
+  }
+  const values = Object.values(bandwidth);
+  simTable.push([
+    'max / min bytes/s per node, 10–1,000 nodes',
+    (Math.max(...values) / Math.min(...values)).toFixed(2),
+    '≤ 2',
+  ]);
+  console.log(simTable.toString());
+}
+
+const checks: Record<string, boolean> = {};
+for (const size of SIZES) {
+  const entry = real[size];
+  if (entry === undefined) continue;
+  const row = results[`${size}`] as Record<string, unknown>;
+  checks[`crash≤3s@${size}`] = percentile(entry.rdbnet.crash, 50) <= TARGET.crashMs;
+  checks[`join≤1s@${size}`] = percentile(entry.rdbnet.join, 50) <= TARGET.joinMs;
+  checks[`leave≤1s@${size}`] = percentile(entry.rdbnet.leave, 50) <= TARGET.leaveMs;
+  if (row['crashRatioRdbnetOverSerf'] !== undefined)
+    checks[`crash≤40%serf@${size}`] =
+      (row['crashRatioRdbnetOverSerf'] as number) <= TARGET.crashVsSerf;
+}
+if (sim !== undefined) {
+  checks['sim:zeroFalseDead'] = sim.stallRun.falseDead === 0;
+  const values = Object.values(bandwidth);
+  checks['sim:bandwidthWithin2x'] = Math.max(...values) <= 2 * Math.min(...values);
+}
+console.log(
+  `targets (medians): ${Object.entries(checks)
+    .map(([k, v]) => `${k} ${v ? 'met' : 'MISSED'}`)
+    .join(', ')}`,
+);
+
+const out = {
+  checks,
+  generatedAt: new Date().toISOString(),
+  machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version },
+  command: 'npm run bench:membership',
+  targets: TARGET,
+  notes: {
+    rdbnet:
+      `default lan preset (probe ${SWIM_LAN.probeIntervalMs} ms, stall tolerance ${SWIM_LAN.stallToleranceMs} ms); ` +
+      'gossip only (no bootstrap); polled with MembersRequest over mTLS every 10 ms (5 nodes) / 20 ms (20 nodes); ' +
+      'leave = SIGTERM to the node (graceful stop: gossip leave first), timed from the signal; join timed from the node printing its listen address',
+    serf: `${serfNote}; crash/leave/join timed when the last agent logs EventMemberFailed/Leave/Join; leave timed from spawning \`serf leave\`; join timed from agent spawn`,
+    trials: `kill -9 and leave: ${TRIALS[5]} at 5 nodes, ${TRIALS[20]} at 20 nodes; two joins per trial`,
+    simulation: `seeded (${SIM_SEED}); stall run is ${SIM_MINUTES} simulated minutes, not an hour; bandwidth windows 600 s (10 nodes), 180 s (100), the stall run (1,000)`,
+  },
+  real: results,
+  simulation:
+    sim === undefined
+      ? undefined
+      : {
+          nodes1000: sim,
+          bytesPerNodePerSec: Object.fromEntries(
+            Object.entries(bandwidth).map(([k, v]) => [k, Math.round(v)]),
+          ),
+          bandwidthMaxOverMin:
+            Math.round(
+              (Math.max(...Object.values(bandwidth)) / Math.min(...Object.values(bandwidth))) * 100,
+            ) / 100,
+        },
+  runtimeSeconds: Math.round((performance.now() - benchStarted) / 1000),
+};
+const dir = new URL('./results/', import.meta.url).pathname;
+await mkdir(dir, { recursive: true });
+await writeFile(join(dir, 'membership.json'), `${JSON.stringify(out, null, 2)}\n`);
+console.log(`wrote bench/results/membership.json (${out.runtimeSeconds} s)`);
