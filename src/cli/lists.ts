@@ -15,7 +15,7 @@ export async function readListFlag(value: string, flag: string): Promise<string>
       ErrorCode.Usage,
       `${flag} - reads the list from stdin, which is a terminal`,
       {
-        hint: `pipe the list in, e.g. echo 10.0.0.2:7000 | rdbnet … ${flag} -`,
+        hint: `pipe the list in, e.g. echo 127.0.0.1:7002 | rdbnet … ${flag} -`,
       },
     );
   }

@@ -24,8 +24,8 @@ export default class CertsIssue extends RdbnetCommand<IssueResult> {
     'the DNS names and IP addresses of --host. An existing certificate for the id is never ' +
     'replaced without --overwrite (exit 1).';
   static override examples = [
-    '<%= config.bin %> <%= command.id %> --node-id n1 --host 10.0.0.1,db1.example.com',
-    'echo 10.0.0.2 | <%= config.bin %> <%= command.id %> --node-id n2 --host - --json',
+    '<%= config.bin %> <%= command.id %> --node-id n1 --host 127.0.0.1,localhost',
+    'echo 127.0.0.2 | <%= config.bin %> <%= command.id %> --node-id n2 --host - --json',
   ];
   static override flags = {
     'node-id': Flags.string({ description: 'Node id.', helpValue: 'id' }),

@@ -18,7 +18,7 @@ export default class CertsRevoke extends RdbnetCommand<RevokeResult> {
     '--nodes (default: --node / RDBNET_NODE), which refuses them on every new connection; open ' +
     'connections are not cut. Exit 1 when any node could not be updated (re-run to retry).';
   static override examples = [
-    '<%= config.bin %> <%= command.id %> --serial 5A3F09C1 --nodes 10.0.0.1:7000,10.0.0.2:7000',
+    '<%= config.bin %> <%= command.id %> --serial 5A3F09C1 --nodes 127.0.0.1:7001,127.0.0.1:7002',
     '<%= config.bin %> certs inspect client.old.crt --json | jq -r .certificates[0].serial | ' +
       '<%= config.bin %> <%= command.id %> --serial - --json',
   ];

@@ -37,9 +37,9 @@ export default class CertsRotate extends RdbnetCommand<CertsRotateResult> {
     '--certs-dir is still signed by the old CA; otherwise the trust bundle of every node, then ' +
     'ca.crt, shrinks to the new CA and ca.previous.key is removed. Exit 1 when a node step fails.';
   static override examples = [
-    '<%= config.bin %> <%= command.id %> --node 10.0.0.1:7000',
-    '<%= config.bin %> <%= command.id %> --ca --nodes 10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000',
-    '<%= config.bin %> <%= command.id %> --ca --finish --nodes 10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000',
+    '<%= config.bin %> <%= command.id %> --node 127.0.0.1:7001',
+    '<%= config.bin %> <%= command.id %> --ca --nodes 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003',
+    '<%= config.bin %> <%= command.id %> --ca --finish --nodes 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003',
   ];
   static override flags = {
     ca: Flags.boolean({

@@ -11,8 +11,8 @@ export default class CertsVerify extends RdbnetCommand<IdentityProof> {
     'checks that certificate chains to a CA in the local ca.crt, is valid now and names the ' +
     'node. Exit 0 when verified, 1 when verification fails, 69 when the node cannot be reached.';
   static override examples = [
-    '<%= config.bin %> <%= command.id %> --node 10.0.0.1:7000',
-    '<%= config.bin %> <%= command.id %> --node 10.0.0.1:7000 --json',
+    '<%= config.bin %> <%= command.id %> --node 127.0.0.1:7001',
+    '<%= config.bin %> <%= command.id %> --node 127.0.0.1:7001 --json',
   ];
   static override flags = { ...pkiNodeFlags };
 

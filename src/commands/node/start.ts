@@ -36,7 +36,7 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
     '<%= config.bin %> <%= command.id %> --id n2 --listen 127.0.0.1:7002 --data-dir ./n2',
     '<%= config.bin %> <%= command.id %> --config node.json --json',
     '<%= config.bin %> <%= command.id %> --id n2 --listen 127.0.0.1:7002 --data-dir ./n2 --join 127.0.0.1:7001',
-    '<%= config.bin %> <%= command.id %> --id n1 --join 10.0.0.2:7000,10.0.0.3:7000 --bootstrap-expect 3',
+    '<%= config.bin %> <%= command.id %> --id n1 --join 127.0.0.1:7002,127.0.0.1:7003 --bootstrap-expect 3',
   ];
   static override flags = {
     id: Flags.string({

@@ -385,7 +385,7 @@ function hostAltName(host: string): AltName {
         `host ${JSON.stringify(host)}: a zone index cannot appear in a certificate`,
       );
     }
-    // Own conversion: forge's bytesFromIP rejects IPv4-mapped forms such as ::ffff:10.0.0.1.
+    // Own conversion: forge's bytesFromIP rejects IPv4-mapped forms such as ::ffff:127.0.0.1.
     return { type: 7, value: bytesToBinary(ipv6Bytes(host)) };
   }
   if (host.length > MAX_DNS_NAME_CHARS || !DNS_NAME_PATTERN.test(host)) {
