@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 /**
  * Real processes for integration tests: `rdbnet node start` and one-shot CLI commands,
  * run with the same Node that runs the tests. Every spawned node is registered and
@@ -203,4 +204,47 @@ export async function tempHome(
 ): Promise<{ dir: string; cleanup(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** One CLI run, for assertion messages. */
+export function describeResult(result: CliResult): string {
+  return `exit ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`;
+}
+
+/** stdout as the one JSON document a `--json` command prints, or a failed assertion. */
+export function parseJson<T>(result: CliResult): T {
+  try {
+    return JSON.parse(result.stdout) as T;
+  } catch {
+    assert.fail(`stdout is not one JSON document:\n${describeResult(result)}`);
+  }
+}
+
+/**
+ * `until(what, probe, timeoutMs)`: polls `probe` every `pollMs` until it returns a value,
+ * failing the test with `what` (and the last error) after `timeoutMs`.
+ */
+export function poller(pollMs: number) {
+  return async function until<T>(
+    what: string,
+    probe: () => Promise<T | undefined>,
+    timeoutMs = 10_000,
+  ): Promise<T> {
+    const deadline = performance.now() + timeoutMs;
+    let lastError: unknown;
+    for (;;) {
+      try {
+        const value = await probe();
+        if (value !== undefined) return value;
+      } catch (error) {
+        lastError = error;
+      }
+      if (performance.now() > deadline) {
+        assert.fail(
+          `${what}: not within ${timeoutMs} ms${lastError ? ` (${String(lastError)})` : ''}`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+    }
+  };
 }

@@ -28,6 +28,7 @@ import { connectionOptions } from '../../src/core/transport/options.ts';
 import { TransportServer } from '../../src/core/transport/server.ts';
 import {
   type CliResult,
+  describeResult,
   killAllNodes,
   type NodeProcess,
   runCli,
@@ -60,10 +61,6 @@ after(async () => {
 /** Only RDBNET_HOME decides; the surrounding shell's variables must not leak in. */
 function env(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { RDBNET_HOME: home.dir, RDBNET_NODE: '', RDBNET_CERTS_DIR: '', DEBUG: '', ...extra };
-}
-
-function describeResult(result: CliResult): string {
-  return `exit ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`;
 }
 
 function json<T>(result: CliResult): T {

@@ -16,6 +16,7 @@ import { encodeEnvelope } from '../../src/core/protocol/messages.ts';
 import { ensureLocalCertificates } from '../../src/core/security/certs-dir.ts';
 import {
   type CliResult,
+  describeResult,
   killAllNodes,
   type NodeProcess,
   REPO_ROOT,
@@ -57,10 +58,6 @@ function parseJson<T = Record<string, unknown>>(result: CliResult): T {
       `stdout is not one JSON document (exit ${result.code}):\n${result.stdout}\n${result.stderr}`,
     );
   }
-}
-
-function describeResult(result: CliResult): string {
-  return `exit ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`;
 }
 
 /** One `Error:` line, optionally one `Hint:` line, no stack trace; node logs (JSON) ignored. */

@@ -21,9 +21,10 @@ import type { Connection } from '../../src/core/transport/connection.ts';
 import { dial } from '../../src/core/transport/dial.ts';
 import { connectionOptions } from '../../src/core/transport/options.ts';
 import {
-  type CliResult,
+  describeResult,
   killAllNodes,
   type NodeProcess,
+  poller,
   runCli,
   startNode,
   tempHome,
@@ -41,10 +42,6 @@ const connections = new Map<string, Connection>();
 
 function env(): NodeJS.ProcessEnv {
   return { RDBNET_HOME: home.dir, RDBNET_NODE: '', RDBNET_CERTS_DIR: '', DEBUG: '' };
-}
-
-function describeResult(result: CliResult): string {
-  return `exit ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`;
 }
 
 async function cli<T>(args: string[]): Promise<T> {
@@ -122,28 +119,7 @@ function voterIds(reply: { members: { id: string; voter: boolean }[] }): string[
     .sort();
 }
 
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    if (performance.now() > deadline) {
-      assert.fail(
-        `${what}: not within ${timeoutMs} ms${lastError ? ` (${String(lastError)})` : ''}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-  }
-}
+const until = poller(POLL_MS);
 
 /** Starts `ids` (the first one founds the CA), bootstraps them, waits for one leader that
  * every node agrees on and for every node alive in every node's gossip; returns the leader. */

@@ -22,9 +22,10 @@ import { dial } from '../../src/core/transport/dial.ts';
 import { connectionOptions } from '../../src/core/transport/options.ts';
 import {
   BIN,
-  type CliResult,
+  describeResult,
   killAllNodes,
   type NodeProcess,
+  poller,
   runCli,
   startNode,
   tempHome,
@@ -38,10 +39,6 @@ const ids = ['n1', 'n2', 'n3'];
 
 function env(): NodeJS.ProcessEnv {
   return { RDBNET_HOME: home.dir, RDBNET_NODE: '', RDBNET_CERTS_DIR: '', DEBUG: '' };
-}
-
-function describeResult(result: CliResult): string {
-  return `exit ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`;
 }
 
 async function cli<T>(args: string[], expectCode = 0): Promise<T> {
@@ -96,28 +93,7 @@ async function members(address: string): Promise<MembersReply['members']> {
   return (await call(open, { membersRequest: {} }, 'membersReply')).members;
 }
 
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    if (performance.now() > deadline) {
-      assert.fail(
-        `${what}: not within ${timeoutMs} ms${lastError ? ` (${String(lastError)})` : ''}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-  }
-}
+const until = poller(POLL_MS);
 
 const all = (): NodeProcess[] => ids.map((id) => nodes.get(id)!);
 

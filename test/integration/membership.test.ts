@@ -25,9 +25,11 @@ import { dial } from '../../src/core/transport/dial.ts';
 import { connectionOptions } from '../../src/core/transport/options.ts';
 import {
   BIN,
-  type CliResult,
+  describeResult,
   killAllNodes,
   type NodeProcess,
+  parseJson,
+  poller,
   runCli,
   startNode,
   tempHome,
@@ -43,18 +45,6 @@ const nodes = new Map<string, NodeProcess>();
 
 function env(): NodeJS.ProcessEnv {
   return { RDBNET_HOME: home.dir, RDBNET_NODE: '', RDBNET_CERTS_DIR: '', DEBUG: '' };
-}
-
-function describeResult(result: CliResult): string {
-  return `exit ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`;
-}
-
-function parseJson<T>(result: CliResult): T {
-  try {
-    return JSON.parse(result.stdout) as T;
-  } catch {
-    assert.fail(`stdout is not one JSON document:\n${describeResult(result)}`);
-  }
 }
 
 async function cli<T>(args: string[], expectCode = 0): Promise<T> {
@@ -120,28 +110,7 @@ async function counters(node: NodeProcess): Promise<Record<string, number>> {
   return status.counters;
 }
 
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    if (performance.now() > deadline) {
-      assert.fail(
-        `${what}: not within ${timeoutMs} ms${lastError ? ` (${String(lastError)})` : ''}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-  }
-}
+const until = poller(POLL_MS);
 
 const ids = ['n1', 'n2', 'n3', 'n4', 'n5'];
 const KILLED = 'n5';

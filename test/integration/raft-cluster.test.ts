@@ -21,9 +21,11 @@ import type { Connection } from '../../src/core/transport/connection.ts';
 import { dial } from '../../src/core/transport/dial.ts';
 import { connectionOptions } from '../../src/core/transport/options.ts';
 import {
-  type CliResult,
+  describeResult,
   killAllNodes,
   type NodeProcess,
+  parseJson,
+  poller,
   runCli,
   startNode,
   tempHome,
@@ -40,18 +42,6 @@ const historiesSeen: ConfigRecord[][] = [];
 
 function env(): NodeJS.ProcessEnv {
   return { RDBNET_HOME: home.dir, RDBNET_NODE: '', RDBNET_CERTS_DIR: '', DEBUG: '' };
-}
-
-function describeResult(result: CliResult): string {
-  return `exit ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`;
-}
-
-function parseJson<T>(result: CliResult): T {
-  try {
-    return JSON.parse(result.stdout) as T;
-  } catch {
-    assert.fail(`stdout is not one JSON document:\n${describeResult(result)}`);
-  }
 }
 
 async function cli<T>(args: string[], expectCode = 0): Promise<T> {
@@ -118,28 +108,7 @@ function plain(history: ConfigRecord[]): ConfigRecord[] {
   }));
 }
 
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    if (performance.now() > deadline) {
-      assert.fail(
-        `${what}: not within ${timeoutMs} ms${lastError ? ` (${String(lastError)})` : ''}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-  }
-}
+const until = poller(POLL_MS);
 
 function running(): NodeProcess[] {
   return [...nodes.values()].filter(

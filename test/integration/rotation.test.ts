@@ -20,7 +20,7 @@ import type { Connection } from '../../src/core/transport/connection.ts';
 import { dial, presentedCertificate } from '../../src/core/transport/dial.ts';
 import { connectionOptions } from '../../src/core/transport/options.ts';
 import {
-  type CliResult,
+  describeResult,
   killAllNodes,
   type NodeProcess,
   runCli,
@@ -59,10 +59,6 @@ after(async () => {
 
 function env(): NodeJS.ProcessEnv {
   return { RDBNET_HOME: home.dir, RDBNET_NODE: '', RDBNET_CERTS_DIR: '', DEBUG: '' };
-}
-
-function describeResult(result: CliResult): string {
-  return `exit ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`;
 }
 
 async function ok<T>(args: string[]): Promise<T> {
