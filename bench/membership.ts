@@ -23,12 +23,12 @@ import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Table from 'cli-table3';
-import { SWIM_LAN, Swim, type SwimConfig } from '../src/core/membership/swim/index.ts';
+import { SWIM_LAN } from '../src/core/membership/swim/index.ts';
 import { loadClientCredentials } from '../src/core/node/credentials.ts';
 import type { GossipMember } from '../src/core/protocol/messages.ts';
 import { call } from '../src/core/rpc/call.ts';
-import { type Random, seededRandom } from '../src/core/runtime/index.ts';
-import { EventQueue, type NetworkFaults, SimNetwork } from '../src/core/sim/index.ts';
+import type { NetworkFaults } from '../src/core/sim/index.ts';
+import { SwimSimCluster } from '../src/core/sim/swim-cluster.ts';
 import { parseHostPort } from '../src/core/transport/address.ts';
 import type { Connection } from '../src/core/transport/connection.ts';
 import { dial } from '../src/core/transport/dial.ts';
@@ -506,187 +506,26 @@ const LOSSY: NetworkFaults = {
   delayMaxMs: 1,
 };
 
-interface SimNode {
-  swim: Swim;
-  id: string;
-  address: string;
-  wakeAtMs: number;
-  generation: number;
-  stalled: boolean;
-  crashed: boolean;
-  bytes: number;
-}
-
-class SimCluster {
-  readonly queue = new EventQueue();
-  readonly random: Random;
-  readonly nodes: SimNode[] = [];
-  readonly deaths: { viewer: string; id: string; atMs: number }[] = [];
-  suspicions = 0;
-  private readonly udp: SimNetwork<Uint8Array>;
-  private readonly stream: SimNetwork<Uint8Array>;
-
-  readonly seed: number;
-  private readonly config: SwimConfig;
-
-  constructor(seed: number, faults: NetworkFaults, config: SwimConfig = SWIM_LAN) {
-    this.seed = seed;
-    this.config = config;
-    this.random = seededRandom(seed);
-    const size = (bytes: Uint8Array) => bytes.length;
-    this.udp = new SimNetwork(this.queue, this.random, faults, size);
-    this.stream = new SimNetwork(
-      this.queue,
-      this.random,
-      { ...faults, dropRate: 0, duplicateRate: 0 },
-      size,
-    );
-  }
-
-  get now(): number {
-    return this.queue.clock.nowMs();
-  }
-
-  get live(): SimNode[] {
-    return this.nodes.filter((n) => !n.crashed);
-  }
-
-  add(): void {
-    const index = this.nodes.length;
-    const id = `node-${index}`;
-    const address = `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}:7946`;
-    const swim = new Swim({
-      self: { id, address },
-      config: this.config,
-      clock: this.queue.clock,
-      random: seededRandom((this.seed ^ Math.imul(index + 1, 0x9e37_79b9)) >>> 0),
-    });
-    const node: SimNode = {
-      swim,
-      id,
-      address,
-      wakeAtMs: Number.POSITIVE_INFINITY,
-      generation: 0,
-      stalled: false,
-      crashed: false,
-      bytes: 0,
-    };
-    const seed = this.live[this.random.int(Math.max(1, this.live.length))];
-    this.nodes.push(node);
-    this.udp.register(address, (from, bytes) => this.deliver(node, from, bytes, 'udp'));
-    this.stream.register(address, (from, bytes) => this.deliver(node, from, bytes, 'stream'));
-    if (seed !== undefined) swim.join([seed.address]);
-    this.flush(node);
-  }
-
-  grow(count: number, spacingMs: number): void {
-    for (let i = 0; i < count; i++) {
-      this.add();
-      this.run(spacingMs);
-    }
-  }
-
-  run(ms: number): void {
-    const budget = Math.max(1_000_000, ms * Math.max(1, this.nodes.length) * 2);
-    this.queue.runFor(ms, this.queue.eventsRun + budget);
-  }
-
-  crash(node: SimNode): void {
-    node.crashed = true;
-    node.generation++;
-    this.setDown(node, true);
-  }
-
-  stall(node: SimNode, ms: number): void {
-    node.stalled = true;
-    node.generation++;
-    node.wakeAtMs = Number.POSITIVE_INFINITY;
-    this.setDown(node, true);
-    this.queue.schedule(ms, () => {
-      node.stalled = false;
-      this.setDown(node, false);
-      node.swim.tick();
-      this.flush(node);
-    });
-  }
-
-  disagreements(): number {
-    const live = this.live;
-    let count = 0;
-    for (const viewer of live) {
-      for (const member of live) if (viewer.swim.memberState(member.id) !== 'alive') count++;
-    }
-    return count;
-  }
-
-  runUntilAgreement(maxMs: number, stepMs: number): number {
-    const start = this.now;
-    while (this.disagreements() > 0 && this.now - start < maxMs) this.run(stepMs);
-    return this.now - start;
-  }
-
-  bytes(): number {
-    return this.nodes.reduce((sum, n) => sum + n.bytes, 0);
-  }
-
-  private setDown(node: SimNode, down: boolean): void {
-    this.udp.setDown(node.address, down);
-    this.stream.setDown(node.address, down);
-  }
-
-  private deliver(node: SimNode, from: string, bytes: Uint8Array, via: 'udp' | 'stream'): void {
-    if (node.crashed || node.stalled) return;
-    node.swim.receive(from, bytes, via);
-    this.flush(node);
-  }
-
-  private flush(node: SimNode): void {
-    for (const packet of node.swim.takeOutbox()) {
-      node.bytes += packet.bytes.length;
-      (packet.via === 'udp' ? this.udp : this.stream).send(node.address, packet.to, packet.bytes);
-    }
-    for (const event of node.swim.takeEvents()) {
-      if (event.type === 'dead')
-        this.deaths.push({ viewer: node.id, id: event.id, atMs: event.atMs });
-      else if (event.type === 'suspect') this.suspicions++;
-    }
-    this.schedule(node);
-  }
-
-  private schedule(node: SimNode): void {
-    if (node.crashed || node.stalled) return;
-    const at = node.swim.nextWakeMs();
-    const now = this.now;
-    if (at === Number.POSITIVE_INFINITY || (node.wakeAtMs <= at && node.wakeAtMs >= now)) return;
-    node.wakeAtMs = at;
-    const generation = ++node.generation;
-    this.queue.schedule(at - now, () => {
-      if (generation !== node.generation) return;
-      node.wakeAtMs = Number.POSITIVE_INFINITY;
-      if (node.swim.nextWakeMs() > this.now) this.schedule(node);
-      else {
-        node.swim.tick();
-        this.flush(node);
-      }
-    });
-  }
-}
-
 const SIM_SEED = 1337;
+
+function totalBytes(cluster: SwimSimCluster): number {
+  const { udp, stream } = cluster.bytes();
+  return udp + stream;
+}
 
 /** Steady-state bytes/s per node (UDP + stream) with 5% loss, over `windowMs` simulated. */
 function simBandwidth(size: number, windowMs: number): number {
-  const cluster = new SimCluster((SIM_SEED * 7 + size) >>> 0, LOSSY);
+  const cluster = new SwimSimCluster((SIM_SEED * 7 + size) >>> 0, LOSSY);
   cluster.grow(size, 20);
   cluster.runUntilAgreement(60_000, 500);
-  const b0 = cluster.bytes();
+  const b0 = totalBytes(cluster);
   cluster.run(windowMs);
-  return (cluster.bytes() - b0) / size / (windowMs / 1000);
+  return (totalBytes(cluster) - b0) / size / (windowMs / 1000);
 }
 
 function simThousand() {
   const started = performance.now();
-  const cluster = new SimCluster((SIM_SEED * 7 + 1000) >>> 0, LOSSY);
+  const cluster = new SwimSimCluster((SIM_SEED * 7 + 1000) >>> 0, LOSSY);
   cluster.grow(1000, 10);
   const agreedMs = cluster.runUntilAgreement(120_000, 5000);
   const crashes: { p999Ms: number; allMs: number; seenBy: number; survivors: number }[] = [];
@@ -711,7 +550,7 @@ function simThousand() {
   }
   const deathsBefore = cluster.deaths.length;
   const suspicionsBefore = cluster.suspicions;
-  const b0 = cluster.bytes();
+  const b0 = totalBytes(cluster);
   for (let minute = 0; minute < SIM_MINUTES; minute++) {
     const stalled = cluster.live[cluster.random.int(cluster.live.length)]!;
     const offset = cluster.random.next() * 50_000;
@@ -731,7 +570,7 @@ function simThousand() {
       falseDead,
       disagreementsAtEnd: cluster.disagreements(),
     },
-    bytesPerNodePerSec: (cluster.bytes() - b0) / 1000 / ((SIM_MINUTES * 60_000) / 1000),
+    bytesPerNodePerSec: (totalBytes(cluster) - b0) / 1000 / ((SIM_MINUTES * 60_000) / 1000),
     realSeconds: (performance.now() - started) / 1000,
   };
 }

@@ -222,7 +222,7 @@ async function benchRaw(): Promise<Result> {
     let scheduled = false;
     const frame = Buffer.alloc(4 + PAYLOAD_BYTES, 7);
     frame.writeUInt32BE(PAYLOAD_BYTES, 0);
-    let pending = Buffer.alloc(0);
+    let pending: Buffer = Buffer.alloc(0);
     socket.on('data', (chunk: Buffer) => {
       const data = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
       let offset = 0;

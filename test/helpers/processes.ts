@@ -148,10 +148,10 @@ export function startNode(
       () => fail(new Error(`node did not start within ${timeoutMs} ms\n${stderr}`)),
       timeoutMs,
     );
-    child.stderr.on('data', (chunk) => {
+    child.stderr!.on('data', (chunk) => {
       stderr += chunk;
     });
-    child.stdout.on('data', (chunk) => {
+    child.stdout!.on('data', (chunk) => {
       stdout += chunk;
       if (settled) return;
       try {

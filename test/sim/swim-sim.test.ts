@@ -11,14 +11,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import {
-  pushPullIntervalMs,
-  SWIM_LAN,
-  Swim,
-  type SwimConfig,
-} from '../../src/core/membership/swim/index.ts';
-import { type Random, seededRandom } from '../../src/core/runtime/index.ts';
-import { EventQueue, type NetworkFaults, SimNetwork } from '../../src/core/sim/index.ts';
+import { pushPullIntervalMs, SWIM_LAN } from '../../src/core/membership/swim/index.ts';
+import type { NetworkFaults } from '../../src/core/sim/index.ts';
+import { type SimNode, SwimSimCluster } from '../../src/core/sim/swim-cluster.ts';
 
 const SEED = Number(process.env['SWIM_SEED'] ?? 1337) >>> 0;
 const LONG_MINUTES = Number(process.env['SWIM_SIM_MINUTES'] ?? 10);
@@ -36,221 +31,6 @@ const LOSSY: NetworkFaults = {
   delayMaxMs: 1,
 };
 
-interface SimNode {
-  swim: Swim;
-  id: string;
-  address: string;
-  wakeAtMs: number;
-  generation: number;
-  stalled: boolean;
-  crashed: boolean;
-  udpBytes: number;
-  streamBytes: number;
-}
-
-interface DeadEvent {
-  viewer: string;
-  id: string;
-  atMs: number;
-}
-
-/** A simulated cluster. Each node is ticked exactly when its machine asks (nextWakeMs). */
-class Cluster {
-  readonly seed: number;
-  readonly queue = new EventQueue();
-  readonly random: Random;
-  readonly nodes: SimNode[] = [];
-  readonly byId = new Map<string, SimNode>();
-  readonly deaths: DeadEvent[] = [];
-  suspicions = 0;
-  private readonly udp: SimNetwork<Uint8Array>;
-  private readonly stream: SimNetwork<Uint8Array>;
-  private readonly config: SwimConfig;
-
-  constructor(seed: number, faults: NetworkFaults, config: SwimConfig = SWIM_LAN) {
-    this.seed = seed;
-    this.config = config;
-    this.random = seededRandom(seed);
-    const size = (bytes: Uint8Array) => bytes.length;
-    this.udp = new SimNetwork(this.queue, this.random, faults, size);
-    // The stream transport is TCP: no loss, no duplicates, same latency.
-    this.stream = new SimNetwork(
-      this.queue,
-      this.random,
-      { ...faults, dropRate: 0, duplicateRate: 0 },
-      size,
-    );
-  }
-
-  get now(): number {
-    return this.queue.clock.nowMs();
-  }
-
-  get live(): SimNode[] {
-    return this.nodes.filter((n) => !n.crashed);
-  }
-
-  /** Adds a node; it joins through a random existing node (none for the first). */
-  add(): SimNode {
-    const index = this.nodes.length;
-    const id = `node-${index}`;
-    const address = `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}:7946`;
-    const swim = new Swim({
-      self: { id, address },
-      config: this.config,
-      clock: this.queue.clock,
-      random: seededRandom((this.seed ^ Math.imul(index + 1, 0x9e37_79b9)) >>> 0),
-    });
-    const node: SimNode = {
-      swim,
-      id,
-      address,
-      wakeAtMs: Number.POSITIVE_INFINITY,
-      generation: 0,
-      stalled: false,
-      crashed: false,
-      udpBytes: 0,
-      streamBytes: 0,
-    };
-    const seed = this.live[this.random.int(Math.max(1, this.live.length))];
-    this.nodes.push(node);
-    this.byId.set(id, node);
-    this.udp.register(address, (from, bytes) => this.deliver(node, from, bytes, 'udp'));
-    this.stream.register(address, (from, bytes) => this.deliver(node, from, bytes, 'stream'));
-    if (seed !== undefined) swim.join([seed.address]);
-    this.flush(node);
-    return node;
-  }
-
-  /** Adds `count` nodes, one every `spacingMs`. */
-  grow(count: number, spacingMs: number): void {
-    for (let i = 0; i < count; i++) {
-      this.add();
-      this.run(spacingMs);
-    }
-  }
-
-  run(ms: number): void {
-    // The queue's event bound is cumulative; give each call its own generous budget (we use
-    // ~40 events per node per simulated second), so only a livelock trips it.
-    const budget = Math.max(1_000_000, ms * Math.max(1, this.nodes.length) * 2);
-    this.queue.runFor(ms, this.queue.eventsRun + budget);
-  }
-
-  crash(node: SimNode): void {
-    node.crashed = true;
-    node.generation++;
-    this.setDown(node, true);
-  }
-
-  /** The process freezes for `ms` (a GC pause, a stalled VM): no ticks, no packets. */
-  stall(node: SimNode, ms: number): void {
-    node.stalled = true;
-    node.generation++;
-    node.wakeAtMs = Number.POSITIVE_INFINITY;
-    this.setDown(node, true);
-    this.queue.schedule(ms, () => {
-      node.stalled = false;
-      this.setDown(node, false);
-      node.swim.tick();
-      this.flush(node);
-    });
-  }
-
-  partition(groups: SimNode[][]): void {
-    const addresses = groups.map((g) => g.map((n) => n.address));
-    this.udp.partition(addresses);
-    this.stream.partition(addresses);
-  }
-
-  heal(): void {
-    this.udp.heal();
-    this.stream.heal();
-  }
-
-  setFaults(faults: NetworkFaults): void {
-    this.udp.setFaults(faults);
-    this.stream.setFaults({ ...faults, dropRate: 0, duplicateRate: 0 });
-  }
-
-  /** Pairs (viewer, member) of live nodes where the viewer does not see the member alive. */
-  disagreements(): number {
-    const live = this.live;
-    let count = 0;
-    for (const viewer of live) {
-      for (const member of live) {
-        if (viewer.swim.memberState(member.id) !== 'alive') count++;
-      }
-    }
-    return count;
-  }
-
-  /** Runs until every live node sees every live node alive; returns the time it took. */
-  runUntilAgreement(maxMs: number, stepMs = 500): number {
-    const start = this.now;
-    while (this.disagreements() > 0 && this.now - start < maxMs) this.run(stepMs);
-    return this.now - start;
-  }
-
-  bytes(): { udp: number; stream: number } {
-    let udp = 0;
-    let stream = 0;
-    for (const n of this.nodes) {
-      udp += n.udpBytes;
-      stream += n.streamBytes;
-    }
-    return { udp, stream };
-  }
-
-  private setDown(node: SimNode, down: boolean): void {
-    this.udp.setDown(node.address, down);
-    this.stream.setDown(node.address, down);
-  }
-
-  private deliver(node: SimNode, from: string, bytes: Uint8Array, via: 'udp' | 'stream'): void {
-    if (node.crashed || node.stalled) return;
-    node.swim.receive(from, bytes, via);
-    this.flush(node);
-  }
-
-  private flush(node: SimNode): void {
-    for (const packet of node.swim.takeOutbox()) {
-      if (packet.via === 'udp') {
-        node.udpBytes += packet.bytes.length;
-        this.udp.send(node.address, packet.to, packet.bytes);
-      } else {
-        node.streamBytes += packet.bytes.length;
-        this.stream.send(node.address, packet.to, packet.bytes);
-      }
-    }
-    for (const event of node.swim.takeEvents()) {
-      if (event.type === 'dead')
-        this.deaths.push({ viewer: node.id, id: event.id, atMs: event.atMs });
-      else if (event.type === 'suspect') this.suspicions++;
-    }
-    this.schedule(node);
-  }
-
-  private schedule(node: SimNode): void {
-    if (node.crashed || node.stalled) return;
-    const at = node.swim.nextWakeMs();
-    const now = this.now;
-    if (at === Number.POSITIVE_INFINITY || (node.wakeAtMs <= at && node.wakeAtMs >= now)) return;
-    node.wakeAtMs = at;
-    const generation = ++node.generation;
-    this.queue.schedule(at - now, () => {
-      if (generation !== node.generation) return;
-      node.wakeAtMs = Number.POSITIVE_INFINITY;
-      // A timer that moved later since (an ack arrived): just re-arm, nothing is due.
-      if (node.swim.nextWakeMs() > this.now) this.schedule(node);
-      else {
-        node.swim.tick();
-        this.flush(node);
-      }
-    });
-  }
-}
-
 function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
 }
@@ -260,7 +40,7 @@ function fmt(ms: number): string {
 }
 
 /** For each survivor that declared `victim` dead after `t0`: how long it took, sorted. */
-function detectionTimes(cluster: Cluster, victim: SimNode, t0: number): number[] {
+function detectionTimes(cluster: SwimSimCluster, victim: SimNode, t0: number): number[] {
   return cluster.deaths
     .filter((d) => d.id === victim.id && d.atMs >= t0)
     .map((d) => d.atMs - t0)
@@ -281,7 +61,7 @@ describe('SWIM simulation: 5 and 20 nodes on a LAN', () => {
       let stallSuspicions = 0;
       for (let run = 0; run < 100; run++) {
         const seed = (SEED * 1000 + size * 100 + run) >>> 0;
-        const cluster = new Cluster(seed, faults);
+        const cluster = new SwimSimCluster(seed, faults);
         cluster.grow(size, 20);
         const agreedIn = cluster.runUntilAgreement(10_000, 100);
         assert.equal(cluster.disagreements(), 0, `seed=${seed}: no agreement after ${agreedIn} ms`);
@@ -341,7 +121,7 @@ describe('SWIM simulation: 10 and 100 nodes with loss, delay spread, partitions'
       delayMinMs: 1,
       delayMaxMs: 30,
     };
-    const cluster = new Cluster(seed, spread);
+    const cluster = new SwimSimCluster(seed, spread);
     cluster.grow(10, 50);
     const agreed = cluster.runUntilAgreement(30_000);
     assert.equal(cluster.disagreements(), 0, `seed=${seed}: no agreement in ${agreed} ms`);
@@ -379,7 +159,7 @@ describe('SWIM simulation: 10 and 100 nodes with loss, delay spread, partitions'
 
   test('100 nodes, 5% loss: agreement, 2 s stalls, a crash, partition and heal', (t) => {
     const seed = (SEED * 7 + 100) >>> 0;
-    const cluster = new Cluster(seed, LOSSY);
+    const cluster = new SwimSimCluster(seed, LOSSY);
     cluster.grow(100, 20);
     const agreed = cluster.runUntilAgreement(60_000);
     assert.equal(cluster.disagreements(), 0, `seed=${seed}: no agreement in ${agreed} ms`);
@@ -447,7 +227,7 @@ describe('SWIM simulation: 1,000 nodes, 5% loss', () => {
   test(`join, agreement, crash detection, ${LONG_MINUTES} simulated minutes of 2 s stalls`, (t) => {
     const seed = (SEED * 7 + 1000) >>> 0;
     const started = performance.now();
-    const cluster = new Cluster(seed, LOSSY);
+    const cluster = new SwimSimCluster(seed, LOSSY);
     cluster.grow(1000, 10);
     const agreed = cluster.runUntilAgreement(120_000, 5000);
     assert.equal(cluster.disagreements(), 0, `seed=${seed}: no agreement after ${agreed} ms`);

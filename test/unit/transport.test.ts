@@ -163,6 +163,10 @@ const admin = adminHandler({
     counters: {},
   }),
   health: () => ({ status: 'ok', nodes: [], quorum: true }),
+  healthDiagnosed: async () => ({ status: 'ok', nodes: [], quorum: true }),
+  certificates: null,
+  cluster: null,
+  membership: null,
 });
 
 /**
