@@ -317,7 +317,7 @@ async function benchRdbnet(home: string, size: number, trials: number): Promise<
       }
       console.error(
         `rdbnet ${size} nodes trial ${trial + 1}/${trials}: crash ${result.crash.at(-1)!.toFixed(0)} ms, ` +
-          `leave ${result.leave.at(-1)!.toFixed(0)} ms, join ${result.join
+          `leave ${leaveMs === undefined ? 'not seen everywhere' : `${leaveMs.toFixed(0)} ms`}, join ${result.join
             .slice(-2)
             .map((ms) => ms.toFixed(0))
             .join(', ')} ms`,
@@ -461,11 +461,12 @@ async function benchSerf(size: number, trials: number): Promise<Scenario> {
       agents.splice(agents.indexOf(leaver), 1);
       started = performance.now();
       spawn('serf', ['leave', '-rpc-addr', leaver.rpc], { stdio: 'ignore' });
+      let leaveMs: number | undefined;
       try {
-        result.leave.push(
+        leaveMs =
           (await serfAllSaw(agents, `Leave ${leaver.id}`, `${leaver.id} left everywhere`)) -
-            started,
-        );
+          started;
+        result.leave.push(leaveMs);
       } catch (error) {
         // Serf sometimes never reports a leave at every agent; count it, keep measuring.
         result.failures.push(`serf leave, trial ${trial + 1}: ${(error as Error).message}`);
@@ -498,7 +499,7 @@ async function benchSerf(size: number, trials: number): Promise<Scenario> {
       }
       console.error(
         `serf ${size} nodes trial ${trial + 1}/${trials}: crash ${result.crash.at(-1)!.toFixed(0)} ms, ` +
-          `leave ${result.leave.at(-1)!.toFixed(0)} ms, join ${result.join
+          `leave ${leaveMs === undefined ? 'not seen everywhere' : `${leaveMs.toFixed(0)} ms`}, join ${result.join
             .slice(-2)
             .map((ms) => ms.toFixed(0))
             .join(', ')} ms`,
