@@ -317,7 +317,7 @@ async function benchRdbnet(home: string, size: number, trials: number): Promise<
       }
       console.error(
         `rdbnet ${size} nodes trial ${trial + 1}/${trials}: crash ${result.crash.at(-1)!.toFixed(0)} ms, ` +
-          `leave ${leaveMs === undefined ? 'not seen everywhere' : `${leaveMs.toFixed(0)} ms`}, join ${result.join
+          `leave ${result.leave.at(-1)!.toFixed(0)} ms, join ${result.join
             .slice(-2)
             .map((ms) => ms.toFixed(0))
             .join(', ')} ms`,
