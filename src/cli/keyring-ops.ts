@@ -7,7 +7,9 @@ import { ErrorCode, RdbnetError } from '../core/errors.ts';
 import type { KeyringNodeResult, KeyringOp } from '../core/protocol/messages.ts';
 import { call } from '../core/rpc/call.ts';
 import { decodeKey } from '../core/security/keyring.ts';
-import { type NodeFlagValues, withNode } from './node-client.ts';
+import { RdbnetCommand } from './base-command.ts';
+import { ExitCode } from './exit-codes.ts';
+import { type NodeFlagValues, nodeFlags, withNode } from './node-client.ts';
 import { table } from './output.ts';
 
 export const keyArg = {
@@ -96,4 +98,28 @@ export function renderChange(result: KeysChangeResult, log: (line: string) => vo
     ),
   );
   if (result.error !== undefined) process.stderr.write(`Error: ${result.error.message}\n`);
+}
+
+/**
+ * `keys install|use|remove`: the same request with a different operation. Each command file
+ * only names its operation and documents it.
+ */
+export abstract class KeyringChangeCommand extends RdbnetCommand<KeysChangeResult> {
+  static override args = keyArg;
+  static override flags = { ...nodeFlags };
+  protected abstract readonly op: Exclude<KeyringOp, 'list'>;
+
+  protected override async execute(): Promise<KeysChangeResult> {
+    // Every subclass has exactly these args and flags, so the base class describes them.
+    const { args, flags } = await this.parse(KeyringChangeCommand);
+    return changeKeyring(flags, this.op, args.key);
+  }
+
+  protected override render(result: KeysChangeResult): void {
+    renderChange(result, (line) => this.log(line));
+  }
+
+  protected override exitCodeFor(result: KeysChangeResult): number {
+    return result.ok ? ExitCode.Ok : ExitCode.Failed;
+  }
 }

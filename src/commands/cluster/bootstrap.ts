@@ -1,14 +1,15 @@
 import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
+import {
+  type ClusterMembershipResult,
+  membershipResult,
+  renderMembership,
+} from '../../cli/cluster-membership.ts';
 import { nodeFlags, withHints, withNode } from '../../cli/node-client.ts';
-import { table, withSpinner } from '../../cli/output.ts';
+import { withSpinner } from '../../cli/output.ts';
 import { call } from '../../core/rpc/call.ts';
 
-export interface ClusterBootstrapResult {
-  clusterId: string;
-  leader: string | null;
-  members: { id: string; address: string; role: string; voter: boolean }[];
-}
+export type ClusterBootstrapResult = ClusterMembershipResult;
 
 /** Answer time on top of --wait: making the configuration and electing the first leader. */
 const BOOTSTRAP_EXTRA_MS = 10_000;
@@ -61,25 +62,10 @@ export default class ClusterBootstrap extends RdbnetCommand<ClusterBootstrapResu
         },
       ),
     );
-    return {
-      clusterId: reply.clusterId,
-      leader: reply.leader || null,
-      members: (reply.members ?? []).map((member) => ({
-        id: member.id,
-        address: member.address,
-        role: member.role,
-        voter: member.voter,
-      })),
-    };
+    return membershipResult(reply);
   }
 
   protected override render(result: ClusterBootstrapResult): void {
-    this.log(`cluster ${result.clusterId} bootstrapped; leader: ${result.leader ?? 'none yet'}`);
-    this.log(
-      table(
-        ['id', 'address', 'role', 'voter'],
-        result.members.map((member) => [member.id, member.address, member.role, member.voter]),
-      ),
-    );
+    renderMembership(result, 'bootstrapped', (line) => this.log(line));
   }
 }

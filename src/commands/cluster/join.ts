@@ -1,16 +1,17 @@
 import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
+import {
+  type ClusterMembershipResult,
+  membershipResult,
+  renderMembership,
+} from '../../cli/cluster-membership.ts';
 import { readList } from '../../cli/lists.ts';
 import { nodeFlags, withHints, withNode } from '../../cli/node-client.ts';
-import { table, withSpinner } from '../../cli/output.ts';
+import { withSpinner } from '../../cli/output.ts';
 import { call } from '../../core/rpc/call.ts';
 import { formatHostPort, parseHostPort } from '../../core/transport/address.ts';
 
-export interface ClusterJoinResult {
-  clusterId: string;
-  leader: string | null;
-  members: { id: string; address: string; role: string; voter: boolean }[];
-}
+export type ClusterJoinResult = ClusterMembershipResult;
 
 /** Answer time on top of --wait. */
 const JOIN_EXTRA_MS = 5_000;
@@ -64,25 +65,10 @@ export default class ClusterJoin extends RdbnetCommand<ClusterJoinResult> {
         },
       ),
     );
-    return {
-      clusterId: reply.clusterId,
-      leader: reply.leader || null,
-      members: (reply.members ?? []).map((member) => ({
-        id: member.id,
-        address: member.address,
-        role: member.role,
-        voter: member.voter,
-      })),
-    };
+    return membershipResult(reply);
   }
 
   protected override render(result: ClusterJoinResult): void {
-    this.log(`joined cluster ${result.clusterId}; leader: ${result.leader ?? 'none yet'}`);
-    this.log(
-      table(
-        ['id', 'address', 'role', 'voter'],
-        result.members.map((member) => [member.id, member.address, member.role, member.voter]),
-      ),
-    );
+    renderMembership(result, 'joined', (line) => this.log(line));
   }
 }

@@ -1,14 +1,6 @@
-import { RdbnetCommand } from '../../cli/base-command.ts';
-import { ExitCode } from '../../cli/exit-codes.ts';
-import {
-  changeKeyring,
-  type KeysChangeResult,
-  keyArg,
-  renderChange,
-} from '../../cli/keyring-ops.ts';
-import { nodeFlags } from '../../cli/node-client.ts';
+import { KeyringChangeCommand } from '../../cli/keyring-ops.ts';
 
-export default class KeysInstall extends RdbnetCommand<KeysChangeResult> {
+export default class KeysInstall extends KeyringChangeCommand {
   static override summary =
     'Install a gossip key on every alive member (accepted, not yet used to seal).';
   static override description =
@@ -17,19 +9,5 @@ export default class KeysInstall extends RdbnetCommand<KeysChangeResult> {
     '<%= config.bin %> <%= command.id %> "$(rdbnet keys generate)" --node 127.0.0.1:7000',
     '<%= config.bin %> <%= command.id %> KEY --json',
   ];
-  static override args = keyArg;
-  static override flags = { ...nodeFlags };
-
-  protected override async execute(): Promise<KeysChangeResult> {
-    const { args, flags } = await this.parse(KeysInstall);
-    return changeKeyring(flags, 'install', args.key);
-  }
-
-  protected override render(result: KeysChangeResult): void {
-    renderChange(result, (line) => this.log(line));
-  }
-
-  protected override exitCodeFor(result: KeysChangeResult): number {
-    return result.ok ? ExitCode.Ok : ExitCode.Failed;
-  }
+  protected override readonly op = 'install' as const;
 }

@@ -1,14 +1,6 @@
-import { RdbnetCommand } from '../../cli/base-command.ts';
-import { ExitCode } from '../../cli/exit-codes.ts';
-import {
-  changeKeyring,
-  type KeysChangeResult,
-  keyArg,
-  renderChange,
-} from '../../cli/keyring-ops.ts';
-import { nodeFlags } from '../../cli/node-client.ts';
+import { KeyringChangeCommand } from '../../cli/keyring-ops.ts';
 
-export default class KeysRemove extends RdbnetCommand<KeysChangeResult> {
+export default class KeysRemove extends KeyringChangeCommand {
   static override summary = 'Remove a gossip key from every alive member.';
   static override description =
     'Refused (nothing changes) when KEY is the primary on any member: `keys use` another key first. The node applies it to its own keyring (saved atomically, mode 0600) and forwards it to every alive gossip member over mTLS (5 s each); one result per node, exit 1 if any failed. Rotation: install the new key, use it, remove the old one.';
@@ -16,19 +8,5 @@ export default class KeysRemove extends RdbnetCommand<KeysChangeResult> {
     '<%= config.bin %> <%= command.id %> "$(rdbnet keys generate)" --node 127.0.0.1:7000',
     '<%= config.bin %> <%= command.id %> KEY --json',
   ];
-  static override args = keyArg;
-  static override flags = { ...nodeFlags };
-
-  protected override async execute(): Promise<KeysChangeResult> {
-    const { args, flags } = await this.parse(KeysRemove);
-    return changeKeyring(flags, 'remove', args.key);
-  }
-
-  protected override render(result: KeysChangeResult): void {
-    renderChange(result, (line) => this.log(line));
-  }
-
-  protected override exitCodeFor(result: KeysChangeResult): number {
-    return result.ok ? ExitCode.Ok : ExitCode.Failed;
-  }
+  protected override readonly op = 'remove' as const;
 }

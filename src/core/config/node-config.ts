@@ -12,7 +12,7 @@ import { DEFAULT_CLUSTER, DEFAULT_LISTEN, defaultCertsDir, defaultDataDir } from
 
 export interface NodeConfig {
   /** Node id, unique in the cluster. Default: the id recorded in dataDir, or a new
-   * random `node-xxxxxx` on first start (then recorded). */
+   * random `node-` + 6 hex digits on first start (then recorded). */
   id: string | undefined;
   /** Cluster name used on --insecure nodes. With TLS the cluster comes from the node's
    * certificate. Default 'rdbnet'. */
