@@ -13,13 +13,9 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { loadClientCredentials } from '../../src/core/node/credentials.ts';
 import type { ClusterStatusReply, MembersReply } from '../../src/core/protocol/messages.ts';
 import { call } from '../../src/core/rpc/call.ts';
-import { parseHostPort } from '../../src/core/transport/address.ts';
-import type { Connection } from '../../src/core/transport/connection.ts';
-import { dial } from '../../src/core/transport/dial.ts';
-import { connectionOptions } from '../../src/core/transport/options.ts';
+import { adminConnections } from '../helpers/admin-connections.ts';
 import {
   describeResult,
   killAllNodes,
@@ -38,7 +34,7 @@ const POLL_MS = 50;
 let home: { dir: string; cleanup(): Promise<void> };
 let configFile = '';
 const nodes = new Map<string, NodeProcess>();
-const connections = new Map<string, Connection>();
+const admin = adminConnections(() => join(home.dir, 'certs'));
 
 function env(): NodeJS.ProcessEnv {
   return { RDBNET_HOME: home.dir, RDBNET_NODE: '', RDBNET_CERTS_DIR: '', DEBUG: '' };
@@ -75,24 +71,7 @@ function start(id: string, seeds: string): Promise<NodeProcess> {
   });
 }
 
-async function connection(address: string): Promise<Connection> {
-  const open = connections.get(address);
-  if (open !== undefined && open.state === 'open') return open;
-  const credentials = await loadClientCredentials(join(home.dir, 'certs'), 'admin');
-  const fresh = await dial({
-    address: parseHostPort(address),
-    local: {
-      id: 'admin',
-      clusterId: credentials.identity.cluster,
-      role: 'client',
-      softwareVersion: 'test',
-    },
-    tls: credentials.tls,
-    options: connectionOptions({ handshakeTimeoutMs: 1000, requestTimeoutMs: 1000 }),
-  });
-  connections.set(address, fresh);
-  return fresh;
-}
+const connection = admin.connection;
 
 async function status(node: NodeProcess): Promise<ClusterStatusReply> {
   return call(
@@ -158,7 +137,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const open of connections.values()) open.close();
+  admin.closeAll();
   await killAllNodes();
   await home.cleanup();
 });
@@ -250,10 +229,7 @@ describe('dead voters are removed automatically only while quorum stays safe', (
     await back.kill();
 
     for (const id of ids) await nodes.get(id)!.kill();
-    for (const [address, open] of connections) {
-      open.close();
-      connections.delete(address);
-    }
+    admin.closeAll();
   });
 
   test('three voters, two die: nothing is removed, the survivor still lists three', async () => {

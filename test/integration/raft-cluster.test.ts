@@ -13,13 +13,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { loadClientCredentials } from '../../src/core/node/credentials.ts';
 import type { ClusterStatusReply, ConfigRecord } from '../../src/core/protocol/messages.ts';
 import { call } from '../../src/core/rpc/call.ts';
-import { parseHostPort } from '../../src/core/transport/address.ts';
-import type { Connection } from '../../src/core/transport/connection.ts';
-import { dial } from '../../src/core/transport/dial.ts';
-import { connectionOptions } from '../../src/core/transport/options.ts';
+import { adminConnections } from '../helpers/admin-connections.ts';
 import {
   describeResult,
   killAllNodes,
@@ -66,26 +62,9 @@ function dataDir(id: string): string {
 
 // ---- a client on the binary protocol, as `rdbnet` uses it, for polling every 10 ms
 
-const connections = new Map<string, Connection>();
+const admin = adminConnections(() => join(home.dir, 'certs'));
 
-async function connection(address: string): Promise<Connection> {
-  const open = connections.get(address);
-  if (open !== undefined && open.state === 'open') return open;
-  const credentials = await loadClientCredentials(join(home.dir, 'certs'), 'admin');
-  const fresh = await dial({
-    address: parseHostPort(address),
-    local: {
-      id: 'admin',
-      clusterId: credentials.identity.cluster,
-      role: 'client',
-      softwareVersion: 'test',
-    },
-    tls: credentials.tls,
-    options: connectionOptions({ handshakeTimeoutMs: 1000, requestTimeoutMs: 1000 }),
-  });
-  connections.set(address, fresh);
-  return fresh;
-}
+const connection = admin.connection;
 
 async function status(node: NodeProcess, localOnly = true): Promise<ClusterStatusReply> {
   const reply = await call(
@@ -148,7 +127,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const open of connections.values()) open.close();
+  admin.closeAll();
   await killAllNodes();
   await home.cleanup();
 });
