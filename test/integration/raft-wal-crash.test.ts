@@ -19,8 +19,13 @@ import { CRASH_SEGMENT_BYTES, walPayload, walSnapshotData } from '../helpers/raf
 
 const WRITER = fileURLToPath(new URL('../helpers/raft-wal-writer.ts', import.meta.url));
 const KILLS = 24;
-/** Stop starting new rounds after this, even if fewer than KILLS happened. */
-const BUDGET_MS = 25_000;
+/**
+ * Stop starting new rounds after this, even if fewer than KILLS happened: on a loaded
+ * machine each round is slower, and the test must stay bounded in time. Kills are what the
+ * test is about, so the floor below is on kills, well under KILLS.
+ */
+const BUDGET_MS = 45_000;
+const KILLS_MIN = 10;
 const FIRST_SYNC_TIMEOUT_MS = 10_000;
 const KILL_DELAY_MS_MAX = 250;
 
@@ -145,7 +150,7 @@ async function verify(dir: string, synced: Synced, round: number) {
 }
 
 test('FileRaftStorage keeps every synced write across kill -9 at random moments', {
-  timeout: 90_000,
+  timeout: 120_000,
 }, async (t) => {
   const seed = Number(process.env['RAFT_WAL_CRASH_SEED'] ?? Math.floor(Math.random() * 2 ** 31));
   t.diagnostic(`seed=${seed} (replay kill timing: RAFT_WAL_CRASH_SEED=${seed})`);
@@ -167,7 +172,7 @@ test('FileRaftStorage keeps every synced write across kill -9 at random moments'
     t.diagnostic(
       `${kills} kills in ${Math.round(performance.now() - started)} ms; last index ${result.last}, snapshot ${result.snapshotIndex}, ${result.segments} segments, ${torn} torn tails repaired`,
     );
-    assert.ok(kills >= 20, `only ${kills} kills within the time budget`);
+    assert.ok(kills >= KILLS_MIN, `only ${kills} kills within the time budget`);
     assert.ok(result.snapshotIndex > 0, 'the run reached compaction');
   } finally {
     await rm(dir, { recursive: true, force: true });
