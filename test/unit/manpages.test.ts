@@ -62,8 +62,12 @@ describe('man pages from the real manifest', () => {
     const options = section(page, 'OPTIONS');
     const flags = manifest.commands['node:start']?.flags ?? {};
     assert.ok(Object.keys(flags).length > 0);
-    for (const name of Object.keys(flags)) {
-      assert.ok(options.includes(troffFlag(name)), `--${name} in OPTIONS`);
+    for (const [name, flag] of Object.entries(flags)) {
+      // A flag with allowNo is shown as --[no-]name.
+      const shown = flag.allowNo
+        ? troffFlag(name).replace(/^\\-\\-/, '\\-\\-[no\\-]')
+        : troffFlag(name);
+      assert.ok(options.includes(shown), `--${name} in OPTIONS`);
     }
     const examples = section(page, 'EXAMPLES');
     assert.ok(examples.includes('rdbnet node start'));

@@ -1,14 +1,13 @@
-import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
-import { readListFlag } from '../../cli/lists.ts';
-import { printJson } from '../../cli/output.ts';
 import {
-  type NodeConfigFile,
-  readConfigFile,
-  resolveNodeConfig,
-} from '../../core/config/node-config.ts';
+  nodeConfigExitCode,
+  nodeConfigFlags,
+  resolveNodeConfigFromFlags,
+} from '../../cli/node-config-flags.ts';
+import { printJson } from '../../cli/output.ts';
+import type { RdbnetError } from '../../core/errors.ts';
 import { RdbnetNode } from '../../core/node/node.ts';
-import { createLogger, parseLogLevel } from '../../core/runtime/log.ts';
+import { createLogger } from '../../core/runtime/log.ts';
 
 export interface NodeStartResult {
   id: string;
@@ -30,85 +29,24 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
     'With no flags: a single node under $RDBNET_HOME (default ~/.rdbnet) listening on 127.0.0.1:7000, ' +
     'with a cluster CA, a node certificate and an admin client certificate created in $RDBNET_HOME/certs on first start. ' +
     'Logs go to stderr; SIGINT or SIGTERM stops the node gracefully within 5 seconds; SIGHUP reloads its certificates. ' +
-    'With --json, one JSON document describing the running node is printed on stdout once it listens.';
+    'With --json, one JSON document describing the running node is printed on stdout once it listens. ' +
+    'Every setting comes from a flag, else an RDBNET_* environment variable, else the --config file, else the ' +
+    'preset, else its default: `rdbnet node config` with the same flags shows the result and where each value came from.';
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --id n2 --listen 127.0.0.1:7002 --data-dir ./n2',
     '<%= config.bin %> <%= command.id %> --config node.json --json',
+    '<%= config.bin %> <%= command.id %> --preset wan --listen 127.0.0.1:7001',
     '<%= config.bin %> <%= command.id %> --id n2 --listen 127.0.0.1:7002 --data-dir ./n2 --join 127.0.0.1:7001',
     '<%= config.bin %> <%= command.id %> --id n1 --join 127.0.0.1:7002,127.0.0.1:7003 --bootstrap-expect 3',
   ];
-  static override flags = {
-    id: Flags.string({
-      description: 'Node id (default: recorded in the data dir, or generated on first start).',
-    }),
-    'data-dir': Flags.string({
-      description: 'Data directory. [default: $RDBNET_HOME/node]',
-      helpValue: 'dir',
-    }),
-    listen: Flags.string({
-      description: 'Address to listen on. [default: 127.0.0.1:7000]',
-      helpValue: 'host:port',
-    }),
-    advertise: Flags.string({
-      description: 'Address others use to reach this node. [default: --listen]',
-      helpValue: 'host:port',
-    }),
-    'certs-dir': Flags.string({
-      description:
-        'Certificates directory. [env: RDBNET_CERTS_DIR; default: $RDBNET_HOME/certs, created if missing]',
-      helpValue: 'dir',
-    }),
-    insecure: Flags.boolean({
-      description: 'Plaintext TCP without authentication. For tests and trusted networks only.',
-    }),
-    join: Flags.string({
-      description:
-        'Seed addresses of other nodes, comma-separated, or - to read them from stdin. The node waits for a cluster: ' +
-        'it joins one the seeds belong to (as a learner, promoted to voter once caught up), or becomes a founding member ' +
-        'when `rdbnet cluster bootstrap` runs (an empty list waits to be found by others). Without --join a new node ' +
-        'bootstraps itself as a single-node cluster.',
-      helpValue: 'host:port,…',
-    }),
-    'bootstrap-expect': Flags.integer({
-      description:
-        'Bootstrap automatically once this many nodes started with the same value know each other (the lowest id founds the cluster).',
-      min: 1,
-      max: 64,
-      helpValue: 'n',
-    }),
-    config: Flags.string({
-      description: 'JSON config file; flags override its fields.',
-      helpValue: 'file',
-    }),
-    'log-level': Flags.string({
-      description: 'debug, info, warn or error.',
-      default: 'info',
-      options: ['debug', 'info', 'warn', 'error'],
-    }),
-  };
+  static override flags = { ...nodeConfigFlags };
 
   protected override async execute(): Promise<NodeStartResult> {
     const { flags } = await this.parse(NodeStart);
-    const join = flags.join === undefined ? undefined : await readListFlag(flags.join, '--join');
-    const file: NodeConfigFile =
-      flags.config === undefined ? {} : await readConfigFile(flags.config);
-    const config = resolveNodeConfig(
-      {
-        ...(flags.id === undefined ? {} : { id: flags.id }),
-        ...(flags['data-dir'] === undefined ? {} : { dataDir: flags['data-dir'] }),
-        ...(flags.listen === undefined ? {} : { listen: flags.listen }),
-        ...(flags.advertise === undefined ? {} : { advertise: flags.advertise }),
-        ...(flags['certs-dir'] === undefined ? {} : { certsDir: flags['certs-dir'] }),
-        ...(flags.insecure ? { insecure: true } : {}),
-        ...(join === undefined ? {} : { join }),
-        ...(flags['bootstrap-expect'] === undefined
-          ? {}
-          : { bootstrapExpect: flags['bootstrap-expect'] }),
-      },
-      file,
-    );
-    const log = createLogger({ level: parseLogLevel(flags['log-level']) ?? 'info' });
+    const { config, warnings } = await resolveNodeConfigFromFlags(flags);
+    const log = createLogger({ level: config.logLevel });
+    for (const warning of warnings) log.warn(warning);
     // Signals are watched from before the node starts: a stop asked for during start-up, or
     // right after the JSON document, still stops gracefully.
     const stopRequested = watchStopSignals();
@@ -141,6 +79,11 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
     await node.stop();
     if (reason !== undefined) throw reason;
     return result;
+  }
+
+  /** A bad value in the flags, environment or config file is a usage error (64). */
+  protected override exitCodeForFailure(error: RdbnetError): number {
+    return nodeConfigExitCode(error);
   }
 
   /** Everything was said while running: the JSON document at start, logs on stderr. */

@@ -1,11 +1,17 @@
 import { RdbnetCommand } from '../../cli/base-command.ts';
 import { nodeFlags, withNode } from '../../cli/node-client.ts';
 import { formatDurationMs, keyValueTable, withSpinner } from '../../cli/output.ts';
-import type { StatusReply } from '../../core/protocol/messages.ts';
+import type { RaftTimingsReply, StatusReply } from '../../core/protocol/messages.ts';
 import { call } from '../../core/rpc/call.ts';
 
 /** The node's StatusReply, with the start time as an ISO timestamp for people and jq. */
-export type NodeStatusResult = Omit<StatusReply, 'startedAtMs'> & { startedAt: string };
+export type NodeStatusResult = Omit<StatusReply, 'startedAtMs' | 'preset' | 'raft'> & {
+  startedAt: string;
+  /** The node's preset (local, lan, wan); '' from a node older than presets. */
+  preset: string;
+  /** The Raft timings the node runs with; null from a node older than this field. */
+  raft: RaftTimingsReply | null;
+};
 
 export default class NodeStatus extends RdbnetCommand<NodeStatusResult> {
   static override summary = "Show a running node's own facts.";
@@ -35,6 +41,8 @@ export default class NodeStatus extends RdbnetCommand<NodeStatusResult> {
       tls: reply.tls,
       connections: reply.connections,
       counters: { ...reply.counters },
+      preset: reply.preset ?? '',
+      raft: raftTimings(reply.raft ?? null),
     };
   }
 
@@ -50,7 +58,30 @@ export default class NodeStatus extends RdbnetCommand<NodeStatusResult> {
         ['tls', result.tls ? 'TLS 1.3, mutual' : 'off (--insecure)'],
         ['connections', result.connections],
         ['pid', result.pid],
+        ['preset', result.preset || '-'],
+        [
+          'raft',
+          result.raft === null
+            ? '-'
+            : `tick ${result.raft.tickMs} ms, election ${result.raft.electionTimeoutMs} ms, ` +
+              `heartbeat ${result.raft.heartbeatIntervalMs} ms`,
+        ],
       ]),
     );
   }
+}
+
+/** A plain object with every field (a decoded message keeps unset ones on its prototype). */
+function raftTimings(raft: RaftTimingsReply | null): RaftTimingsReply | null {
+  if (raft === null) return null;
+  return {
+    tickMs: raft.tickMs,
+    electionTimeoutMs: raft.electionTimeoutMs,
+    heartbeatIntervalMs: raft.heartbeatIntervalMs,
+    preVote: raft.preVote,
+    checkQuorum: raft.checkQuorum,
+    proposalTimeoutMs: raft.proposalTimeoutMs,
+    forwardDeadlineMs: raft.forwardDeadlineMs,
+    transferTimeoutMs: raft.transferTimeoutMs,
+  };
 }

@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
 import { ClusterConfig } from '../membership/raft/cluster-config.ts';
 import type { RaftConfig } from '../membership/raft/config.ts';
-import { DEFAULT_TICK_MS } from '../membership/raft/config.ts';
+import { DEFAULT_TICK_MS, validateRaftConfig } from '../membership/raft/config.ts';
 import { FileRaftStorage } from '../membership/raft/file-storage.ts';
 import { quorum, RaftProposalError } from '../membership/raft/raft.ts';
 import { bootstrapSnapshot } from '../membership/raft/storage.ts';
@@ -65,6 +65,12 @@ import type { ReconnectingLink } from '../transport/reconnecting.ts';
 import { isRetryableProposalError, type ProposalResult, RaftDriver } from './driver.ts';
 import { PeerLinks } from './peers.ts';
 import { messageFromWire, messageToWire } from './raft-codec.ts';
+import {
+  type ClusterTimeouts,
+  RAFT_TIMINGS_LAN,
+  type RaftTimings,
+  raftTimingsOf,
+} from './timings.ts';
 
 // ---------------------------------------------------------------- bounds and timings
 
@@ -82,12 +88,6 @@ export const JOIN_WAIT_MAX_MS = 300_000;
 const JOIN_POLL_MS = 100;
 /** One node-to-node request (exchange, Raft batch, status hop). */
 export const PEER_REQUEST_TIMEOUT_MS = 1000;
-/** Deadline for requests forwarded to the leader (join, remove, transfer), retries included. */
-export const FORWARD_DEADLINE_MS = 8000;
-/** Deadline for one proposal to be committed and applied on the leader. */
-export const PROPOSAL_TIMEOUT_MS = 5000;
-/** A leadership transfer must finish within this. */
-export const TRANSFER_TIMEOUT_MS = 3000;
 /** `cluster bootstrap` waits this long for `--expect` nodes unless told otherwise. */
 export const BOOTSTRAP_WAIT_DEFAULT_MS = 30_000;
 export const BOOTSTRAP_WAIT_MAX_MS = 300_000;
@@ -156,6 +156,8 @@ export interface ClusterServiceInit {
   counters: Counters;
   raft?: Partial<RaftConfig>;
   tickMs?: number;
+  /** Proposal, forwarding and transfer deadlines; absent ones are the LAN preset's. */
+  timeouts?: Partial<ClusterTimeouts>;
   clock?: Clock;
   /**
    * A voter gossip reports `dead` continuously for longer than this is removed by the
@@ -274,6 +276,7 @@ export class ClusterService {
   private readonly links: PeerLinks;
   private readonly clock: Clock;
   private readonly tickMs: number;
+  private readonly timeouts: ClusterTimeouts;
   private driver: RaftDriver | null = null;
   private address = '';
   private stopping = false;
@@ -325,6 +328,11 @@ export class ClusterService {
     this.storage = storage;
     this.clock = init.clock ?? systemClock;
     this.tickMs = init.tickMs ?? DEFAULT_TICK_MS;
+    this.timeouts = {
+      proposalTimeoutMs: init.timeouts?.proposalTimeoutMs ?? RAFT_TIMINGS_LAN.proposalTimeoutMs,
+      forwardDeadlineMs: init.timeouts?.forwardDeadlineMs ?? RAFT_TIMINGS_LAN.forwardDeadlineMs,
+      transferTimeoutMs: init.timeouts?.transferTimeoutMs ?? RAFT_TIMINGS_LAN.transferTimeoutMs,
+    };
     this.links = new PeerLinks({ local: init.local, tls: init.tls, options: init.connection });
     this.left = new Promise((resolve) => {
       this.resolveLeft = resolve;
@@ -429,6 +437,12 @@ export class ClusterService {
     out['raft.storage.bytes_written'] = stats.bytesWritten;
     out['raft.storage.segments'] = stats.segments;
     return out;
+  }
+
+  /** The Raft timings this node runs with: its driver's, or the ones it will start it with. */
+  raftTimings(): RaftTimings {
+    const core = this.driver?.raftConfig ?? validateRaftConfig(this.init.raft);
+    return raftTimingsOf(this.tickMs, core, this.timeouts);
   }
 
   /** The voters of the applied configuration; null while this node belongs to no cluster. */
@@ -798,7 +812,7 @@ export class ClusterService {
         last: status.lastIndex,
       });
       driver
-        .proposeConfChange({ type: 'promoteLearner', nodeId: id }, PROPOSAL_TIMEOUT_MS)
+        .proposeConfChange({ type: 'promoteLearner', nodeId: id }, this.timeouts.proposalTimeoutMs)
         .then(
           (result) => this.recordTiming('promoteLearner', id, result),
           (error: unknown) => {
@@ -846,7 +860,7 @@ export class ClusterService {
       voters: [...driver.config.voters],
     });
     driver
-      .proposeConfChange({ type: 'removeNode', nodeId: id }, PROPOSAL_TIMEOUT_MS)
+      .proposeConfChange({ type: 'removeNode', nodeId: id }, this.timeouts.proposalTimeoutMs)
       .then(
         (result) => {
           this.recordTiming('removeNode', id, result);
@@ -944,7 +958,7 @@ export class ClusterService {
       this.links.link(leaderAddress),
       { joinRequest: { id, address, clusterId: driver.config.clusterId, forwarded: true } },
       'joinReply',
-      FORWARD_DEADLINE_MS,
+      this.timeouts.forwardDeadlineMs,
     ).catch(() => {});
   }
 
@@ -1079,7 +1093,7 @@ export class ClusterService {
               },
             },
             'joinReply',
-            FORWARD_DEADLINE_MS + PEER_REQUEST_TIMEOUT_MS,
+            this.timeouts.forwardDeadlineMs + PEER_REQUEST_TIMEOUT_MS,
           );
           if (this.state !== 'joining' || this.stopping) return;
           this.adoptJoin(reply);
@@ -1148,7 +1162,7 @@ export class ClusterService {
   }
 
   private async joinAsLeader(id: NodeId, address: string): Promise<JoinReply> {
-    const deadline = this.clock.nowMs() + PROPOSAL_TIMEOUT_MS;
+    const deadline = this.clock.nowMs() + this.timeouts.proposalTimeoutMs;
     await this.ensureAddress(id, address);
     let added = false;
     if (!this.requireMember().config.isMember(id)) {
@@ -1173,8 +1187,11 @@ export class ClusterService {
     if (inFlight !== undefined) return inFlight.then(() => this.ensureAddress(id, address));
     const proposal = this.proposeRetrying(
       () =>
-        this.requireMember().proposeCommand({ op: 'setAddress', id, address }, PROPOSAL_TIMEOUT_MS),
-      this.clock.nowMs() + PROPOSAL_TIMEOUT_MS,
+        this.requireMember().proposeCommand(
+          { op: 'setAddress', id, address },
+          this.timeouts.proposalTimeoutMs,
+        ),
+      this.clock.nowMs() + this.timeouts.proposalTimeoutMs,
     )
       .then(() => undefined)
       .finally(() => this.addressProposals.delete(id));
@@ -1222,14 +1239,14 @@ export class ClusterService {
    * Runs `local` when this node leads; otherwise sends the request to the leader with
    * `remote` (never onward again from there: a forwarded request that reaches a node that
    * is no longer the leader is refused with RDB_NOT_LEADER, and retried from here with the
-   * new leader), until FORWARD_DEADLINE_MS.
+   * new leader), until the forward deadline.
    */
   private async onLeader<T>(
     local: () => Promise<T>,
     forwarded: boolean,
     remote: (link: ReconnectingLink, timeoutMs: number) => Promise<T>,
   ): Promise<T> {
-    const deadline = this.clock.nowMs() + FORWARD_DEADLINE_MS;
+    const deadline = this.clock.nowMs() + this.timeouts.forwardDeadlineMs;
     let lastError: unknown;
     for (;;) {
       const driver = this.requireMember();
@@ -1262,7 +1279,7 @@ export class ClusterService {
       if (this.clock.nowMs() >= deadline) {
         fail(
           ErrorCode.NoLeader,
-          `no leader could be reached within ${FORWARD_DEADLINE_MS} ms${lastError ? ` (${(lastError as Error).message})` : ''}`,
+          `no leader could be reached within ${this.timeouts.forwardDeadlineMs} ms${lastError ? ` (${(lastError as Error).message})` : ''}`,
           'an election may be under way, or a quorum of voters is down: see `rdbnet cluster status`',
         );
       }
@@ -1700,11 +1717,14 @@ export class ClusterService {
     const driver = this.requireMember();
     if (driver.leader !== to) {
       driver.transferLeader(to);
-      const moved = await this.waitFor(() => this.driver?.leader === to, TRANSFER_TIMEOUT_MS);
+      const moved = await this.waitFor(
+        () => this.driver?.leader === to,
+        this.timeouts.transferTimeoutMs,
+      );
       if (!moved) {
         fail(
           ErrorCode.RequestTimeout,
-          `leadership did not move to ${to} within ${TRANSFER_TIMEOUT_MS} ms`,
+          `leadership did not move to ${to} within ${this.timeouts.transferTimeoutMs} ms`,
           'the new leader must be a voter that is reachable and caught up',
         );
       }
@@ -1759,7 +1779,7 @@ export class ClusterService {
     }
     const result = await this.proposeConfChange(
       { type: 'removeNode', nodeId: id },
-      this.clock.nowMs() + PROPOSAL_TIMEOUT_MS,
+      this.clock.nowMs() + this.timeouts.proposalTimeoutMs,
     );
     this.recordTiming('removeNode', id, result);
     return result.index;

@@ -1,14 +1,55 @@
 /**
- * The one typed configuration of a node. Every field has a documented default; flags
- * override a --config file, which overrides the defaults.
+ * The one typed configuration of a node. Every field has a documented default. A value comes
+ * from, highest precedence first:
+ *
+ *   flag     a command-line flag of `node start` / `node config`
+ *   env      an environment variable: RDBNET_ + the field's path in upper snake case
+ *            (listen → RDBNET_LISTEN, raft.electionTimeoutMs → RDBNET_RAFT_ELECTION_TIMEOUT_MS);
+ *            an empty variable counts as unset
+ *   file     the JSON --config file (the same field names; raft and connection are objects)
+ *   preset   the preset's value (`local`, `lan`, `wan`: gossip and Raft timings together)
+ *   default  the documented default
+ *
+ * resolveNodeConfigWithSources says, per field, which one it was. A bad value from any
+ * source is a ConfigValueError (RDB_CONFIG_INVALID) naming the field and the source.
  */
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  RAFT_DURATION_MS_MAX,
+  RAFT_TICK_MS_MAX,
+  RAFT_TIMINGS_PRESETS,
+  type RaftTimings,
+  raftTimingsProblems,
+} from '../cluster/timings.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
-import { SWIM_PRESETS, type SwimPreset } from '../membership/swim/config.ts';
-import { validateName } from '../security/identity.ts';
+import type { SwimPreset } from '../membership/swim/config.ts';
+import type { LogLevel } from '../runtime/log.ts';
 import { formatHostPort, type HostPort, parseHostPort } from '../transport/address.ts';
-import { type ConnectionOptions, connectionOptions } from '../transport/options.ts';
-import { DEFAULT_CLUSTER, DEFAULT_LISTEN, defaultCertsDir, defaultDataDir } from './home.ts';
+import {
+  type ConnectionOptions,
+  connectionOptions,
+  DEFAULT_CONNECTION_OPTIONS,
+} from '../transport/options.ts';
+import { DEFAULT_CLUSTER, DEFAULT_LISTEN, defaultDataDir, rdbnetHome } from './home.ts';
+import {
+  addressList,
+  boolean,
+  hostPort,
+  integer,
+  name,
+  oneOf,
+  type Parse,
+  positiveNumber,
+  shown,
+  text,
+  ValueProblem,
+} from './values.ts';
+
+export { parseAddressList } from './values.ts';
+
+/** A named set of gossip (SWIM) and Raft timings for one kind of network. */
+export type NodePreset = SwimPreset;
 
 export interface NodeConfig {
   /** Node id, unique in the cluster. Default: the id recorded in dataDir, or a new
@@ -17,16 +58,24 @@ export interface NodeConfig {
   /** Cluster name used on --insecure nodes. With TLS the cluster comes from the node's
    * certificate. Default 'rdbnet'. */
   cluster: string;
+  /**
+   * Timings for the network the cluster runs on, gossip and Raft together: `lan` (default;
+   * sub-millisecond RTTs, a crash seen dead in about 2-3 s, a leader replaced in 0.5-1 s),
+   * `wan` (RTTs up to about 300 ms, 5 s stalls tolerated, 3-6 s elections), `local` (one
+   * machine, 1 s stalls, 250-500 ms elections). Every node of a cluster should use the same.
+   */
+  preset: NodePreset;
   /** Where the node keeps its state. Default `$RDBNET_HOME/node`. */
   dataDir: string;
   /** Address the node listens on for the binary protocol. Default 127.0.0.1:7000. */
   listen: HostPort;
   /** Address other nodes and clients should use to reach this one. Default: listen. */
   advertise: HostPort;
-  /** Certificates directory (layout in docs/CLI.md). Default `$RDBNET_CERTS_DIR` or
-   * `$RDBNET_HOME/certs`; certificates are created there on first start. */
+  /** Certificates directory (layout in docs/CLI.md). Default `$RDBNET_HOME/certs`;
+   * certificates are created there on first start unless it was given by a flag or file. */
   certsDir: string;
-  /** True when certsDir is the default one, so that a missing CA may be created. */
+  /** True when certsDir is the default one (or RDBNET_CERTS_DIR), so that a missing CA may
+   * be created. */
   certsDirIsDefault: boolean;
   /** Plaintext TCP without authentication. Only for tests and trusted networks. Default false. */
   insecure: boolean;
@@ -56,80 +105,234 @@ export interface NodeConfig {
    * longer than this, one at a time and only when quorum stays safe: the voters left alive
    * must be a majority of the new voter set, and a cluster of 3 or more voters is never
    * shrunk below 3. 0 turns the removal off. Keep it well below gossip's tombstone time
-   * (60 s on LAN timings), after which a dead member is forgotten. Default 30000 ms.
+   * (after which a dead member is forgotten: 60 s on lan, 300 s on wan, 30 s on local).
+   * Default from the preset: lan 30000 ms, wan 60000 ms, local 10000 ms.
    */
   deadVoterRemoveAfterMs: number;
-  /**
-   * Gossip (SWIM) timings: `lan` (default; crash seen dead in about 2-3 s, 2 s stalls
-   * tolerated), `wan` (RTTs up to about 300 ms, 5 s stalls tolerated), `local` (loopback,
-   * 1 s stalls). Every node of a cluster should use the same preset.
-   */
-  gossipPreset: SwimPreset;
+  /** Least severe log level written to stderr: debug, info, warn or error. Default info. */
+  logLevel: LogLevel;
+  /** Raft timings (cluster/timings.ts documents each); default from the preset. */
+  raft: RaftTimings;
 }
 
-/** Default of NodeConfig.deadVoterRemoveAfterMs. */
+/** Default of NodeConfig.deadVoterRemoveAfterMs (the lan preset's). */
 export const DEAD_VOTER_REMOVE_AFTER_MS_DEFAULT = 30_000;
 
-/** What a --config file may contain: the same fields, addresses as "host:port" strings. */
-export interface NodeConfigFile {
-  id?: string;
-  cluster?: string;
-  dataDir?: string;
-  listen?: string;
-  advertise?: string;
-  certsDir?: string;
-  insecure?: boolean;
-  connectionsMax?: number;
-  shutdownGraceMs?: number;
-  connection?: Partial<ConnectionOptions>;
-  join?: string[] | string;
-  bootstrapExpect?: number;
-  deadVoterRemoveAfterMs?: number;
-  gossipPreset?: string;
+export interface NodePresetValues {
+  /** The SWIM preset gossip runs with (membership/swim/config.ts). */
+  gossip: SwimPreset;
+  raft: Readonly<RaftTimings>;
+  deadVoterRemoveAfterMs: number;
 }
 
-const FILE_KEYS = new Set([
-  'id',
-  'cluster',
-  'dataDir',
-  'listen',
-  'advertise',
-  'certsDir',
-  'insecure',
-  'connectionsMax',
-  'shutdownGraceMs',
-  'connection',
-  'join',
-  'bootstrapExpect',
-  'deadVoterRemoveAfterMs',
+/** The presets, fastest first. Each names the SWIM and Raft presets of the same name. */
+export const NODE_PRESETS: Readonly<Record<NodePreset, Readonly<NodePresetValues>>> = Object.freeze(
+  {
+    // Well below local gossip's 30 s tombstone time.
+    local: { gossip: 'local', raft: RAFT_TIMINGS_PRESETS.local, deadVoterRemoveAfterMs: 10_000 },
+    lan: {
+      gossip: 'lan',
+      raft: RAFT_TIMINGS_PRESETS.lan,
+      deadVoterRemoveAfterMs: DEAD_VOTER_REMOVE_AFTER_MS_DEFAULT,
+    },
+    // A WAN link is down longer before it counts; gossip keeps a dead member 300 s.
+    wan: { gossip: 'wan', raft: RAFT_TIMINGS_PRESETS.wan, deadVoterRemoveAfterMs: 60_000 },
+  },
+);
+
+export const NODE_PRESET_NAMES = Object.keys(NODE_PRESETS) as readonly NodePreset[];
+
+/**
+ * What a --config file may contain: the same fields, addresses as "host:port" strings.
+ * null means "not set" (so that `node config --json`'s `config` is itself a valid file).
+ */
+export interface NodeConfigFile {
+  id?: string | null;
+  cluster?: string | null;
+  preset?: string | null;
+  /** Deprecated alias of `preset` (it used to set gossip timings only). */
+  gossipPreset?: string | null;
+  dataDir?: string | null;
+  listen?: string | null;
+  advertise?: string | null;
+  certsDir?: string | null;
+  insecure?: boolean | null;
+  connectionsMax?: number | null;
+  shutdownGraceMs?: number | null;
+  connection?: Partial<ConnectionOptions> | null;
+  join?: string[] | string | null;
+  bootstrapExpect?: number | null;
+  deadVoterRemoveAfterMs?: number | null;
+  logLevel?: string | null;
+  raft?: Partial<RaftTimings> | null;
+}
+
+type Loose<T> = { [K in keyof T]?: T[K] | string | null | undefined };
+
+/** Command-line values: a file's fields, where a string is parsed as an env value is. */
+export type NodeConfigFlags = Loose<Omit<NodeConfigFile, 'connection' | 'raft'>> & {
+  connection?: Loose<ConnectionOptions>;
+  raft?: Loose<RaftTimings>;
+};
+
+export interface NodeConfigInputs {
+  flags?: NodeConfigFlags;
+  env?: NodeJS.ProcessEnv;
+  file?: NodeConfigFile;
+  /** Where the file was read from, for messages. */
+  filePath?: string;
+}
+
+export type ConfigSource = 'default' | 'preset' | 'file' | 'env' | 'flag';
+
+export interface ResolvedNodeConfig {
+  config: NodeConfig;
+  /** The source of every field, keyed by its path ('listen', 'raft.tickMs'). */
+  sources: Record<string, ConfigSource>;
+  /** Things a person should change (deprecated fields), one sentence each. */
+  warnings: string[];
+}
+
+/** A bad value for one field: RDB_CONFIG_INVALID naming the field and where it came from. */
+export class ConfigValueError extends RdbnetError {
+  readonly field: string;
+  readonly source: ConfigSource;
+
+  constructor(field: string, source: ConfigSource, where: string, problem: string, hint?: string) {
+    super(ErrorCode.ConfigInvalid, `invalid ${field} from ${where}: ${problem}`, {
+      ...(hint === undefined ? {} : { hint }),
+    });
+    this.name = 'ConfigValueError';
+    this.field = field;
+    this.source = source;
+  }
+}
+
+interface Field {
+  /** Dotted path: 'listen', 'raft.tickMs'. */
+  path: string;
+  /** RDBNET_ + the path in upper snake case. */
+  env: string;
+  /** The command-line flag that sets it, if any. */
+  flag?: string;
+  parse: Parse<unknown>;
+  /** Its value when no source sets it, from the preset or a default. */
+  fallback(context: FallbackContext): { value: unknown; source: 'default' | 'preset' };
+}
+
+interface FallbackContext {
+  env: NodeJS.ProcessEnv;
+  preset: NodePreset;
+  values: Map<string, unknown>;
+}
+
+export function envName(path: string): string {
+  return `RDBNET_${path
+    .replaceAll('.', '_')
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .toUpperCase()}`;
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+/** Upper bound of millisecond fields without a tighter one (one day). */
+const DURATION_MS_MAX = 86_400_000;
+
+function field(
+  path: string,
+  parse: Parse<unknown>,
+  fallback: Field['fallback'],
+  flag?: string,
+): Field {
+  return { path, env: envName(path), parse, fallback, ...(flag === undefined ? {} : { flag }) };
+}
+
+const byDefault =
+  (value: unknown): Field['fallback'] =>
+  () => ({ value, source: 'default' });
+
+const raftField = (key: keyof RaftTimings, parse: Parse<unknown>): Field =>
+  field(`raft.${key}`, parse, ({ preset }) => ({
+    value: NODE_PRESETS[preset].raft[key],
+    source: 'preset',
+  }));
+
+/** Every field, in the order `node config` lists them. */
+const FIELDS: readonly Field[] = [
+  field('id', name('node id'), byDefault(undefined), '--id'),
+  field('cluster', name('cluster name'), byDefault(DEFAULT_CLUSTER)),
+  field('preset', oneOf(NODE_PRESET_NAMES), byDefault('lan'), '--preset'),
+  field('listen', hostPort('listen address'), byDefault(parseHostPort(DEFAULT_LISTEN)), '--listen'),
+  field(
+    'advertise',
+    hostPort('advertise address'),
+    ({ values }) => ({ value: values.get('listen'), source: 'default' }),
+    '--advertise',
+  ),
+  field(
+    'dataDir',
+    text(),
+    ({ env }) => ({ value: defaultDataDir(env), source: 'default' }),
+    '--data-dir',
+  ),
+  field(
+    'certsDir',
+    text(),
+    ({ env }) => ({ value: join(rdbnetHome(env), 'certs'), source: 'default' }),
+    '--certs-dir',
+  ),
+  field('insecure', boolean(), byDefault(false), '--insecure'),
+  field('join', addressList(), byDefault(undefined), '--join'),
+  field('bootstrapExpect', integer(1, 64), byDefault(undefined), '--bootstrap-expect'),
+  field('connectionsMax', integer(1, Number.MAX_SAFE_INTEGER), byDefault(4096)),
+  // At most 4500 ms, so that a stop completes within 5 s.
+  field('shutdownGraceMs', integer(1, 4500), byDefault(3000)),
+  field('deadVoterRemoveAfterMs', integer(0, DURATION_MS_MAX), ({ preset }) => ({
+    value: NODE_PRESETS[preset].deadVoterRemoveAfterMs,
+    source: 'preset',
+  })),
+  field('logLevel', oneOf(LOG_LEVELS), byDefault('info'), '--log-level'),
+  raftField('tickMs', integer(1, RAFT_TICK_MS_MAX)),
+  raftField('electionTimeoutMs', integer(1, RAFT_DURATION_MS_MAX)),
+  raftField('heartbeatIntervalMs', integer(1, RAFT_DURATION_MS_MAX)),
+  raftField('preVote', boolean()),
+  raftField('checkQuorum', boolean()),
+  raftField('proposalTimeoutMs', integer(1, RAFT_DURATION_MS_MAX)),
+  raftField('forwardDeadlineMs', integer(1, RAFT_DURATION_MS_MAX)),
+  raftField('transferTimeoutMs', integer(1, RAFT_DURATION_MS_MAX)),
+  // Derived from the transport's own defaults, so a new connection option is a field at once.
+  ...Object.entries(DEFAULT_CONNECTION_OPTIONS).map(([key, value]) =>
+    field(
+      `connection.${key}`,
+      typeof value === 'boolean' ? boolean() : positiveNumber(),
+      byDefault(value),
+    ),
+  ),
+];
+
+/** Every field's path, environment variable and flag, for docs and `node config`. */
+export const NODE_CONFIG_FIELDS: readonly { path: string; env: string; flag?: string }[] =
+  FIELDS.map(({ path, env, flag }) => ({ path, env, ...(flag === undefined ? {} : { flag }) }));
+
+const NESTED_KEYS: Record<'raft' | 'connection', ReadonlySet<string>> = {
+  raft: new Set(Object.keys(RAFT_TIMINGS_PRESETS.lan)),
+  connection: new Set(Object.keys(DEFAULT_CONNECTION_OPTIONS)),
+};
+
+const FILE_KEYS: ReadonlySet<string> = new Set([
+  ...FIELDS.map((f) => f.path.split('.')[0]!),
   'gossipPreset',
 ]);
 
-export async function readConfigFile(path: string): Promise<NodeConfigFile> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (cause) {
-    throw new RdbnetError(
-      ErrorCode.ConfigInvalid,
-      `cannot read config file ${path}: ${(cause as Error).message}`,
-      { cause },
-    );
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (cause) {
-    throw new RdbnetError(
-      ErrorCode.ConfigInvalid,
-      `config file ${path} is not valid JSON: ${(cause as Error).message}`,
-      { cause },
-    );
-  }
+/**
+ * A file's shape: an object with known fields; raft and connection objects with known keys.
+ * Its values are checked when resolved. Throws RDB_CONFIG_INVALID (exit 1, like a file that
+ * cannot be read).
+ */
+export function checkConfigFileFields(parsed: unknown, path = 'the config file'): NodeConfigFile {
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new RdbnetError(ErrorCode.ConfigInvalid, `config file ${path} must hold a JSON object`);
   }
-  for (const key of Object.keys(parsed)) {
+  for (const [key, value] of Object.entries(parsed)) {
     if (!FILE_KEYS.has(key)) {
       throw new RdbnetError(
         ErrorCode.ConfigInvalid,
@@ -139,106 +342,253 @@ export async function readConfigFile(path: string): Promise<NodeConfigFile> {
         },
       );
     }
+    if (key !== 'raft' && key !== 'connection') continue;
+    if (value === null) continue;
+    if (typeof value !== 'object' || Array.isArray(value)) {
+      throw new RdbnetError(
+        ErrorCode.ConfigInvalid,
+        `config file ${path}: ${key} must be an object, got ${shown(value)}`,
+      );
+    }
+    for (const inner of Object.keys(value)) {
+      if (!NESTED_KEYS[key].has(inner)) {
+        throw new RdbnetError(
+          ErrorCode.ConfigInvalid,
+          `config file ${path}: unknown field '${key}.${inner}'`,
+          { hint: `known ${key} fields: ${[...NESTED_KEYS[key]].join(', ')}` },
+        );
+      }
+    }
   }
   return parsed as NodeConfigFile;
 }
 
+export async function readConfigFile(path: string): Promise<NodeConfigFile> {
+  let content: string;
+  try {
+    content = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new RdbnetError(
+      ErrorCode.ConfigInvalid,
+      `cannot read config file ${path}: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(content);
+  } catch (cause) {
+    throw new RdbnetError(
+      ErrorCode.ConfigInvalid,
+      `config file ${path} is not valid JSON: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  return checkConfigFileFields(parsed, path);
+}
+
+/** The value at a dotted path of a file or flags object; null and undefined are "not set". */
+function lookup(object: object | undefined, path: string): unknown {
+  let value: unknown = object;
+  for (const key of path.split('.')) {
+    if (value === null || typeof value !== 'object') return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value ?? undefined;
+}
+
+const SOURCE_RANK: Record<ConfigSource, number> = {
+  default: 0,
+  preset: 1,
+  file: 2,
+  env: 3,
+  flag: 4,
+};
+
+/** Resolves a node's configuration and the source of every value. */
+export function resolveNodeConfigWithSources(inputs: NodeConfigInputs = {}): ResolvedNodeConfig {
+  const env = inputs.env ?? process.env;
+  const file = checkConfigFileFields(inputs.file ?? {}, inputs.filePath);
+  const flags = inputs.flags ?? {};
+  const fileWhere = inputs.filePath === undefined ? 'file' : `file ${inputs.filePath}`;
+  const values = new Map<string, unknown>();
+  const sources: Record<string, ConfigSource> = {};
+  const wheres = new Map<string, string>();
+  const warnings: string[] = [];
+
+  // The deprecated gossipPreset stands for preset (and now moves Raft timings as well).
+  const fileForPreset = { ...file };
+  if (file.gossipPreset != null) {
+    warnings.push(
+      `${fileWhere}: gossipPreset is deprecated; use preset, which sets gossip and Raft timings`,
+    );
+    if (file.preset != null && file.preset !== file.gossipPreset) {
+      throw new ConfigValueError(
+        'gossipPreset',
+        'file',
+        fileWhere,
+        `${shown(file.gossipPreset)} contradicts preset ${shown(file.preset)}`,
+        'gossipPreset is a deprecated alias of preset: keep preset only',
+      );
+    }
+    fileForPreset.preset = file.gossipPreset;
+  }
+
+  const resolve = (spec: Field, preset: NodePreset): void => {
+    const envText = env[spec.env];
+    const given: [unknown, ConfigSource, string, boolean][] = [
+      [
+        lookup(flags, spec.path),
+        'flag',
+        spec.flag === undefined ? 'flag' : `flag ${spec.flag}`,
+        true,
+      ],
+      [envText === '' ? undefined : envText, 'env', `env ${spec.env}`, true],
+      [lookup(fileForPreset, spec.path), 'file', fileWhere, false],
+    ];
+    for (const [value, source, where, textual] of given) {
+      if (value === undefined) continue;
+      try {
+        values.set(spec.path, spec.parse(value, textual));
+      } catch (error) {
+        if (!(error instanceof ValueProblem)) throw error;
+        throw new ConfigValueError(spec.path, source, where, error.message, error.hint);
+      }
+      sources[spec.path] = source;
+      wheres.set(spec.path, where);
+      return;
+    }
+    const { value, source } = spec.fallback({ env, preset, values });
+    values.set(spec.path, value);
+    sources[spec.path] = source;
+    wheres.set(spec.path, source === 'preset' ? `preset ${preset}` : 'default');
+  };
+
+  const presetField = FIELDS.find((f) => f.path === 'preset')!;
+  resolve(presetField, 'lan');
+  const preset = values.get('preset') as NodePreset;
+  for (const spec of FIELDS) if (spec !== presetField) resolve(spec, preset);
+
+  const get = <T>(path: string) => values.get(path) as T;
+  const fail = (path: string, problem: string, hint?: string): never => {
+    throw new ConfigValueError(path, sources[path]!, wheres.get(path)!, problem, hint);
+  };
+
+  const listen = get<HostPort>('listen');
+  const advertise = get<HostPort>('advertise');
+  if (advertise.host === '0.0.0.0' || advertise.host === '::') {
+    fail(
+      'advertise',
+      `cannot advertise the wildcard address ${advertise.host}` +
+        (sources['advertise'] === 'default' ? ' (advertise defaults to listen)' : ''),
+      'set --advertise to an address other nodes can reach',
+    );
+  }
+
+  const raft = Object.fromEntries(
+    Object.keys(RAFT_TIMINGS_PRESETS.lan).map((key) => [key, get(`raft.${key}`)]),
+  ) as unknown as RaftTimings;
+  const [problem] = raftTimingsProblems(raft, 'raft.');
+  if (problem !== undefined) {
+    // Blame the value someone set rather than the one it contradicts, and say where that
+    // one came from.
+    let blamed = `raft.${problem.field}`;
+    let other = problem.other === undefined ? undefined : `raft.${problem.other}`;
+    if (other !== undefined && SOURCE_RANK[sources[other]!] > SOURCE_RANK[sources[blamed]!]) {
+      [blamed, other] = [other, blamed];
+    }
+    fail(
+      blamed,
+      `${problem.message}${other === undefined ? '' : `; ${other} is from ${wheres.get(other)}`}`,
+    );
+  }
+
+  const connectionValues = Object.fromEntries(
+    Object.keys(DEFAULT_CONNECTION_OPTIONS).map((key) => [key, get(`connection.${key}`)]),
+  ) as unknown as ConnectionOptions;
+  let connection: ConnectionOptions;
+  try {
+    connection = connectionOptions(connectionValues);
+  } catch (error) {
+    // The transport's own limits (a frame size above the protocol's): blame the option named.
+    const message = (error as Error).message;
+    const key = Object.keys(DEFAULT_CONNECTION_OPTIONS).find((k) => message.includes(k));
+    if (key === undefined) throw new RdbnetError(ErrorCode.ConfigInvalid, message);
+    return fail(`connection.${key}`, message);
+  }
+
+  const certsSource = sources['certsDir'];
+  const config: NodeConfig = {
+    id: get('id'),
+    cluster: get('cluster'),
+    preset,
+    dataDir: get('dataDir'),
+    listen,
+    advertise,
+    certsDir: get('certsDir'),
+    // RDBNET_CERTS_DIR has always been the default directory, created when missing.
+    certsDirIsDefault: certsSource === 'default' || certsSource === 'env',
+    insecure: get('insecure'),
+    connectionsMax: get('connectionsMax'),
+    shutdownGraceMs: get('shutdownGraceMs'),
+    connection,
+    join: get('join'),
+    bootstrapExpect: get('bootstrapExpect'),
+    deadVoterRemoveAfterMs: get('deadVoterRemoveAfterMs'),
+    logLevel: get('logLevel'),
+    raft,
+  };
+  // Listed in field order (the preset was resolved first).
+  const ordered = Object.fromEntries(FIELDS.map((f) => [f.path, sources[f.path]!]));
+  return { config, sources: ordered, warnings };
+}
+
+/** resolveNodeConfigWithSources with flag values first (`overrides`), then env, then file. */
 export function resolveNodeConfig(
-  overrides: NodeConfigFile,
+  overrides: NodeConfigFlags = {},
   file: NodeConfigFile = {},
   env: NodeJS.ProcessEnv = process.env,
 ): NodeConfig {
-  const pick = <K extends keyof NodeConfigFile>(key: K): NodeConfigFile[K] =>
-    overrides[key] ?? file[key];
-  const listen = parseHostPort(pick('listen') ?? DEFAULT_LISTEN, 'listen address');
-  const advertiseText = pick('advertise');
-  const advertise =
-    advertiseText === undefined ? listen : parseHostPort(advertiseText, 'advertise address');
-  if (advertise.host === '0.0.0.0' || advertise.host === '::') {
-    throw new RdbnetError(
-      ErrorCode.Usage,
-      `cannot advertise the wildcard address ${advertise.host}`,
-      {
-        hint: 'set --advertise to an address other nodes can reach',
-      },
-    );
-  }
-  const id = pick('id');
-  const certsDir = pick('certsDir');
-  const joinValue = pick('join');
-  const join =
-    joinValue === undefined
-      ? undefined
-      : parseAddressList(Array.isArray(joinValue) ? joinValue.join(',') : String(joinValue));
-  const bootstrapExpect = pick('bootstrapExpect');
-  if (
-    bootstrapExpect !== undefined &&
-    !(Number.isInteger(bootstrapExpect) && bootstrapExpect >= 1 && bootstrapExpect <= 64)
-  ) {
-    throw new RdbnetError(
-      ErrorCode.Usage,
-      `bootstrap-expect must be 1..64, got ${bootstrapExpect}`,
-    );
-  }
-  const config: NodeConfig = {
-    id: id === undefined ? undefined : validateName('node id', id),
-    cluster: validateName('cluster name', pick('cluster') ?? DEFAULT_CLUSTER),
-    dataDir: pick('dataDir') ?? defaultDataDir(env),
-    listen,
-    advertise,
-    certsDir: certsDir ?? defaultCertsDir(env),
-    certsDirIsDefault: certsDir === undefined,
-    insecure: pick('insecure') ?? false,
-    connectionsMax: pick('connectionsMax') ?? 4096,
-    shutdownGraceMs: pick('shutdownGraceMs') ?? 3000,
-    connection: connectionOptions({ ...file.connection, ...overrides.connection }),
-    join,
-    bootstrapExpect,
-    deadVoterRemoveAfterMs: pick('deadVoterRemoveAfterMs') ?? DEAD_VOTER_REMOVE_AFTER_MS_DEFAULT,
-    gossipPreset: gossipPresetOf(pick('gossipPreset')),
+  return resolveNodeConfigWithSources({ flags: overrides, file, env }).config;
+}
+
+/** A configuration as JSON: what `node config --json` prints, and a valid --config file. */
+export interface NodeConfigJson {
+  id: string | null;
+  cluster: string;
+  preset: NodePreset;
+  listen: string;
+  advertise: string;
+  dataDir: string;
+  certsDir: string;
+  insecure: boolean;
+  join: string[] | null;
+  bootstrapExpect: number | null;
+  connectionsMax: number;
+  shutdownGraceMs: number;
+  deadVoterRemoveAfterMs: number;
+  logLevel: LogLevel;
+  raft: RaftTimings;
+  connection: ConnectionOptions;
+}
+
+export function nodeConfigJson(config: NodeConfig): NodeConfigJson {
+  return {
+    id: config.id ?? null,
+    cluster: config.cluster,
+    preset: config.preset,
+    listen: formatHostPort(config.listen),
+    advertise: formatHostPort(config.advertise),
+    dataDir: config.dataDir,
+    certsDir: config.certsDir,
+    insecure: config.insecure,
+    join: config.join === undefined ? null : [...config.join],
+    bootstrapExpect: config.bootstrapExpect ?? null,
+    connectionsMax: config.connectionsMax,
+    shutdownGraceMs: config.shutdownGraceMs,
+    deadVoterRemoveAfterMs: config.deadVoterRemoveAfterMs,
+    logLevel: config.logLevel,
+    raft: { ...config.raft },
+    connection: { ...config.connection },
   };
-  if (!(config.shutdownGraceMs > 0 && config.shutdownGraceMs <= 4500)) {
-    throw new RdbnetError(
-      ErrorCode.ConfigInvalid,
-      'shutdownGraceMs must be in 1..4500 so a stop completes within 5 s',
-    );
-  }
-  if (
-    !(
-      Number.isInteger(config.deadVoterRemoveAfterMs) &&
-      config.deadVoterRemoveAfterMs >= 0 &&
-      config.deadVoterRemoveAfterMs <= 86_400_000
-    )
-  ) {
-    throw new RdbnetError(
-      ErrorCode.ConfigInvalid,
-      'deadVoterRemoveAfterMs must be an integer in 0..86400000 (0: never remove)',
-    );
-  }
-  if (!(Number.isInteger(config.connectionsMax) && config.connectionsMax > 0)) {
-    throw new RdbnetError(ErrorCode.ConfigInvalid, 'connectionsMax must be a positive integer');
-  }
-  return config;
-}
-
-/**
- * A list of host:port addresses, comma- or whitespace-separated (an empty list is allowed),
- * normalised to host:port; a bad one is a usage error naming it.
- */
-export function parseAddressList(text: string): string[] {
-  const out: string[] = [];
-  for (const item of text.split(/[\s,]+/)) {
-    if (item === '') continue;
-    const address = formatHostPort(parseHostPort(item, 'join address'));
-    if (!out.includes(address)) out.push(address);
-  }
-  return out;
-}
-
-function gossipPresetOf(name: string | undefined): SwimPreset {
-  if (name === undefined) return 'lan';
-  if (Object.hasOwn(SWIM_PRESETS, name)) return name as SwimPreset;
-  throw new RdbnetError(ErrorCode.ConfigInvalid, `unknown gossipPreset '${name}'`, {
-    hint: `one of ${Object.keys(SWIM_PRESETS).join(', ')}`,
-  });
 }

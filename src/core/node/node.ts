@@ -11,7 +11,8 @@ import {
   type MembershipRequests,
 } from '../api/admin.ts';
 import { ClusterService } from '../cluster/cluster.ts';
-import type { NodeConfig } from '../config/node-config.ts';
+import { raftCoreConfig } from '../cluster/timings.ts';
+import { NODE_PRESETS, type NodeConfig } from '../config/node-config.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import { PROTOCOL_VERSION } from '../protocol/handshake.ts';
 import type {
@@ -123,6 +124,14 @@ export class RdbnetNode implements AdminSource {
         log,
         counters: node.counters,
         deadVoterRemoveAfterMs: config.deadVoterRemoveAfterMs,
+        // The preset's (or overridden) Raft timings: ticks for the core, deadlines for the service.
+        tickMs: config.raft.tickMs,
+        raft: raftCoreConfig(config.raft),
+        timeouts: {
+          proposalTimeoutMs: config.raft.proposalTimeoutMs,
+          forwardDeadlineMs: config.raft.forwardDeadlineMs,
+          transferTimeoutMs: config.raft.transferTimeoutMs,
+        },
         // Gossip starts after the cluster service; until then there is no view.
         onSeeds: (seeds) => {
           node.gossip?.driver.join(seeds).catch((error: unknown) => {
@@ -151,7 +160,7 @@ export class RdbnetNode implements AdminSource {
           port: Number(node.listenAddress.split(':').pop()),
           keyring,
           keyringPath: config.insecure ? null : gossipKeyringPath(config.certsDir),
-          preset: config.gossipPreset,
+          preset: NODE_PRESETS[config.preset].gossip,
           clusterId,
           // A restarted member also knows its peers from the Raft configuration.
           seeds: [...new Set([...(config.join ?? []), ...node.clusterService.memberAddresses()])],
@@ -300,6 +309,8 @@ export class RdbnetNode implements AdminSource {
       pid: process.pid,
       tls: this.server?.tls ?? false,
       connections: connections.size,
+      preset: this.config.preset,
+      raft: this.clusterService?.raftTimings() ?? { ...this.config.raft },
       counters: {
         ...this.counters.snapshot(),
         ...this.clusterService?.counters(),

@@ -52,6 +52,20 @@ export interface StatusReply {
   tls: boolean;
   connections: number;
   counters: Record<string, number>;
+  /** The node's preset; '' from a node older than presets. */
+  preset?: string;
+  /** Null from a node older than this field. */
+  raft?: RaftTimingsReply | null;
+}
+export interface RaftTimingsReply {
+  tickMs: number;
+  electionTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  preVote: boolean;
+  checkQuorum: boolean;
+  proposalTimeoutMs: number;
+  forwardDeadlineMs: number;
+  transferTimeoutMs: number;
 }
 export interface NodeHealth {
   id: string;
