@@ -551,26 +551,26 @@ describe('--config', () => {
     assert.notEqual(hostPort(node.address).port, 1);
   });
 
-  test('an unknown field in the config file exits 1 naming the field', async () => {
+  test('an unknown field in the config file exits 64 naming the field', async () => {
     const home = await newHome();
     const file = join(home, 'node.json');
     await writeFile(file, JSON.stringify({ listen: '127.0.0.1:0', listenPort: 7001 }));
     const human = await runCli(['node', 'start', '--config', file], envFor(home), 15_000);
-    assert.equal(human.code, 1, describeResult(human));
+    assert.equal(human.code, 64, describeResult(human));
     assertCleanError(human, /listenPort/);
 
     const json = await runCli(['node', 'start', '--json', '--config', file], envFor(home), 15_000);
-    assert.equal(json.code, 1, describeResult(json));
+    assert.equal(json.code, 64, describeResult(json));
     const error = assertJsonError(json, 'RDB_CONFIG_INVALID');
     assert.match(error.message, /listenPort/);
   });
 
-  test('a config file that is not JSON exits 1 with a clear error', async () => {
+  test('a config file that is not JSON exits 64 with a clear error', async () => {
     const home = await newHome();
     const file = join(home, 'node.json');
     await writeFile(file, '{ listen: 127.0.0.1:0 ');
     const result = await runCli(['node', 'start', '--config', file], envFor(home), 15_000);
-    assert.equal(result.code, 1, describeResult(result));
+    assert.equal(result.code, 64, describeResult(result));
     assertCleanError(result, /node\.json/);
   });
 });

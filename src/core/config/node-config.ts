@@ -325,37 +325,37 @@ const FILE_KEYS: ReadonlySet<string> = new Set([
 
 /**
  * A file's shape: an object with known fields; raft and connection objects with known keys.
- * Its values are checked when resolved. Throws RDB_CONFIG_INVALID (exit 1, like a file that
- * cannot be read).
+ * Its values are checked when resolved. Every refusal is a ConfigValueError (exit 64, like
+ * a bad flag): the file is the value of --config, and nothing has been done yet.
  */
 export function checkConfigFileFields(parsed: unknown, path = 'the config file'): NodeConfigFile {
+  const where = `config file ${path}`;
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new RdbnetError(ErrorCode.ConfigInvalid, `config file ${path} must hold a JSON object`);
+    throw new ConfigValueError('config', 'file', where, 'must hold a JSON object');
   }
   for (const [key, value] of Object.entries(parsed)) {
     if (!FILE_KEYS.has(key)) {
-      throw new RdbnetError(
-        ErrorCode.ConfigInvalid,
-        `config file ${path}: unknown field '${key}'`,
-        {
-          hint: `known fields: ${[...FILE_KEYS].join(', ')}`,
-        },
+      throw new ConfigValueError(
+        key,
+        'file',
+        where,
+        `unknown field '${key}'`,
+        `known fields: ${[...FILE_KEYS].join(', ')}`,
       );
     }
     if (key !== 'raft' && key !== 'connection') continue;
     if (value === null) continue;
     if (typeof value !== 'object' || Array.isArray(value)) {
-      throw new RdbnetError(
-        ErrorCode.ConfigInvalid,
-        `config file ${path}: ${key} must be an object, got ${shown(value)}`,
-      );
+      throw new ConfigValueError(key, 'file', where, `must be an object, got ${shown(value)}`);
     }
     for (const inner of Object.keys(value)) {
       if (!NESTED_KEYS[key].has(inner)) {
-        throw new RdbnetError(
-          ErrorCode.ConfigInvalid,
-          `config file ${path}: unknown field '${key}.${inner}'`,
-          { hint: `known ${key} fields: ${[...NESTED_KEYS[key]].join(', ')}` },
+        throw new ConfigValueError(
+          `${key}.${inner}`,
+          'file',
+          where,
+          `unknown field '${key}.${inner}'`,
+          `known ${key} fields: ${[...NESTED_KEYS[key]].join(', ')}`,
         );
       }
     }
@@ -368,20 +368,22 @@ export async function readConfigFile(path: string): Promise<NodeConfigFile> {
   try {
     content = await readFile(path, 'utf8');
   } catch (cause) {
-    throw new RdbnetError(
-      ErrorCode.ConfigInvalid,
-      `cannot read config file ${path}: ${(cause as Error).message}`,
-      { cause },
+    throw new ConfigValueError(
+      'config',
+      'flag',
+      '--config',
+      `cannot read ${path}: ${(cause as Error).message}`,
     );
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(content);
   } catch (cause) {
-    throw new RdbnetError(
-      ErrorCode.ConfigInvalid,
-      `config file ${path} is not valid JSON: ${(cause as Error).message}`,
-      { cause },
+    throw new ConfigValueError(
+      'config',
+      'file',
+      `config file ${path}`,
+      `not valid JSON: ${(cause as Error).message}`,
     );
   }
   return checkConfigFileFields(parsed, path);
