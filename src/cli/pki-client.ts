@@ -8,6 +8,7 @@ import { createPublicKey, randomBytes, verify, X509Certificate } from 'node:cryp
 import { rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Flags } from '@oclif/core';
+import { authorize, clientPrincipal, type Operation } from '../core/api/authorization.ts';
 import { defaultCertsDir, defaultNodeAddress } from '../core/config/home.ts';
 import { ErrorCode, isRdbnetError, RdbnetError } from '../core/errors.ts';
 import { gossipKeyringPath } from '../core/node/gossip.ts';
@@ -62,7 +63,7 @@ import { dial, presentedCertificate as presentedBy } from '../core/transport/dia
 import { connectionOptions } from '../core/transport/options.ts';
 import { SOFTWARE_VERSION } from '../core/version.ts';
 import { readList } from './lists.ts';
-import { type NodeFlagValues, nodeFlags, withNode } from './node-client.ts';
+import { FORBIDDEN_HINT, type NodeFlagValues, nodeFlags, withNode } from './node-client.ts';
 import { interactive } from './output.ts';
 
 const MS_PER_DAY = 24 * 60 * 60 * 1000;
@@ -494,6 +495,38 @@ export async function inspectFile(file: string, dir: string, now = Date.now()) {
 
 // ---- running nodes ----------------------------------------------------------------------
 
+/**
+ * Refuses (RDB_FORBIDDEN, as a node would) before anything is written locally when the
+ * client certificate of the flags may not do `operation`: `certs revoke` and `certs rotate
+ * --ca` change files here before they ask any node, and a refused command changes nothing.
+ */
+export async function requireClientRole(
+  flags: PkiNodeFlagValues,
+  operation: Operation,
+): Promise<void> {
+  const name = validateName('client name', flags.client);
+  const dir = certsDirOf(flags['certs-dir']);
+  const certPem = await readPem(
+    certsPaths(dir).clientCert(name),
+    'client certificate',
+    `issue one with: rdbnet certs client --name ${name} --role admin --certs-dir ${dir}`,
+  );
+  const identity = describeCertificate(certPem).identity;
+  if (identity === null || identity.role !== 'client') {
+    throw new RdbnetError(
+      ErrorCode.CertificateInvalid,
+      `${certsPaths(dir).clientCert(name)} names no rdbnet client`,
+    );
+  }
+  try {
+    authorize(operation, clientPrincipal(name, identity.clientRole));
+  } catch (error) {
+    throw new RdbnetError(ErrorCode.Forbidden, (error as Error).message, {
+      hint: FORBIDDEN_HINT,
+    });
+  }
+}
+
 function nodeTarget(flags: PkiNodeFlagValues, address: string): NodeFlagValues {
   return { ...flags, node: address, insecure: false };
 }
@@ -786,6 +819,7 @@ export async function revokeSerials(
 ): Promise<RevokeResult> {
   const paths = certsPaths(certsDirOf(flags['certs-dir']));
   const wanted = serials.map(normalizeSerial);
+  await requireClientRole(flags, 'certs.revoke');
   const before = await readRevocations(paths.revoked);
   const all = await writeRevocations(paths.revoked, [...before, ...wanted]);
   const list = [...all].sort();
@@ -855,6 +889,7 @@ export async function startCaRotation(
   opts: { caDays: number; days: number; keyBits: KeyBits },
 ): Promise<CaRotationResult> {
   let state = await readCaState(certsDirOf(flags['certs-dir']));
+  await requireClientRole(flags, 'certs.trust-bundle');
   const resumed = state.previous !== null;
   if (!resumed)
     state = await beginCaRotation(state, { validityDays: opts.caDays, keyBits: opts.keyBits });
@@ -935,6 +970,7 @@ export async function finishCaRotation(
   nodes: string[],
 ): Promise<CaRotationResult> {
   const state = await readCaState(certsDirOf(flags['certs-dir']));
+  await requireClientRole(flags, 'certs.trust-bundle');
   const ca = state.signing.certPem;
   const result: CaRotationResult = {
     phase: 'finish',
