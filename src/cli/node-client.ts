@@ -4,7 +4,7 @@
  */
 import { Flags } from '@oclif/core';
 import { DEFAULT_CLIENT_NAME, defaultCertsDir, defaultNodeAddress } from '../core/config/home.ts';
-import { isRdbnetError, RdbnetError } from '../core/errors.ts';
+import { ErrorCode, isRdbnetError, RdbnetError } from '../core/errors.ts';
 import { loadClientCredentials } from '../core/node/credentials.ts';
 import type { LocalEndpoint } from '../core/protocol/handshake.ts';
 import { validateName } from '../core/security/identity.ts';
@@ -74,6 +74,11 @@ export async function nodeDialInit(flags: NodeFlagValues): Promise<DialInit> {
   return { address, local, tls, options };
 }
 
+/** What a person refused for their certificate's role (RDB_FORBIDDEN) can do about it. */
+export const FORBIDDEN_HINT =
+  'use --client with a certificate whose role allows it (`rdbnet certs list` shows roles); ' +
+  'where the CA key is: rdbnet certs client --name NAME --role admin';
+
 /** Connects to the node named by the flags, runs `work`, and always closes the connection. */
 export async function withNode<T>(
   flags: NodeFlagValues,
@@ -81,7 +86,7 @@ export async function withNode<T>(
 ): Promise<T> {
   const connection = await dial(await nodeDialInit(flags));
   try {
-    return await work(connection);
+    return await withHints(work(connection), { [ErrorCode.Forbidden]: FORBIDDEN_HINT });
   } finally {
     connection.close();
   }

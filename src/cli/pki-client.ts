@@ -8,6 +8,7 @@ import { createPublicKey, randomBytes, verify, X509Certificate } from 'node:cryp
 import { rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Flags } from '@oclif/core';
+import { authorize, clientPrincipal, type Operation } from '../core/api/authorization.ts';
 import { defaultCertsDir, defaultNodeAddress } from '../core/config/home.ts';
 import { ErrorCode, isRdbnetError, RdbnetError } from '../core/errors.ts';
 import { gossipKeyringPath } from '../core/node/gossip.ts';
@@ -30,7 +31,13 @@ import {
   readPem,
   writeFileAtomic,
 } from '../core/security/certs-dir.ts';
-import { identityUri, validateName } from '../core/security/identity.ts';
+import {
+  type ClientRole,
+  clientRoleOf,
+  type Identity,
+  identityUri,
+  validateName,
+} from '../core/security/identity.ts';
 import { ensureKeyring } from '../core/security/keyring.ts';
 import {
   type CertificateInfo,
@@ -56,7 +63,7 @@ import { dial, presentedCertificate as presentedBy } from '../core/transport/dia
 import { connectionOptions } from '../core/transport/options.ts';
 import { SOFTWARE_VERSION } from '../core/version.ts';
 import { readList } from './lists.ts';
-import { type NodeFlagValues, nodeFlags, withNode } from './node-client.ts';
+import { FORBIDDEN_HINT, type NodeFlagValues, nodeFlags, withNode } from './node-client.ts';
 import { interactive } from './output.ts';
 
 const MS_PER_DAY = 24 * 60 * 60 * 1000;
@@ -218,14 +225,27 @@ export interface IssueResult {
   serial: string;
   notAfter: string;
   identity: string;
+  /** `read` or `admin` for a client certificate, `node` for a node's (roleOf). */
+  role: CertificateRole;
   cluster: string;
   hosts: string[];
+}
+
+/** What a certificate may do on nodes: a client's role, or `node`. */
+export type CertificateRole = ClientRole | 'node';
+
+/** The role a certificate's identity grants; null when it names no rdbnet identity. */
+export function roleOf(identity: Identity | null): CertificateRole | null {
+  if (identity === null) return null;
+  return identity.role === 'node' ? 'node' : clientRoleOf(identity);
 }
 
 export async function issueLeaf(opts: {
   dir: string;
   kind: 'node' | 'client';
   name: string;
+  /** Client certificates: `read` unless given. */
+  role?: ClientRole;
   hosts: string[];
   days: number;
   keyBits: KeyBits;
@@ -243,7 +263,7 @@ export async function issueLeaf(opts: {
   const pair =
     opts.kind === 'node'
       ? issueNodeCertificate({ ...common, nodeId: opts.name, hosts: opts.hosts })
-      : issueClientCertificate({ ...common, name: opts.name });
+      : issueClientCertificate({ ...common, name: opts.name, role: opts.role ?? 'read' });
   await writeFileAtomic(keyFile, pair.keyPem, KEY_FILE_MODE);
   await writeFileAtomic(file, pair.certPem, CERT_FILE_MODE);
   const info = describeCertificate(pair.certPem);
@@ -253,6 +273,7 @@ export async function issueLeaf(opts: {
     serial: info.serial,
     notAfter: info.notAfter,
     identity: identityUri({ cluster, role: opts.kind, id: opts.name }),
+    role: roleOf(info.identity)!,
     cluster,
     hosts: [...info.dnsNames, ...info.ipAddresses],
   };
@@ -291,6 +312,8 @@ export interface CertificateEntry {
   daysLeft: number;
   /** The rdbnet:// identity URI, null for CAs. */
   identity: string | null;
+  /** `read` or `admin` for clients, `node` for nodes, null for CAs. */
+  role: CertificateRole | null;
   keyFile: string | null;
   /** Serial of the CA in ca.crt that signed it (its own for a CA), null when none did. */
   signedBy: string | null;
@@ -339,6 +362,10 @@ export async function listCertificates(dir: string, now = Date.now()): Promise<C
       entry.problems.push(
         `names ${entry.identity ?? 'no rdbnet identity'}, but the file is for ${leaf.kind} '${leaf.name}'`,
       );
+    } else if (identity.role === 'client' && identity.clientRole === undefined) {
+      entry.problems.push(
+        `names no role (made before roles existed): nodes treat it as ${clientRoleOf(identity)}`,
+      );
     }
     const signer = signerIn(pem, bundle);
     entry.signedBy = signer === undefined ? null : new X509Certificate(signer).serialNumber;
@@ -381,6 +408,7 @@ function describeEntry(
     notAfter: info.notAfter,
     daysLeft: daysLeft(info, now),
     identity: info.identity === null ? null : identityUri(info.identity),
+    role: kind === 'ca' ? null : roleOf(info.identity),
     keyFile: null,
     signedBy: null,
     problems,
@@ -416,6 +444,8 @@ export interface InspectedCertificate extends CertificateInfo {
   kind: CertificateKind | 'unknown';
   daysLeft: number;
   identityUri: string | null;
+  /** `read` or `admin` for clients, `node` for nodes, null for CAs and others. */
+  role: CertificateRole | null;
   /** Serial of the CA in the directory's ca.crt that signed it, null when none did. */
   signedBy: string | null;
 }
@@ -446,6 +476,7 @@ export async function inspectFile(file: string, dir: string, now = Date.now()) {
       kind: info.isCa ? 'ca' : (info.identity?.role ?? 'unknown'),
       daysLeft: daysLeft(info, now),
       identityUri: info.identity === null ? null : identityUri(info.identity),
+      role: info.isCa ? null : roleOf(info.identity),
       signedBy: signer === undefined ? null : new X509Certificate(signer).serialNumber,
     };
   });
@@ -463,6 +494,38 @@ export async function inspectFile(file: string, dir: string, now = Date.now()) {
 }
 
 // ---- running nodes ----------------------------------------------------------------------
+
+/**
+ * Refuses (RDB_FORBIDDEN, as a node would) before anything is written locally when the
+ * client certificate of the flags may not do `operation`: `certs revoke` and `certs rotate
+ * --ca` change files here before they ask any node, and a refused command changes nothing.
+ */
+export async function requireClientRole(
+  flags: PkiNodeFlagValues,
+  operation: Operation,
+): Promise<void> {
+  const name = validateName('client name', flags.client);
+  const dir = certsDirOf(flags['certs-dir']);
+  const certPem = await readPem(
+    certsPaths(dir).clientCert(name),
+    'client certificate',
+    `issue one with: rdbnet certs client --name ${name} --role admin --certs-dir ${dir}`,
+  );
+  const identity = describeCertificate(certPem).identity;
+  if (identity === null || identity.role !== 'client') {
+    throw new RdbnetError(
+      ErrorCode.CertificateInvalid,
+      `${certsPaths(dir).clientCert(name)} names no rdbnet client`,
+    );
+  }
+  try {
+    authorize(operation, clientPrincipal(name, identity.clientRole));
+  } catch (error) {
+    throw new RdbnetError(ErrorCode.Forbidden, (error as Error).message, {
+      hint: FORBIDDEN_HINT,
+    });
+  }
+}
 
 function nodeTarget(flags: PkiNodeFlagValues, address: string): NodeFlagValues {
   return { ...flags, node: address, insecure: false };
@@ -488,14 +551,22 @@ export function linkFromFlags(flags: PkiNodeFlagValues): NodeLink {
 async function rotationLink(flags: PkiNodeFlagValues, state: CaState): Promise<NodeLink> {
   if (state.previous === null) return linkFromFlags(flags);
   const name = validateName('client name', flags.client);
-  const { clientKey } = state.paths;
+  const { clientKey, clientCert } = state.paths;
   const keyPem = await readPem(clientKey(name), 'client private key');
+  // The stand-in grants what the client's own certificate grants, no more.
+  const clientRole = describeCertificate(await readPem(clientCert(name), 'client certificate'))
+    .identity?.clientRole;
   const publicKeyPem = createPublicKey(keyPem).export({ type: 'spki', format: 'pem' }).toString();
   const cert = signCertificateRequest({
     ca: state.previous,
     csrPem: createCertificateRequest({ keyPem, publicKeyPem, commonName: name }),
     cluster: state.cluster,
-    identity: { cluster: state.cluster, role: 'client', id: name },
+    identity: {
+      cluster: state.cluster,
+      role: 'client',
+      id: name,
+      ...(clientRole === undefined ? {} : { clientRole }),
+    },
     hosts: [],
     validityDays: 1,
   });
@@ -748,6 +819,7 @@ export async function revokeSerials(
 ): Promise<RevokeResult> {
   const paths = certsPaths(certsDirOf(flags['certs-dir']));
   const wanted = serials.map(normalizeSerial);
+  await requireClientRole(flags, 'certs.revoke');
   const before = await readRevocations(paths.revoked);
   const all = await writeRevocations(paths.revoked, [...before, ...wanted]);
   const list = [...all].sort();
@@ -817,6 +889,7 @@ export async function startCaRotation(
   opts: { caDays: number; days: number; keyBits: KeyBits },
 ): Promise<CaRotationResult> {
   let state = await readCaState(certsDirOf(flags['certs-dir']));
+  await requireClientRole(flags, 'certs.trust-bundle');
   const resumed = state.previous !== null;
   if (!resumed)
     state = await beginCaRotation(state, { validityDays: opts.caDays, keyBits: opts.keyBits });
@@ -897,6 +970,7 @@ export async function finishCaRotation(
   nodes: string[],
 ): Promise<CaRotationResult> {
   const state = await readCaState(certsDirOf(flags['certs-dir']));
+  await requireClientRole(flags, 'certs.trust-bundle');
   const ca = state.signing.certPem;
   const result: CaRotationResult = {
     phase: 'finish',

@@ -238,9 +238,20 @@ describe('certs init / issue / client', () => {
     assert.deepEqual(n3.certificates[0]?.dnsNames, ['localhost']);
     assert.deepEqual(n3.certificates[0]?.ipAddresses, ['127.0.0.1']);
 
-    for (const name of ['admin', 'app']) {
-      const client = await ok<{ identity: string }>(['certs', 'client', '--name', name]);
+    // `admin` administers the nodes below (revoke, rotate); `app` keeps the default, read.
+    for (const [name, role] of [
+      ['admin', 'admin'],
+      ['app', 'read'],
+    ] as const) {
+      const client = await ok<{ identity: string; role: string }>([
+        'certs',
+        'client',
+        '--name',
+        name,
+        ...(role === 'admin' ? ['--role', 'admin'] : []),
+      ]);
       assert.equal(client.identity, `rdbnet://${CLUSTER}/client/${name}`);
+      assert.equal(client.role, role);
     }
 
     const refused = await runCli(['certs', 'issue', '--node-id', 'n1', '--json'], env());

@@ -41,7 +41,7 @@ before(async () => {
   home = await tempHome('rdbnet-rotation-');
   certs = join(home.dir, 'certs');
   await ok(['certs', 'init', '--cluster', CLUSTER]);
-  await ok(['certs', 'client', '--name', 'admin']);
+  await ok(['certs', 'client', '--name', 'admin', '--role', 'admin']);
   await Promise.all(
     ['n1', 'n2', 'n3', 'n4'].map((id) =>
       ok(['certs', 'issue', '--node-id', id, '--host', '127.0.0.1,localhost']),

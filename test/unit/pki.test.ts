@@ -167,6 +167,8 @@ describe('certificates', () => {
         cluster: CLUSTER,
         role: 'client',
         id: 'admin',
+        // issueClientCertificate grants read unless asked for more.
+        clientRole: 'read',
       },
     );
     assert.equal(cert.checkHost('localhost'), 'localhost');
@@ -408,6 +410,7 @@ describe('mutual TLS 1.3', () => {
         cluster: CLUSTER,
         role: 'client',
         id: 'admin',
+        clientRole: 'read',
       });
       socket.destroy();
     } finally {

@@ -11,20 +11,30 @@ import {
   keyBitsOf,
   overwriteFlag,
 } from '../../cli/pki-client.ts';
+import { CLIENT_ROLES, parseClientRole } from '../../core/security/identity.ts';
 import { issuedTable } from './issue.ts';
 
 export default class CertsClient extends RdbnetCommand<IssueResult> {
   static override summary = 'Issue a client certificate for an operator or a tool.';
   static override description =
     'Writes client.<name>.crt and client.<name>.key (mode 0600) into --certs-dir, signed by ' +
-    'ca.key there, with the identity rdbnet://<cluster>/client/<name>. Commands use it with ' +
-    '--client <name>. An existing certificate is never replaced without --overwrite (exit 1).';
+    'ca.key there, with the identity rdbnet://<cluster>/client/<name> and its role (URI SAN ' +
+    'urn:rdbnet:role:<role>). Role read may ask nodes (status, health, members, events, cluster ' +
+    'status, keys list, certs verify); admin may also change things (certs rotate and revoke, ' +
+    'keys install/use/remove, cluster bootstrap, join, leave, transfer-leader). Commands use it ' +
+    'with --client <name>. An existing certificate is never replaced without --overwrite (exit 1).';
   static override examples = [
-    '<%= config.bin %> <%= command.id %> --name admin',
+    '<%= config.bin %> <%= command.id %> --name admin --role admin',
+    '<%= config.bin %> <%= command.id %> --name dashboard',
     '<%= config.bin %> <%= command.id %> --name backup --days 30 --json',
   ];
   static override flags = {
     name: Flags.string({ description: 'Client name.', helpValue: 'name' }),
+    role: Flags.string({
+      description: 'What the certificate may do on nodes: read (ask) or admin (ask and change).',
+      options: [...CLIENT_ROLES],
+      default: 'read',
+    }),
     days: daysFlag(365, 'certificate'),
     'key-bits': keyBitsFlag,
     overwrite: overwriteFlag,
@@ -43,6 +53,7 @@ export default class CertsClient extends RdbnetCommand<IssueResult> {
       dir: certsDirOf(flags['certs-dir']),
       kind: 'client',
       name,
+      role: parseClientRole(flags.role),
       hosts: [],
       days: flags.days,
       keyBits: keyBitsOf(flags['key-bits']),

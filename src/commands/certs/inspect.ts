@@ -7,7 +7,7 @@ export default class CertsInspect extends RdbnetCommand<InspectResult> {
   static override summary = 'Show one certificate file (or a bundle such as ca.crt) in detail.';
   static override description =
     'FILE is a path, or a file name in --certs-dir. Shows subject, issuer, serial, validity, ' +
-    'identity, DNS names and IP addresses, SHA-256 fingerprint, the CA of ca.crt that signed ' +
+    'identity, role (read or admin for clients, node for nodes), DNS names and IP addresses, SHA-256 fingerprint, the CA of ca.crt that signed ' +
     'it, and whether the key next to it (X.crt → X.key) matches.';
   static override examples = [
     '<%= config.bin %> <%= command.id %> ca.crt',
@@ -35,6 +35,7 @@ export default class CertsInspect extends RdbnetCommand<InspectResult> {
           ['valid from', cert.notBefore],
           ['valid until', `${cert.notAfter} (${Math.floor(cert.daysLeft)} days left)`],
           ['identity', cert.identityUri ?? '-'],
+          ['role', cert.role ?? '-'],
           ['DNS names', cert.dnsNames.join(', ') || '-'],
           ['IP addresses', cert.ipAddresses.join(', ') || '-'],
           ['signed by', cert.signedBy ?? 'no CA in ca.crt'],

@@ -66,6 +66,7 @@ export default class CertsIssue extends RdbnetCommand<IssueResult> {
 export function issuedTable(result: IssueResult): string {
   return keyValueTable([
     ['identity', result.identity],
+    ['role', result.role],
     ['serial', result.serial],
     ['expires', result.notAfter],
     ...(result.hosts.length > 0 ? [['hosts', result.hosts.join(', ')] as [string, string]] : []),

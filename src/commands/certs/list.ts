@@ -21,9 +21,10 @@ export default class CertsList extends RdbnetCommand<CertsListResult> {
   static override summary = 'List the certificates of the certificates directory.';
   static override description =
     'Every certificate of --certs-dir (each CA of the ca.crt bundle, node.<id>.crt, ' +
-    'client.<name>.crt) with its serial, expiry, days left and problems: expired or not yet ' +
-    'valid, key missing or not matching, key file mode wider than 0600, not signed by a CA in ' +
-    'ca.crt, identity not matching the file name, serial revoked. Problems are reported, not ' +
+    'client.<name>.crt) with its role (read or admin for clients, node for nodes), serial, ' +
+    'expiry, days left and problems: expired or not yet valid, key missing or not matching, key ' +
+    'file mode wider than 0600, not signed by a CA in ca.crt, identity not matching the file ' +
+    'name, serial revoked, a client certificate naming no role (made before roles: read). Problems are reported, not ' +
     'failed on: the exit code is 0 unless --strict is given, then 1 when any certificate has a ' +
     'problem.';
   static override examples = [
@@ -57,10 +58,11 @@ export default class CertsList extends RdbnetCommand<CertsListResult> {
     }
     this.log(
       table(
-        ['file', 'kind', 'subject', 'serial', 'expires', 'days left', 'problems'],
+        ['file', 'kind', 'role', 'subject', 'serial', 'expires', 'days left', 'problems'],
         result.certificates.map((entry) => [
           basename(entry.file),
           entry.kind,
+          entry.role ?? '-',
           entry.identity ?? entry.subject,
           entry.serial,
           entry.notAfter.slice(0, 10),

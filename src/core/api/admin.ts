@@ -1,11 +1,13 @@
 /**
  * Admin RPCs: what `rdbnet node status`, `rdbnet health`, `rdbnet certs …` and the protocol
  * benchmark ask a node, plus the cluster requests (Raft traffic, bootstrap, joins, `rdbnet
- * cluster …`), which go to the node's cluster service. Handlers are synchronous where they
- * can be, so a reply leaves in the same event-loop turn as the request arrived.
+ * cluster …`), which go to the node's cluster service. Every request is authorized first, by
+ * the table of authorization.ts, and only then dispatched; handlers check no roles of their
+ * own. Handlers are synchronous where they can be, so a reply leaves in the same event-loop
+ * turn as the request arrived.
  */
 import { CLUSTER_KINDS } from '../cluster/cluster.ts';
-import { ErrorCode, RdbnetError } from '../errors.ts';
+import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
 import type {
   CertInfoReply,
   CertInstallRequest,
@@ -27,6 +29,7 @@ import type {
   TrustBundleRequest,
 } from '../protocol/messages.ts';
 import type { Connection, RequestHandler } from '../transport/connection.ts';
+import { authorize, type Operation, operationOf, principalOf } from './authorization.ts';
 
 /** What the admin API needs from a node; the node facade implements it. */
 export interface AdminSource {
@@ -48,8 +51,11 @@ export interface MembershipRequests {
   onStream(fromAddress: string, payload: Uint8Array): Uint8Array;
   members(): MembersReply;
   events(afterSeq: number): MemberEventsReply;
-  /** `rdbnet keys …`: applied here and forwarded to every alive member (or, forwarded, here). */
-  keyring(request: KeyringRequest): Promise<KeyringReply>;
+  /**
+   * `rdbnet keys …`: applied here and forwarded to every alive member (or, forwarded, here);
+   * `fromId` is the asking peer's id (a forwarded change must come from a member).
+   */
+  keyring(request: KeyringRequest, fromId: string): Promise<KeyringReply>;
 }
 
 function membershipOf(source: AdminSource): MembershipRequests {
@@ -59,7 +65,7 @@ function membershipOf(source: AdminSource): MembershipRequests {
   return source.membership;
 }
 
-/** Answers the cluster kinds of Envelope (CLUSTER_KINDS); roles are checked there. */
+/** Answers the cluster kinds of Envelope (CLUSTER_KINDS), once authorized here. */
 export interface ClusterRequests {
   handle(request: DecodedEnvelope, connection: Connection): Envelope | Promise<Envelope>;
 }
@@ -73,21 +79,43 @@ export interface CertificateAdmin {
   proveIdentity(nonce: Uint8Array): { signature: Uint8Array; algorithm: string };
 }
 
-/** Changing a node's certificates is an operator's act: a client certificate, never a node's. */
-function operatorOnly(connection: Connection, source: AdminSource): CertificateAdmin {
-  if (connection.peer?.role !== 'client') {
-    throw new RdbnetError(
-      ErrorCode.Forbidden,
-      'certificate operations need an operator (client) certificate',
-    );
-  }
+function certificatesOf(source: AdminSource): CertificateAdmin {
   if (source.certificates === null) {
     throw new RdbnetError(ErrorCode.Forbidden, 'this node runs --insecure and has no certificates');
   }
   return source.certificates;
 }
 
-export function adminHandler(source: AdminSource): RequestHandler {
+export interface AdminHooks {
+  /** A request refused with RDB_FORBIDDEN (by the table, or by a handler): count and log it. */
+  onForbidden?(operation: Operation, connection: Connection, error: RdbnetError): void;
+}
+
+/** Authorizes each request (authorization.ts), then answers it. */
+export function adminHandler(source: AdminSource, hooks: AdminHooks = {}): RequestHandler {
+  const answer = answerer(source);
+  return (request: DecodedEnvelope, connection: Connection): Envelope | Promise<Envelope> => {
+    const operation = operationOf(request);
+    if (operation === null) {
+      throw new RdbnetError(ErrorCode.MethodUnknown, `no handler for ${request.kind}`);
+    }
+    const forbidden = (error: unknown): never => {
+      if (isRdbnetError(error, ErrorCode.Forbidden)) {
+        hooks.onForbidden?.(operation, connection, error);
+      }
+      throw error;
+    };
+    try {
+      authorize(operation, principalOf(connection.peer));
+      const reply = answer(request, connection);
+      return reply instanceof Promise ? reply.catch(forbidden) : reply;
+    } catch (error) {
+      return forbidden(error);
+    }
+  };
+}
+
+function answerer(source: AdminSource): RequestHandler {
   return (request: DecodedEnvelope, connection: Connection): Envelope | Promise<Envelope> => {
     switch (request.kind) {
       case 'statusRequest':
@@ -95,12 +123,6 @@ export function adminHandler(source: AdminSource): RequestHandler {
       case 'healthRequest':
         return source.healthDiagnosed().then((healthReply) => ({ healthReply }));
       case 'gossipStreamRequest':
-        if (connection.peer?.role !== 'node') {
-          throw new RdbnetError(
-            ErrorCode.Forbidden,
-            'gossip is for nodes (node certificates) only',
-          );
-        }
         return {
           gossipStreamReply: {
             payload: membershipOf(source).onStream(
@@ -117,44 +139,32 @@ export function adminHandler(source: AdminSource): RequestHandler {
             (request.body as MemberEventsRequest).afterSeq,
           ),
         };
-      case 'keyringRequest': {
+      case 'keyringRequest':
         // An operator asks for the cluster-wide change; a member forwards it to be applied here.
-        const body = request.body as KeyringRequest;
-        const role = connection.peer?.role;
-        if (body.forwarded ? role !== 'node' : role !== 'client') {
-          throw new RdbnetError(
-            ErrorCode.Forbidden,
-            body.forwarded
-              ? 'forwarded keyring operations come from members (node certificates) only'
-              : 'keyring operations need an operator (client) certificate',
-          );
-        }
         return membershipOf(source)
-          .keyring(body)
+          .keyring(request.body as KeyringRequest, connection.peer!.id)
           .then((reply) => ({ keyringReply: reply }));
-      }
       case 'echoRequest':
         return { echoReply: { data: (request.body as EchoMessage).data } };
       case 'certRotateRequest': {
         const keyBits = (request.body as CertRotateRequest).keyBits || 2048;
-        return { certRotateReply: operatorOnly(connection, source).beginRotation(keyBits) };
+        return { certRotateReply: certificatesOf(source).beginRotation(keyBits) };
       }
       case 'certInstallRequest':
-        return operatorOnly(connection, source)
+        return certificatesOf(source)
           .installCertificate((request.body as CertInstallRequest).certPem)
           .then((installed) => ({ certInstallReply: installed }));
       case 'trustBundleRequest':
-        return operatorOnly(connection, source)
+        return certificatesOf(source)
           .setTrustBundle((request.body as TrustBundleRequest).bundlePem)
           .then((certificates) => ({ trustBundleReply: { certificates } }));
       case 'revocationsRequest':
-        return operatorOnly(connection, source)
+        return certificatesOf(source)
           .setRevocations([...(request.body as RevocationsRequest).serials])
           .then((revoked) => ({ revocationsReply: { revoked } }));
       case 'certInfoRequest':
-        return { certInfoReply: operatorOnly(connection, source).info() };
+        return { certInfoReply: certificatesOf(source).info() };
       case 'proveIdentityRequest':
-        // Anyone who can connect may ask: the proof protects the asker, not the node.
         if (source.certificates === null) {
           throw new RdbnetError(
             ErrorCode.Forbidden,

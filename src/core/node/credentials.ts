@@ -6,7 +6,11 @@
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import { certsPaths, ensureLocalCertificates, readPem } from '../security/certs-dir.ts';
 import type { Identity, Role } from '../security/identity.ts';
-import { describeCertificate, keyMatchesCertificate } from '../security/pki.ts';
+import {
+  clusterOfCertificateAuthority,
+  describeCertificate,
+  keyMatchesCertificate,
+} from '../security/pki.ts';
 import type { TlsMaterial } from '../security/tls.ts';
 
 export interface LoadedCredentials {
@@ -16,12 +20,6 @@ export interface LoadedCredentials {
   keyFile: string;
   /** Files written by a zero-config start. */
   created: string[];
-}
-
-/** The cluster a CA serves, from the OU its subject carries. */
-function clusterOfCa(caPem: string): string | undefined {
-  const subject = describeCertificate(caPem).subject;
-  return /^OU=(.+)$/m.exec(subject)?.[1];
 }
 
 export async function loadNodeCredentials(opts: {
@@ -36,7 +34,10 @@ export async function loadNodeCredentials(opts: {
   let created: string[] = [];
   if (opts.createMissing) {
     const caPem = await readPem(paths.caCert, 'CA certificate').catch(() => undefined);
-    const cluster = (caPem && clusterOfCa(caPem)) || opts.defaultCluster;
+    // An existing CA decides the cluster (`certs init --cluster probe`, then a plain start).
+    const cluster =
+      (caPem === undefined ? undefined : clusterOfCertificateAuthority(caPem)) ??
+      opts.defaultCluster;
     ({ created } = await ensureLocalCertificates({
       dir: opts.certsDir,
       cluster,

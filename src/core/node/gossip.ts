@@ -213,18 +213,30 @@ export class NodeGossip {
   }
 
   /**
-   * A keyring request. Forwarded (from a member): applied to this node's keyring only.
+   * A keyring request. Forwarded (from `fromId`, which must be a live member): applied to this
+   * node's keyring only.
    * Otherwise (from an operator): `list` asks every alive member; `use` first checks that
    * every alive member holds the key and `remove` that no member has it as primary, then the
    * change is applied here and forwarded to every alive member. One result per node.
    */
-  async keyringRequest(request: KeyringRequest): Promise<KeyringReply> {
+  async keyringRequest(request: KeyringRequest, fromId: string): Promise<KeyringReply> {
     if (!KEYRING_OPS.has(request.op)) {
       throw new RdbnetError(ErrorCode.Usage, `unknown keyring operation "${request.op}"`);
     }
     const op = request.op as KeyringOp;
     if (op !== 'list') decodeKey(request.key).fill(0); // a malformed key fails before any change
-    if (request.forwarded) return { results: [await this.applyKeyring(op, request.key)] };
+    if (request.forwarded) {
+      // Only a member passes an operator's change on; any other node certificate of the CA
+      // would otherwise change this node's keyring with no operator involved.
+      const member = this.driver.members().find((view) => view.id === fromId && !view.isSelf);
+      if (member === undefined || (member.state !== 'alive' && member.state !== 'suspect')) {
+        throw new RdbnetError(
+          ErrorCode.Forbidden,
+          `node ${fromId} is not a live gossip member here and may not forward keyring changes`,
+        );
+      }
+      return { results: [await this.applyKeyring(op, request.key)] };
+    }
     if (op === 'use' || op === 'remove') {
       const listed = await this.everywhere('list', '');
       const failed = listed.filter((result) => !result.ok);

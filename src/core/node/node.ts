@@ -207,7 +207,19 @@ export class RdbnetNode implements AdminSource {
       tls,
       options: this.config.connection,
       connectionsMax: this.config.connectionsMax,
-      handler: adminHandler(this),
+      handler: adminHandler(this, {
+        onForbidden: (operation, connection, error) => {
+          counters.increment('auth.forbidden');
+          counters.increment(`auth.forbidden.${operation}`);
+          log.warn('request refused', {
+            remote: connection.remoteAddress,
+            peer: connection.peer?.id,
+            role: connection.peer?.role,
+            operation,
+            reason: error.message,
+          });
+        },
+      }),
       ...(this.nodeCertificates === null
         ? {}
         : { admit: this.nodeCertificates.admit.bind(this.nodeCertificates) }),
@@ -409,7 +421,7 @@ export class RdbnetNode implements AdminSource {
         id: this.id,
         ...gossip.events(afterSeq),
       }),
-      keyring: (request: KeyringRequest) => gossip.keyringRequest(request),
+      keyring: (request: KeyringRequest, fromId: string) => gossip.keyringRequest(request, fromId),
     };
   }
 

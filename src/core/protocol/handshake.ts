@@ -5,7 +5,7 @@
  * the identity proven by the peer's TLS certificate (null on --insecure connections).
  */
 import { ErrorCode, RdbnetError } from '../errors.ts';
-import type { Identity, Role } from '../security/identity.ts';
+import type { ClientRole, Identity, Role } from '../security/identity.ts';
 import { negotiateCodec, SUPPORTED_CODECS } from './compression.ts';
 import { Codec } from './frame.ts';
 import { type Hello, type HelloAck, RoleCode } from './messages.ts';
@@ -33,6 +33,9 @@ export interface PeerInfo {
   softwareVersion: string;
   /** True when id and role were proven by a certificate, false on --insecure. */
   authenticated: boolean;
+  /** The role a client's certificate names; absent for nodes, --insecure peers and
+   * certificates made before roles existed (authorization.ts decides what absence means). */
+  clientRole?: ClientRole;
 }
 
 export function roleToCode(role: Role): RoleCode {
@@ -120,6 +123,7 @@ export function acceptHello(
       codec,
       softwareVersion: hello.softwareVersion,
       authenticated: certified !== null,
+      ...(certified?.clientRole === undefined ? {} : { clientRole: certified.clientRole }),
     },
   };
 }

@@ -22,6 +22,7 @@ import {
   writeFileAtomic,
 } from './certs-dir.ts';
 import {
+  clusterOfCertificateAuthority,
   createCertificateAuthority,
   createCertificateRequest,
   describeCertificate,
@@ -90,12 +91,11 @@ export async function readCaState(dir: string): Promise<CaState> {
 
 /** The cluster named by a CA certificate's OU, as `createCertificateAuthority` writes it. */
 export function clusterOfCa(caPem: string): string {
-  const subject = new X509Certificate(caPem).subject;
-  const cluster = /^OU=(.+)$/m.exec(subject)?.[1];
+  const cluster = clusterOfCertificateAuthority(caPem);
   if (cluster === undefined) {
     throw new RdbnetError(
       ErrorCode.CertificateInvalid,
-      'the CA certificate names no cluster (no OU in its subject)',
+      'the CA certificate names no cluster (not exactly one valid OU in its subject)',
     );
   }
   return cluster;
@@ -190,12 +190,19 @@ export async function resignLeaf(
   const current = new X509Certificate(certPem);
   const publicKeyPem = current.publicKey.export({ type: 'spki', format: 'pem' }).toString();
   const csrPem = createCertificateRequest({ keyPem, publicKeyPem, commonName: leaf.name });
-  const { dnsNames, ipAddresses } = describeCertificate(certPem);
+  const { dnsNames, ipAddresses, identity } = describeCertificate(certPem);
+  // A client keeps its role; one from before roles gets `read`, the role it had in effect.
+  const clientRole = leaf.kind === 'client' ? identity?.clientRole : undefined;
   const signed = signCertificateRequest({
     ca: state.signing,
     csrPem,
     cluster: state.cluster,
-    identity: { cluster: state.cluster, role: leaf.kind, id: leaf.name },
+    identity: {
+      cluster: state.cluster,
+      role: leaf.kind,
+      id: leaf.name,
+      ...(clientRole === undefined ? {} : { clientRole }),
+    },
     hosts: [...dnsNames, ...ipAddresses],
     ...(opts.validityDays === undefined ? {} : { validityDays: opts.validityDays }),
   });

@@ -115,8 +115,8 @@ export async function readPem(path: string, what: string, hint = ISSUE_HINT): Pr
 }
 
 /**
- * Zero-config setup: creates whatever of the CA, this node's pair and the client pair is
- * missing. Existing files are never replaced, and a directory that already has everything is
+ * Zero-config setup: creates whatever of the CA, this node's pair and the client pair (role
+ * admin) is missing. Existing files are never replaced, and a directory that already has everything is
  * not written to at all (it may be read-only). Returns the paths written, never key material.
  */
 export async function ensureLocalCertificates(opts: {
@@ -229,7 +229,8 @@ async function createMissing(request: EnsureRequest): Promise<{ created: string[
     await write(paths.nodeCert(nodeId), pair.certPem, CERT_FILE_MODE);
   }
   if (plan.needClient) {
-    const pair = issueClientCertificate({ ca, cluster, name: clientName });
+    // The operator of a zero-config node is its administrator: the client may change things.
+    const pair = issueClientCertificate({ ca, cluster, name: clientName, role: 'admin' });
     await write(paths.clientKey(clientName), pair.keyPem, KEY_FILE_MODE);
     await write(paths.clientCert(clientName), pair.certPem, CERT_FILE_MODE);
   }

@@ -8,18 +8,26 @@ export {
   writeFileAtomic,
 } from './certs-dir.ts';
 export {
+  CLIENT_ROLES,
+  type ClientRole,
+  clientRoleOf,
   type Identity,
   identityFromSubjectAltName,
   identityUri,
+  identityUris,
+  LEGACY_CLIENT_ROLE,
+  parseClientRole,
   parseIdentityUri,
   parseSubjectAltName,
   type Role,
+  roleUri,
   type SubjectAltNameEntry,
   validateName,
 } from './identity.ts';
 export * from './keyring.ts';
 export {
   type CertificateInfo,
+  clusterOfCertificateAuthority,
   createCertificateAuthority,
   createCertificateRequest,
   describeBundle,

@@ -10,9 +10,10 @@ import { isIP } from 'node:net';
 import forge from 'node-forge';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import {
+  type ClientRole,
   type Identity,
   identityFromSubjectAltName,
-  identityUri,
+  identityUris,
   parseSubjectAltName,
   validateName,
 } from './identity.ts';
@@ -115,11 +116,18 @@ export function issueClientCertificate(opts: {
   ca: KeyPairPem;
   cluster: string;
   name: string;
+  /** What the certificate may do on nodes; `read` unless asked (least privilege). */
+  role?: ClientRole;
   validityDays?: number;
   keyBits?: KeyBits;
   now?: Date;
 }): KeyPairPem {
-  const identity: Identity = { cluster: opts.cluster, role: 'client', id: opts.name };
+  const identity: Identity = {
+    cluster: opts.cluster,
+    role: 'client',
+    id: opts.name,
+    clientRole: opts.role ?? 'read',
+  };
   return issueWithNewKey({ ...opts, identity, hosts: [] });
 }
 
@@ -223,6 +231,56 @@ export function describeCertificate(pem: string): CertificateInfo {
   };
 }
 
+/**
+ * The cluster a CA certificate serves: the single OU of its subject, as
+ * createCertificateAuthority writes it. Read from the parsed subject (its ASN.1 attributes),
+ * never by matching text, so no formatting of the subject can hide or fake it. Undefined when
+ * the subject has no OU, several, or one that is not a valid cluster name.
+ */
+export function clusterOfCertificateAuthority(caPem: string): string | undefined {
+  let der: Buffer;
+  try {
+    der = new X509Certificate(caPem).raw;
+  } catch (error) {
+    throw new RdbnetError(ErrorCode.CertificateInvalid, 'not a valid PEM certificate', {
+      cause: error,
+    });
+  }
+  const units = subjectAttributes(der).filter((attribute) => attribute.type === OID_OU);
+  const value = units.length === 1 ? units[0]!.value : undefined;
+  if (typeof value !== 'string') return undefined;
+  try {
+    return validateName('cluster name', value);
+  } catch {
+    return undefined;
+  }
+}
+
+/** organizationalUnitName (X.520). */
+const OID_OU = '2.5.4.11';
+
+/**
+ * The subject's attributes from the DER certificate. Only the TBSCertificate structure is
+ * walked, not the key, so any key type works (forge's certificate parser takes RSA only).
+ */
+function subjectAttributes(der: Buffer): { type: string; value: unknown }[] {
+  const certificate = forge.asn1.fromDer(forge.util.createBuffer(der.toString('binary')));
+  const tbs = (certificate.value as forge.asn1.Asn1[])[0];
+  const fields = (tbs?.value ?? []) as forge.asn1.Asn1[];
+  // TBSCertificate: [0] version (optional), serial, signature, issuer, validity, subject.
+  const versioned = fields[0]?.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC ? 1 : 0;
+  const subject = fields[versioned + 4];
+  if (subject === undefined) {
+    throw new RdbnetError(ErrorCode.CertificateInvalid, 'certificate has no subject');
+  }
+  const attributes = (
+    forge.pki as unknown as {
+      RDNAttributesAsArray(rdn: forge.asn1.Asn1): { type: string; value: unknown }[];
+    }
+  ).RDNAttributesAsArray(subject);
+  return attributes;
+}
+
 /** Describes every certificate in a PEM bundle such as the ca.crt trust bundle. */
 export function describeBundle(pem: string): CertificateInfo[] {
   return splitPemBundle(pem).map(describeCertificate);
@@ -267,7 +325,7 @@ function issueWithNewKey(opts: {
   now?: Date;
 }): KeyPairPem {
   // Validate everything cheap before paying for key generation.
-  identityUri(opts.identity);
+  identityUris(opts.identity);
   const validityDays = checkValidityDays(opts.validityDays ?? DEFAULT_LEAF_VALIDITY_DAYS);
   const hostNames = hostAltNames(opts.hosts);
   const ca = loadSigningCa(opts.ca);
@@ -291,7 +349,7 @@ function signLeaf(spec: {
   validityDays: number;
   now: Date;
 }): string {
-  const uri = identityUri(spec.identity);
+  const uris = identityUris(spec.identity);
   const caNotAfter = spec.ca.cert.validity.notAfter;
   if (caNotAfter.getTime() <= spec.now.getTime()) {
     throw new RdbnetError(
@@ -319,7 +377,10 @@ function signLeaf(spec: {
     { name: 'basicConstraints', cA: false, critical: true },
     { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
     { name: 'extKeyUsage', serverAuth: isNode, clientAuth: true },
-    { name: 'subjectAltName', altNames: [{ type: 6, value: uri }, ...spec.hostNames] },
+    {
+      name: 'subjectAltName',
+      altNames: [...uris.map((value) => ({ type: 6, value })), ...spec.hostNames],
+    },
     { name: 'subjectKeyIdentifier' },
     { name: 'authorityKeyIdentifier', keyIdentifier: spec.ca.keyIdentifier },
   ]);
