@@ -29,6 +29,12 @@ const CLUSTER = 'gossip-it';
 /** Largest push-pull frame the test transport carries (the machine's streamBytesMax + envelope). */
 const FRAME_BYTES_MAX = SWIM_LAN.streamBytesMax + 64;
 const STREAM_TIMEOUT_MS = 2000;
+/**
+ * Safety bounds for waits, well above the expected figures (which are printed): timings are
+ * measured by `npm run bench:membership`, and a loaded CI machine must not fail these tests.
+ */
+const SETTLE_MS_MAX = 5000;
+const DEAD_MS_MAX = 10_000;
 
 // --- a minimal stream transport: one TCP connection per exchange, u32 length-prefixed -------
 
@@ -210,7 +216,7 @@ describe('gossip over UDP on loopback', { timeout: 30_000 }, () => {
     await Promise.allSettled([...members, ...extra].map((m) => stopMember(m)));
   });
 
-  test('five members join through one seed and all see five alive within 1 s', async (t) => {
+  test('five members join through one seed and all see five alive', async (t) => {
     const [seed, ...rest] = members;
     assert.equal(await seed!.driver.join([]), 1, 'the first member has no one to join');
     const start = now();
@@ -220,7 +226,7 @@ describe('gossip over UDP on loopback', { timeout: 30_000 }, () => {
     await waitFor(
       'every member sees 5 alive',
       () => members.every((m) => aliveIds(m).length === 5),
-      1000,
+      SETTLE_MS_MAX,
     );
     const convergedMs = now() - start;
     t.diagnostic(
@@ -286,7 +292,7 @@ describe('gossip over UDP on loopback', { timeout: 30_000 }, () => {
             (m, i) =>
               m.driver.stats().udp.dropped.unknownKey - before[i]!.udp.dropped.unknownKey === 3,
           ),
-        1000,
+        SETTLE_MS_MAX,
       );
     } finally {
       await foreignUdp.close();
@@ -343,7 +349,7 @@ describe('gossip over UDP on loopback', { timeout: 30_000 }, () => {
           udp.dropped.version - before.dropped.version === 1
         );
       },
-      1000,
+      SETTLE_MS_MAX,
       () => ({ before: before.dropped, now: target.driver.stats().udp.dropped }),
     );
     // The packet at exactly the MTU opened and reached the machine, which rejected it.
@@ -359,7 +365,7 @@ describe('gossip over UDP on loopback', { timeout: 30_000 }, () => {
     }
   });
 
-  test('a crashed member is marked dead by every survivor within 3 s', async (t) => {
+  test('a crashed member is marked dead by every survivor', async (t) => {
     const victim = members[4]!;
     const survivors = members.slice(0, 4);
     const crashedAt = now();
@@ -376,7 +382,7 @@ describe('gossip over UDP on loopback', { timeout: 30_000 }, () => {
           }
           return !Number.isNaN(deadAfterMs[i]!);
         }),
-      3000,
+      DEAD_MS_MAX,
     );
     const suspectedAfterMs = survivors.map((m) => {
       const e = m.events.find((x) => x.type === 'suspect' && x.id === victim.id);
@@ -393,7 +399,7 @@ describe('gossip over UDP on loopback', { timeout: 30_000 }, () => {
     extra.push(victim); // stopping again in teardown is a no-op
   });
 
-  test('a member that leaves is seen as left by every other within 1 s', async (t) => {
+  test('a member that leaves is seen as left by every other', async (t) => {
     const leaver = members[3]!;
     const others = members.slice(0, 3);
     const start = now();
@@ -403,7 +409,7 @@ describe('gossip over UDP on loopback', { timeout: 30_000 }, () => {
     await waitFor(
       'every other member sees n4 left',
       () => others.every((m) => m.events.some((e) => e.type === 'left' && e.id === leaver.id)),
-      1000,
+      SETTLE_MS_MAX,
     );
     const leftAfterMs = others.map(
       (m) => m.events.find((e) => e.type === 'left' && e.id === leaver.id)!.atMs - start,
