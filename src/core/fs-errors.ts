@@ -30,7 +30,7 @@ export function fileSystemError(
         ErrorCode.StorageFull,
         `${where}: ${errno === 'ENOSPC' ? 'no space left on the device' : 'disk quota exceeded'} (${errno})`,
         {
-          hint: `free space on the filesystem holding ${dir} (or raise the quota), then start the node again`,
+          hint: `free space on the filesystem holding ${dir} (or raise the quota), then try again`,
           cause: error,
         },
       );
