@@ -44,6 +44,17 @@ export const ErrorCode = {
   ConfigInvalid: 'RDB_CONFIG_INVALID',
   /** Damage found in a node's on-disk state (a Raft log record that fails its checksum, say). */
   StorageCorrupt: 'RDB_STORAGE_CORRUPT',
+  /**
+   * State the data dir once held is gone (a Raft log emptied, zeroed, truncated or removed
+   * while its watermark says it held more): starting would forget votes and entries.
+   */
+  StorageLost: 'RDB_STORAGE_LOST',
+  /** A write failed for lack of space (ENOSPC, EDQUOT); the message names the file. */
+  StorageFull: 'RDB_STORAGE_FULL',
+  /** A file may not be written or read (EACCES, EPERM, EROFS); the message names it. */
+  StorageDenied: 'RDB_STORAGE_DENIED',
+  /** The disk reported an I/O error (EIO) on a file the message names. */
+  StorageIo: 'RDB_STORAGE_IO',
   CertificatesMissing: 'RDB_CERTS_MISSING',
   CertificateInvalid: 'RDB_CERT_INVALID',
   /** A file the command would create exists already (e.g. a CA without --overwrite). */

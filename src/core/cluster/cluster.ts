@@ -65,6 +65,7 @@ import type { ReconnectingLink } from '../transport/reconnecting.ts';
 import { isRetryableProposalError, type ProposalResult, RaftDriver } from './driver.ts';
 import { PeerLinks } from './peers.ts';
 import { messageFromWire, messageToWire } from './raft-codec.ts';
+import { raftStoragePaths } from './storage-files.ts';
 import {
   type ClusterTimeouts,
   RAFT_TIMINGS_LAN,
@@ -343,7 +344,8 @@ export class ClusterService {
   }
 
   /**
-   * Opens the Raft storage in `<dataDir>/raft` (replaying and verifying it). Refuses a data
+   * Opens the Raft storage in `<dataDir>/raft` (replaying and verifying it against its
+   * watermark, so a lost log is refused here and Raft never starts on it). Refuses a data
    * dir whose node left its cluster.
    */
   static async open(init: ClusterServiceInit): Promise<ClusterService> {
@@ -362,13 +364,25 @@ export class ClusterService {
         'start it with a fresh --data-dir to join a cluster again',
       );
     }
-    const storage = await FileRaftStorage.open(join(init.dataDir, 'raft'));
+    const paths = raftStoragePaths(init.dataDir);
+    let service: ClusterService | undefined;
+    const storage = await FileRaftStorage.open(paths.dir, {
+      watermarkPath: paths.watermarkPath,
+      nodeId: init.id,
+      clusterId: () => service?.clusterId ?? '',
+    });
     if (storage.recovery.tornTail !== undefined) {
       init.log.warn('raft log: truncated a torn tail left by a crash', {
         ...storage.recovery.tornTail,
       });
     }
-    return new ClusterService(init, storage);
+    if (storage.recovery.watermarkMissing) {
+      init.log.warn('raft watermark was missing; written again from the log', {
+        file: paths.watermarkPath,
+      });
+    }
+    service = new ClusterService(init, storage);
+    return service;
   }
 
   /** Decides what this node is (member, new single node, or waiting) and starts. */
@@ -436,6 +450,7 @@ export class ClusterService {
     out['raft.storage.syncs'] = stats.syncs;
     out['raft.storage.bytes_written'] = stats.bytesWritten;
     out['raft.storage.segments'] = stats.segments;
+    out['raft.storage.watermark_writes'] = stats.watermarkWrites;
     return out;
   }
 

@@ -3,6 +3,7 @@ import { access, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promise
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, RdbnetError } from '../errors.ts';
+import { onFile } from '../fs-errors.ts';
 import { validateName } from './identity.ts';
 import {
   createCertificateAuthority,
@@ -61,6 +62,15 @@ export function certsPaths(dir: string): CertsPaths {
  * set on the temp file before the rename so a key is never briefly world-readable.
  */
 export async function writeFileAtomic(
+  path: string,
+  data: string | Buffer,
+  mode: number,
+): Promise<void> {
+  // A full or read-only disk names the file being written, not just "ENOSPC … write".
+  await onFile(path, 'write', () => writeFileAtomicUnnamed(path, data, mode));
+}
+
+async function writeFileAtomicUnnamed(
   path: string,
   data: string | Buffer,
   mode: number,

@@ -8,11 +8,16 @@
  * points. Snapshot data is held in memory and in its own file; entries are held in memory
  * until compaction (this serves the membership group, whose log is small and compacted
  * often; a data group would want a tail cache and positional reads instead).
+ *
+ * A watermark file (watermark.ts) trails the WAL by one batch, so that a WAL emptied,
+ * zeroed, truncated or removed behind the node's back is refused at open instead of being
+ * taken for a fresh start.
  */
-import { mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { assert, ErrorCode, RdbnetError } from '../../errors.ts';
+import { fileSystemError, onFile } from '../../fs-errors.ts';
 import type { PersistentRaftStorage } from './storage.ts';
 import { copyConfState } from './storage.ts';
 import type { ConfState, Entry, HardState, Snapshot } from './types.ts';
@@ -20,23 +25,34 @@ import { EMPTY_HARD_STATE, entryBytes } from './types.ts';
 import {
   EMPTY_SNAPSHOT_REF,
   fsyncDir,
+  type RecoveredWal,
   readSnapshotData,
   recoverWal,
   removeStaleFiles,
   type SnapshotFileWrite,
   type SnapshotRef,
   snapshotFileName,
+  truncateTornTail,
   WAL_ENTRY_DATA_BYTES_MAX,
   WAL_SEGMENT_BYTES_DEFAULT,
   WAL_SEGMENT_BYTES_MAX,
   WAL_SEGMENT_BYTES_MIN,
   WAL_SNAPSHOT_DATA_BYTES_MAX,
+  type WalPoint,
   type WalRecord,
   type WalRecovery,
   WalWriter,
   walCorrupt,
   walFrameBytes,
+  walLost,
 } from './wal.ts';
+import {
+  type RaftWatermark,
+  readWatermark,
+  removeWatermarkTemp,
+  WATERMARK_FILE_NAME,
+  writeWatermark,
+} from './watermark.ts';
 
 export interface FileRaftStorageOptions {
   /**
@@ -45,6 +61,21 @@ export interface FileRaftStorageOptions {
    * segments, so this is also the granularity at which disk space comes back.
    */
   segmentBytesTarget?: number;
+  /**
+   * Where the watermark file lives (default `<dir>/watermark.json`). A node keeps it beside
+   * the storage dir rather than in it, so that losing the whole dir is refused too.
+   */
+  watermarkPath?: string;
+  /**
+   * The node this storage belongs to: recorded in the watermark, and an open by another
+   * node id is refused (RDB_CONFIG_INVALID).
+   */
+  nodeId?: string;
+  /**
+   * Asked whenever the watermark is written: the cluster id to record in it, for the
+   * operator reading an error ('' keeps the one recorded before).
+   */
+  clusterId?: () => string;
 }
 
 export interface FileRaftStorageStats {
@@ -59,6 +90,10 @@ export interface FileRaftStorageStats {
   tornTailsTruncated: number;
   /** Writes queued since the last sync(). */
   pendingRecords: number;
+  /** Times the watermark file was written (at most one write in flight; see raiseWatermark). */
+  watermarkWrites: number;
+  /** WAL records the watermark vouches for (0 before the first write). */
+  watermarkSeq: number;
 }
 
 /** The in-memory index: MemoryStorage's state and rules, plus replay of WAL records. */
@@ -163,10 +198,64 @@ function checkSnapshotData(data: Uint8Array): void {
   }
 }
 
+/** What the watermark says about `point`, for `options`' node, keeping what `previous` knew. */
+function watermarkAt(
+  point: WalPoint,
+  options: FileRaftStorageOptions,
+  previous: RaftWatermark | undefined,
+): RaftWatermark {
+  const { state } = point;
+  return {
+    nodeId: options.nodeId ?? previous?.nodeId ?? '',
+    clusterId: options.clusterId?.() || previous?.clusterId || '',
+    seq: point.seq,
+    term: state.hardState.term,
+    vote: state.hardState.vote,
+    commit: state.hardState.commit,
+    lastIndex: state.lastIndex,
+    snapshotIndex: state.snapshot.metadata.index,
+    snapshotTerm: state.snapshot.metadata.term,
+  };
+}
+
+function describeWatermark(watermark: RaftWatermark): string {
+  const owner = [
+    watermark.nodeId === '' ? '' : `node ${watermark.nodeId}`,
+    watermark.clusterId === '' ? '' : `cluster ${watermark.clusterId}`,
+  ].filter((part) => part !== '');
+  return (
+    `records up to ${watermark.seq} (term ${watermark.term}, vote '${watermark.vote}', ` +
+    `commit ${watermark.commit}, last index ${watermark.lastIndex}, snapshot ${watermark.snapshotIndex}` +
+    `${owner.length > 0 ? `; ${owner.join(', ')}` : ''})`
+  );
+}
+
+/** Where the WAL ends, naming its files, for an RDB_STORAGE_LOST message. */
+function describeWalEnd(dir: string, recovered: RecoveredWal): string {
+  const { segments } = recovered;
+  if (segments.length === 0) return `${dir} holds no WAL segment`;
+  const last = join(dir, segments.at(-1)!.name);
+  const files = segments.length === 1 ? last : `${segments.length} segments, the last ${last},`;
+  const end = recovered.nextSeq - 1;
+  return end === 0 ? `${files} holds no record` : `the WAL (${files}) ends at record ${end}`;
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw fileSystemError(error, path, 'read');
+  }
+}
+
 export class FileRaftStorage implements PersistentRaftStorage {
   readonly dir: string;
   /** What open() found: segments and records read, and the torn tail it truncated. */
   readonly recovery: WalRecovery;
+  /** Where the watermark file is (FileRaftStorageOptions.watermarkPath). */
+  readonly watermarkPath: string;
+  private readonly options: FileRaftStorageOptions;
   private readonly state: LogState;
   private readonly writer: WalWriter;
   private pending: WalRecord[] = [];
@@ -175,18 +264,43 @@ export class FileRaftStorage implements PersistentRaftStorage {
   private syncing: Promise<void> = Promise.resolve();
   private syncs = 0;
   private closed = false;
+  /** The watermark on disk (undefined before the first one is written). */
+  private watermark: RaftWatermark | undefined;
+  /**
+   * The one watermark write in flight. Raises requested meanwhile are not queued: the write
+   * loop picks up the newest confirmed point when it finishes (bound 1, overflow coalesces).
+   */
+  private raising: Promise<void> | null = null;
+  /** A failed watermark write: like a failed WAL write, it poisons every later sync. */
+  private watermarkFailure: unknown;
+  private watermarkWrites = 0;
 
-  private constructor(dir: string, recovery: WalRecovery, state: LogState, writer: WalWriter) {
+  private constructor(
+    dir: string,
+    recovery: WalRecovery,
+    state: LogState,
+    writer: WalWriter,
+    watermarkPath: string,
+    watermark: RaftWatermark | undefined,
+    options: FileRaftStorageOptions,
+  ) {
     this.dir = dir;
     this.recovery = recovery;
     this.state = state;
     this.writer = writer;
+    this.watermarkPath = watermarkPath;
+    this.watermark = watermark;
+    this.options = options;
   }
 
   /**
    * Opens (creating if needed) the storage in `dir`, replaying and verifying the WAL. Throws
-   * RDB_CHECKSUM_MISMATCH when the data on disk is damaged beyond a torn tail, and
-   * RDB_CONFIG_INVALID for bad options. One process per dir: nothing here locks it.
+   * RDB_STORAGE_CORRUPT when the data on disk is damaged beyond a torn tail, RDB_STORAGE_LOST
+   * when the WAL ends before what its watermark vouches for (or a segment is all zeros),
+   * RDB_STORAGE_FULL / _DENIED / _IO naming the file when the file system fails, and
+   * RDB_CONFIG_INVALID for bad options or another node's storage. Everything is checked
+   * before anything is written: a refused open leaves the files as they were. One process
+   * per dir: nothing here locks it.
    */
   static async open(dir: string, options: FileRaftStorageOptions = {}): Promise<FileRaftStorage> {
     const segmentBytesTarget = options.segmentBytesTarget ?? WAL_SEGMENT_BYTES_DEFAULT;
@@ -200,11 +314,40 @@ export class FileRaftStorage implements PersistentRaftStorage {
         `raft storage: segmentBytesTarget ${segmentBytesTarget} is outside ${WAL_SEGMENT_BYTES_MIN}..${WAL_SEGMENT_BYTES_MAX}`,
       );
     }
-    const created = await mkdir(dir, { recursive: true });
-    if (created !== undefined) await fsyncDir(dirname(created));
+    const watermarkPath = options.watermarkPath ?? join(dir, WATERMARK_FILE_NAME);
+    const watermark = await readWatermark(watermarkPath);
+    const nodeId = options.nodeId;
+    if (
+      watermark !== undefined &&
+      nodeId !== undefined &&
+      watermark.nodeId !== '' &&
+      watermark.nodeId !== nodeId
+    ) {
+      throw new RdbnetError(
+        ErrorCode.ConfigInvalid,
+        `raft storage ${dir} belongs to node '${watermark.nodeId}' (says ${watermarkPath}), not '${nodeId}'`,
+        {
+          hint: `start it with --id ${watermark.nodeId}, or use another --data-dir for a new node`,
+        },
+      );
+    }
 
     const state = new LogState();
-    const recovered = await recoverWal(dir, (record) => state.replay(record));
+    let recovered: RecoveredWal;
+    if (await isDirectory(dir)) {
+      recovered = await recoverWal(dir, (record) => state.replay(record));
+    } else {
+      if (watermark !== undefined && watermark.seq > 0) {
+        throw walLost(
+          `${dir} is missing, but ${watermarkPath} says the WAL held ${describeWatermark(watermark)}`,
+        );
+      }
+      const created = await onFile(dir, 'create', () => mkdir(dir, { recursive: true }));
+      if (created !== undefined) {
+        await onFile(dirname(created), 'sync', () => fsyncDir(dirname(created)));
+      }
+      recovered = await recoverWal(dir, (record) => state.replay(record));
+    }
     for (let i = 0; i < state.log.length; i++) {
       if (state.log[i] === undefined) {
         throw walCorrupt(
@@ -212,13 +355,43 @@ export class FileRaftStorage implements PersistentRaftStorage {
         );
       }
     }
+    if (watermark !== undefined && recovered.nextSeq - 1 < watermark.seq) {
+      throw walLost(
+        `${describeWalEnd(dir, recovered)}, but ${watermarkPath} says it held ${describeWatermark(watermark)}: ` +
+          'the WAL was emptied, truncated or removed',
+      );
+    }
     state.setSnapshot(state.snapshotRef, await readSnapshotData(dir, state.snapshotRef));
+
+    // Everything checked: from here on the dir is repaired and written to.
+    if (recovered.recovery.tornTail !== undefined) {
+      await truncateTornTail(dir, recovered.recovery.tornTail);
+    }
     recovered.recovery.removedFiles = await removeStaleFiles(
       dir,
       snapshotFileName(state.snapshotRef),
     );
+    recovered.recovery.watermarkMissing = watermark === undefined && recovered.nextSeq > 1;
+    await removeWatermarkTemp(watermarkPath);
     const writer = await WalWriter.open(dir, recovered, segmentBytesTarget);
-    return new FileRaftStorage(dir, recovered.recovery, state, writer);
+    const storage = new FileRaftStorage(
+      dir,
+      recovered.recovery,
+      state,
+      writer,
+      watermarkPath,
+      watermark,
+      options,
+    );
+    // A data dir without a watermark (or with one a crash left behind) gets one now, from
+    // what the WAL proves; open() waits for it, so a failed write fails the open.
+    storage.raiseWatermark();
+    await storage.raising;
+    if (storage.watermarkFailure !== undefined) {
+      await writer.close();
+      throw storage.watermarkFailure;
+    }
+    return storage;
   }
 
   // ---------------------------------------------------------------- RaftStorage (reads)
@@ -334,7 +507,7 @@ export class FileRaftStorage implements PersistentRaftStorage {
    * Writes everything since the last sync as one batch and fdatasyncs it; resolves when it
    * is durable. Batches are written one at a time in call order. After a failed write or
    * fsync every later sync rejects too: what reached the disk is unknown until a reopen
-   * recovers it.
+   * recovers it. A failed watermark write poisons the same way.
    */
   sync(): Promise<void> {
     this.checkOpen();
@@ -344,9 +517,41 @@ export class FileRaftStorage implements PersistentRaftStorage {
       this.pending = [];
       this.pendingFiles = [];
       this.syncs++;
-      this.syncing = this.syncing.then(() => this.writer.writeBatch(records, files));
+      this.syncing = this.syncing.then(async () => {
+        if (this.watermarkFailure !== undefined) throw this.watermarkFailure;
+        await this.writer.writeBatch(records, files);
+        // Off the batch's path: the watermark only vouches for what is durable already, so
+        // the Ready's messages need not wait for it.
+        this.raiseWatermark();
+      });
     }
     return this.syncing;
+  }
+
+  /**
+   * Moves the watermark up to the WAL's confirmed point (WalWriter.confirmed) when that is
+   * past it. One write at a time; a request during a write is served by the loop, with the
+   * newest point, when the write finishes.
+   */
+  private raiseWatermark(): void {
+    if (this.raising !== null || this.watermarkFailure !== undefined) return;
+    const loop = async () => {
+      for (;;) {
+        const point = this.writer.confirmed();
+        if (point === undefined || point.seq <= (this.watermark?.seq ?? 0)) return;
+        const next = watermarkAt(point, this.options, this.watermark);
+        await writeWatermark(this.watermarkPath, next);
+        this.watermark = next;
+        this.watermarkWrites++;
+      }
+    };
+    this.raising = loop()
+      .catch((error: unknown) => {
+        this.watermarkFailure = error;
+      })
+      .finally(() => {
+        this.raising = null;
+      });
   }
 
   createSnapshot(index: number, confState: ConfState, data: Uint8Array): Snapshot {
@@ -414,6 +619,8 @@ export class FileRaftStorage implements PersistentRaftStorage {
       snapshotFilesWritten: writer.snapshotFilesWritten,
       tornTailsTruncated: this.recovery.tornTail === undefined ? 0 : 1,
       pendingRecords: this.pending.length,
+      watermarkWrites: this.watermarkWrites,
+      watermarkSeq: this.watermark?.seq ?? 0,
     };
   }
 
@@ -425,6 +632,7 @@ export class FileRaftStorage implements PersistentRaftStorage {
     if (this.closed) return;
     this.closed = true;
     await this.syncing.catch(() => {});
+    await this.raising;
     await this.writer.close();
   }
 

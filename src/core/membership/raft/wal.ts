@@ -31,6 +31,7 @@ import { open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { assert, ErrorCode, RdbnetError } from '../../errors.ts';
+import { onFile } from '../../fs-errors.ts';
 import type { ConfState, Entry, HardState, SnapshotMetadata } from './types.ts';
 
 const MIB = 1024 * 1024;
@@ -148,12 +149,22 @@ export function emptyWalState(): WalState {
   };
 }
 
+/** What an operator can do about a damaged or lost Raft data dir. */
+const DAMAGED_HINT =
+  'do not start this node on it (it may have forgotten votes and entries): restore the whole data dir from a backup, ' +
+  'or remove this node from the cluster and re-add it with an empty data dir';
+
 /** Damage found on disk: the data dir cannot be trusted as it is. */
 export function walCorrupt(message: string, cause?: unknown): RdbnetError {
   return new RdbnetError(ErrorCode.StorageCorrupt, `raft wal: ${message}`, {
-    hint: 'the Raft data dir is damaged; restore it from a backup, or remove this node from the cluster and re-add it with an empty data dir',
+    hint: DAMAGED_HINT,
     cause,
   });
+}
+
+/** Records the data dir once held are gone (emptied, zeroed, truncated or removed files). */
+export function walLost(message: string): RdbnetError {
+  return new RdbnetError(ErrorCode.StorageLost, `raft wal: ${message}`, { hint: DAMAGED_HINT });
 }
 
 // ------------------------------------------------------------------ state along the stream
@@ -616,14 +627,16 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-async function writeFully(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
+async function writeFully(
+  handle: FileHandle,
+  path: string,
+  data: Uint8Array,
+  position: number,
+): Promise<void> {
   let done = 0;
   while (done < data.byteLength) {
-    const { bytesWritten } = await handle.write(
-      data,
-      done,
-      data.byteLength - done,
-      position + done,
+    const { bytesWritten } = await onFile(path, 'write', () =>
+      handle.write(data, done, data.byteLength - done, position + done),
     );
     assert(bytesWritten > 0, 'write() made no progress');
     done += bytesWritten;
@@ -644,7 +657,7 @@ export async function readSnapshotData(dir: string, ref: SnapshotRef): Promise<U
   if (bytes !== ref.dataBytes) {
     throw walCorrupt(`snapshot data file ${name} has ${bytes} bytes, expected ${ref.dataBytes}`);
   }
-  const data = await readFile(path);
+  const data = await onFile(path, 'read', () => readFile(path));
   if (crc32(data) !== ref.dataCrc) throw walCorrupt(`snapshot data file ${name}: bad checksum`);
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
@@ -678,6 +691,18 @@ export interface WalRecovery {
   tornTail: TornTail | undefined;
   /** Temp files and unreferenced snapshot files removed (leftovers of a crash). */
   removedFiles: string[];
+  /**
+   * The WAL held records but there was no watermark file (a data dir written before
+   * watermarks existed, the file removed, or a crash right after the first batch): one is
+   * written from the WAL. Set by FileRaftStorage.open.
+   */
+  watermarkMissing: boolean;
+}
+
+/** A point of the record stream: every record up to `seq`, and the state after them. */
+export interface WalPoint {
+  seq: number;
+  state: WalState;
 }
 
 export interface RecoveredWal {
@@ -687,6 +712,12 @@ export interface RecoveredWal {
   nextSeq: number;
   /** State after the last valid record. */
   state: WalState;
+  /**
+   * The end of the batch before the last one read: what a later batch proves durable (see
+   * watermark.ts). Undefined when no batch start was read (an empty WAL, or one whose first
+   * remaining segment starts inside the only batch it holds).
+   */
+  confirmed: WalPoint | undefined;
 }
 
 function parseSegmentName(name: string): { segmentSeq: number; firstSeq: number } | undefined {
@@ -699,34 +730,40 @@ function parseSegmentName(name: string): { segmentSeq: number; firstSeq: number 
 }
 
 /**
- * Reads every segment in order, verifies every record, hands each one that matters for
- * replay to `onRecord`, and repairs a torn tail. The rules:
+ * Reads every segment in order, verifies every record and hands each one that matters for
+ * replay to `onRecord`. It only reads: a torn tail it finds is reported in `tornTail`, and
+ * truncateTornTail repairs it once the caller has checked everything else (a refused open
+ * must leave the files as they were). The rules:
  *
  * - Damage (a short header, a length out of bounds, a record running past the end of the
  *   file, a checksum mismatch) in any segment but the last is corruption: a segment is
  *   fsynced before the next one is created, so everything in it was durable.
  * - Damage in the last segment is a torn write when nothing after it proves otherwise: the
- *   file is truncated at the damaged frame and the loss reported in `tornTail`. What proves
- *   otherwise is an intact frame after the damage that belongs to a later batch than the
- *   damaged one (its batch starts after the damaged seq): batches are written only after the
- *   previous sync completed, so the damaged record had been acknowledged — a hard error.
+ *   file is to be truncated at the damaged frame, the loss reported in `tornTail`. What
+ *   proves otherwise is an intact frame after the damage that belongs to a later batch than
+ *   the damaged one (its batch starts after the damaged seq): batches are written only after
+ *   the previous sync completed, so the damaged record had been acknowledged — a hard error.
  *   Intact frames of the damaged record's own batch can follow it after a power loss (pages
  *   of one write reach the disk in any order); that batch was never acknowledged, so they
  *   are dropped with it.
+ * - A segment whose every byte is zero is not a torn write but a zeroed file: every segment
+ *   starts with a checkpoint whose length field is not zero, and a crash cuts the end of a
+ *   write short rather than turning a whole file into zeros (RDB_STORAGE_LOST).
  * - A frame whose checksum matches but which is out of place (seq or ordinal not following,
  *   no checkpoint at a segment start, an undecodable payload, an entry leaving a gap) was
  *   written that way; no crash produces it, so it is corruption wherever it is.
  *
  * A record acknowledged by the final sync before a crash and damaged afterwards (bit rot in
  * the last batch) is indistinguishable from a torn write and is truncated too: telling them
- * apart would cost a second fsync per batch.
+ * apart would cost a second fsync per batch. (The watermark, watermark.ts, claims only
+ * records a later batch proved durable, for the same reason.)
  */
 export async function recoverWal(
   dir: string,
   onRecord: (record: WalRecord) => void,
 ): Promise<RecoveredWal> {
   const segments: (SegmentInfo & { firstSeq: number })[] = [];
-  const names = await readdir(dir);
+  const names = await onFile(dir, 'read', () => readdir(dir));
   for (const name of names) {
     const parsed = parseSegmentName(name);
     if (parsed !== undefined) segments.push({ name, ...parsed, indexMax: 0 });
@@ -751,17 +788,19 @@ export async function recoverWal(
     records: 0,
     tornTail: undefined,
     removedFiles: [],
+    watermarkMissing: false,
   };
   let state = emptyWalState();
   let lastSeq = 0;
   let lastOrdinal: number | undefined;
   let lastSegmentBytes = 0;
+  let confirmed: WalPoint | undefined;
 
   for (let s = 0; s < segments.length; s++) {
     const segment = segments[s]!;
     const isLast = s === segments.length - 1;
     const path = join(dir, segment.name);
-    const size = (await stat(path)).size;
+    const size = (await onFile(path, 'read', () => stat(path))).size;
     if (size > SEGMENT_FILE_BYTES_MAX) {
       throw walCorrupt(`segment ${segment.name} has ${size} bytes, more than any segment written`);
     }
@@ -772,13 +811,18 @@ export async function recoverWal(
         `segment ${segment.name} starts at record ${segment.firstSeq}, not ${lastSeq + 1}`,
       );
     }
-    const buf = await readFile(path);
+    const buf = await onFile(path, 'read', () => readFile(path));
     let pos = 0;
     while (pos < buf.length) {
       const header = peekHeader(buf, pos);
       if (typeof header === 'string' || !crcMatches(buf, pos, header.bodyBytes)) {
         const reason: TornReason = typeof header === 'string' ? header : 'checksum';
         const where = `segment ${segment.name} offset ${pos}`;
+        if (pos === 0 && buf.every((byte) => byte === 0)) {
+          throw walLost(
+            `${path} is ${buf.length} zero bytes: the segment was zeroed after it was written (a crash cuts a write short, it does not zero a whole segment)`,
+          );
+        }
         if (!isLast) throw walCorrupt(`${where}: ${reason} in a sealed segment`);
         const after = framesAfterDamage(buf, pos + 1, lastSeq);
         const later = after.find((frame) => frame.seq - frame.ordinal > lastSeq + 1);
@@ -797,13 +841,6 @@ export async function recoverWal(
           reason,
           framesDropped: after.length,
         };
-        const handle = await open(path, 'r+');
-        try {
-          await handle.truncate(pos);
-          await handle.datasync();
-        } finally {
-          await handle.close();
-        }
         break;
       }
       const where = `segment ${segment.name} record ${header.seq}`;
@@ -827,6 +864,13 @@ export async function recoverWal(
       } catch (error) {
         if (error instanceof PayloadError) throw walCorrupt(`${where}: ${error.message}`, error);
         throw error;
+      }
+      if (header.ordinal === 0) {
+        // A batch starts here, so everything before it was synced before this was written.
+        // A checkpoint opening a batch holds the state before it (the first remaining
+        // segment's checkpoint replaces the empty state this loop started from).
+        const before = record.kind === 'checkpoint' ? record.state : state;
+        confirmed = { seq: header.seq - 1, state: before };
       }
       if (record.kind === 'checkpoint') {
         if (s === 0) {
@@ -860,7 +904,20 @@ export async function recoverWal(
     lastSegmentBytes,
     nextSeq: lastSeq + 1,
     state,
+    confirmed: confirmed !== undefined && confirmed.seq > 0 ? confirmed : undefined,
   };
+}
+
+/** Cuts the torn tail recoverWal reported off its segment, durably. */
+export async function truncateTornTail(dir: string, tornTail: TornTail): Promise<void> {
+  const path = join(dir, tornTail.segment);
+  const handle = await onFile(path, 'write', () => open(path, 'r+'));
+  try {
+    await onFile(path, 'truncate', () => handle.truncate(tornTail.offset));
+    await onFile(path, 'sync', () => handle.datasync());
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Removes temp files and snapshot files other than `keep` (leftovers of a crash). */
@@ -872,10 +929,11 @@ export async function removeStaleFiles(dir: string, keep: string | undefined): P
       ? SNAPSHOT_NAME.test(name.slice(0, -TEMP_SUFFIX.length))
       : SNAPSHOT_NAME.test(name) && name !== keep;
     if (!stale) continue;
-    await unlink(join(dir, name));
+    const path = join(dir, name);
+    await onFile(path, 'remove', () => unlink(path));
     removed.push(name);
   }
-  if (removed.length > 0) await fsyncDir(dir);
+  if (removed.length > 0) await onFile(dir, 'sync', () => fsyncDir(dir));
   return removed;
 }
 
@@ -909,6 +967,8 @@ export class WalWriter {
   private nextSeq: number;
   /** State after every record written so far: the next checkpoint. */
   private state: WalState;
+  /** The end of the batch before the last one written: proven durable by the last one. */
+  private confirmedPoint: WalPoint | undefined;
   private readonly snapshotFiles: Set<string>;
   /** After a failed write or fsync nothing is known about what reached the disk. */
   private failure: unknown;
@@ -929,6 +989,7 @@ export class WalWriter {
     activeBytes: number,
     nextSeq: number,
     state: WalState,
+    confirmed: WalPoint | undefined,
   ) {
     this.dir = dir;
     this.segmentBytesTarget = segmentBytesTarget;
@@ -937,6 +998,7 @@ export class WalWriter {
     this.activeBytes = activeBytes;
     this.nextSeq = nextSeq;
     this.state = state;
+    this.confirmedPoint = confirmed;
     const current = snapshotFileName(state.snapshot);
     this.snapshotFiles = new Set(current === undefined ? [] : [current]);
   }
@@ -952,12 +1014,14 @@ export class WalWriter {
     let handle: FileHandle;
     if (segments.length === 0) {
       const name = segmentFileName(1, recovered.nextSeq);
-      handle = await open(join(dir, name), 'wx');
-      await fsyncDir(dir);
+      const path = join(dir, name);
+      handle = await onFile(path, 'create', () => open(path, 'wx'));
+      await onFile(dir, 'sync', () => fsyncDir(dir));
       segments.push({ name, segmentSeq: 1, indexMax: 0 });
       activeBytes = 0;
     } else {
-      handle = await open(join(dir, segments.at(-1)!.name), 'r+');
+      const path = join(dir, segments.at(-1)!.name);
+      handle = await onFile(path, 'write', () => open(path, 'r+'));
     }
     return new WalWriter(
       dir,
@@ -967,11 +1031,24 @@ export class WalWriter {
       activeBytes,
       recovered.nextSeq,
       recovered.state,
+      recovered.confirmed,
     );
   }
 
   segmentCount(): number {
     return this.segments.length;
+  }
+
+  /**
+   * Every record up to the end of the batch before the last completed one, and the state
+   * there: what a torn-tail recovery can no longer drop (see watermark.ts).
+   */
+  confirmed(): WalPoint | undefined {
+    return this.confirmedPoint;
+  }
+
+  private activePath(): string {
+    return join(this.dir, this.segments.at(-1)!.name);
   }
 
   /**
@@ -984,9 +1061,10 @@ export class WalWriter {
     snapshotFiles: readonly SnapshotFileWrite[],
   ): Promise<void> {
     if (this.failure !== undefined) throw this.failure;
+    const before: WalPoint = { seq: this.nextSeq - 1, state: this.state };
     try {
       for (const file of snapshotFiles) await this.writeSnapshotFile(file);
-      if (snapshotFiles.length > 0) await fsyncDir(this.dir);
+      if (snapshotFiles.length > 0) await onFile(this.dir, 'sync', () => fsyncDir(this.dir));
       let chunks: Buffer[] = [];
       let chunkBytes = 0;
       let ordinal = 0;
@@ -1023,9 +1101,10 @@ export class WalWriter {
         }
       }
       await this.flush(chunks, chunkBytes);
-      await this.handle.datasync();
+      await onFile(this.activePath(), 'sync', () => this.handle.datasync());
       this.stats.batches++;
       this.stats.records += ordinal;
+      if (before.seq > 0) this.confirmedPoint = before;
       await this.dropObsolete();
     } catch (error) {
       this.failure = error;
@@ -1040,7 +1119,7 @@ export class WalWriter {
   private async flush(chunks: Buffer[], bytes: number): Promise<void> {
     if (bytes === 0) return;
     const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes);
-    await writeFully(this.handle, data, this.activeBytes);
+    await writeFully(this.handle, this.activePath(), data, this.activeBytes);
     this.activeBytes += bytes;
     this.stats.bytes += bytes;
   }
@@ -1053,12 +1132,13 @@ export class WalWriter {
       );
     }
     // Sealed before the next segment exists: recovery relies on that ordering.
-    await this.handle.datasync();
+    await onFile(this.activePath(), 'sync', () => this.handle.datasync());
     await this.handle.close();
     const segmentSeq = this.segments.at(-1)!.segmentSeq + 1;
     const name = segmentFileName(segmentSeq, this.nextSeq);
-    this.handle = await open(join(this.dir, name), 'wx');
-    await fsyncDir(this.dir);
+    const path = join(this.dir, name);
+    this.handle = await onFile(path, 'create', () => open(path, 'wx'));
+    await onFile(this.dir, 'sync', () => fsyncDir(this.dir));
     this.segments.push({ name, segmentSeq, indexMax: 0 });
     this.activeBytes = 0;
     this.stats.segmentsCreated++;
@@ -1068,14 +1148,15 @@ export class WalWriter {
     const name = snapshotFileName(file.ref);
     if (name === undefined) return;
     const temp = join(this.dir, `${name}${TEMP_SUFFIX}`);
-    const handle = await open(temp, 'w');
+    const handle = await onFile(temp, 'create', () => open(temp, 'w'));
     try {
-      await writeFully(handle, file.data, 0);
-      await handle.datasync();
+      await writeFully(handle, temp, file.data, 0);
+      await onFile(temp, 'sync', () => handle.datasync());
     } finally {
       await handle.close();
     }
-    await rename(temp, join(this.dir, name));
+    const path = join(this.dir, name);
+    await onFile(path, 'rename', () => rename(temp, path));
     this.snapshotFiles.add(name);
     this.stats.snapshotFilesWritten++;
   }
@@ -1083,10 +1164,11 @@ export class WalWriter {
   /** Runs after the batch is durable, so the compaction it relies on is durable too. */
   private async dropObsolete(): Promise<void> {
     while (this.segments.length > 1 && this.segments[0]!.indexMax <= this.state.offsetIndex) {
-      await unlink(join(this.dir, this.segments[0]!.name));
+      const path = join(this.dir, this.segments[0]!.name);
+      await onFile(path, 'remove', () => unlink(path));
       // One at a time, durably: an older segment reappearing after a crash without the one
       // after it would leave a hole that recovery must refuse.
-      await fsyncDir(this.dir);
+      await onFile(this.dir, 'sync', () => fsyncDir(this.dir));
       this.segments.shift();
       this.stats.segmentsDeleted++;
     }
@@ -1094,7 +1176,8 @@ export class WalWriter {
     for (const name of [...this.snapshotFiles]) {
       if (name === keep) continue;
       // Not synced: an old snapshot file that survives a crash is removed at the next open.
-      await unlink(join(this.dir, name));
+      const path = join(this.dir, name);
+      await onFile(path, 'remove', () => unlink(path));
       this.snapshotFiles.delete(name);
     }
   }
