@@ -60,6 +60,15 @@ export interface NodeConfig {
    */
   deadVoterRemoveAfterMs: number;
   /**
+   * A node id is held by its live process: another process claiming it at another address
+   * is refused (RDB_ID_IN_USE at join; its gossip ignored) until gossip has reported the
+   * holder `dead` or `left` continuously for this long. A restart on the same address is
+   * never held back. Also gossip's window for taking an id at a new address (SWIM
+   * deadReclaimMs). Keep it below gossip's tombstone time (60 s on lan timings). Default:
+   * the gossip preset's deadReclaimMs — lan 5000 ms, wan 30000 ms, local 2000 ms.
+   */
+  idReclaimAfterMs: number;
+  /**
    * Gossip (SWIM) timings: `lan` (default; crash seen dead in about 2-3 s, 2 s stalls
    * tolerated), `wan` (RTTs up to about 300 ms, 5 s stalls tolerated), `local` (loopback,
    * 1 s stalls). Every node of a cluster should use the same preset.
@@ -85,6 +94,7 @@ export interface NodeConfigFile {
   join?: string[] | string;
   bootstrapExpect?: number;
   deadVoterRemoveAfterMs?: number;
+  idReclaimAfterMs?: number;
   gossipPreset?: string;
 }
 
@@ -102,6 +112,7 @@ const FILE_KEYS = new Set([
   'join',
   'bootstrapExpect',
   'deadVoterRemoveAfterMs',
+  'idReclaimAfterMs',
   'gossipPreset',
 ]);
 
@@ -180,6 +191,7 @@ export function resolveNodeConfig(
       `bootstrap-expect must be 1..64, got ${bootstrapExpect}`,
     );
   }
+  const gossipPreset = gossipPresetOf(pick('gossipPreset'));
   const config: NodeConfig = {
     id: id === undefined ? undefined : validateName('node id', id),
     cluster: validateName('cluster name', pick('cluster') ?? DEFAULT_CLUSTER),
@@ -195,7 +207,8 @@ export function resolveNodeConfig(
     join,
     bootstrapExpect,
     deadVoterRemoveAfterMs: pick('deadVoterRemoveAfterMs') ?? DEAD_VOTER_REMOVE_AFTER_MS_DEFAULT,
-    gossipPreset: gossipPresetOf(pick('gossipPreset')),
+    idReclaimAfterMs: pick('idReclaimAfterMs') ?? SWIM_PRESETS[gossipPreset].deadReclaimMs,
+    gossipPreset,
   };
   if (!(config.shutdownGraceMs > 0 && config.shutdownGraceMs <= 4500)) {
     throw new RdbnetError(
@@ -213,6 +226,18 @@ export function resolveNodeConfig(
     throw new RdbnetError(
       ErrorCode.ConfigInvalid,
       'deadVoterRemoveAfterMs must be an integer in 0..86400000 (0: never remove)',
+    );
+  }
+  if (
+    !(
+      Number.isInteger(config.idReclaimAfterMs) &&
+      config.idReclaimAfterMs >= 0 &&
+      config.idReclaimAfterMs <= 86_400_000
+    )
+  ) {
+    throw new RdbnetError(
+      ErrorCode.ConfigInvalid,
+      'idReclaimAfterMs must be an integer in 0..86400000',
     );
   }
   if (!(Number.isInteger(config.connectionsMax) && config.connectionsMax > 0)) {

@@ -36,7 +36,13 @@ import { SOFTWARE_VERSION } from '../version.ts';
 import { NodeCertificates } from './certificates.ts';
 import { loadNodeCredentials } from './credentials.ts';
 import { lockDataDir, readOrCreateNodeRecord } from './data-dir.ts';
-import { gossipCounters, gossipKeyringPath, loadNodeKeyring, NodeGossip } from './gossip.ts';
+import {
+  gossipCounters,
+  gossipKeyringPath,
+  loadNodeKeyring,
+  NodeGossip,
+  nodeAddressOf,
+} from './gossip.ts';
 
 export type NodeState = 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -123,6 +129,7 @@ export class RdbnetNode implements AdminSource {
         log,
         counters: node.counters,
         deadVoterRemoveAfterMs: config.deadVoterRemoveAfterMs,
+        idReclaimAfterMs: config.idReclaimAfterMs,
         // Gossip starts after the cluster service; until then there is no view.
         onSeeds: (seeds) => {
           node.gossip?.driver.join(seeds).catch((error: unknown) => {
@@ -137,6 +144,7 @@ export class RdbnetNode implements AdminSource {
             id: member.id,
             state: member.state,
             inStateMs: now - member.stateChangedAtMs,
+            address: nodeAddressOf(member),
           }));
         },
       });
@@ -152,6 +160,8 @@ export class RdbnetNode implements AdminSource {
           keyring,
           keyringPath: config.insecure ? null : gossipKeyringPath(config.certsDir),
           preset: config.gossipPreset,
+          advertise: node.address,
+          deadReclaimMs: config.idReclaimAfterMs,
           clusterId,
           // A restarted member also knows its peers from the Raft configuration.
           seeds: [...new Set([...(config.join ?? []), ...node.clusterService.memberAddresses()])],
