@@ -10,7 +10,9 @@
  *     node's gossip and a voter at its own address in every node's `cluster status`;
  * (d) the real n2 restarted on its data dir, on the same address, is back at once; restarted
  *     on another port, its new address is taken once the old one has been gone for the
- *     reclaim window.
+ *     reclaim window;
+ * (b) a clean stop (SIGTERM) of n3 — gossip calls it left, Raft still lists it as a voter —
+ *     makes `health` degraded (exit 1); a second stop makes it critical (exit 2).
  */
 import assert from 'node:assert/strict';
 import { cp, rm } from 'node:fs/promises';
@@ -249,5 +251,59 @@ describe('Raft membership requires gossip membership', () => {
     console.log(
       `# n2 moved to ${moved.address}: member there everywhere after ${Math.round(performance.now() - began)} ms`,
     );
+  });
+
+  test('(b) a clean stop of a voter makes health degraded (exit 1); a second one critical (exit 2)', async () => {
+    const watcher = nodes.get('n1')!;
+    const healthy = await runCli(['health', '--json', '--node', watcher.address], env());
+    assert.equal(healthy.code, 0, describeResult(healthy));
+
+    const n3 = nodes.get('n3')!;
+    const stopped = await n3.stop();
+    assert.equal(stopped.code, 0, n3.stderr());
+    const degraded = await until(
+      'health exit 1 with n3 left',
+      async () => {
+        const result = await runCli(['health', '--json', '--node', watcher.address], env());
+        return result.code === 1 ? result : undefined;
+      },
+      15_000,
+    );
+    const report = parseJson<{
+      status: string;
+      quorum: boolean;
+      nodes: { id: string; state: string; problems: string[] }[];
+    }>(degraded);
+    assert.equal(report.status, 'degraded');
+    assert.equal(report.quorum, true);
+    const entry = report.nodes.find((node) => node.id === 'n3');
+    assert.equal(entry?.state, 'left', JSON.stringify(report));
+    assert.ok(
+      entry.problems.some((problem) => /voter/.test(problem)),
+      JSON.stringify(entry),
+    );
+    // Raft still counts it a voter: that is why health may not call the cluster healthy.
+    const view = await cli<{ members: { id: string; voter: boolean }[] }>([
+      'cluster',
+      'status',
+      '--node',
+      watcher.address,
+    ]);
+    assert.equal(view.members.find((member) => member.id === 'n3')?.voter, true);
+
+    const n2 = nodes.get('n2')!;
+    n2.child.kill('SIGINT');
+    await new Promise((resolve) => n2.child.once('exit', resolve));
+    const critical = await until(
+      'health exit 2',
+      async () => {
+        const result = await runCli(['health', '--json', '--node', watcher.address], env());
+        return result.code === 2 ? result : undefined;
+      },
+      15_000,
+    );
+    const last = parseJson<{ status: string; quorum: boolean }>(critical);
+    assert.equal(last.status, 'critical');
+    assert.equal(last.quorum, false);
   });
 });
