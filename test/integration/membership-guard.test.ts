@@ -13,6 +13,8 @@
  *     reclaim window;
  * (b) a clean stop (SIGTERM) of n3 — gossip calls it left, Raft still lists it as a voter —
  *     makes `health` degraded (exit 1); a second stop makes it critical (exit 2).
+ * Then, on three other nodes, (e) `cluster bootstrap --expect 3` with one of them under
+ * another gossip key does not found a cluster with it: it times out naming that node.
  */
 import assert from 'node:assert/strict';
 import { cp, rm } from 'node:fs/promises';
@@ -81,6 +83,17 @@ async function members(node: NodeProcess): Promise<MembersReply['members']> {
 const ids = ['n1', 'n2', 'n3'];
 const cluster = (): NodeProcess[] => ids.map((id) => nodes.get(id)!);
 
+/** A certificates dir with the cluster's CA and a node certificate for `id`, but another
+ * gossip keyring. */
+async function outsiderCerts(id: string): Promise<string> {
+  const certs = join(home.dir, `outsider-certs-${id}`);
+  await cp(join(home.dir, 'certs'), certs, { recursive: true });
+  await rm(join(certs, 'gossip.keyring'));
+  await cli(['certs', 'issue', '--node-id', id, '--certs-dir', certs]);
+  await saveKeyring(join(certs, 'gossip.keyring'), Keyring.generate());
+  return certs;
+}
+
 /** Resolves when every node of the cluster has `id` alive at `address` in gossip and as a
  * voter at `address` in its applied configuration; throws saying where not. */
 async function memberEverywhere(id: string, address: string): Promise<true> {
@@ -128,11 +141,7 @@ after(async () => {
 describe('Raft membership requires gossip membership', () => {
   test('(a) a node under another gossip key is refused with the reason, never a member', async () => {
     // Same CA (its TLS and its join request are accepted), another gossip keyring.
-    const certs = join(home.dir, 'outsider-certs');
-    await cp(join(home.dir, 'certs'), certs, { recursive: true });
-    await rm(join(certs, 'gossip.keyring'));
-    await cli(['certs', 'issue', '--node-id', 'x4', '--certs-dir', certs]);
-    await saveKeyring(join(certs, 'gossip.keyring'), Keyring.generate());
+    const certs = await outsiderCerts('x4');
 
     const seeds = cluster()
       .map((node) => node.address)
@@ -305,5 +314,30 @@ describe('Raft membership requires gossip membership', () => {
     const last = parseJson<{ status: string; quorum: boolean }>(critical);
     assert.equal(last.status, 'critical');
     assert.equal(last.quorum, false);
+  });
+});
+
+describe('founding voters are gossip members', () => {
+  test('(e) bootstrap --expect 3 with a node under another gossip key times out naming it', async () => {
+    const b1 = await start('b1', '');
+    const b2 = await start('b2', b1.address);
+    const b3 = await start('b3', b1.address, ['--certs-dir', await outsiderCerts('b3')]);
+    const result = await runCli(
+      ['cluster', 'bootstrap', '--expect', '3', '--wait', '4000', '--json', '--node', b1.address],
+      env(),
+      30_000,
+    );
+    assert.equal(result.code, 1, describeResult(result));
+    const { error } = parseJson<{ error: { code: string; message: string } }>(result);
+    assert.equal(error.code, 'RDB_REQUEST_TIMEOUT');
+    assert.match(
+      error.message,
+      /only 2 of 3 nodes found .*\(b1, b2\); not alive in gossip here: b3/,
+    );
+    console.log(`# bootstrap refused: ${error.message}`);
+    for (const node of [b1, b2, b3]) {
+      const reply = await status(node);
+      assert.equal(reply.members.length, 0, `${node.info.id} is in a cluster`);
+    }
   });
 });
