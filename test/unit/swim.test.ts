@@ -538,6 +538,49 @@ describe('SWIM scenarios', () => {
     assert.equal(net.swim('b').selfConflict, undefined);
   });
 
+  test('a leave under way is dropped when the process learns the members know its id elsewhere', () => {
+    // One machine fed by hand: "b" at b2:1, which knows c (from c's gossip) and has begun to
+    // leave when a's state arrives, listing b alive at b:1.
+    let now = 0;
+    const b = new Swim({
+      self: { id: 'b', address: 'b2:1' },
+      clock: { nowMs: () => now, wallMs: () => now },
+      random: seededRandom(SEED),
+    });
+    const alive = (id: string, address: string) => ({
+      id,
+      address,
+      meta: new Uint8Array(0),
+      incarnation: 0,
+      state: 'alive' as const,
+    });
+    b.receive('c:1', encodeMessages([{ type: 'alive', ...alive('c', 'c:1') }]), 'udp');
+    b.takeOutbox();
+    b.leave();
+    assert.equal(b.leftComplete, false, 'a leave to announce to c');
+    const state = {
+      type: 'push-pull' as const,
+      join: false,
+      reply: true,
+      fromAddress: 'a:1',
+      members: [alive('a', 'a:1'), alive('b', 'b:1'), alive('c', 'c:1')],
+    };
+    b.receive('a:1', encodePushPull(state, SWIM_LAN).bytes, 'stream');
+    assert.deepEqual(b.selfConflict, { address: 'b:1', incarnation: 0 });
+    const sent: string[] = [];
+    for (; now < 3000; now += 10) {
+      b.tick();
+      for (const packet of b.takeOutbox()) {
+        if (packet.via !== 'udp') continue;
+        for (const message of decodeDatagram(packet.bytes, SWIM_LAN)) {
+          if ('id' in message && message.id === 'b') sent.push(`${message.type} b to ${packet.to}`);
+        }
+      }
+    }
+    assert.deepEqual(sent, [], 'nothing about b left this process');
+    assert.equal(b.leftComplete, true);
+  });
+
   test('a node restarted at a new address before the reclaim window ends is taken there after it', () => {
     const net = threeNodes();
     net.crash('c');

@@ -1428,6 +1428,9 @@ export class Swim {
       if (this.known) return; // the incumbent: onAlive refutes the claim
       if (this.conflict?.address !== entry.address) this.stats.selfConflicts++;
       this.conflict = { address: entry.address, incarnation: entry.incarnation };
+      // Whatever we still meant to say about our id (our alive, a leave already under way)
+      // would be taken as news about the other process.
+      this.queue.forget(this.self.id);
     } else if (this.conflict?.address === entry.address) {
       this.conflict = undefined;
     }
