@@ -38,8 +38,11 @@ export default class Health extends RdbnetCommand<HealthResult> {
   static override summary = 'Cluster health as seen by a node.';
   static override description =
     'One entry per gossip member the node knows (state alive, suspect, dead or left; phi, time since its last ack, score), ' +
-    'or the node alone when it knows no other. Healthy: every member alive and a quorum of the Raft voters alive; ' +
-    'degraded: some member suspect or dead (or a certificate expiring soon) but the quorum held; critical: no quorum, or the node itself is not serving. ' +
+    'plus one in state missing per Raft voter gossip does not know, or the node alone when it knows no other. ' +
+    'Healthy: every member alive and every Raft voter alive in gossip; ' +
+    'degraded: some member suspect or dead, some voter not alive in gossip (suspect, dead, left after a clean stop, or missing), ' +
+    'or a certificate expiring soon, but the quorum held; ' +
+    'critical: the voters alive in gossip are not a majority of the voters, or the node itself is not serving. ' +
     'Exit codes follow the monitoring-plugin convention, so this command can serve as a Nagios/Icinga/Sensu check: ' +
     '0 healthy, 1 degraded, 2 critical, 3 unknown (the node could not be reached or asked).';
   static override examples = [

@@ -40,6 +40,12 @@ export const ErrorCode = {
   NotMember: 'RDB_NOT_MEMBER',
   /** A membership change would leave the voters without a live quorum (see --force). */
   QuorumAtRisk: 'RDB_QUORUM_AT_RISK',
+  /** A join refused: the node is not alive in the leader's gossip view (another gossip key,
+   * UDP blocked) within the wait; Raft members must be gossip members. */
+  JoinNotInGossip: 'RDB_JOIN_NOT_IN_GOSSIP',
+  /** The node id is held by another live process (or one gone for less than the reclaim
+   * window) at another address. */
+  IdInUse: 'RDB_ID_IN_USE',
   // local configuration and files
   ConfigInvalid: 'RDB_CONFIG_INVALID',
   /** Damage found in a node's on-disk state (a Raft log record that fails its checksum, say). */

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import * as nodeConfig from '../../src/core/config/node-config.ts';
 import { ErrorCode, isRdbnetError } from '../../src/core/errors.ts';
+import { SWIM_PRESETS } from '../../src/core/membership/swim/index.ts';
 
 /** A clean environment: only what a test sets decides. */
 const HOME_ENV = { RDBNET_HOME: '/tmp/rdbnet-unit-home' };
@@ -381,3 +382,25 @@ function leafPaths(value: object, prefix = ''): string[] {
   }
   return out;
 }
+
+describe('idReclaimAfterMs', () => {
+  test('defaults to the preset gossip reclaim time', () => {
+    assert.equal(nodeConfig.resolveNodeConfig({}, {}, HOME_ENV).idReclaimAfterMs, 5000);
+    for (const preset of ['lan', 'wan', 'local'] as const) {
+      assert.equal(
+        nodeConfig.resolveNodeConfig({}, { preset }, HOME_ENV).idReclaimAfterMs,
+        SWIM_PRESETS[preset].deadReclaimMs,
+      );
+    }
+  });
+
+  test('a config file sets it; bad values are refused naming it', () => {
+    const set = (value: number) =>
+      nodeConfig.resolveNodeConfig({}, { idReclaimAfterMs: value }, HOME_ENV).idReclaimAfterMs;
+    assert.equal(set(0), 0);
+    assert.equal(set(12_000), 12_000);
+    for (const bad of [-1, 1.5, 86_400_001]) {
+      assert.throws(() => set(bad), refused('idReclaimAfterMs', /file/));
+    }
+  });
+});

@@ -31,6 +31,7 @@ const str = (b: Uint8Array) => new TextDecoder().decode(b);
 
 interface Node {
   swim: Swim;
+  address: string;
   paused: boolean;
   crashed: boolean;
   wakeAt: number;
@@ -63,29 +64,38 @@ class Net {
     return this.queue.clock.nowMs();
   }
 
-  add(id: string, seeds: string[] = [], meta = new Uint8Array(0)): Swim {
+  /** A node `id`; `as` runs it under another name and address (a second process claiming
+   * the same id, or the same node restarted elsewhere). */
+  add(
+    id: string,
+    seeds: string[] = [],
+    meta = new Uint8Array(0),
+    as: { name: string; address: string } = { name: id, address: `${id}:7946` },
+  ): Swim {
+    const name = as.name;
     const swim = new Swim({
-      self: { id, address: `${id}:7946`, meta },
+      self: { id, address: as.address, meta },
       config: this.config,
       clock: this.queue.clock,
       random: seededRandom(this.seed + this.nodes.size * 7919 + id.length),
     });
     const node: Node = {
       swim,
+      address: as.address,
       paused: false,
       crashed: false,
       wakeAt: Number.POSITIVE_INFINITY,
       generation: 0,
-      events: this.nodes.get(id)?.events ?? [],
+      events: this.nodes.get(name)?.events ?? [],
     };
-    this.nodes.set(id, node);
+    this.nodes.set(name, node);
     for (const [net, via] of [
       [this.udp, 'udp'],
       [this.stream, 'stream'],
     ] as const) {
       net.setDown(swim.address, false);
       net.register(swim.address, (from, bytes) => {
-        if (node.paused || node.crashed || this.nodes.get(id) !== node) return;
+        if (node.paused || node.crashed || this.nodes.get(name) !== node) return;
         node.swim.receive(from, bytes, via);
         this.flush(node);
       });
@@ -169,13 +179,14 @@ class Net {
     return this.nodes.get(id)!.events;
   }
 
-  private setDown(id: string, down: boolean): void {
-    this.udp.setDown(`${id}:7946`, down);
-    this.stream.setDown(`${id}:7946`, down);
+  private setDown(name: string, down: boolean): void {
+    const address = this.nodes.get(name)!.address;
+    this.udp.setDown(address, down);
+    this.stream.setDown(address, down);
   }
 
   private flush(node: Node): void {
-    const from = node.swim.id;
+    const from = node.address.replace(/:7946$/, '');
     for (const packet of node.swim.takeOutbox()) {
       const to = packet.to.replace(/:7946$/, '');
       if (this.cuts.has(`${from}>${to}`)) continue;
@@ -496,6 +507,104 @@ describe('SWIM scenarios', () => {
       b: a=alive@0 b=alive@0 c=alive@1
       c: a=alive@0 b=alive@0 c=alive@1`);
     assert.deepEqual(net.events('a').slice(2), ['suspect c@0', 'dead c@0', 'join c@1']);
+  });
+
+  test('a second process claiming a live id at another address changes nothing, even by leaving', () => {
+    const net = threeNodes();
+    // Another process calls itself b, at b2, and joins through a.
+    const impostor = net.add('b', ['a'], new Uint8Array(0), { name: 'b2', address: 'b2:7946' });
+    net.run(2000);
+    for (const id of ['a', 'c']) {
+      const b = net.swim(id).member('b')!;
+      assert.equal(`${b.state} ${b.address}`, 'alive b:7946', `seed=${SEED}: ${id} sees b`);
+    }
+    assert.ok(net.swim('a').stats.addressConflicts > 0);
+    // Its leave must not make the real b left anywhere.
+    impostor.leave();
+    net.runUntil(() => impostor.leftComplete, 3000);
+    net.crash('b2');
+    net.run(5000);
+    net.expect(`
+      a: a=alive@0 b=alive@0 c=alive@0
+      b: a=alive@0 b=alive@0 c=alive@0
+      c: a=alive@0 b=alive@0 c=alive@0`);
+    assert.deepEqual(net.events('a'), ['join b@0', 'join c@0']);
+    // It had learned from a's state that the members know its id alive at b, and kept quiet:
+    // no refutation, and nothing to announce when leaving.
+    assert.deepEqual(impostor.selfConflict, { address: 'b:7946', incarnation: 0 });
+    assert.equal(impostor.stats.selfConflicts, 1);
+    assert.equal(impostor.incarnation, 0);
+    // The real b, known at its own address, is never in conflict.
+    assert.equal(net.swim('b').selfConflict, undefined);
+  });
+
+  test('a leave under way is dropped when the process learns the members know its id elsewhere', () => {
+    // One machine fed by hand: "b" at b2:1, which knows c (from c's gossip) and has begun to
+    // leave when a's state arrives, listing b alive at b:1.
+    let now = 0;
+    const b = new Swim({
+      self: { id: 'b', address: 'b2:1' },
+      clock: { nowMs: () => now, wallMs: () => now },
+      random: seededRandom(SEED),
+    });
+    const alive = (id: string, address: string) => ({
+      id,
+      address,
+      meta: new Uint8Array(0),
+      incarnation: 0,
+      state: 'alive' as const,
+    });
+    b.receive('c:1', encodeMessages([{ type: 'alive', ...alive('c', 'c:1') }]), 'udp');
+    b.takeOutbox();
+    b.leave();
+    assert.equal(b.leftComplete, false, 'a leave to announce to c');
+    const state = {
+      type: 'push-pull' as const,
+      join: false,
+      reply: true,
+      fromAddress: 'a:1',
+      members: [alive('a', 'a:1'), alive('b', 'b:1'), alive('c', 'c:1')],
+    };
+    b.receive('a:1', encodePushPull(state, SWIM_LAN).bytes, 'stream');
+    assert.deepEqual(b.selfConflict, { address: 'b:1', incarnation: 0 });
+    const sent: string[] = [];
+    for (; now < 3000; now += 10) {
+      b.tick();
+      for (const packet of b.takeOutbox()) {
+        if (packet.via !== 'udp') continue;
+        for (const message of decodeDatagram(packet.bytes, SWIM_LAN)) {
+          if ('id' in message && message.id === 'b') sent.push(`${message.type} b to ${packet.to}`);
+        }
+      }
+    }
+    assert.deepEqual(sent, [], 'nothing about b left this process');
+    assert.equal(b.leftComplete, true);
+  });
+
+  test('a node restarted at a new address before the reclaim window ends is taken there after it', () => {
+    const net = threeNodes();
+    net.crash('c');
+    net.runUntil(
+      () => net.swim('a').memberState('c') === 'dead' && net.swim('b').memberState('c') === 'dead',
+      5000,
+    );
+    // Back at c2 at once: a and b ignore its alive (c is dead for less than deadReclaimMs).
+    const moved = net.add('c', ['a'], new Uint8Array(0), { name: 'c2', address: 'c2:7946' });
+    net.run(1000);
+    assert.equal(net.swim('a').member('c')!.address, 'c:7946');
+    // Once the window is over, its probes make the members look again: it is taken at c2
+    // within a second, not at the next periodic push-pull (30 s).
+    const took = net.runUntil(
+      () =>
+        ['a', 'b'].every((id) => {
+          const c = net.swim(id).member('c')!;
+          return c.state === 'alive' && c.address === 'c2:7946';
+        }),
+      SWIM_LAN.deadReclaimMs + 5000,
+    );
+    assert.ok(took < SWIM_LAN.deadReclaimMs + 1000, `seed=${SEED}: taken at c2 after ${took} ms`);
+    assert.equal(moved.selfConflict, undefined);
+    assert.ok(net.swim('a').stats.movedSenderSyncs + net.swim('b').stats.movedSenderSyncs > 0);
   });
 
   test('a metadata update propagates with a new incarnation', () => {

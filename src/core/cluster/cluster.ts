@@ -8,6 +8,12 @@
  * States: `pending` (started with --join, no cluster yet: exchanging ids and addresses with
  * the seeds), `joining` (found an existing cluster, asking to be added), `member` (Raft
  * running), `left` (removed at its own request; the node then stops).
+ *
+ * Raft membership follows gossip membership (the `gossip` view of ClusterServiceInit): the
+ * leader adds a node only once its gossip has it alive (joinAsLeader), founding voters must
+ * be alive in the founder's gossip (bootstrap), a node id held by a live process cannot be
+ * taken by another address (idClaim), and a voter gossip reports dead or does not list is
+ * removed after deadVoterRemoveAfterMs when quorum stays safe (deadVoterToRemove).
  */
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -114,8 +120,22 @@ export const VOUCH_INTERVAL_MS = 1000;
 export const CONF_CHANGE_TIMINGS_MAX = 256;
 /** Between answering `cluster leave` and stopping, so the answer leaves first. */
 export const LEFT_EXIT_DELAY_MS = 150;
-/** How often the leader looks for voters gossip reports dead (see removeDeadVoter). */
+/** How often the leader looks for voters gossip reports dead (see removeDeadVoter), and how
+ * often every member notes which voters gossip does not list (see trackMissingVoters). */
 export const DEAD_VOTER_CHECK_MS = 1000;
+/**
+ * The leader adds a node only once its own gossip view has it alive at the address it asks
+ * to join with; it waits this long for that (the joiner's gossip join is under way), then
+ * refuses the join with RDB_JOIN_NOT_IN_GOSSIP (the joiner retries).
+ */
+export const JOIN_GOSSIP_WAIT_MS = 5000;
+const JOIN_GOSSIP_POLL_MS = 50;
+/** Joins waiting for gossip at once on a leader; more are refused with RDB_INFLIGHT_LIMIT. */
+export const JOIN_GOSSIP_WAITERS_MAX = 64;
+/** Default of ClusterServiceInit.idReclaimAfterMs (gossip's lan deadReclaimMs). */
+export const ID_RECLAIM_AFTER_MS_DEFAULT = 5000;
+/** A refused address change of a member is logged at most this often per member. */
+const ID_REFUSAL_LOG_INTERVAL_MS = 5000;
 /**
  * A cluster of at least this many voters is never shrunk below it by the automatic removal
  * of dead voters (an operator may still `cluster leave --force`); a smaller cluster keeps
@@ -161,36 +181,110 @@ export interface ClusterServiceInit {
   timeouts?: Partial<ClusterTimeouts>;
   clock?: Clock;
   /**
-   * A voter gossip reports `dead` continuously for longer than this is removed by the
-   * leader when quorum stays safe (see removeDeadVoter). Undefined or ≤ 0: never.
+   * A voter gossip reports `dead` (or does not list) continuously for longer than this is
+   * removed by the leader when quorum stays safe (see removeDeadVoter). Undefined or ≤ 0:
+   * never.
    */
   deadVoterRemoveAfterMs?: number;
+  /**
+   * Another process may take a member's id (at another address) only once gossip has
+   * reported the holder dead or left for this long (see idClaim). Default
+   * ID_RECLAIM_AFTER_MS_DEFAULT.
+   */
+  idReclaimAfterMs?: number;
   /** This node's gossip view of the members; null (or absent) while gossip does not run. */
   gossip?: () => readonly GossipLiveness[] | null;
   /** `cluster join --seeds` gave new seeds: gossip should join through them too. */
   onSeeds?: (seeds: readonly string[]) => void;
 }
 
-/** One member as gossip (SWIM) sees it, for the automatic removal of dead voters. */
+/**
+ * One member as gossip (SWIM) sees it: for joins (a node joins only once alive in gossip),
+ * ids in use, and the automatic removal of dead voters.
+ */
 export interface GossipLiveness {
   id: NodeId;
+  /** alive, suspect, dead or left; `missing` (made here, see withMissingVoters): a voter
+   * gossip does not list. */
   state: string;
-  /** How long it has been in `state`, continuously (gossip's own clock). */
+  /** How long it has been in `state`, continuously. */
   inStateMs: number;
+  /** The address the member advertises for this protocol (joins, Raft), as it gossips it. */
+  address: string;
+}
+
+/**
+ * Gossip's view plus one `missing` entry for each voter (other than `self`) it does not
+ * list, missing since the time recorded in `missingSinceMs` — which this updates: voters
+ * gossip lists (and ids no longer voters) are dropped from it, newly missing ones start at
+ * `nowMs`.
+ */
+export function withMissingVoters(
+  self: NodeId,
+  voters: readonly NodeId[],
+  gossip: readonly GossipLiveness[],
+  missingSinceMs: Map<NodeId, number>,
+  nowMs: number,
+): GossipLiveness[] {
+  const listed = new Set(gossip.map((member) => member.id));
+  const out = [...gossip];
+  const missing = new Set<NodeId>();
+  for (const id of voters) {
+    if (id === self || listed.has(id)) continue;
+    missing.add(id);
+    const since = missingSinceMs.get(id) ?? nowMs;
+    missingSinceMs.set(id, since);
+    out.push({ id, state: 'missing', inStateMs: nowMs - since, address: '' });
+  }
+  for (const id of missingSinceMs.keys()) if (!missing.has(id)) missingSinceMs.delete(id);
+  return out;
+}
+
+export type IdClaimDecision =
+  | { allowed: true }
+  /** `live`: the holder is alive or suspect; otherwise dead or left within the window. */
+  | { allowed: false; holder: GossipLiveness; live: boolean };
+
+/**
+ * May a process at `address` take the node id `id`? Not while gossip has that id alive or
+ * suspect at another address (another live process holds it), nor while the holder there is
+ * dead or left for less than `reclaimAfterMs` (gossip may still be wrong, and the holder's
+ * address is where Raft reaches it). An id gossip does not know, or knows at this same
+ * address (a restart in place), is free.
+ */
+export function idClaim(
+  id: NodeId,
+  address: string,
+  gossip: readonly GossipLiveness[],
+  reclaimAfterMs: number,
+): IdClaimDecision {
+  const holder = gossip.find((member) => member.id === id);
+  if (holder === undefined || holder.address === address) return { allowed: true };
+  if (holder.state === 'alive' || holder.state === 'suspect') {
+    return { allowed: false, holder, live: true };
+  }
+  if (holder.inStateMs < reclaimAfterMs) return { allowed: false, holder, live: false };
+  return { allowed: true };
+}
+
+/** Milliseconds as seconds for messages: "5", "1.2". */
+function seconds(ms: number): string {
+  return String(Math.round(ms / 100) / 10);
 }
 
 export type DeadVoterDecision =
-  | { remove: NodeId; deadForMs: number }
+  | { remove: NodeId; deadForMs: number; state: string }
   | { remove: null; reason: string; candidate?: NodeId };
 
 /**
  * Which voter, if any, the leader `self` removes automatically (at most one per call):
- * one gossip reports `dead` for longer than `afterMs` (the longest dead first), and only
- * when after its removal (1) the remaining voters alive in gossip (this node counts as
- * alive) are a majority of the new voter set, and (2) the new set keeps at least
- * DEAD_VOTER_MIN_VOTERS voters if the cluster had that many, and at least one otherwise.
- * A voter gossip does not list is not alive (it counts against the majority) and is never
- * removed: only a `dead` verdict removes.
+ * one gossip reports `dead`, or does not list at all (`missing`, see withMissingVoters),
+ * for longer than `afterMs` (the longest first), and only when after its removal (1) the
+ * remaining voters alive in gossip (this node counts as alive) are a majority of the new
+ * voter set, and (2) the new set keeps at least DEAD_VOTER_MIN_VOTERS voters if the
+ * cluster had that many, and at least one otherwise. A voter gossip does not list and has
+ * no `missing` entry for is not alive (it counts against the majority) and is not removed.
+ * A voter that left gossip (a clean stop) is not removed while gossip remembers it.
  */
 export function deadVoterToRemove(
   self: NodeId,
@@ -202,7 +296,10 @@ export function deadVoterToRemove(
   const dead = voters
     .filter((id) => id !== self)
     .map((id) => ({ id, member: byId.get(id) }))
-    .filter(({ member }) => member?.state === 'dead' && member.inStateMs > afterMs)
+    .filter(
+      ({ member }) =>
+        (member?.state === 'dead' || member?.state === 'missing') && member.inStateMs > afterMs,
+    )
     .sort((a, b) => b.member!.inStateMs - a.member!.inStateMs || (a.id < b.id ? -1 : 1));
   const first = dead[0];
   if (first === undefined) return { remove: null, reason: 'no voter dead long enough' };
@@ -224,7 +321,7 @@ export function deadVoterToRemove(
       reason: `removing ${first.id} would leave ${remaining.length} voter(s) of which ${alive.length} are alive; a majority needs ${needed}`,
     };
   }
-  return { remove: first.id, deadForMs: first.member!.inStateMs };
+  return { remove: first.id, deadForMs: first.member!.inStateMs, state: first.member!.state };
 }
 
 interface KnownPeer {
@@ -318,6 +415,12 @@ export class ClusterService {
   private lastPromoteCheckMs = 0;
   private removingDead = false;
   private lastDeadCheckMs = 0;
+  /** Voters gossip does not list, and since when (this node's clock): see withMissingVoters. */
+  private readonly missingSinceMs = new Map<NodeId, number>();
+  /** Joins waiting on this leader for the joiner to appear in gossip (JOIN_GOSSIP_WAITERS_MAX). */
+  private gossipWaiters = 0;
+  /** When a refused address change was last logged, per member (bounded by PEERS_MAX). */
+  private readonly idRefusalLoggedMs = new Map<NodeId, number>();
   /** The last reason a dead voter was kept, logged once per change. */
   private deadKeptReason = '';
   private lastAnnounceMs = 0;
@@ -465,6 +568,13 @@ export class ClusterService {
     const driver = this.driver;
     if (driver === null || driver.config.voters.size === 0) return null;
     return [...driver.config.voters];
+  }
+
+  /** The voters of the applied configuration with their addresses; null outside a cluster. */
+  voterAddresses(): { id: NodeId; address: string }[] | null {
+    const driver = this.driver;
+    if (driver === null || driver.config.voters.size === 0) return null;
+    return [...driver.config.voters].map((id) => ({ id, address: this.addressOf(id) ?? '' }));
   }
 
   /** Addresses of the other members of the applied configuration (gossip seeds on restart). */
@@ -733,14 +843,13 @@ export class ClusterService {
       this.lastPromoteCheckMs = now;
       this.promoteCaughtUpLearner(driver);
     }
-    if (
-      driver.isLeader &&
-      !this.promoting &&
-      !this.removingDead &&
-      now - this.lastDeadCheckMs >= DEAD_VOTER_CHECK_MS
-    ) {
+    if (now - this.lastDeadCheckMs >= DEAD_VOTER_CHECK_MS) {
       this.lastDeadCheckMs = now;
-      this.removeDeadVoter(driver);
+      // Every member keeps the clock of missing voters, so a new leader starts with it.
+      const liveness = this.voterLiveness(driver, now);
+      if (liveness !== null && driver.isLeader && !this.promoting && !this.removingDead) {
+        this.removeDeadVoter(driver, liveness);
+      }
     }
     if (now - this.lastWarmMs >= LINK_WARM_INTERVAL_MS) {
       this.lastWarmMs = now;
@@ -840,21 +949,34 @@ export class ClusterService {
     }
   }
 
+  /** Gossip's view plus the voters it does not list (see withMissingVoters); null without
+   * gossip. */
+  private voterLiveness(driver: RaftDriver, nowMs: number): GossipLiveness[] | null {
+    const gossip = this.gossipView();
+    if (gossip === null) return null;
+    return withMissingVoters(
+      this.init.id,
+      [...driver.config.voters],
+      gossip,
+      this.missingSinceMs,
+      nowMs,
+    );
+  }
+
   /**
    * Leader only, at most every DEAD_VOTER_CHECK_MS: proposes the removal of one voter gossip
-   * reports dead for longer than deadVoterRemoveAfterMs, when deadVoterToRemove finds it
-   * safe. Never while another configuration change is unapplied: the proposal goes straight
-   * to the core (no retry), which refuses it then ('conf-change-pending'), and none starts
-   * while a promotion or an earlier removal of this kind is in flight. The removal takes the
+   * reports dead (or does not list) for longer than deadVoterRemoveAfterMs, when
+   * deadVoterToRemove finds it safe. Never while another configuration change is unapplied:
+   * the proposal goes straight to the core (no retry), which refuses it then
+   * ('conf-change-pending'), and none starts while a promotion or an earlier removal of this
+   * kind is in flight. The removal takes the
    * same path as `cluster leave` (a committed removeNode, in the history and the timings of
    * `cluster status`).
    */
-  private removeDeadVoter(driver: RaftDriver): void {
+  private removeDeadVoter(driver: RaftDriver, liveness: readonly GossipLiveness[]): void {
     const afterMs = this.init.deadVoterRemoveAfterMs;
     if (afterMs === undefined || afterMs <= 0) return;
-    const gossip = this.init.gossip?.() ?? null;
-    if (gossip === null) return;
-    const decision = deadVoterToRemove(this.init.id, [...driver.config.voters], gossip, afterMs);
+    const decision = deadVoterToRemove(this.init.id, [...driver.config.voters], liveness, afterMs);
     if (decision.remove === null) {
       const reason = decision.candidate === undefined ? '' : decision.reason;
       if (reason !== this.deadKeptReason) {
@@ -868,6 +990,7 @@ export class ClusterService {
     this.removingDead = true;
     this.init.log.warn('removing a dead voter', {
       node: id,
+      gossip: decision.state,
       deadForMs: Math.round(decision.deadForMs),
       voters: [...driver.config.voters],
     });
@@ -939,6 +1062,13 @@ export class ClusterService {
       validAddress(info.address) &&
       driver.config.addresses.get(info.id) !== info.address
     ) {
+      // Not while another live process holds the id (a second process claiming it): Raft
+      // would then talk to that one.
+      const inUse = this.idInUse(info.id, info.address);
+      if (inUse !== null) {
+        this.logIdRefusal(info.id, info.address, inUse);
+        return this.exchangeInfo();
+      }
       // A member restarted on a new address: reach it there at once, and have it recorded.
       if (this.addressHints.get(info.id) !== info.address) {
         this.addressHints.set(info.id, info.address);
@@ -1112,7 +1242,28 @@ export class ClusterService {
           return;
         } catch (error) {
           const reason = (error as Error).message;
-          if (isRdbnetError(error, ErrorCode.ClusterExists)) {
+          if (isRdbnetError(error, ErrorCode.IdInUse)) {
+            // Another process is this node, as far as the cluster knows: give up and stop.
+            this.init.log.error('cannot join: node id in use', {
+              target: target.address,
+              code: error.code,
+              reason,
+            });
+            this.resolveFailed(
+              new RdbnetError(ErrorCode.IdInUse, reason, {
+                hint: 'each node needs its own id; a node restarted elsewhere may take its id back once its old process has been gone from gossip for idReclaimAfterMs',
+              }),
+            );
+            return;
+          }
+          if (isRdbnetError(error, ErrorCode.JoinNotInGossip)) {
+            // Every retry: the operator must see that this node cannot become a member.
+            this.init.log.warn('join refused; retrying', {
+              target: target.address,
+              code: error.code,
+              reason,
+            });
+          } else if (isRdbnetError(error, ErrorCode.ClusterExists)) {
             this.init.log.error('cannot join', { target: target.address, reason });
           } else if (reason !== lastReason) {
             this.init.log.info('join attempt failed; retrying', { target: target.address, reason });
@@ -1173,7 +1324,16 @@ export class ClusterService {
     );
   }
 
+  /**
+   * Adds `id` at `address` as a learner (or, a member already, records its address). Raft
+   * membership follows gossip membership: refused while another live process holds the id
+   * (RDB_ID_IN_USE), and a new node only once this leader's gossip has it alive at that
+   * address (waiting up to JOIN_GOSSIP_WAIT_MS, else RDB_JOIN_NOT_IN_GOSSIP).
+   */
   private async joinAsLeader(id: NodeId, address: string): Promise<JoinReply> {
+    const inUse = this.idInUse(id, address);
+    if (inUse !== null) throw inUse;
+    if (!this.requireMember().config.isMember(id)) await this.waitAliveInGossip(id, address);
     const deadline = this.clock.nowMs() + this.timeouts.proposalTimeoutMs;
     await this.ensureAddress(id, address);
     let added = false;
@@ -1189,6 +1349,87 @@ export class ClusterService {
       leader: driver.leader,
       added,
     };
+  }
+
+  /** This node's gossip view (see GossipLiveness); null while gossip does not run. */
+  private gossipView(): readonly GossipLiveness[] | null {
+    return this.init.gossip?.() ?? null;
+  }
+
+  /**
+   * RDB_ID_IN_USE when another process holds `id` (see idClaim) for a process at `address`
+   * that claims it; null when the id is free, or when there is no gossip view to tell.
+   */
+  private idInUse(
+    id: NodeId,
+    address: string,
+    view: readonly GossipLiveness[] | null = this.gossipView(),
+  ): RdbnetError | null {
+    if (view === null) return null;
+    const windowMs = this.init.idReclaimAfterMs ?? ID_RECLAIM_AFTER_MS_DEFAULT;
+    const decision = idClaim(id, address, view, windowMs);
+    if (decision.allowed) return null;
+    const { holder } = decision;
+    const cluster = this.clusterId || this.init.clusterName;
+    const message = decision.live
+      ? `node id ${id} is already alive in cluster ${cluster} at ${holder.address}` +
+        `${holder.state === 'suspect' ? ' (suspect)' : ''}; pick another --id, or stop that node`
+      : `node id ${id} is held in cluster ${cluster} by the node at ${holder.address}, ` +
+        `${holder.state} for ${seconds(holder.inStateMs)} s; another address may take it once ` +
+        `that node has been ${holder.state} for ${seconds(windowMs)} s (idReclaimAfterMs): ` +
+        'wait, or pick another --id';
+    return new RdbnetError(ErrorCode.IdInUse, message);
+  }
+
+  private logIdRefusal(id: NodeId, address: string, error: RdbnetError): void {
+    const now = this.clock.nowMs();
+    const last = this.idRefusalLoggedMs.get(id);
+    if (last !== undefined && now - last < ID_REFUSAL_LOG_INTERVAL_MS) return;
+    if (this.idRefusalLoggedMs.size >= PEERS_MAX) this.idRefusalLoggedMs.clear();
+    this.idRefusalLoggedMs.set(id, now);
+    this.init.log.warn('member address change refused: node id in use', {
+      node: id,
+      address,
+      reason: error.message,
+    });
+  }
+
+  /**
+   * Waits (up to JOIN_GOSSIP_WAIT_MS) until this node's gossip has `id` alive at `address`;
+   * RDB_ID_IN_USE as soon as another process holds the id, RDB_JOIN_NOT_IN_GOSSIP at the
+   * deadline.
+   */
+  private async waitAliveInGossip(id: NodeId, address: string): Promise<void> {
+    if (this.gossipWaiters >= JOIN_GOSSIP_WAITERS_MAX) {
+      fail(
+        ErrorCode.InflightLimit,
+        `${JOIN_GOSSIP_WAITERS_MAX} joins are waiting for gossip on ${this.init.id} already`,
+      );
+    }
+    this.gossipWaiters++;
+    try {
+      const deadline = this.clock.nowMs() + JOIN_GOSSIP_WAIT_MS;
+      for (;;) {
+        const view = this.gossipView();
+        if (view !== null) {
+          const inUse = this.idInUse(id, address, view);
+          if (inUse !== null) throw inUse;
+          const entry = view.find((member) => member.id === id);
+          if (entry?.state === 'alive' && entry.address === address) return;
+        }
+        if (this.clock.nowMs() >= deadline) {
+          fail(
+            ErrorCode.JoinNotInGossip,
+            `${id} is not alive in gossip on ${this.init.id} after ${seconds(JOIN_GOSSIP_WAIT_MS)} s: ` +
+              "check that it holds the cluster's gossip key, and that UDP is open between it and the members",
+          );
+        }
+        if (this.stopping) fail(ErrorCode.ConnectionClosed, `node ${this.init.id} is stopping`);
+        await sleep(JOIN_GOSSIP_POLL_MS);
+      }
+    } finally {
+      this.gossipWaiters--;
+    }
   }
 
   /** Commits `address` for `id` (leader only); one proposal per id at a time. */
@@ -1422,15 +1663,31 @@ export class ClusterService {
             'that cluster is bootstrapped already: start new nodes with --join pointing at one of its members',
           );
         }
-        candidates = this.freshPeers()
+        const found = this.freshPeers()
           .filter((peer) => peer.clusterId === '' && eligible(peer))
           .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+        // Founding voters are gossip members too, like every node that joins later: one this
+        // node's gossip does not have alive (another gossip key, UDP blocked) is left out.
+        const view = this.gossipView();
+        candidates = found.filter(
+          (peer) =>
+            view?.some(
+              (member) =>
+                member.id === peer.id &&
+                member.state === 'alive' &&
+                member.address === peer.address,
+            ) === true,
+        );
         if (candidates.length + 1 >= expect) break;
         if (this.clock.nowMs() >= deadline) {
           const known = [this.init.id, ...candidates.map((peer) => peer.id)].join(', ');
+          const outside = found.filter((peer) => !candidates.includes(peer)).map((p) => p.id);
           fail(
             ErrorCode.RequestTimeout,
-            `only ${candidates.length + 1} of ${expect} nodes found within ${waitMs} ms (${known})`,
+            `only ${candidates.length + 1} of ${expect} nodes found within ${waitMs} ms (${known})` +
+              (outside.length > 0
+                ? `; not alive in gossip here: ${outside.join(', ')} (check their gossip key)`
+                : ''),
             'start the missing nodes with --join pointing at this one, or check their seeds',
           );
         }

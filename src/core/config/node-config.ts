@@ -23,7 +23,7 @@ import {
   raftTimingsProblems,
 } from '../cluster/timings.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
-import type { SwimPreset } from '../membership/swim/config.ts';
+import { SWIM_PRESETS, type SwimPreset } from '../membership/swim/config.ts';
 import type { LogLevel } from '../runtime/log.ts';
 import { formatHostPort, type HostPort, parseHostPort } from '../transport/address.ts';
 import {
@@ -113,6 +113,15 @@ export interface NodeConfig {
   logLevel: LogLevel;
   /** Raft timings (cluster/timings.ts documents each); default from the preset. */
   raft: RaftTimings;
+  /**
+   * A node id is held by its live process: another process claiming it at another address
+   * is refused (RDB_ID_IN_USE at join; its gossip ignored) until gossip has reported the
+   * holder `dead` or `left` continuously for this long. A restart on the same address is
+   * never held back. Also gossip's window for taking an id at a new address (SWIM
+   * deadReclaimMs). Keep it below gossip's tombstone time (60 s on lan timings). Default:
+   * the preset's gossip deadReclaimMs — lan 5000 ms, wan 30000 ms, local 2000 ms.
+   */
+  idReclaimAfterMs: number;
 }
 
 /** Default of NodeConfig.deadVoterRemoveAfterMs (the lan preset's). */
@@ -163,6 +172,7 @@ export interface NodeConfigFile {
   join?: string[] | string | null;
   bootstrapExpect?: number | null;
   deadVoterRemoveAfterMs?: number | null;
+  idReclaimAfterMs?: number | null;
   logLevel?: string | null;
   raft?: Partial<RaftTimings> | null;
 }
@@ -288,6 +298,10 @@ const FIELDS: readonly Field[] = [
   field('shutdownGraceMs', integer(1, 4500), byDefault(3000)),
   field('deadVoterRemoveAfterMs', integer(0, DURATION_MS_MAX), ({ preset }) => ({
     value: NODE_PRESETS[preset].deadVoterRemoveAfterMs,
+    source: 'preset',
+  })),
+  field('idReclaimAfterMs', integer(0, DURATION_MS_MAX), ({ preset }) => ({
+    value: SWIM_PRESETS[NODE_PRESETS[preset].gossip].deadReclaimMs,
     source: 'preset',
   })),
   field('logLevel', oneOf(LOG_LEVELS), byDefault('info'), '--log-level'),
@@ -537,6 +551,7 @@ export function resolveNodeConfigWithSources(inputs: NodeConfigInputs = {}): Res
     join: get('join'),
     bootstrapExpect: get('bootstrapExpect'),
     deadVoterRemoveAfterMs: get('deadVoterRemoveAfterMs'),
+    idReclaimAfterMs: get('idReclaimAfterMs'),
     logLevel: get('logLevel'),
     raft,
   };
@@ -569,6 +584,7 @@ export interface NodeConfigJson {
   connectionsMax: number;
   shutdownGraceMs: number;
   deadVoterRemoveAfterMs: number;
+  idReclaimAfterMs: number;
   logLevel: LogLevel;
   raft: RaftTimings;
   connection: ConnectionOptions;
@@ -589,6 +605,7 @@ export function nodeConfigJson(config: NodeConfig): NodeConfigJson {
     connectionsMax: config.connectionsMax,
     shutdownGraceMs: config.shutdownGraceMs,
     deadVoterRemoveAfterMs: config.deadVoterRemoveAfterMs,
+    idReclaimAfterMs: config.idReclaimAfterMs,
     logLevel: config.logLevel,
     raft: { ...config.raft },
     connection: { ...config.connection },

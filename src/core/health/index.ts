@@ -1,2 +1,3 @@
+export * from './cluster-health.ts';
 export * from './phi.ts';
 export * from './score.ts';

@@ -52,6 +52,27 @@ export function gossipKeyringPath(certsDir: string): string {
 }
 
 /**
+ * A node's gossip metadata: JSON `{"address": "<host:port>"}`, the address it advertises for
+ * the binary protocol (joins, Raft). Gossip runs on the listen host and port, which can
+ * differ from it; the cluster service matches gossip members to join requests by it.
+ */
+export function encodeNodeMeta(address: string): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify({ address }));
+}
+
+/** The address a member advertises (see encodeNodeMeta); its gossip address without one. */
+export function nodeAddressOf(member: Pick<MemberView, 'address' | 'meta'>): string {
+  if (member.meta.length === 0) return member.address;
+  try {
+    const parsed = JSON.parse(new TextDecoder().decode(member.meta)) as { address?: unknown };
+    if (typeof parsed.address === 'string' && parsed.address !== '') return parsed.address;
+  } catch {
+    // Not ours to judge: another version's metadata. The gossip address stands in.
+  }
+  return member.address;
+}
+
+/**
  * The node's keyring. Created (once, shared by nodes starting together) only where the node
  * creates its own certificates (the default certs dir); elsewhere it must exist. An
  * --insecure node has no certs dir to read: its key is derived from the cluster name, so
@@ -127,6 +148,11 @@ export class NodeGossip {
     links: PeerLinksInit;
     log: Logger;
     preset: SwimPreset;
+    /** The address the node advertises for the binary protocol (gossiped, see encodeNodeMeta). */
+    advertise: string;
+    /** How long a member must be dead or left before its id may move to another address
+     * (the node's idReclaimAfterMs; replaces the preset's deadReclaimMs). */
+    deadReclaimMs: number;
   }): Promise<NodeGossip> {
     const links = new PeerLinks(init.links);
     const stream: StreamTransport = {
@@ -149,7 +175,8 @@ export class NodeGossip {
         keyring: init.keyring,
         clusterId: init.clusterId,
         stream,
-        swim: SWIM_PRESETS[init.preset],
+        swim: { ...SWIM_PRESETS[init.preset], deadReclaimMs: init.deadReclaimMs },
+        meta: encodeNodeMeta(init.advertise),
         logger: init.log,
       });
     } catch (error) {

@@ -14,6 +14,7 @@ import { ClusterService } from '../cluster/cluster.ts';
 import { raftCoreConfig } from '../cluster/timings.ts';
 import { NODE_PRESETS, type NodeConfig } from '../config/node-config.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
+import { clusterHealth } from '../health/cluster-health.ts';
 import { PROTOCOL_VERSION } from '../protocol/handshake.ts';
 import type {
   CertInfoReply,
@@ -37,7 +38,13 @@ import { SOFTWARE_VERSION } from '../version.ts';
 import { NodeCertificates } from './certificates.ts';
 import { loadNodeCredentials } from './credentials.ts';
 import { lockDataDir, readOrCreateNodeRecord } from './data-dir.ts';
-import { gossipCounters, gossipKeyringPath, loadNodeKeyring, NodeGossip } from './gossip.ts';
+import {
+  gossipCounters,
+  gossipKeyringPath,
+  loadNodeKeyring,
+  NodeGossip,
+  nodeAddressOf,
+} from './gossip.ts';
 
 export type NodeState = 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -132,6 +139,7 @@ export class RdbnetNode implements AdminSource {
           forwardDeadlineMs: config.raft.forwardDeadlineMs,
           transferTimeoutMs: config.raft.transferTimeoutMs,
         },
+        idReclaimAfterMs: config.idReclaimAfterMs,
         // Gossip starts after the cluster service; until then there is no view.
         onSeeds: (seeds) => {
           node.gossip?.driver.join(seeds).catch((error: unknown) => {
@@ -146,6 +154,7 @@ export class RdbnetNode implements AdminSource {
             id: member.id,
             state: member.state,
             inStateMs: now - member.stateChangedAtMs,
+            address: nodeAddressOf(member),
           }));
         },
       });
@@ -161,6 +170,8 @@ export class RdbnetNode implements AdminSource {
           keyring,
           keyringPath: config.insecure ? null : gossipKeyringPath(config.certsDir),
           preset: NODE_PRESETS[config.preset].gossip,
+          advertise: node.address,
+          deadReclaimMs: config.idReclaimAfterMs,
           clusterId,
           // A restarted member also knows its peers from the Raft configuration.
           seeds: [...new Set([...(config.join ?? []), ...node.clusterService.memberAddresses()])],
@@ -334,12 +345,10 @@ export class RdbnetNode implements AdminSource {
   }
 
   /**
-   * Health as this node sees it. Alone (no other gossip member known): its own health only —
-   * critical when not serving or when its certificate has expired; degraded when the
-   * certificate expires within CERT_DAYS_LEFT_WARN days. With other members: one entry per
-   * gossip member (a member that left is listed, never counted); degraded when one is
-   * suspect or dead, critical without quorum (a majority of the Raft voters alive or suspect
-   * in gossip; before the node belongs to a cluster, a majority of the gossip members).
+   * Health as this node sees it (rules in health/cluster-health.ts): its own state — critical
+   * when not serving or when its certificate has expired, degraded when the certificate
+   * expires within CERT_DAYS_LEFT_WARN days — with its gossip view and the voters of its
+   * Raft configuration: every voter must be alive in gossip.
    */
   health(): HealthReply {
     const live = this.state === 'running' || this.state === 'starting';
@@ -351,7 +360,6 @@ export class RdbnetNode implements AdminSource {
     else if (certDaysLeft < CERT_DAYS_LEFT_WARN) {
       problems.push(`certificate expires in ${certDaysLeft.toFixed(1)} days`);
     }
-    const localCritical = !ready || certDaysLeft <= 0;
     const self: NodeHealth = {
       id: this.id,
       address: this.address,
@@ -365,49 +373,12 @@ export class RdbnetNode implements AdminSource {
       hasCertificate: this.nodeCertificates !== null,
       score: 1,
     };
-    const members = this.gossip?.members() ?? [];
-    if (members.filter((member) => !member.isSelf).length === 0) {
-      const status = localCritical ? 'critical' : problems.length > 0 ? 'degraded' : 'healthy';
-      return { status, quorum: ready, nodes: [self] };
-    }
-    const nodes: NodeHealth[] = [self];
-    const liveIds = new Set<string>([this.id]);
-    let troubled = false;
-    for (const member of members) {
-      if (member.isSelf) continue;
-      const alive = member.state === 'alive';
-      const memberLive = alive || member.state === 'suspect';
-      if (memberLive) liveIds.add(member.id);
-      if (member.state === 'suspect' || member.state === 'dead') troubled = true;
-      nodes.push({
-        id: member.id,
-        address: member.address,
-        state: member.state,
-        phi: member.phi,
-        lastHeartbeatMs: Math.max(0, member.lastAckMs),
-        live: memberLive,
-        ready: alive,
-        problems:
-          member.state === 'suspect' || member.state === 'dead'
-            ? [`${member.id} is ${member.state}`]
-            : [],
-        certDaysLeft: 0,
-        hasCertificate: false,
-        score: member.score,
-      });
-    }
-    const voters =
-      this.clusterService?.voters() ??
-      members.filter((member) => member.state !== 'left').map((member) => member.id);
-    const liveVoters = voters.filter((id) => liveIds.has(id)).length;
-    const quorum = ready && liveVoters > voters.length / 2;
-    const status =
-      localCritical || !quorum
-        ? 'critical'
-        : troubled || problems.length > 0
-          ? 'degraded'
-          : 'healthy';
-    return { status, quorum, nodes };
+    return clusterHealth({
+      self,
+      selfCritical: !ready || certDaysLeft <= 0,
+      members: this.gossip?.members() ?? [],
+      voters: this.clusterService?.voterAddresses() ?? null,
+    });
   }
 
   /** Gossip membership for the admin API; null until gossip runs. */
@@ -432,21 +403,29 @@ export class RdbnetNode implements AdminSource {
 
   /**
    * health() plus the diagnosis operators asked memberlist for: each member gossip calls
-   * suspect or dead (a few, bounded) is asked for its status over the binary protocol. When
-   * it answers over TCP, it is UDP between the two nodes that fails, and the reply says so.
+   * suspect or dead, and each voter gossip does not know (a few, bounded), is asked for its
+   * status over the binary protocol. When it answers over TCP, it is gossip (UDP, or the
+   * gossip key) between the two nodes that fails, and the reply says so.
    */
   async healthDiagnosed(): Promise<HealthReply> {
     const reply = this.health();
     const troubled = reply.nodes
-      .filter((node) => node.state === 'suspect' || node.state === 'dead')
+      .filter(
+        (node) =>
+          (node.state === 'suspect' || node.state === 'dead' || node.state === 'missing') &&
+          node.address !== '',
+      )
       .slice(0, DIAGNOSE_MEMBERS_MAX);
     await Promise.all(
       troubled.map(async (member) => {
         if (!(await this.answersOverTcp(member.address))) return;
         const port = member.address.split(':').pop();
         member.problems.push(
-          `${member.id} answers over TCP at ${member.address} but not to gossip over UDP: ` +
-            `check that UDP port ${port} is open between the nodes and that they share a gossip key`,
+          member.state === 'missing'
+            ? `${member.id} answers over TCP at ${member.address} but is not in gossip: ` +
+                `check that it holds the cluster's gossip key and that UDP port ${port} is open between the nodes`
+            : `${member.id} answers over TCP at ${member.address} but not to gossip over UDP: ` +
+                `check that UDP port ${port} is open between the nodes and that they share a gossip key`,
         );
       }),
     );

@@ -186,6 +186,8 @@ export class GossipDriver {
 
   private timer: NodeJS.Timeout | undefined;
   private timerDueMs = Number.POSITIVE_INFINITY;
+  /** The conflict last logged, so each one is logged once. */
+  private loggedConflict: string | undefined;
   private emitting = false;
   private closed = false;
   private join_: PendingJoin | undefined;
@@ -293,6 +295,12 @@ export class GossipDriver {
 
   get incarnation(): number {
     return this.swim.incarnation;
+  }
+
+  /** The address at which the members know our id alive, while that is not us (see
+   * Swim.selfConflict); undefined otherwise. */
+  get selfConflict(): string | undefined {
+    return this.swim.selfConflict?.address;
   }
 
   localHealth(): LocalHealth {
@@ -450,8 +458,21 @@ export class GossipDriver {
     if (this.closed) return;
     this.dispatch(this.swim.takeOutbox());
     this.emitEvents();
+    this.logConflict();
     this.settle();
     this.schedule();
+  }
+
+  private logConflict(): void {
+    const conflict = this.swim.selfConflict?.address;
+    if (conflict === this.loggedConflict) return;
+    this.loggedConflict = conflict;
+    if (conflict !== undefined) {
+      this.logger?.warn(
+        'gossip: the members know this id alive at another address; not refuting, no leave',
+        { id: this.id, address: conflict },
+      );
+    }
   }
 
   private dispatch(packets: readonly OutboxPacket[]): void {

@@ -76,6 +76,11 @@ export class BroadcastQueue {
     this.bucket(0).add(item);
   }
 
+  /** Drops everything queued about `member`. */
+  forget(member: string): void {
+    for (const item of [...(this.byMember.get(member) ?? [])]) this.remove(item);
+  }
+
   /**
    * Appends to `out` the parts that fit in `budgetBytes`, at most `countMax` of them, fewest
    * transmits first. Each chosen item counts one transmit and leaves the queue at `limit`.

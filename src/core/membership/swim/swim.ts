@@ -27,6 +27,14 @@
  * Incarnation rules: alive(i) beats suspect/dead(j) only if i > j; suspect/dead(i) beat
  * alive(j) if i ≥ j; left(i) is final for every incarnation ≤ i, so stale alive messages
  * cannot resurrect a member that left.
+ *
+ * One id, one process: an alive message that claims a known id at another address is
+ * ignored unless the member there is dead or left for deadReclaimMs (a node restarted
+ * elsewhere). The newcomer side of such a conflict — a process that learns, before any
+ * member has shown that it knows it at its own address, that the members know its id alive
+ * at another address — keeps quiet (`selfConflict`): it refutes nothing and announces no
+ * leave, since every message it could send about that id would be taken as news about the
+ * other process (a leave would mark that one left).
  */
 import { assert, ErrorCode, isRdbnetError, RdbnetError } from '../../errors.ts';
 import { PhiAccrualDetector, type PhiAccrualOptions } from '../../health/phi.ts';
@@ -175,6 +183,12 @@ export interface SwimStats {
   membersRefused: number;
   /** Alive messages claiming a known id at another address, ignored. */
   addressConflicts: number;
+  /** Times we learned that the members know our own id alive at another address before
+   * knowing us (see Swim.selfConflict). */
+  selfConflicts: number;
+  /** Push-pulls started because a member we know at another address, dead or left long
+   * enough to be reclaimed, probed us from a new one (see onPing). */
+  movedSenderSyncs: number;
   pushPullsSent: number;
   pushPullsReceived: number;
   /** Push-pull messages cut short at streamBytesMax. */
@@ -252,6 +266,8 @@ function newStats(): SwimStats {
     eventsDropped: 0,
     membersRefused: 0,
     addressConflicts: 0,
+    selfConflicts: 0,
+    movedSenderSyncs: 0,
     pushPullsSent: 0,
     pushPullsReceived: 0,
     pushPullsTruncated: 0,
@@ -315,6 +331,13 @@ export class Swim {
   /** When we expect the caller back at the latest; later than this means we were paused. */
   private expectedByMs = Number.POSITIVE_INFINITY;
   private leaving: 'no' | 'leaving' | 'done' = 'no';
+  /**
+   * True once a member has shown it knows us at our own address: it probed us there, or
+   * its state lists us there. Until then a claim of our id alive elsewhere makes us the
+   * newcomer in a conflict, not the incumbent.
+   */
+  private known = false;
+  private conflict: { address: string; incarnation: number } | undefined;
   private leaveDeadlineMs = Number.POSITIVE_INFINITY;
   private detectorOptions: { members: number; options: Readonly<PhiAccrualOptions> } | undefined;
 
@@ -391,6 +414,16 @@ export class Swim {
     return this.leaving === 'done';
   }
 
+  /**
+   * Set while the members know our id alive (or suspect) at another address and none has
+   * shown it knows us at ours: another process holds our id, or our previous life there is
+   * not over yet. Meanwhile we refute nothing and leave() announces nothing. Cleared when a
+   * member probes us or lists us at our address, or lists the other address dead or left.
+   */
+  get selfConflict(): { address: string; incarnation: number } | undefined {
+    return this.conflict === undefined ? undefined : { ...this.conflict };
+  }
+
   /** Members in the alive or suspect state, ourselves included. */
   get liveCount(): number {
     return this.liveOthers + (this.leaving === 'no' ? 1 : 0);
@@ -426,6 +459,12 @@ export class Swim {
     this.self.stateChangeMs = now;
     this.probe = undefined;
     this.leaveDeadlineMs = now + this.config.leaveTimeoutMs;
+    if (this.conflict !== undefined) {
+      // The members know our id as another process: a leave would mark that one left.
+      this.leaving = 'done';
+      this.refreshExpected(now);
+      return;
+    }
     const message: LeaveMessage = {
       type: 'leave',
       incarnation: this.self.incarnation,
@@ -818,19 +857,44 @@ export class Swim {
       return;
     }
     this.sendDatagram(from, encodePartTransient({ type: 'ack', seq }), this.byAddress.get(from));
-    // A prober we have never heard of: its join's rumour missed us (the rumour can die out
-    // while a burst of joiners, who learn it by push-pull and never pass it on, soak up its
-    // transmissions). A push-pull with it repairs both views.
+    // Someone probes our id at our address: it knows us here.
+    if (sourceId !== this.self.id) this.markKnown();
     if (
-      !this.byId.has(sourceId) &&
-      sourceId !== this.self.id &&
-      this.leaving === 'no' &&
-      now - this.lastUnknownSyncMs >= this.config.unknownSenderSyncIntervalMs
+      sourceId === this.self.id ||
+      this.leaving !== 'no' ||
+      now - this.lastUnknownSyncMs < this.config.unknownSenderSyncIntervalMs
     ) {
+      return;
+    }
+    const known = this.byId.get(sourceId);
+    if (known === undefined) {
+      // A prober we have never heard of: its join's rumour missed us (the rumour can die out
+      // while a burst of joiners, who learn it by push-pull and never pass it on, soak up its
+      // transmissions). A push-pull with it repairs both views.
       this.lastUnknownSyncMs = now;
       this.stats.unknownSenderSyncs++;
       this.sendPushPull(from, false, false);
+    } else if (known.address !== from && this.reclaimable(known, now)) {
+      // A member we hold dead or left elsewhere, now probing from a new address (restarted
+      // there): its alive reached us before the reclaim window was over and was ignored, and
+      // nothing would repeat it before the next periodic push-pull. Learn it now.
+      this.lastUnknownSyncMs = now;
+      this.stats.movedSenderSyncs++;
+      this.sendPushPull(from, false, false);
     }
+  }
+
+  /** A dead or left member whose id a new address may take (a node restarted elsewhere). */
+  private reclaimable(m: Member, now: number): boolean {
+    return (
+      (m.state === 'dead' || m.state === 'left') &&
+      now - m.stateChangeMs >= this.config.deadReclaimMs
+    );
+  }
+
+  private markKnown(): void {
+    this.known = true;
+    this.conflict = undefined;
   }
 
   private pingPart(seq: number, targetId: string): Uint8Array {
@@ -916,7 +980,8 @@ export class Swim {
     source: 'gossip' | 'push-pull-sender' | 'push-pull',
   ): void {
     if (message.id === this.self.id) {
-      if (this.leaving !== 'no' || message.incarnation < this.self.incarnation) return;
+      if (this.leaving !== 'no' || this.conflict !== undefined) return;
+      if (message.incarnation < this.self.incarnation) return;
       const same =
         message.incarnation === this.self.incarnation &&
         message.address === this.self.address &&
@@ -940,10 +1005,7 @@ export class Swim {
       return;
     }
     if (m.address !== message.address) {
-      const reclaimable =
-        (m.state === 'dead' || m.state === 'left') &&
-        now - m.stateChangeMs >= this.config.deadReclaimMs;
-      if (!reclaimable) {
+      if (!this.reclaimable(m, now)) {
         this.stats.addressConflicts++;
         return;
       }
@@ -1070,7 +1132,8 @@ export class Swim {
    * probability, not certainty.
    */
   private onAccused(incarnation: number, accuserId: string | undefined, now: number): void {
-    if (this.leaving !== 'no') return;
+    // In a conflict the accusation is about the other process: not ours to refute.
+    if (this.leaving !== 'no' || this.conflict !== undefined) return;
     if (incarnation >= this.self.incarnation) this.refute(incarnation, now);
     else if (!this.queue.has(this.self.id)) {
       this.broadcast(this.self.id, this.aliveOf(this.self), now, true);
@@ -1313,6 +1376,7 @@ export class Swim {
   private onPushPull(message: PushPullMessage, now: number): void {
     this.stats.pushPullsReceived++;
     for (const entry of message.members) {
+      if (entry.id === this.self.id) this.noteSelfEntry(entry, message.fromAddress);
       switch (entry.state) {
         case 'alive':
           this.onAlive(
@@ -1345,6 +1409,30 @@ export class Swim {
           atMs: now + this.config.joinResyncMs * (0.5 + this.random.next() / 2),
         };
       }
+    }
+  }
+
+  /**
+   * What a member's state says about our own id (see selfConflict): listed at our address,
+   * it knows us; listed alive or suspect elsewhere before any member knew us, another
+   * process holds the id (or our previous life there is not over); listed dead or left at
+   * the address of a conflict, that other life is over.
+   */
+  private noteSelfEntry(entry: PushPullMember, fromAddress: string): void {
+    if (fromAddress === this.self.address) return;
+    if (entry.address === this.self.address) {
+      this.markKnown();
+      return;
+    }
+    if (entry.state === 'alive' || entry.state === 'suspect') {
+      if (this.known) return; // the incumbent: onAlive refutes the claim
+      if (this.conflict?.address !== entry.address) this.stats.selfConflicts++;
+      this.conflict = { address: entry.address, incarnation: entry.incarnation };
+      // Whatever we still meant to say about our id (our alive, a leave already under way)
+      // would be taken as news about the other process.
+      this.queue.forget(this.self.id);
+    } else if (this.conflict?.address === entry.address) {
+      this.conflict = undefined;
     }
   }
 
