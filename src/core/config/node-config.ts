@@ -8,6 +8,10 @@ import { SWIM_PRESETS, type SwimPreset } from '../membership/swim/config.ts';
 import { validateName } from '../security/identity.ts';
 import { formatHostPort, type HostPort, parseHostPort } from '../transport/address.ts';
 import { type ConnectionOptions, connectionOptions } from '../transport/options.ts';
+import {
+  UNAUTHENTICATED_CONNECTIONS_MAX_DEFAULT,
+  UNAUTHENTICATED_CONNECTIONS_PER_SOURCE_MAX_DEFAULT,
+} from '../transport/server.ts';
 import { DEFAULT_CLUSTER, DEFAULT_LISTEN, defaultCertsDir, defaultDataDir } from './home.ts';
 
 export interface NodeConfig {
@@ -30,8 +34,28 @@ export interface NodeConfig {
   certsDirIsDefault: boolean;
   /** Plaintext TCP without authentication. Only for tests and trusted networks. Default false. */
   insecure: boolean;
-  /** Connections accepted at once. Default 4096. */
+  /** Authenticated connections (past TLS and the Hello) held at once. One more peer is refused
+   * in the handshake with RDB_CONNECTION_LIMIT, except members of the cluster configuration.
+   * Default 4096. */
   connectionsMax: number;
+  /** Unauthenticated connections (TCP accepted, TLS handshake or Hello not done) held at once,
+   * apart from connectionsMax. A new one past it closes the oldest unauthenticated connection
+   * of the source address holding the most (counted in `connections.preauth.evicted`), so
+   * strangers cannot lock peers and operators out. Default 1024. */
+  unauthenticatedConnectionsMax: number;
+  /** Unauthenticated connections held at once from one source address (IPv6: one /64). A new
+   * one past it closes that source's oldest. Default 64. */
+  unauthenticatedConnectionsPerSourceMax: number;
+  /** An authenticated connection that sent no frame, with no request outstanding either way,
+   * for this long is closed with RDB_IDLE_TIMEOUT (`connections.failed.RDB_IDLE_TIMEOUT`).
+   * Connections of cluster members (Raft configuration or gossip) are exempt. 0: never.
+   * Default 300000 ms (`health --watch` asks at least every 60 s). */
+  idleTimeoutMs: number;
+  /** Node-wide budget for bytes buffered by accepted connections: partial inbound frames
+   * being assembled and replies queued for peers that are not reading. A connection whose
+   * buffering would pass it is closed with RDB_MEMORY_BUDGET. At least
+   * connection.frameBytesMax. Default 256 MiB. */
+  bufferedBytesMax: number;
   /** Time a stopping node gives open connections to finish. Default 3000 ms, so that a
    * stop always completes within 5 s. */
   shutdownGraceMs: number;
@@ -69,6 +93,10 @@ export interface NodeConfig {
 
 /** Default of NodeConfig.deadVoterRemoveAfterMs. */
 export const DEAD_VOTER_REMOVE_AFTER_MS_DEFAULT = 30_000;
+/** Default of NodeConfig.idleTimeoutMs. */
+export const IDLE_TIMEOUT_MS_DEFAULT = 300_000;
+/** Default of NodeConfig.bufferedBytesMax. */
+export const BUFFERED_BYTES_MAX_DEFAULT = 256 * 1024 * 1024;
 
 /** What a --config file may contain: the same fields, addresses as "host:port" strings. */
 export interface NodeConfigFile {
@@ -80,6 +108,10 @@ export interface NodeConfigFile {
   certsDir?: string;
   insecure?: boolean;
   connectionsMax?: number;
+  unauthenticatedConnectionsMax?: number;
+  unauthenticatedConnectionsPerSourceMax?: number;
+  idleTimeoutMs?: number;
+  bufferedBytesMax?: number;
   shutdownGraceMs?: number;
   connection?: Partial<ConnectionOptions>;
   join?: string[] | string;
@@ -97,6 +129,10 @@ const FILE_KEYS = new Set([
   'certsDir',
   'insecure',
   'connectionsMax',
+  'unauthenticatedConnectionsMax',
+  'unauthenticatedConnectionsPerSourceMax',
+  'idleTimeoutMs',
+  'bufferedBytesMax',
   'shutdownGraceMs',
   'connection',
   'join',
@@ -190,6 +226,13 @@ export function resolveNodeConfig(
     certsDirIsDefault: certsDir === undefined,
     insecure: pick('insecure') ?? false,
     connectionsMax: pick('connectionsMax') ?? 4096,
+    unauthenticatedConnectionsMax:
+      pick('unauthenticatedConnectionsMax') ?? UNAUTHENTICATED_CONNECTIONS_MAX_DEFAULT,
+    unauthenticatedConnectionsPerSourceMax:
+      pick('unauthenticatedConnectionsPerSourceMax') ??
+      UNAUTHENTICATED_CONNECTIONS_PER_SOURCE_MAX_DEFAULT,
+    idleTimeoutMs: pick('idleTimeoutMs') ?? IDLE_TIMEOUT_MS_DEFAULT,
+    bufferedBytesMax: pick('bufferedBytesMax') ?? BUFFERED_BYTES_MAX_DEFAULT,
     shutdownGraceMs: pick('shutdownGraceMs') ?? 3000,
     connection: connectionOptions({ ...file.connection, ...overrides.connection }),
     join,
@@ -215,8 +258,32 @@ export function resolveNodeConfig(
       'deadVoterRemoveAfterMs must be an integer in 0..86400000 (0: never remove)',
     );
   }
-  if (!(Number.isInteger(config.connectionsMax) && config.connectionsMax > 0)) {
-    throw new RdbnetError(ErrorCode.ConfigInvalid, 'connectionsMax must be a positive integer');
+  for (const name of [
+    'connectionsMax',
+    'unauthenticatedConnectionsMax',
+    'unauthenticatedConnectionsPerSourceMax',
+  ] as const) {
+    if (!(Number.isSafeInteger(config[name]) && config[name] > 0)) {
+      throw new RdbnetError(ErrorCode.ConfigInvalid, `${name} must be a positive integer`);
+    }
+  }
+  if (!(Number.isSafeInteger(config.idleTimeoutMs) && config.idleTimeoutMs >= 0)) {
+    throw new RdbnetError(
+      ErrorCode.ConfigInvalid,
+      'idleTimeoutMs must be a non-negative integer (0: never)',
+    );
+  }
+  if (
+    !(
+      Number.isSafeInteger(config.bufferedBytesMax) &&
+      config.bufferedBytesMax >= config.connection.frameBytesMax
+    )
+  ) {
+    throw new RdbnetError(
+      ErrorCode.ConfigInvalid,
+      `bufferedBytesMax must be an integer of at least connection.frameBytesMax (${config.connection.frameBytesMax})`,
+      { hint: 'a smaller budget could never hold one frame of the largest size' },
+    );
   }
   return config;
 }
