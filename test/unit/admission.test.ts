@@ -22,33 +22,30 @@ describe('UnauthenticatedTable', () => {
     assert.equal(table.size, 4);
   });
 
-  test('a full table makes room with the oldest connection of the biggest source', () => {
+  test('a full table makes room with its oldest connection, whatever its source', () => {
     const table = new UnauthenticatedTable<string>({ totalMax: 5, perSourceMax: 5 });
     table.admit('a1', 'A', 1);
     table.admit('b1', 'B', 2);
     table.admit('b2', 'B', 3);
     table.admit('b3', 'B', 4);
     table.admit('c1', 'C', 5);
-    // B holds the most; its oldest goes, though A's is older.
-    assert.equal(table.admit('d1', 'D', 6), 'b1');
-    assert.equal(table.admit('d2', 'D', 7), 'b2');
-    // Now D holds the most.
-    assert.equal(table.admit('e1', 'E', 8), 'd1');
+    // A holds the fewest, but a1 is the oldest.
+    assert.equal(table.admit('d1', 'D', 6), 'a1');
+    assert.equal(table.admit('b4', 'B', 7), 'b1');
+    assert.equal(table.admit('e1', 'E', 8), 'b2');
     assert.equal(table.size, 5);
+    assert.equal(table.countFrom('A'), 0);
+    assert.deepEqual(table.admittedBy(100), ['b3', 'c1', 'd1', 'b4', 'e1']);
   });
 
-  test('between sources holding as many, the one with the older oldest makes room', () => {
-    const table = new UnauthenticatedTable<string>({ totalMax: 6, perSourceMax: 6 });
-    table.admit('b1', 'B', 1);
-    table.admit('a1', 'A', 2);
-    table.admit('c1', 'C', 3);
-    table.admit('c2', 'C', 4);
-    table.admit('a2', 'A', 5);
-    table.admit('b2', 'B', 6);
-    assert.equal(table.admit('d1', 'D', 7), 'b1');
-    // A and C hold two each; A's oldest (2) is older than C's (3).
-    assert.equal(table.admit('d2', 'D', 8), 'a1');
-    assert.equal(table.admit('d3', 'D', 9), 'c1');
+  test('the per-source cap applies first: the own source makes room, even in a full table', () => {
+    const table = new UnauthenticatedTable<string>({ totalMax: 4, perSourceMax: 2 });
+    table.admit('a1', 'A', 1);
+    table.admit('b1', 'B', 2);
+    table.admit('b2', 'B', 3);
+    table.admit('c1', 'C', 4);
+    assert.equal(table.admit('b3', 'B', 5), 'b1');
+    assert.equal(table.countFrom('A'), 1);
   });
 
   test('a newcomer always gets in, even from the source that fills the table', () => {

@@ -40,8 +40,8 @@ export interface NodeConfig {
   connectionsMax: number;
   /** Unauthenticated connections (TCP accepted, TLS handshake or Hello not done) held at once,
    * apart from connectionsMax. A new one past it closes the oldest unauthenticated connection
-   * of the source address holding the most (counted in `connections.preauth.evicted`), so
-   * strangers cannot lock peers and operators out. Default 1024. */
+   * (counted in `connections.preauth.evicted`), so strangers cannot lock peers and operators
+   * out. Default 1024. */
   unauthenticatedConnectionsMax: number;
   /** Unauthenticated connections held at once from one source address (IPv6: one /64). A new
    * one past it closes that source's oldest. Default 64. */

@@ -6,7 +6,7 @@
  * Limits, each with its overflow behaviour:
  * - Unauthenticated connections (accepted, TLS handshake or Hello not done) are counted apart
  *   from authenticated ones, in total and per source address (UnauthenticatedTable): a new one
- *   past either cap makes the oldest of its source (or of the biggest source) close. Each must
+ *   past either cap makes the oldest of its source (or of all) close. Each must
  *   finish TLS and its Hello within handshakeTimeoutMs of the accept, or its socket is
  *   destroyed (RDB_HANDSHAKE_TIMEOUT).
  * - Authenticated connections: connectionsMax; one more is refused in the handshake with
@@ -88,7 +88,7 @@ export interface TransportServerInit {
    * handshake with RDB_CONNECTION_LIMIT, unless `exempt` says it is a member of the cluster. */
   connectionsMax: number;
   /** Unauthenticated connections (TLS or Hello not done) held at once; a new one past it closes
-   * the oldest of the source holding the most. Default UNAUTHENTICATED_CONNECTIONS_MAX_DEFAULT. */
+   * the oldest of them. Default UNAUTHENTICATED_CONNECTIONS_MAX_DEFAULT. */
   unauthenticatedConnectionsMax?: number;
   /** Unauthenticated connections held at once from one address (IPv6: one /64); a new one past
    * it closes that source's oldest. Default UNAUTHENTICATED_CONNECTIONS_PER_SOURCE_MAX_DEFAULT. */
