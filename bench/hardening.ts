@@ -111,6 +111,8 @@ const RESULTS = new URL(`results/hardening${QUICK ? '-quick' : ''}.json`, import
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const live = new Set<ChildProcess>();
 const sockets = new Set<Socket>();
+/** Sockets the bench closed itself at the end: their close is not the node's doing. */
+const letGo = new WeakSet<Socket>();
 process.on('exit', () => {
   for (const child of live) child.kill('SIGKILL');
 });
@@ -283,7 +285,6 @@ async function openInBatches(
 function track(socket: Socket, stats: Flooder, onConnect: (socket: Socket) => void) {
   sockets.add(socket);
   let openedAtMs = 0;
-  let ours = false;
   socket.on('error', () => {});
   return new Promise<void>((resolve) => {
     socket.once('connect', () => {
@@ -299,13 +300,9 @@ function track(socket: Socket, stats: Flooder, onConnect: (socket: Socket) => vo
         resolve();
         return;
       }
-      if (ours) return;
+      if (letGo.has(socket)) return;
       stats.closedByNode++;
       stats.closedAfterMs.push(performance.now() - openedAtMs);
-    });
-    // The bench's own teardown is not the node closing it.
-    socket.once('bench-teardown', () => {
-      ours = true;
     });
   });
 }
@@ -411,14 +408,10 @@ async function halfFrameFlood(
               resolve();
             }
           });
-          let ours = false;
-          socket.once('bench-teardown', () => {
-            ours = true;
-          });
           socket.once('close', () => {
             sockets.delete(socket);
             if (received.includes('RDB_MEMORY_BUDGET')) result.refusedByBudget++;
-            else if (!ours) result.otherwiseClosed++;
+            else if (!letGo.has(socket)) result.otherwiseClosed++;
             resolve();
           });
         }),
@@ -473,7 +466,7 @@ async function main(): Promise<void> {
 
     // After: the bench lets go of everything; the node settles.
     for (const socket of sockets) {
-      socket.emit('bench-teardown');
+      letGo.add(socket);
       socket.destroy();
     }
     await sleep(PLAN.settleMs);
