@@ -28,6 +28,15 @@ export const ErrorCode = {
   InflightLimit: 'RDB_INFLIGHT_LIMIT',
   WriteQueueFull: 'RDB_WRITE_QUEUE_FULL',
   MethodUnknown: 'RDB_METHOD_UNKNOWN',
+  /** An unauthenticated connection closed to keep the node's pre-authentication limits: too
+   * many unauthenticated connections from its source address or in total (oldest go first). */
+  PreauthLimit: 'RDB_PREAUTH_LIMIT',
+  /** The node already holds `connectionsMax` authenticated connections. */
+  ConnectionLimit: 'RDB_CONNECTION_LIMIT',
+  /** The node closed an authenticated connection that sent no frame for `idleTimeoutMs`. */
+  IdleTimeout: 'RDB_IDLE_TIMEOUT',
+  /** Buffering this connection's frames would take the node past `bufferedBytesMax`. */
+  MemoryBudget: 'RDB_MEMORY_BUDGET',
   RemoteError: 'RDB_REMOTE_ERROR',
   // cluster configuration (Raft)
   /** A request only the Raft leader may answer reached another node. */

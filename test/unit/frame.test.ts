@@ -18,6 +18,7 @@ import {
   OutboundBuffer,
 } from '../../src/core/protocol/frame.ts';
 import { seededRandom } from '../../src/core/runtime/index.ts';
+import { MemoryBudget } from '../../src/core/transport/memory-budget.ts';
 
 interface Frame {
   flags: number;
@@ -396,6 +397,153 @@ describe('limits and malformed frames', () => {
     }
     assert.equal(new FrameDecoder({ frameBytesMax: 14 }).frameBytesMax, 14);
     assert.equal(new FrameDecoder().frameBytesMax, FRAME_BYTES_MAX);
+  });
+});
+
+describe('decoding under a shared memory budget', () => {
+  const KiB = 1024;
+
+  /** The header and `sent` payload bytes of a frame announcing `total` bytes on the wire. */
+  function halfFrame(total: number, sent: number): Buffer {
+    const out = Buffer.alloc(FRAME_HEADER_BYTES + sent);
+    out.writeUInt32BE(total - 4, 0);
+    return out;
+  }
+
+  test('a partial frame is charged its buffer size and released when it completes', () => {
+    const budget = new MemoryBudget(1024 * KiB);
+    const decoder = new FrameDecoder({ budget });
+    const frame = encodeFrame(
+      makeFlags(FrameKind.Request, Codec.None, false),
+      1,
+      bytesOf(1, 300 * KiB),
+    );
+    decoder.push(frame.subarray(0, 100), () => assert.fail('no frame yet'));
+    assert.equal(budget.bufferedBytes, 64 * KiB);
+    decoder.push(frame.subarray(100, 200 * KiB), () => assert.fail('no frame yet'));
+    // Grown by doubling toward the announced size, and charged before each growth.
+    assert.equal(budget.bufferedBytes, 256 * KiB);
+    assert.equal(decoder.allocatedBytes, 256 * KiB);
+    const frames: Buffer[] = [];
+    decoder.push(frame.subarray(200 * KiB), (_f, _id, payload) =>
+      frames.push(Buffer.from(payload)),
+    );
+    assert.equal(frames.length, 1);
+    assert.equal(budget.bufferedBytes, 0);
+    assert.equal(budget.stats().bufferedBytesPeak, frame.length);
+  });
+
+  test('whole frames inside one chunk cost nothing', () => {
+    const budget = new MemoryBudget(1);
+    const decoder = new FrameDecoder({ budget });
+    const frame = encodeFrame(makeFlags(FrameKind.Request, Codec.None, true), 1, bytesOf(2, 4000));
+    const frames = decodeAll(decoder, [Buffer.concat([frame, frame, frame])]);
+    assert.equal(frames.length, 3);
+    assert.equal(budget.stats().bufferedBytesPeak, 0);
+  });
+
+  test('a growth that does not fit throws RDB_MEMORY_BUDGET and allocates nothing', () => {
+    const budget = new MemoryBudget(200 * KiB);
+    const first = new FrameDecoder({ budget });
+    // A partial that starts with 100 KiB in hand gets a buffer of that size at once.
+    first.push(halfFrame(128 * KiB, 100 * KiB), () => assert.fail('no frame'));
+    const firstBytes = FRAME_HEADER_BYTES + 100 * KiB;
+    assert.equal(budget.bufferedBytes, firstBytes);
+    const second = new FrameDecoder({ budget });
+    second.push(halfFrame(512 * KiB, 10), () => assert.fail('no frame'));
+    assert.equal(budget.bufferedBytes, firstBytes + 64 * KiB);
+    // Growing to 128 KiB would need 64 KiB more than the budget has left.
+    assert.throws(
+      () => second.push(Buffer.alloc(100 * KiB), () => assert.fail('no frame')),
+      throwsCode(ErrorCode.MemoryBudget),
+    );
+    assert.equal(budget.bufferedBytes, firstBytes + 64 * KiB);
+    assert.equal(second.allocatedBytes, 64 * KiB);
+    assert.equal(budget.stats().refusals, 1);
+    second.dispose();
+    assert.equal(budget.bufferedBytes, firstBytes);
+    // A disposed decoder ignores what comes later, and charges nothing more.
+    second.push(halfFrame(64 * KiB, 10), () => assert.fail('no frame'));
+    assert.equal(budget.bufferedBytes, firstBytes);
+    first.dispose();
+    first.dispose();
+    assert.equal(budget.bufferedBytes, 0);
+    assert.equal(budget.stats().bufferedBytesPeak, firstBytes + 64 * KiB);
+  });
+
+  test('a first partial that does not fit is refused before its buffer exists', () => {
+    const budget = new MemoryBudget(32 * KiB);
+    const decoder = new FrameDecoder({ budget });
+    assert.throws(
+      () => decoder.push(halfFrame(100 * KiB, 10), () => assert.fail('no frame')),
+      throwsCode(ErrorCode.MemoryBudget),
+    );
+    assert.equal(budget.bufferedBytes, 0);
+    assert.equal(decoder.allocatedBytes, 0);
+    // Also when the length prefix itself arrived split.
+    const split = new FrameDecoder({ budget });
+    split.push(halfFrame(100 * KiB, 0).subarray(0, 2), () => assert.fail('no frame'));
+    assert.throws(
+      () => split.push(halfFrame(100 * KiB, 10).subarray(2), () => assert.fail('no frame')),
+      throwsCode(ErrorCode.MemoryBudget),
+    );
+    assert.equal(budget.bufferedBytes, 0);
+  });
+
+  test('random chunkings over many decoders never take the budget past its maximum (seeded)', () => {
+    const random = seededRandom(0x6b_5e7);
+    const budget = new MemoryBudget(3 * 1024 * KiB);
+    const decoders = Array.from({ length: 8 }, () => ({
+      decoder: new FrameDecoder({ budget }),
+      stream: Buffer.concat(
+        Array.from({ length: 4 }, (_, i) =>
+          encodeFrame(
+            makeFlags(FrameKind.Request, Codec.None, true),
+            i,
+            bytesOf(i, random.int(900 * KiB)),
+          ),
+        ),
+      ),
+      offset: 0,
+      refused: false,
+      frames: 0,
+    }));
+    while (decoders.some((d) => !d.refused && d.offset < d.stream.length)) {
+      const d = decoders[random.int(decoders.length)]!;
+      if (d.refused || d.offset >= d.stream.length) continue;
+      const take = 1 + random.int(64 * KiB);
+      try {
+        d.decoder.push(d.stream.subarray(d.offset, d.offset + take), () => {
+          d.frames++;
+        });
+      } catch (error) {
+        assert.ok(isRdbnetError(error, ErrorCode.MemoryBudget), String(error));
+        d.refused = true;
+        d.decoder.dispose();
+      }
+      d.offset += take;
+      assert.ok(budget.bufferedBytes <= budget.bufferedBytesMax);
+    }
+    assert.equal(budget.bufferedBytes, 0, 'everything completed or was disposed');
+    assert.ok(budget.stats().bufferedBytesPeak <= 3 * 1024 * KiB);
+    assert.ok(decoders.some((d) => d.frames > 0));
+  });
+
+  test('MemoryBudget refuses past its maximum and checks its own bookkeeping', () => {
+    const budget = new MemoryBudget(10);
+    assert.equal(budget.reserve(6), true);
+    assert.equal(budget.reserve(5), false);
+    assert.equal(budget.reserve(4), true);
+    assert.deepEqual(budget.stats(), {
+      bufferedBytes: 10,
+      bufferedBytesPeak: 10,
+      bufferedBytesMax: 10,
+      refusals: 1,
+    });
+    budget.release(10);
+    assert.throws(() => budget.release(1), /invariant/);
+    assert.throws(() => budget.reserve(-1), /invariant/);
+    assert.throws(() => new MemoryBudget(0), RangeError);
   });
 });
 

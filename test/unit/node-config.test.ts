@@ -91,7 +91,10 @@ describe('precedence', () => {
     assert.equal(config.preset, 'lan');
     assert.equal(nodeConfig.nodeConfigJson(config).listen, '127.0.0.1:7000');
     for (const [path, source] of Object.entries(sources)) {
-      const expected = path.startsWith('raft.') || path === 'deadVoterRemoveAfterMs';
+      const expected =
+        path.startsWith('raft.') ||
+        path === 'deadVoterRemoveAfterMs' ||
+        path === 'idReclaimAfterMs';
       assert.equal(source, expected ? 'preset' : 'default', path);
     }
     // Listed in the order of the fields (and of `node config`).

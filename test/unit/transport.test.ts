@@ -11,8 +11,10 @@ import { adminHandler } from '../../src/core/api/admin.ts';
 import { ErrorCode, isRdbnetError, RdbnetError } from '../../src/core/errors.ts';
 import {
   Codec,
+  compressPayload,
   type DecodedEnvelope,
   decodeEnvelope,
+  decompressPayload,
   type EchoMessage,
   type Envelope,
   type ErrorReply,
@@ -21,6 +23,7 @@ import {
   FrameDecoder,
   FrameKind,
   flagsChecksum,
+  flagsCodec,
   flagsKind,
   type LocalEndpoint,
   makeFlags,
@@ -46,10 +49,12 @@ import {
   type DialInit,
   dial,
   type LinkState,
+  MemoryBudget,
   ReconnectingLink,
   type RequestHandler,
   TransportServer,
   type TransportServerEvents,
+  type TransportServerInit,
 } from '../../src/core/transport/index.ts';
 
 const HOST = '127.0.0.1';
@@ -172,7 +177,7 @@ const admin = adminHandler({
 /**
  * The admin API plus a few behaviours chosen by the echo text: `hang` never answers,
  * `later` answers on the next turn, `throw:<code>` / `reject:<code>` fail with that code,
- * `crash` throws a plain Error.
+ * `crash` throws a plain Error, `big:<bytes>` answers with that many bytes.
  */
 const handler: RequestHandler = (request, connection) => {
   if (request.kind === 'echoRequest') {
@@ -191,6 +196,9 @@ const handler: RequestHandler = (request, connection) => {
       return Promise.reject(new RdbnetError(head.slice(7) as ErrorCode, 'handler refused later'));
     }
     if (head.startsWith('crash')) throw new TypeError('secret internal detail');
+    if (head.startsWith('big:')) {
+      return { echoReply: { data: Buffer.alloc(Number(head.slice(4)), 0x61) } };
+    }
   }
   return admin(request, connection);
 };
@@ -202,6 +210,18 @@ async function startServer(
     events?: TransportServerEvents;
     port?: number;
     local?: LocalEndpoint;
+    /** Connection limits, idle timeout, memory budget, exemption. */
+    limits?: Partial<
+      Pick<
+        TransportServerInit,
+        | 'connectionsMax'
+        | 'unauthenticatedConnectionsMax'
+        | 'unauthenticatedConnectionsPerSourceMax'
+        | 'idleTimeoutMs'
+        | 'budget'
+        | 'exempt'
+      >
+    >;
   } = {},
 ): Promise<{ server: TransportServer; port: number }> {
   const server = new TransportServer({
@@ -211,6 +231,7 @@ async function startServer(
     handler,
     connectionsMax: 100,
     ...(init.events === undefined ? {} : { events: init.events }),
+    ...init.limits,
   });
   const address = await server.listen(HOST, init.port ?? 0);
   cleanups.push(() => server.close(200));
@@ -255,9 +276,13 @@ async function freePort(): Promise<number> {
 }
 
 /** Opens a plain TCP socket, writes `bytes`, and collects everything until the peer closes. */
-function rawExchange(port: number, bytes: Buffer): Promise<Buffer> {
+function rawExchange(port: number, bytes: Buffer, localAddress?: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const socket: Socket = connectTcp({ host: HOST, port });
+    const socket: Socket = connectTcp({
+      host: HOST,
+      port,
+      ...(localAddress === undefined ? {} : { localAddress }),
+    });
     const received: Buffer[] = [];
     const timer = setTimeout(() => {
       socket.destroy();
@@ -284,6 +309,18 @@ function decodeFrames(bytes: Buffer) {
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** Polls `condition` every 10 ms; fails after `timeoutMs`. */
+async function waitUntil(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!condition()) {
+    if (performance.now() > deadline) assert.fail(`condition not met within ${timeoutMs} ms`);
+    await sleep(10);
+  }
+}
+
+/** Length prefix, flags and message id. */
+const FRAME_HEADER_BYTES_FOR_TEST = 14;
 
 // ---- requests -------------------------------------------------------------------------
 
@@ -627,6 +664,301 @@ describe('hostile peers', () => {
     await sleep(20);
     assert.deepEqual(closed, [ErrorCode.HandshakeTimeout]);
     assert.equal(server.connections.size, 0);
+  });
+});
+
+describe('codec negotiation is enforced', () => {
+  const helloFrame = (codecs: Codec[]) =>
+    encodeFrame(
+      makeFlags(FrameKind.Request, Codec.None, false),
+      0,
+      encodeEnvelope({ hello: makeHello({ ...clientLocal, codecs }) }),
+    );
+  /** An echo request compressed with `codec`, valid in every other respect. */
+  const packedEcho = (codec: Codec) => {
+    const packed = compressPayload(codec, encodeEnvelope(echo(Buffer.alloc(8192))), 1024);
+    assert.equal(packed.codec, codec);
+    return encodeFrame(makeFlags(FrameKind.Request, codec, false), 5, packed.payload);
+  };
+
+  const cases: { offered: Codec[]; sent: Codec; negotiated: string }[] = [
+    { offered: [Codec.None], sent: Codec.Lz4, negotiated: 'none' },
+    { offered: [Codec.None], sent: Codec.Zstd, negotiated: 'none' },
+    { offered: [Codec.Zstd, Codec.None], sent: Codec.Lz4, negotiated: 'zstd' },
+  ];
+  for (const { offered, sent, negotiated } of cases) {
+    test(`codec ${sent} after negotiating ${negotiated}: RDB_CODEC_UNSUPPORTED, then close`, async () => {
+      const protocolErrors: string[] = [];
+      const { port } = await startServer({
+        events: { onProtocolError: (_c, error) => protocolErrors.push(error.code) },
+      });
+      const good = await connect(dialInit(port, null));
+      const frames = decodeFrames(
+        await rawExchange(port, Buffer.concat([helloFrame(offered), packedEcho(sent)])),
+      );
+      assert.deepEqual(
+        frames.map((f) => [f.kind, f.messageId, f.message.kind]),
+        [
+          [FrameKind.Response, 0, 'helloAck'],
+          [FrameKind.Error, 0, 'error'],
+        ],
+      );
+      assert.equal((frames[1]!.message.body as ErrorReply).code, ErrorCode.CodecUnsupported);
+      assert.deepEqual(protocolErrors, [ErrorCode.CodecUnsupported]);
+      assert.equal(text(await good.request(echo('fine'))), 'fine');
+    });
+  }
+
+  test('the negotiated codec itself is accepted', async () => {
+    const { port } = await startServer();
+    const reply = await rawExchange(
+      port,
+      Buffer.concat([
+        helloFrame([Codec.Lz4, Codec.None]),
+        packedEcho(Codec.Lz4),
+        // Not a frame: makes the node close once it has answered.
+        Buffer.alloc(8, 0xff),
+      ]),
+    );
+    const frames: [number, number, string][] = [];
+    new FrameDecoder().push(reply, (flags, messageId, payload) => {
+      const plain = decompressPayload(flagsCodec(flags), payload, 1 << 20);
+      frames.push([flagsKind(flags), messageId, decodeEnvelope(plain).kind]);
+    });
+    assert.deepEqual(frames, [
+      [FrameKind.Response, 0, 'helloAck'],
+      [FrameKind.Response, 5, 'echoReply'],
+      [FrameKind.Error, 0, 'error'],
+    ]);
+  });
+});
+
+describe('connection limits', () => {
+  /** A TCP connection that sends nothing; `closed` resolves when the server closes it. */
+  function silent(port: number, localAddress?: string) {
+    const socket = connectTcp({
+      host: HOST,
+      port,
+      ...(localAddress === undefined ? {} : { localAddress }),
+    });
+    cleanups.push(() => socket.destroy());
+    socket.on('error', () => {});
+    let isClosed = false;
+    const closed = new Promise<void>((resolve) =>
+      socket.once('close', () => {
+        isClosed = true;
+        resolve();
+      }),
+    );
+    const connected = new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    return { socket, closed, connected, isClosed: () => isClosed };
+  }
+
+  test('a TCP connection that never starts TLS is destroyed at the handshake timeout', async () => {
+    const rejected: string[] = [];
+    const { server, port } = await startServer({
+      tls: serverTls,
+      options: { handshakeTimeoutMs: 150 },
+      events: { onRejected: (_remote, error) => rejected.push(error.code) },
+    });
+    const started = performance.now();
+    // TCP only, and TLS begun but left after the first bytes of a ClientHello.
+    const tcpOnly = silent(port);
+    const halfTls = silent(port);
+    await halfTls.connected;
+    halfTls.socket.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]));
+    await Promise.race([
+      Promise.all([tcpOnly.closed, halfTls.closed]),
+      sleep(3000).then(() => assert.fail('the server left a silent socket open')),
+    ]);
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= 140, `closed after ${elapsed} ms`);
+    await sleep(20);
+    assert.deepEqual(rejected, [ErrorCode.HandshakeTimeout, ErrorCode.HandshakeTimeout]);
+    assert.equal(server.stats().preauthTimedOut, 2);
+    assert.equal(server.stats().unauthenticated, 0);
+  });
+
+  test("a source over its share loses its oldest connections; others' are untouched", async () => {
+    const rejected: string[] = [];
+    const { server, port } = await startServer({
+      tls: serverTls,
+      limits: { unauthenticatedConnectionsPerSourceMax: 3, unauthenticatedConnectionsMax: 10 },
+      events: { onRejected: (_remote, error) => rejected.push(error.code) },
+    });
+    const other = silent(port, '127.0.0.3');
+    await other.connected;
+    const flood: ReturnType<typeof silent>[] = [];
+    for (let i = 0; i < 5; i++) {
+      const socket = silent(port, '127.0.0.2');
+      await socket.connected;
+      flood.push(socket);
+    }
+    await Promise.all([flood[0]!.closed, flood[1]!.closed]);
+    await sleep(50);
+    assert.deepEqual(
+      flood.map((s) => s.isClosed()),
+      [true, true, false, false, false],
+    );
+    assert.equal(other.isClosed(), false);
+    assert.deepEqual(rejected, [ErrorCode.PreauthLimit, ErrorCode.PreauthLimit]);
+    assert.equal(server.stats().preauthEvicted, 2);
+    assert.equal(server.stats().unauthenticated, 4);
+    // An authenticated client from the flooded address still gets in.
+    const client = await connect(
+      dialInit(port, clientTls, { options: { handshakeTimeoutMs: 5000 } }),
+    );
+    assert.equal(text(await client.request(echo('in'))), 'in');
+  });
+
+  test('a full table makes room for an authenticated client with its oldest connection', async () => {
+    const { server, port } = await startServer({
+      tls: serverTls,
+      limits: { unauthenticatedConnectionsPerSourceMax: 8, unauthenticatedConnectionsMax: 8 },
+    });
+    const strangers: ReturnType<typeof silent>[] = [];
+    for (const source of ['127.0.0.3', '127.0.0.2', '127.0.0.2', '127.0.0.2']) {
+      for (let i = 0; i < 2; i++) {
+        const socket = silent(port, source);
+        await socket.connected;
+        strangers.push(socket);
+      }
+    }
+    await waitUntil(() => server.stats().unauthenticated === 8);
+    const client = await connect(dialInit(port, clientTls));
+    assert.equal(text(await client.request(echo('in'))), 'in');
+    // The client's arrival displaced the oldest unauthenticated socket.
+    await strangers[0]!.closed;
+    assert.deepEqual(
+      strangers.map((s) => s.isClosed()),
+      [true, false, false, false, false, false, false, false],
+    );
+    assert.equal(server.stats().authenticated, 1);
+    assert.equal(server.stats().unauthenticated, 7);
+  });
+
+  test('connectionsMax bounds authenticated connections; exempt peers still get in', async () => {
+    const { server, port } = await startServer({
+      limits: {
+        connectionsMax: 1,
+        exempt: (peer) => peer.role === 'node',
+      },
+    });
+    const first = await connect(dialInit(port, null));
+    await assert.rejects(dial(dialInit(port, null)), expectCode(ErrorCode.ConnectionLimit));
+    const member = await connect(dialInit(port, null, { local: { ...nodeLocal, id: 'n2' } }));
+    assert.equal(text(await member.request(echo('member'))), 'member');
+    assert.equal(text(await first.request(echo('first'))), 'first');
+    assert.equal(server.stats().connectionLimitRefused, 1);
+    assert.equal(server.stats().authenticated, 2);
+  });
+
+  test('idle authenticated connections are closed with RDB_IDLE_TIMEOUT; busy and exempt ones are not', async () => {
+    const closed: (string | undefined)[] = [];
+    const { server, port } = await startServer({
+      limits: { idleTimeoutMs: 300, exempt: (peer) => peer.role === 'node' },
+      events: { onClose: (_c, error) => closed.push(error?.code) },
+    });
+    const idle = await connect(dialInit(port, null));
+    const busy = await connect(dialInit(port, null));
+    const member = await connect(dialInit(port, null, { local: { ...nodeLocal, id: 'n2' } }));
+    const idleClosed = new Promise<void>((resolve) => idle.socket.once('close', () => resolve()));
+    const started = performance.now();
+    while (performance.now() - started < 900) {
+      assert.equal(text(await busy.request(echo('tick'))), 'tick');
+      await sleep(50);
+    }
+    await idleClosed;
+    assert.equal(idle.state, 'closed');
+    await assert.rejects(idle.request(echo('x')), expectCode(ErrorCode.IdleTimeout));
+    assert.equal(busy.state, 'open');
+    assert.equal(member.state, 'open');
+    assert.deepEqual(closed, [ErrorCode.IdleTimeout]);
+    assert.equal(server.stats().idleClosed, 1);
+  });
+
+  test('a connection whose partial frame does not fit the budget is refused; others go on', async () => {
+    const budget = new MemoryBudget(256 * 1024);
+    const closed: (string | undefined)[] = [];
+    const { port } = await startServer({
+      limits: { budget },
+      events: { onClose: (_c, error) => closed.push(error?.code) },
+    });
+    const hello = encodeFrame(
+      makeFlags(FrameKind.Request, Codec.None, false),
+      0,
+      encodeEnvelope({ hello: makeHello(clientLocal) }),
+    );
+    /** Hello, then 150 KiB of a 200 KiB frame, on a socket kept open. */
+    const halfSender = () => {
+      const socket = connectTcp({ host: HOST, port });
+      cleanups.push(() => socket.destroy());
+      const header = Buffer.alloc(FRAME_HEADER_BYTES_FOR_TEST);
+      header.writeUInt32BE(200 * 1024 - 4, 0);
+      socket.on('connect', () =>
+        socket.write(Buffer.concat([hello, header, Buffer.alloc(150 * 1024)])),
+      );
+      const received: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => received.push(chunk));
+      socket.on('error', () => {});
+      const ended = new Promise<Buffer>((resolve) =>
+        socket.once('close', () => resolve(Buffer.concat(received))),
+      );
+      return { socket, ended };
+    };
+    const first = halfSender();
+    await waitUntil(() => budget.bufferedBytes >= 150 * 1024);
+    const held = budget.bufferedBytes;
+    const second = halfSender();
+    const frames = decodeFrames(await second.ended);
+    assert.deepEqual(
+      frames.map((f) => [f.kind, f.message.kind]),
+      [
+        [FrameKind.Response, 'helloAck'],
+        [FrameKind.Error, 'error'],
+      ],
+    );
+    assert.equal((frames[1]!.message.body as ErrorReply).code, ErrorCode.MemoryBudget);
+    assert.equal(budget.bufferedBytes, held, 'the refused connection gave back what it had');
+    assert.ok(budget.stats().bufferedBytesPeak <= 256 * 1024);
+    const good = await connect(dialInit(port, null));
+    assert.equal(text(await good.request(echo('small'))), 'small');
+    first.socket.destroy();
+    await first.ended;
+    await waitUntil(() => budget.bufferedBytes === 0);
+    assert.deepEqual(closed.slice(0, 1), [ErrorCode.MemoryBudget]);
+  });
+
+  test('replies piling up for a peer that does not read are charged; past the budget it is cut', async () => {
+    const budget = new MemoryBudget(1024 * 1024);
+    const closed: (string | undefined)[] = [];
+    const { port } = await startServer({
+      limits: { budget },
+      events: { onClose: (_c, error) => closed.push(error?.code) },
+    });
+    const hello = encodeFrame(
+      makeFlags(FrameKind.Request, Codec.None, false),
+      0,
+      encodeEnvelope({ hello: makeHello({ ...clientLocal, codecs: [Codec.None] }) }),
+    );
+    // 64 small requests, each answered with 256 KiB: 16 MiB the client never reads.
+    const requests = Array.from({ length: 64 }, (_, i) =>
+      encodeFrame(
+        makeFlags(FrameKind.Request, Codec.None, false),
+        i + 1,
+        encodeEnvelope(echo(`big:${256 * 1024}`)),
+      ),
+    );
+    const socket = connectTcp({ host: HOST, port });
+    cleanups.push(() => socket.destroy());
+    socket.on('error', () => {});
+    socket.pause();
+    socket.on('connect', () => socket.write(Buffer.concat([hello, ...requests])));
+    await waitUntil(() => closed.length > 0, 10_000);
+    assert.deepEqual(closed, [ErrorCode.MemoryBudget]);
+    assert.ok(budget.stats().bufferedBytesPeak <= 1024 * 1024);
+    assert.ok(budget.stats().bufferedBytesPeak > 0, 'the backlog was never charged');
+    assert.equal(budget.bufferedBytes, 0);
   });
 });
 

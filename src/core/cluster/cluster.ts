@@ -577,6 +577,12 @@ export class ClusterService {
     return [...driver.config.voters].map((id) => ({ id, address: this.addressOf(id) ?? '' }));
   }
 
+  /** True when `id` is a member of the cluster configuration (applied, or added by an entry
+   * already in the log). */
+  isMember(id: string): boolean {
+    return this.isMemberPeer(id);
+  }
+
   /** Addresses of the other members of the applied configuration (gossip seeds on restart). */
   memberAddresses(): string[] {
     const driver = this.driver;

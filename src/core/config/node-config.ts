@@ -31,6 +31,10 @@ import {
   connectionOptions,
   DEFAULT_CONNECTION_OPTIONS,
 } from '../transport/options.ts';
+import {
+  UNAUTHENTICATED_CONNECTIONS_MAX_DEFAULT,
+  UNAUTHENTICATED_CONNECTIONS_PER_SOURCE_MAX_DEFAULT,
+} from '../transport/server.ts';
 import { DEFAULT_CLUSTER, DEFAULT_LISTEN, defaultDataDir, rdbnetHome } from './home.ts';
 import {
   addressList,
@@ -79,8 +83,28 @@ export interface NodeConfig {
   certsDirIsDefault: boolean;
   /** Plaintext TCP without authentication. Only for tests and trusted networks. Default false. */
   insecure: boolean;
-  /** Connections accepted at once. Default 4096. */
+  /** Authenticated connections (past TLS and the Hello) held at once. One more peer is refused
+   * in the handshake with RDB_CONNECTION_LIMIT, except members of the cluster configuration.
+   * Default 4096. */
   connectionsMax: number;
+  /** Unauthenticated connections (TCP accepted, TLS handshake or Hello not done) held at once,
+   * apart from connectionsMax. A new one past it closes the oldest unauthenticated connection
+   * (counted in `connections.preauth.evicted`), so strangers cannot lock peers and operators
+   * out. Default 1024. */
+  unauthenticatedConnectionsMax: number;
+  /** Unauthenticated connections held at once from one source address (IPv6: one /64). A new
+   * one past it closes that source's oldest. Default 64. */
+  unauthenticatedConnectionsPerSourceMax: number;
+  /** An authenticated connection that sent no frame, with no request outstanding either way,
+   * for this long is closed with RDB_IDLE_TIMEOUT (`connections.failed.RDB_IDLE_TIMEOUT`).
+   * Connections of cluster members (Raft configuration or gossip) are exempt. 0: never.
+   * Default 300000 ms (`health --watch` asks at least every 60 s). */
+  idleTimeoutMs: number;
+  /** Node-wide budget for bytes buffered by accepted connections: partial inbound frames
+   * being assembled and replies queued for peers that are not reading. A connection whose
+   * buffering would pass it is closed with RDB_MEMORY_BUDGET. At least
+   * connection.frameBytesMax. Default 256 MiB. */
+  bufferedBytesMax: number;
   /** Time a stopping node gives open connections to finish. Default 3000 ms, so that a
    * stop always completes within 5 s. */
   shutdownGraceMs: number;
@@ -126,6 +150,10 @@ export interface NodeConfig {
 
 /** Default of NodeConfig.deadVoterRemoveAfterMs (the lan preset's). */
 export const DEAD_VOTER_REMOVE_AFTER_MS_DEFAULT = 30_000;
+/** Default of NodeConfig.idleTimeoutMs. */
+export const IDLE_TIMEOUT_MS_DEFAULT = 300_000;
+/** Default of NodeConfig.bufferedBytesMax. */
+export const BUFFERED_BYTES_MAX_DEFAULT = 256 * 1024 * 1024;
 
 export interface NodePresetValues {
   /** The SWIM preset gossip runs with (membership/swim/config.ts). */
@@ -167,6 +195,10 @@ export interface NodeConfigFile {
   certsDir?: string | null;
   insecure?: boolean | null;
   connectionsMax?: number | null;
+  unauthenticatedConnectionsMax?: number | null;
+  unauthenticatedConnectionsPerSourceMax?: number | null;
+  idleTimeoutMs?: number | null;
+  bufferedBytesMax?: number | null;
   shutdownGraceMs?: number | null;
   connection?: Partial<ConnectionOptions> | null;
   join?: string[] | string | null;
@@ -294,6 +326,22 @@ const FIELDS: readonly Field[] = [
   field('join', addressList(), byDefault(undefined), '--join'),
   field('bootstrapExpect', integer(1, 64), byDefault(undefined), '--bootstrap-expect'),
   field('connectionsMax', integer(1, Number.MAX_SAFE_INTEGER), byDefault(4096)),
+  field(
+    'unauthenticatedConnectionsMax',
+    integer(1, Number.MAX_SAFE_INTEGER),
+    byDefault(UNAUTHENTICATED_CONNECTIONS_MAX_DEFAULT),
+  ),
+  field(
+    'unauthenticatedConnectionsPerSourceMax',
+    integer(1, Number.MAX_SAFE_INTEGER),
+    byDefault(UNAUTHENTICATED_CONNECTIONS_PER_SOURCE_MAX_DEFAULT),
+  ),
+  field('idleTimeoutMs', integer(0, DURATION_MS_MAX), byDefault(IDLE_TIMEOUT_MS_DEFAULT)),
+  field(
+    'bufferedBytesMax',
+    integer(1, Number.MAX_SAFE_INTEGER),
+    byDefault(BUFFERED_BYTES_MAX_DEFAULT),
+  ),
   // At most 4500 ms, so that a stop completes within 5 s.
   field('shutdownGraceMs', integer(1, 4500), byDefault(3000)),
   field('deadVoterRemoveAfterMs', integer(0, DURATION_MS_MAX), ({ preset }) => ({
@@ -532,6 +580,14 @@ export function resolveNodeConfigWithSources(inputs: NodeConfigInputs = {}): Res
     if (key === undefined) throw new RdbnetError(ErrorCode.ConfigInvalid, message);
     return fail(`connection.${key}`, message);
   }
+  const bufferedBytesMax = get<number>('bufferedBytesMax');
+  if (bufferedBytesMax < connection.frameBytesMax) {
+    fail(
+      'bufferedBytesMax',
+      `must be at least connection.frameBytesMax (${connection.frameBytesMax}), got ${bufferedBytesMax}`,
+      'a smaller budget could never hold one frame of the largest size',
+    );
+  }
 
   const certsSource = sources['certsDir'];
   const config: NodeConfig = {
@@ -546,6 +602,10 @@ export function resolveNodeConfigWithSources(inputs: NodeConfigInputs = {}): Res
     certsDirIsDefault: certsSource === 'default' || certsSource === 'env',
     insecure: get('insecure'),
     connectionsMax: get('connectionsMax'),
+    unauthenticatedConnectionsMax: get('unauthenticatedConnectionsMax'),
+    unauthenticatedConnectionsPerSourceMax: get('unauthenticatedConnectionsPerSourceMax'),
+    idleTimeoutMs: get('idleTimeoutMs'),
+    bufferedBytesMax,
     shutdownGraceMs: get('shutdownGraceMs'),
     connection,
     join: get('join'),
@@ -582,6 +642,10 @@ export interface NodeConfigJson {
   join: string[] | null;
   bootstrapExpect: number | null;
   connectionsMax: number;
+  unauthenticatedConnectionsMax: number;
+  unauthenticatedConnectionsPerSourceMax: number;
+  idleTimeoutMs: number;
+  bufferedBytesMax: number;
   shutdownGraceMs: number;
   deadVoterRemoveAfterMs: number;
   idReclaimAfterMs: number;
@@ -603,6 +667,10 @@ export function nodeConfigJson(config: NodeConfig): NodeConfigJson {
     join: config.join === undefined ? null : [...config.join],
     bootstrapExpect: config.bootstrapExpect ?? null,
     connectionsMax: config.connectionsMax,
+    unauthenticatedConnectionsMax: config.unauthenticatedConnectionsMax,
+    unauthenticatedConnectionsPerSourceMax: config.unauthenticatedConnectionsPerSourceMax,
+    idleTimeoutMs: config.idleTimeoutMs,
+    bufferedBytesMax: config.bufferedBytesMax,
     shutdownGraceMs: config.shutdownGraceMs,
     deadVoterRemoveAfterMs: config.deadVoterRemoveAfterMs,
     idReclaimAfterMs: config.idReclaimAfterMs,

@@ -15,7 +15,7 @@ import { raftCoreConfig } from '../cluster/timings.ts';
 import { NODE_PRESETS, type NodeConfig } from '../config/node-config.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import { clusterHealth } from '../health/cluster-health.ts';
-import { PROTOCOL_VERSION } from '../protocol/handshake.ts';
+import { type PeerInfo, PROTOCOL_VERSION } from '../protocol/handshake.ts';
 import type {
   CertInfoReply,
   CertRotateReply,
@@ -27,13 +27,20 @@ import type {
   StatusReply,
 } from '../protocol/messages.ts';
 import { call } from '../rpc/call.ts';
-import { Counters, type Logger, systemClock } from '../runtime/index.ts';
+import {
+  Counters,
+  type LogFields,
+  type Logger,
+  LogLimiter,
+  systemClock,
+} from '../runtime/index.ts';
 import type { KeyBits } from '../security/pki.ts';
 import type { TlsMaterial } from '../security/tls.ts';
 import { formatHostPort, parseHostPort } from '../transport/address.ts';
 import { dial } from '../transport/dial.ts';
+import { MemoryBudget } from '../transport/memory-budget.ts';
 import { connectionOptions } from '../transport/options.ts';
-import { TransportServer } from '../transport/server.ts';
+import { TransportServer, type TransportServerStats } from '../transport/server.ts';
 import { SOFTWARE_VERSION } from '../version.ts';
 import { NodeCertificates } from './certificates.ts';
 import { loadNodeCredentials } from './credentials.ts';
@@ -55,6 +62,11 @@ const DIAGNOSE_TIMEOUT_MS = 500;
 /** A certificate closer than this to expiry makes the node's health degraded. */
 export const CERT_DAYS_LEFT_WARN = 30;
 
+/** Lines about refused or failed connections: this many in full per interval, then one
+ * summary of the rest per interval, so a flood of strangers cannot flood the log. */
+const CONNECTION_LOG_BURST = 10;
+const CONNECTION_LOG_INTERVAL_MS = 10_000;
+
 export class RdbnetNode implements AdminSource {
   readonly id: string;
   readonly clusterId: string;
@@ -70,12 +82,20 @@ export class RdbnetNode implements AdminSource {
   private nodeCertificates: NodeCertificates | null = null;
   private clusterService: ClusterService | null = null;
   private gossip: NodeGossip | null = null;
+  private readonly budget: MemoryBudget;
+  private readonly connectionLog = new LogLimiter({
+    intervalMs: CONNECTION_LOG_INTERVAL_MS,
+    burst: CONNECTION_LOG_BURST,
+    clock: systemClock,
+  });
+  private connectionLogTimer: NodeJS.Timeout | null = null;
 
   private constructor(config: NodeConfig, id: string, clusterId: string, log: Logger) {
     this.config = config;
     this.id = id;
     this.clusterId = clusterId;
     this.log = log;
+    this.budget = new MemoryBudget(config.bufferedBytesMax);
   }
 
   static async start(config: NodeConfig, log: Logger): Promise<RdbnetNode> {
@@ -205,9 +225,46 @@ export class RdbnetNode implements AdminSource {
     return this.clusterService?.failed ?? new Promise(() => {});
   }
 
+  /**
+   * Members of the cluster configuration, and nodes gossip knows alive: exempt from the idle
+   * timeout and from connectionsMax, so Raft and gossip links are never cut for being quiet.
+   */
+  private isClusterPeer(peer: PeerInfo): boolean {
+    if (peer.role !== 'node' || !peer.authenticated) return false;
+    if (this.clusterService?.isMember(peer.id) === true) return true;
+    return (
+      this.gossip?.driver
+        .members()
+        .some(
+          (member) =>
+            member.id === peer.id && (member.state === 'alive' || member.state === 'suspect'),
+        ) === true
+    );
+  }
+
+  /** Logs a line about a refused or failed connection, unless too many came lately. */
+  private connectionWarning(kind: string, msg: string, fields: LogFields): void {
+    if (this.connectionLog.admit(kind)) this.log.warn(msg, fields);
+  }
+
+  private connectionInfo(kind: string, msg: string, fields: LogFields): void {
+    if (this.connectionLog.admit(kind)) this.log.info(msg, fields);
+  }
+
+  private logSuppressedConnections(): void {
+    const summary = this.connectionLog.takeSummary();
+    if (summary === null) return;
+    this.log.warn('connection log lines suppressed', {
+      intervalMs: CONNECTION_LOG_INTERVAL_MS,
+      total: summary.total,
+      byKind: summary.suppressed,
+    });
+  }
+
   private async listen(tls: TlsMaterial | null): Promise<void> {
     const log = this.log;
     const counters = this.counters;
+    const config = this.config;
     this.server = new TransportServer({
       local: {
         id: this.id,
@@ -216,8 +273,13 @@ export class RdbnetNode implements AdminSource {
         softwareVersion: SOFTWARE_VERSION,
       },
       tls,
-      options: this.config.connection,
-      connectionsMax: this.config.connectionsMax,
+      options: config.connection,
+      connectionsMax: config.connectionsMax,
+      unauthenticatedConnectionsMax: config.unauthenticatedConnectionsMax,
+      unauthenticatedConnectionsPerSourceMax: config.unauthenticatedConnectionsPerSourceMax,
+      ...(config.idleTimeoutMs === 0 ? {} : { idleTimeoutMs: config.idleTimeoutMs }),
+      budget: this.budget,
+      exempt: (peer) => this.isClusterPeer(peer),
       handler: adminHandler(this, {
         onForbidden: (operation, connection, error) => {
           counters.increment('auth.forbidden');
@@ -248,7 +310,7 @@ export class RdbnetNode implements AdminSource {
           counters.increment('frames.out', connection.framesOut);
           if (error !== undefined && error.code !== ErrorCode.ConnectionClosed) {
             counters.increment(`connections.failed.${error.code}`);
-            log.info('connection closed', {
+            this.connectionInfo(`closed.${error.code}`, 'connection closed', {
               remote: connection.remoteAddress,
               code: error.code,
               reason: error.message,
@@ -259,7 +321,7 @@ export class RdbnetNode implements AdminSource {
           counters.increment(`protocol.errors.${error.code}`);
           // Refused in the handshake (a hello whose role or id the certificate does not back).
           if (connection.peer === null) counters.increment(`connections.rejected.${error.code}`);
-          log.warn('protocol error from peer', {
+          this.connectionWarning(`protocol.${error.code}`, 'protocol error from peer', {
             remote: connection.remoteAddress,
             code: error.code,
             reason: error.message,
@@ -267,10 +329,19 @@ export class RdbnetNode implements AdminSource {
         },
         onRejected: (remote, error) => {
           counters.increment(`connections.rejected.${error.code}`);
-          log.warn('connection rejected', { remote, code: error.code, reason: error.message });
+          this.connectionWarning(`rejected.${error.code}`, 'connection rejected', {
+            remote,
+            code: error.code,
+            reason: error.message,
+          });
         },
       },
     });
+    this.connectionLogTimer = setInterval(
+      () => this.logSuppressedConnections(),
+      CONNECTION_LOG_INTERVAL_MS,
+    );
+    this.connectionLogTimer.unref();
     const bound = await this.server.listen(this.config.listen.host, this.config.listen.port);
     this.listenAddress = formatHostPort({ host: bound.address, port: bound.port });
     this.state = 'running';
@@ -307,6 +378,8 @@ export class RdbnetNode implements AdminSource {
     await this.gossip?.stop();
     await this.clusterService?.stop();
     await this.server?.close(this.config.shutdownGraceMs);
+    if (this.connectionLogTimer !== null) clearInterval(this.connectionLogTimer);
+    this.logSuppressedConnections();
     await this.unlock?.();
     this.state = 'stopped';
     this.log.info('node stopped', { id: this.id });
@@ -338,6 +411,7 @@ export class RdbnetNode implements AdminSource {
         ...this.counters.snapshot(),
         ...this.clusterService?.counters(),
         ...(this.gossip === null ? {} : gossipCounters(this.gossip.stats())),
+        ...(this.server === null ? {} : transportCounters(this.server.stats(), this.budget)),
         'frames.in': framesIn,
         'frames.out': framesOut,
       },
@@ -493,4 +567,24 @@ export class RdbnetNode implements AdminSource {
   async reloadCertificates(): Promise<void> {
     await this.nodeCertificates?.reload();
   }
+}
+
+/** Connection limits and the memory budget as `node status` counters (some are gauges). */
+function transportCounters(
+  stats: TransportServerStats,
+  budget: MemoryBudget,
+): Record<string, number> {
+  const memory = budget.stats();
+  return {
+    'connections.authenticated': stats.authenticated,
+    'connections.preauth.open': stats.unauthenticated,
+    'connections.preauth.evicted': stats.preauthEvicted,
+    'connections.preauth.timed_out': stats.preauthTimedOut,
+    'connections.limit_refused': stats.connectionLimitRefused,
+    'connections.idle_closed': stats.idleClosed,
+    'memory.buffered_bytes': memory.bufferedBytes,
+    'memory.buffered_bytes_peak': memory.bufferedBytesPeak,
+    'memory.buffered_bytes_max': memory.bufferedBytesMax,
+    'memory.budget_refusals': memory.refusals,
+  };
 }

@@ -91,6 +91,17 @@ export type FrameHandler = (flags: number, messageId: number, payload: Buffer) =
 export interface FrameDecoderOptions {
   /** Largest frame accepted, length prefix included; at most FRAME_BYTES_MAX. */
   frameBytesMax?: number;
+  /** Memory shared with other decoders (a node's budget for buffered frames). The buffer of
+   * a partial frame is reserved from it before it is allocated or grown; a reservation that
+   * does not fit throws RDB_MEMORY_BUDGET and allocates nothing. */
+  budget?: ByteBudget;
+}
+
+/** Bytes shared by many buffers. `reserve` answers false, changing nothing, when `bytes`
+ * more would not fit; what was reserved is given back with `release`. */
+export interface ByteBudget {
+  reserve(bytes: number): boolean;
+  release(bytes: number): void;
 }
 
 /**
@@ -109,6 +120,10 @@ export class FrameDecoder {
   private partialTotal = 0;
   private readonly lengthScratch = Buffer.alloc(FRAME_LENGTH_BYTES);
   private lengthScratchFilled = 0;
+  private readonly budget: ByteBudget | undefined;
+  /** Size of the partial frame's buffer, as reserved from the budget. */
+  private reservedBytes = 0;
+  private disposed = false;
 
   constructor(options: FrameDecoderOptions = {}) {
     const max = options.frameBytesMax ?? FRAME_BYTES_MAX;
@@ -116,6 +131,7 @@ export class FrameDecoder {
       throw new RangeError(`frameBytesMax must be ${FRAME_HEADER_BYTES}..${FRAME_BYTES_MAX}`);
     }
     this.frameBytesMax = max;
+    this.budget = options.budget;
   }
 
   /** Bytes currently held for an incomplete frame: bounded by frameBytesMax. */
@@ -123,11 +139,27 @@ export class FrameDecoder {
     return this.partial === null ? this.lengthScratchFilled : this.partialFilled;
   }
 
+  /** Size of the buffer allocated for the incomplete frame (what the budget is charged). */
+  get allocatedBytes(): number {
+    return this.reservedBytes;
+  }
+
+  /** Drops any incomplete frame and gives its memory back to the budget. Every later push,
+   * and the rest of a push under way (a frame handler may dispose), is ignored. */
+  dispose(): void {
+    this.disposed = true;
+    this.partial = null;
+    this.partialFilled = 0;
+    this.lengthScratchFilled = 0;
+    this.releaseAll();
+  }
+
   push(chunk: Buffer, onFrame: FrameHandler): void {
+    if (this.disposed) return;
     let offset = 0;
     if (this.lengthScratchFilled > 0 || this.partial !== null) {
       offset = this.continuePartial(chunk, onFrame);
-      if (offset < 0) return;
+      if (offset < 0 || this.disposed) return;
     }
     const end = chunk.length;
     while (end - offset >= FRAME_LENGTH_BYTES) {
@@ -136,6 +168,7 @@ export class FrameDecoder {
       const total = FRAME_LENGTH_BYTES + length;
       if (end - offset < total) break;
       this.emit(chunk, offset, total, onFrame);
+      if (this.disposed) return;
       offset += total;
     }
     if (offset < end) this.startPartial(chunk, offset);
@@ -153,9 +186,11 @@ export class FrameDecoder {
       if (this.lengthScratchFilled < FRAME_LENGTH_BYTES) return -1;
       const length = this.lengthScratch.readUInt32BE(0);
       this.checkLength(length);
+      const initialBytes = Math.min(FRAME_LENGTH_BYTES + length, PARTIAL_INITIAL_BYTES);
+      this.reserve(initialBytes, FRAME_LENGTH_BYTES + length);
       this.lengthScratchFilled = 0;
       this.partialTotal = FRAME_LENGTH_BYTES + length;
-      this.partial = Buffer.allocUnsafe(Math.min(this.partialTotal, PARTIAL_INITIAL_BYTES));
+      this.partial = Buffer.allocUnsafe(initialBytes);
       this.lengthScratch.copy(this.partial, 0);
       this.partialFilled = FRAME_LENGTH_BYTES;
     }
@@ -168,6 +203,7 @@ export class FrameDecoder {
     if (this.partialFilled < this.partialTotal) return -1;
     this.partial = null;
     this.partialFilled = 0;
+    this.releaseAll();
     this.emit(partial, 0, this.partialTotal, onFrame);
     return offset;
   }
@@ -180,10 +216,11 @@ export class FrameDecoder {
       return;
     }
     const length = chunk.readUInt32BE(offset);
-    this.partialTotal = FRAME_LENGTH_BYTES + length;
-    this.partial = Buffer.allocUnsafe(
-      Math.min(this.partialTotal, Math.max(remaining, PARTIAL_INITIAL_BYTES)),
-    );
+    const total = FRAME_LENGTH_BYTES + length;
+    const initialBytes = Math.min(total, Math.max(remaining, PARTIAL_INITIAL_BYTES));
+    this.reserve(initialBytes, total);
+    this.partialTotal = total;
+    this.partial = Buffer.allocUnsafe(initialBytes);
     chunk.copy(this.partial, 0, offset);
     this.partialFilled = remaining;
   }
@@ -194,9 +231,28 @@ export class FrameDecoder {
     if (bytes <= partial.length) return;
     let size = partial.length * 2;
     while (size < bytes) size *= 2;
-    const grown = Buffer.allocUnsafe(Math.min(size, this.partialTotal));
+    const grownBytes = Math.min(size, this.partialTotal);
+    this.reserve(grownBytes - partial.length, this.partialTotal);
+    const grown = Buffer.allocUnsafe(grownBytes);
     partial.copy(grown, 0, 0, this.partialFilled);
     this.partial = grown;
+  }
+
+  /** Takes `bytes` from the budget before they are allocated, or refuses the frame. */
+  private reserve(bytes: number, frameBytes: number): void {
+    if (this.budget !== undefined && !this.budget.reserve(bytes)) {
+      throw new RdbnetError(
+        ErrorCode.MemoryBudget,
+        `buffering a frame of ${frameBytes} bytes would take the node past its memory budget`,
+      );
+    }
+    this.reservedBytes += bytes;
+  }
+
+  private releaseAll(): void {
+    if (this.reservedBytes === 0) return;
+    this.budget?.release(this.reservedBytes);
+    this.reservedBytes = 0;
   }
 
   private checkLength(length: number): void {

@@ -55,3 +55,4 @@ export function backoffDelayMs(
 }
 export * from './counters.ts';
 export * from './log.ts';
+export * from './log-limiter.ts';

@@ -9,12 +9,17 @@
  * - Requests are correlated by message id, each with a deadline, at most
  *   inflightRequestsMax outstanding.
  * - Any framing or decoding error from the peer is a typed error: the peer gets one error
- *   frame naming it, and only this connection closes.
+ *   frame naming it, and only this connection closes. So is a frame compressed with a codec
+ *   the handshake did not negotiate (RDB_CODEC_UNSUPPORTED).
+ * - With a shared budget (the node's, on accepted connections), partial inbound frames and
+ *   replies queued for a congested peer are reserved from it; a reservation that does not fit
+ *   closes this connection with RDB_MEMORY_BUDGET.
  */
 import type { Socket } from 'node:net';
 import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
-import { compressPayload, decompressPayload } from '../protocol/compression.ts';
+import { codecName, compressPayload, decompressPayload } from '../protocol/compression.ts';
 import {
+  type ByteBudget,
   Codec,
   FrameDecoder,
   FrameKind,
@@ -56,6 +61,9 @@ export interface ConnectionHooks {
   onClose?(connection: Connection, error: RdbnetError | undefined): void;
   /** The peer broke the protocol; the connection is closing. For counters and logs. */
   onProtocolError?(connection: Connection, error: RdbnetError): void;
+  /** Accepting side: the peer's Hello checked out. Throw a RdbnetError to refuse the peer
+   * anyway (a connection limit); it gets the error frame instead of the HelloAck. */
+  admitPeer?(connection: Connection, peer: PeerInfo): void;
 }
 
 interface PendingRequest {
@@ -92,6 +100,11 @@ export class Connection {
   private readonly hooks: ConnectionHooks;
   private readonly clock: Clock;
   private readonly decoder: FrameDecoder;
+  private readonly budget: ByteBudget | undefined;
+  /** What the budget is charged for replies waiting on a congested socket. */
+  private outboundReservedBytes = 0;
+  /** Monotonic ms of the last complete frame from the peer (or of the connection's start). */
+  private lastFrameInMs: number;
   private readonly out = new OutboundBuffer();
   private codec: Codec = Codec.None;
   /** CRC-32 on what we send: only where TLS does not already authenticate every byte. */
@@ -117,6 +130,8 @@ export class Connection {
     handler?: RequestHandler;
     hooks?: ConnectionHooks;
     clock?: Clock;
+    /** Shared memory budget for this connection's buffered frames; none: unbudgeted. */
+    budget?: ByteBudget;
   }) {
     this.socket = init.socket;
     this.side = init.side;
@@ -127,7 +142,12 @@ export class Connection {
     this.hooks = init.hooks ?? {};
     this.clock = init.clock ?? systemClock;
     this.remoteAddress = `${init.socket.remoteAddress ?? '?'}:${init.socket.remotePort ?? '?'}`;
-    this.decoder = new FrameDecoder({ frameBytesMax: init.options.frameBytesMax });
+    this.budget = init.budget;
+    this.lastFrameInMs = this.clock.nowMs();
+    this.decoder = new FrameDecoder({
+      frameBytesMax: init.options.frameBytesMax,
+      ...(init.budget === undefined ? {} : { budget: init.budget }),
+    });
     this.checksum = init.options.checksum && !(init.socket as { encrypted?: boolean }).encrypted;
     this.socket.setNoDelay(true);
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -217,6 +237,23 @@ export class Connection {
   }
 
   /**
+   * How long the connection has been idle at `nowMs`: time since the peer's last complete
+   * frame, or 0 while a request is outstanding either way. A peer trickling a frame that
+   * never completes is idle.
+   */
+  idleMs(nowMs = this.clock.nowMs()): number {
+    if (this.pending.size > 0 || this.inboundInflight > 0) return 0;
+    return Math.max(0, nowMs - this.lastFrameInMs);
+  }
+
+  /** Tells the peer why in an error frame about the whole connection (id 0), then closes. */
+  closeWithError(error: RdbnetError): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.writeFrame(FrameKind.Error, 0, { error: { code: error.code, message: error.message } });
+    this.close(error);
+  }
+
+  /**
    * Closes after flushing what is queued. Outstanding requests fail with `error` or
    * RDB_CONNECTION_CLOSED. Idempotent.
    */
@@ -229,9 +266,16 @@ export class Connection {
       this.closeError ??
         new RdbnetError(ErrorCode.ConnectionClosed, `connection to ${this.remoteAddress} closed`),
     );
+    // Nothing more is read: a partial frame is dropped and its memory given back now.
+    this.decoder.dispose();
     this.flush();
     this.socket.end();
     setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS).unref();
+  }
+
+  /** Ends the connection at once, without flushing or telling the peer; onClose gets `error`. */
+  destroy(error: RdbnetError): void {
+    this.fail(error);
   }
 
   private fail(error: RdbnetError): void {
@@ -245,6 +289,11 @@ export class Connection {
     const wasHandshaking = this.state === 'handshaking';
     this.state = 'closed';
     this.stopSweeping();
+    this.decoder.dispose();
+    if (this.outboundReservedBytes > 0) {
+      this.budget?.release(this.outboundReservedBytes);
+      this.outboundReservedBytes = 0;
+    }
     const error = this.closeError ?? (wasHandshaking ? this.closedDuringHandshake() : undefined);
     this.rejectAll(
       error ??
@@ -282,6 +331,7 @@ export class Connection {
     this.peer = peer;
     this.codec = peer.codec;
     this.state = 'open';
+    this.lastFrameInMs = this.clock.nowMs();
     this.hooks.onOpen?.(this);
   }
 
@@ -293,14 +343,30 @@ export class Connection {
     try {
       this.decoder.push(chunk, this.onFrameBound);
     } catch (error) {
-      this.protocolError(toRdbnetError(error));
+      const typed = toRdbnetError(error);
+      // Out of memory budget is the node's limit, not the peer breaking the protocol.
+      if (typed.code === ErrorCode.MemoryBudget) this.closeWithError(typed);
+      else this.protocolError(typed);
     }
   }
 
   private onFrame(flags: number, messageId: number, rawPayload: Buffer): void {
     if (this.state === 'closing' || this.state === 'closed') return;
     this.framesIn++;
-    const payload = decompressPayload(flagsCodec(flags), rawPayload, this.options.frameBytesMax);
+    this.lastFrameInMs = this.clock.nowMs();
+    const codec = flagsCodec(flags);
+    // Each side compresses only with the codec both agreed on; anything else is a peer that
+    // ignores the handshake (or probes our decoders), refused before any decoding work.
+    if (codec !== Codec.None && codec !== this.codec) {
+      throw new RdbnetError(
+        ErrorCode.CodecUnsupported,
+        `frame compressed with ${codecName(codec)}, but ` +
+          (this.codec === Codec.None
+            ? 'no codec was negotiated'
+            : `${codecName(this.codec)} was negotiated`),
+      );
+    }
+    const payload = decompressPayload(codec, rawPayload, this.options.frameBytesMax);
     const kind = flagsKind(flags);
     if (this.state === 'handshaking') {
       this.onHandshakeFrame(kind, messageId, payload);
@@ -333,6 +399,7 @@ export class Connection {
         );
       }
       const { ack, peer } = acceptHello(message.body as Hello, this.local, this.certified);
+      this.hooks.admitPeer?.(this, peer);
       this.writeFrame(FrameKind.Response, messageId, { helloAck: ack });
       this.open(peer);
       return;
@@ -426,8 +493,7 @@ export class Connection {
     if (this.state === 'closing' || this.state === 'closed') return;
     this.hooks.onProtocolError?.(this, error);
     // Tell the peer why, once, then close; the stream can no longer be trusted.
-    this.writeFrame(FrameKind.Error, 0, { error: { code: error.code, message: error.message } });
-    this.close(error);
+    this.closeWithError(error);
   }
 
   // ---- writing ----------------------------------------------------------------------
@@ -463,7 +529,9 @@ export class Connection {
             `peer ${this.remoteAddress} is not reading its replies (${this.out.bytes} bytes waiting)`,
           ),
         );
+        return;
       }
+      this.chargeOutbound();
       return;
     }
     const chunk = this.out.take();
@@ -472,6 +540,7 @@ export class Connection {
       this.congested = true;
       // Stop taking new requests from a peer that is not reading what we send it.
       if (this.side === 'acceptor') this.socket.pause();
+      this.chargeOutbound();
     }
   }
 
@@ -479,6 +548,28 @@ export class Connection {
     this.congested = false;
     if (this.side === 'acceptor' && this.state !== 'closed') this.socket.resume();
     this.flush();
+    if (!this.congested) this.chargeOutbound();
+  }
+
+  /**
+   * Keeps the budget charged with what waits for a congested socket (nothing once it drains);
+   * a peer whose backlog no longer fits is disconnected, like one past writeBufferBytesMax.
+   */
+  private chargeOutbound(): void {
+    if (this.budget === undefined || this.state === 'closed') return;
+    const waitingBytes = this.congested ? this.out.bytes + this.socket.writableLength : 0;
+    const moreBytes = waitingBytes - this.outboundReservedBytes;
+    if (moreBytes < 0) this.budget.release(-moreBytes);
+    else if (moreBytes > 0 && !this.budget.reserve(moreBytes)) {
+      this.fail(
+        new RdbnetError(
+          ErrorCode.MemoryBudget,
+          `${waitingBytes} bytes waiting for ${this.remoteAddress} would take the node past its memory budget`,
+        ),
+      );
+      return;
+    }
+    this.outboundReservedBytes = waitingBytes;
   }
 
   // ---- deadlines --------------------------------------------------------------------
