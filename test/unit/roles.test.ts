@@ -162,7 +162,7 @@ describe('the operation table', () => {
   const EXPECTED: Record<Operation, string> = {
     'node.status': 'RAN',
     health: 'RA',
-    echo: 'RA',
+    echo: 'RAN',
     'cluster.members': 'RA',
     'cluster.events': 'RA',
     'cluster.status': 'RAN',

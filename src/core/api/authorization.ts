@@ -35,7 +35,11 @@ export const OPERATIONS = {
   // Reads: any client certificate.
   'node.status': { needs: 'read', nodesToo: true, does: 'node status (members ask it too)' },
   health: { needs: 'read', does: 'health' },
-  echo: { needs: 'read', does: 'echo (protocol benchmark)' },
+  echo: {
+    needs: 'read',
+    nodesToo: true,
+    does: 'echo (protocol benchmark; members may test a path)',
+  },
   'cluster.members': { needs: 'read', does: 'cluster members' },
   'cluster.events': { needs: 'read', does: 'cluster events' },
   'cluster.status': {
