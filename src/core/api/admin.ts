@@ -26,7 +26,7 @@ import type {
   StatusReply,
   TrustBundleRequest,
 } from '../protocol/messages.ts';
-import type { Connection, RequestHandler } from '../transport/connection.ts';
+import type { PeerIdentity, PeerRequestHandler } from '../rpc/peer.ts';
 
 /** What the admin API needs from a node; the node facade implements it. */
 export interface AdminSource {
@@ -59,9 +59,12 @@ function membershipOf(source: AdminSource): MembershipRequests {
   return source.membership;
 }
 
-/** Answers the cluster kinds of Envelope (CLUSTER_KINDS); roles are checked there. */
+/**
+ * Answers the cluster kinds of Envelope (CLUSTER_KINDS); roles are checked there, from the
+ * sender's identity only (a Connection is a PeerIdentity), so the simulator can call it.
+ */
 export interface ClusterRequests {
-  handle(request: DecodedEnvelope, connection: Connection): Envelope | Promise<Envelope>;
+  handle(request: DecodedEnvelope, connection: PeerIdentity): Envelope | Promise<Envelope>;
 }
 
 export interface CertificateAdmin {
@@ -74,7 +77,7 @@ export interface CertificateAdmin {
 }
 
 /** Changing a node's certificates is an operator's act: a client certificate, never a node's. */
-function operatorOnly(connection: Connection, source: AdminSource): CertificateAdmin {
+function operatorOnly(connection: PeerIdentity, source: AdminSource): CertificateAdmin {
   if (connection.peer?.role !== 'client') {
     throw new RdbnetError(
       ErrorCode.Forbidden,
@@ -87,8 +90,12 @@ function operatorOnly(connection: Connection, source: AdminSource): CertificateA
   return source.certificates;
 }
 
-export function adminHandler(source: AdminSource): RequestHandler {
-  return (request: DecodedEnvelope, connection: Connection): Envelope | Promise<Envelope> => {
+/**
+ * The node's request entry point. It reads only the sender's identity, so it serves a real
+ * Connection (a RequestHandler) and a simulated peer alike.
+ */
+export function adminHandler(source: AdminSource): PeerRequestHandler {
+  return (request: DecodedEnvelope, connection: PeerIdentity): Envelope | Promise<Envelope> => {
     switch (request.kind) {
       case 'statusRequest':
         return { statusReply: source.status() };
