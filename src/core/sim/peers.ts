@@ -11,6 +11,7 @@
  * RDB_REQUEST_TIMEOUT; an error the handler throws comes back with its code.
  */
 import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
+import { FRAME_HEADER_BYTES } from '../protocol/frame.ts';
 import {
   type DecodedEnvelope,
   decodeEnvelope,
@@ -29,9 +30,11 @@ export type SimPeerPacket =
   | { type: 'reply'; id: number; bytes: Uint8Array }
   | { type: 'error'; id: number; code: string; message: string };
 
-/** Bytes a packet stands for on the wire (for the network's byte counter). */
+/** Bytes a packet stands for on the wire, one frame (for the network's byte counter). */
 export function simPeerPacketBytes(packet: SimPeerPacket): number {
-  return packet.type === 'error' ? packet.message.length + 16 : packet.bytes.length + 16;
+  const payload =
+    packet.type === 'error' ? packet.code.length + packet.message.length : packet.bytes.length;
+  return FRAME_HEADER_BYTES + payload;
 }
 
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCode));
