@@ -28,7 +28,7 @@ import type {
   StatusReply,
   TrustBundleRequest,
 } from '../protocol/messages.ts';
-import type { Connection, RequestHandler } from '../transport/connection.ts';
+import type { PeerIdentity, PeerRequestHandler } from '../rpc/peer.ts';
 import { authorize, type Operation, operationOf, principalOf } from './authorization.ts';
 
 /** What the admin API needs from a node; the node facade implements it. */
@@ -65,9 +65,12 @@ function membershipOf(source: AdminSource): MembershipRequests {
   return source.membership;
 }
 
-/** Answers the cluster kinds of Envelope (CLUSTER_KINDS), once authorized here. */
+/**
+ * Answers the cluster kinds of Envelope (CLUSTER_KINDS), once authorized here. It reads only
+ * the sender's identity (a Connection is a PeerIdentity), so the simulator can call it.
+ */
 export interface ClusterRequests {
-  handle(request: DecodedEnvelope, connection: Connection): Envelope | Promise<Envelope>;
+  handle(request: DecodedEnvelope, connection: PeerIdentity): Envelope | Promise<Envelope>;
 }
 
 export interface CertificateAdmin {
@@ -88,13 +91,17 @@ function certificatesOf(source: AdminSource): CertificateAdmin {
 
 export interface AdminHooks {
   /** A request refused with RDB_FORBIDDEN (by the table, or by a handler): count and log it. */
-  onForbidden?(operation: Operation, connection: Connection, error: RdbnetError): void;
+  onForbidden?(operation: Operation, connection: PeerIdentity, error: RdbnetError): void;
 }
 
-/** Authorizes each request (authorization.ts), then answers it. */
-export function adminHandler(source: AdminSource, hooks: AdminHooks = {}): RequestHandler {
+/**
+ * The node's request entry point: authorizes each request (authorization.ts), then answers
+ * it. It reads only the sender's identity, so it serves a real Connection and a simulated
+ * peer alike.
+ */
+export function adminHandler(source: AdminSource, hooks: AdminHooks = {}): PeerRequestHandler {
   const answer = answerer(source);
-  return (request: DecodedEnvelope, connection: Connection): Envelope | Promise<Envelope> => {
+  return (request: DecodedEnvelope, connection: PeerIdentity): Envelope | Promise<Envelope> => {
     const operation = operationOf(request);
     if (operation === null) {
       throw new RdbnetError(ErrorCode.MethodUnknown, `no handler for ${request.kind}`);
@@ -115,8 +122,8 @@ export function adminHandler(source: AdminSource, hooks: AdminHooks = {}): Reque
   };
 }
 
-function answerer(source: AdminSource): RequestHandler {
-  return (request: DecodedEnvelope, connection: Connection): Envelope | Promise<Envelope> => {
+function answerer(source: AdminSource): PeerRequestHandler {
+  return (request: DecodedEnvelope, connection: PeerIdentity): Envelope | Promise<Envelope> => {
     switch (request.kind) {
       case 'statusRequest':
         return { statusReply: source.status() };

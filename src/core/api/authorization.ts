@@ -10,12 +10,12 @@
  * ask of each other, and no operator's operation.
  */
 import { assert, ErrorCode, RdbnetError } from '../errors.ts';
-import type { PeerInfo } from '../protocol/handshake.ts';
 import type {
   DecodedEnvelope,
   KeyringRequest,
   TransferLeaderRequest,
 } from '../protocol/messages.ts';
+import type { PeerIdentity } from '../rpc/peer.ts';
 import type { ClientRole } from '../security/identity.ts';
 import { LEGACY_CLIENT_ROLE } from '../security/identity.ts';
 
@@ -154,7 +154,7 @@ export interface Principal {
   source: 'certificate' | 'legacy' | 'insecure';
 }
 
-export function principalOf(peer: PeerInfo | null): Principal {
+export function principalOf(peer: PeerIdentity['peer']): Principal {
   assert(peer !== null, 'a request is answered only after the handshake');
   const name = `${peer.role}/${peer.id}`;
   if (peer.role === 'node') {

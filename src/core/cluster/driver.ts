@@ -1,8 +1,10 @@
 /**
- * RaftDriver: runs the pure Raft core (RawNode) inside a node. It ticks it every `tickMs`,
- * feeds it messages from peers, and handles every Ready in the one safe order:
+ * RaftDriver: runs the pure Raft core (RawNode) inside a node. It ticks it every `tickMs`
+ * on the injected clock's timers, feeds it messages from peers, and handles every Ready in
+ * the one safe order:
  *
- * 1. persist snapshot, entries and hard state with FileRaftStorage and wait for the fsync;
+ * 1. persist snapshot, entries and hard state with the storage (FileRaftStorage in a node,
+ *    MemoryStorage in the simulator) and wait for the fsync;
  * 2. only then hand the Ready's messages to the transport (`send`);
  * 3. apply the snapshot and committed entries to the cluster configuration state machine;
  * 4. advance, and compact the log when the core says so.
@@ -18,13 +20,21 @@ import {
   encodeConfigCommand,
 } from '../membership/raft/cluster-config.ts';
 import type { RaftConfig } from '../membership/raft/config.ts';
-import type { FileRaftStorage } from '../membership/raft/file-storage.ts';
 import { RaftProposalError } from '../membership/raft/raft.ts';
 import { type RaftStatus, RawNode } from '../membership/raft/raw-node.ts';
-import { persistReady } from '../membership/raft/storage.ts';
+import { type PersistentRaftStorage, persistReady } from '../membership/raft/storage.ts';
 import type { ConfChange, Entry, Message, NodeId, RaftRole } from '../membership/raft/types.ts';
 import { decodeConfChange, NONE } from '../membership/raft/types.ts';
-import type { Clock, Logger, Random } from '../runtime/index.ts';
+import {
+  type Clock,
+  type Logger,
+  type Random,
+  type RepeatingTimer,
+  setRepeating,
+  type TimerHandle,
+  type Timers,
+  timersOf,
+} from '../runtime/index.ts';
 
 export interface RaftDriverEvents {
   /** The leader this node knows changed (NONE while there is none). */
@@ -39,12 +49,19 @@ export interface RaftDriverEvents {
   onFatal(error: Error): void;
 }
 
+/** What the driver persists to: the Raft storage, and a close when it holds files. */
+export interface RaftDriverStorage extends PersistentRaftStorage {
+  /** Called once by stop(), after the last Ready; absent for storage that holds nothing open. */
+  close?(): void | Promise<void>;
+}
+
 export interface RaftDriverInit {
   id: NodeId;
-  storage: FileRaftStorage;
+  storage: RaftDriverStorage;
   raft?: Partial<RaftConfig>;
   tickMs: number;
   random: Random;
+  /** Time, and through timersOf the ticker and proposal deadlines: the simulator's or the system's. */
   clock: Clock;
   log: Logger;
   /** Sends one Ready's messages for one peer, in order. Delivery is best effort. */
@@ -62,7 +79,7 @@ export interface ProposalResult {
 interface ProposalWaiter {
   term: number;
   proposedAtMs: number;
-  timer: NodeJS.Timeout;
+  timer: TimerHandle;
   resolve(result: ProposalResult): void;
   reject(error: RdbnetError): void;
 }
@@ -75,7 +92,8 @@ export class RaftDriver {
   private readonly init: RaftDriverInit;
   private readonly node: RawNode;
   private readonly waiters = new Map<number, ProposalWaiter>();
-  private ticker: NodeJS.Timeout | null = null;
+  private readonly timers: Timers;
+  private ticker: RepeatingTimer | null = null;
   private processing: Promise<void> | null = null;
   private scheduled = false;
   private stopped = false;
@@ -86,6 +104,7 @@ export class RaftDriver {
 
   constructor(init: RaftDriverInit) {
     this.init = init;
+    this.timers = timersOf(init.clock);
     // Restart: the state machine is the latest snapshot; the core hands out every committed
     // entry after it again, and they are applied on top (README "Using it").
     this.config = ClusterConfig.fromSnapshot(init.storage.snapshot());
@@ -132,12 +151,12 @@ export class RaftDriver {
 
   start(): void {
     if (this.ticker !== null || this.stopped) return;
-    this.ticker = setInterval(() => {
+    this.ticker = setRepeating(this.timers, this.init.tickMs, () => {
       if (this.stopped || this.failed !== null) return;
       this.node.tick();
       this.schedule();
       this.init.events.onTick?.();
-    }, this.init.tickMs);
+    });
     this.schedule();
   }
 
@@ -213,7 +232,7 @@ export class RaftDriver {
     const proposedAtMs = this.init.clock.nowMs();
     this.schedule();
     return new Promise<ProposalResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.timers.setTimer(timeoutMs, () => {
         this.waiters.delete(index);
         reject(
           new RdbnetError(
@@ -221,7 +240,7 @@ export class RaftDriver {
             `entry ${index} was not committed within ${timeoutMs} ms (no quorum?)`,
           ),
         );
-      }, timeoutMs);
+      });
       this.waiters.set(index, { term: after.term, proposedAtMs, timer, resolve, reject });
     });
   }
@@ -230,11 +249,11 @@ export class RaftDriver {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    if (this.ticker !== null) clearInterval(this.ticker);
+    this.ticker?.stop();
     this.ticker = null;
     await this.processing?.catch(() => {});
     this.rejectWaiters(new RdbnetError(ErrorCode.NotLeader, 'this node is stopping'));
-    await this.init.storage.close();
+    await this.init.storage.close?.();
   }
 
   // ---------------------------------------------------------------- the Ready loop
@@ -313,7 +332,7 @@ export class RaftDriver {
     const waiter = this.waiters.get(entry.index);
     if (waiter !== undefined) {
       this.waiters.delete(entry.index);
-      clearTimeout(waiter.timer);
+      this.timers.clearTimer(waiter.timer);
       if (waiter.term === entry.term) {
         waiter.resolve({
           index: entry.index,
@@ -353,7 +372,7 @@ export class RaftDriver {
 
   private rejectWaiters(error: RdbnetError): void {
     for (const waiter of this.waiters.values()) {
-      clearTimeout(waiter.timer);
+      this.timers.clearTimer(waiter.timer);
       waiter.reject(error);
     }
     this.waiters.clear();
@@ -363,7 +382,7 @@ export class RaftDriver {
     for (const [at, waiter] of this.waiters) {
       if (at > index) continue;
       this.waiters.delete(at);
-      clearTimeout(waiter.timer);
+      this.timers.clearTimer(waiter.timer);
       waiter.reject(error);
     }
   }

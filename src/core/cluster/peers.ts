@@ -2,8 +2,12 @@
  * Node-to-node links: one ReconnectingLink per peer address, dialed with this node's own
  * node certificate (role 'node'), so the peer can tell a member from an operator. The TLS
  * material is read at every dial, so a rotated certificate is used from the next connection.
+ * PeerLinks is the production PeerTransport (rpc/peer.ts); the simulator has its own.
  */
+import { ErrorCode, RdbnetError } from '../errors.ts';
 import type { LocalEndpoint } from '../protocol/handshake.ts';
+import type { DecodedEnvelope, Envelope } from '../protocol/messages.ts';
+import type { PeerTransport } from '../rpc/peer.ts';
 import type { TlsMaterial } from '../security/tls.ts';
 import { parseHostPort } from '../transport/address.ts';
 import type { DialInit } from '../transport/dial.ts';
@@ -32,7 +36,7 @@ export interface PeerLinksInit {
   options: ConnectionOptions;
 }
 
-export class PeerLinks {
+export class PeerLinks implements PeerTransport {
   private readonly links = new Map<string, ReconnectingLink>();
   private readonly init: PeerLinksInit;
   private closed = false;
@@ -60,6 +64,29 @@ export class PeerLinks {
     link = new ReconnectingLink(dialInit, PEER_RECONNECT_OPTIONS);
     this.links.set(address, link);
     return link;
+  }
+
+  /** PeerTransport: one request on the link to `address` (made on first use). */
+  request(address: string, envelope: Envelope, timeoutMs: number): Promise<DecodedEnvelope> {
+    if (this.closed) {
+      return Promise.reject(
+        new RdbnetError(ErrorCode.ConnectionClosed, `peer links are closed (to ${address})`),
+      );
+    }
+    let link: ReconnectingLink;
+    try {
+      link = this.link(address);
+    } catch (error) {
+      // A malformed address: a typed refusal, like every other failure of a request.
+      return Promise.reject(error);
+    }
+    return link.request(envelope, timeoutMs);
+  }
+
+  /** PeerTransport: no link yet, or one that is neither open nor dialing. */
+  isCold(address: string): boolean {
+    const state = this.links.get(address)?.state;
+    return state === undefined || state === 'idle' || state === 'failed';
   }
 
   /** Closes every link whose address is not in `keep`. */

@@ -1,7 +1,8 @@
 /**
  * The node's gossip membership: the keyring in the certs dir, a GossipDriver on the node's
  * listen host and port (UDP), push-pull carried as one request/response over the node's
- * mTLS binary protocol, seeds from --join, and a bounded leave on stop.
+ * mTLS binary protocol, seeds from --join, and a bounded leave on stop. Clock, randomness,
+ * the datagram transport and the node-to-node transport can be injected (the simulator).
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { PeerLinks, type PeerLinksInit } from '../cluster/peers.ts';
 import type { NodeConfig } from '../config/node-config.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import {
+  type DatagramBinder,
   GossipDriver,
   type GossipStats,
   type StreamTransport,
@@ -23,8 +25,16 @@ import type {
   MemberEventRecord,
 } from '../protocol/messages.ts';
 import { call } from '../rpc/call.ts';
-import type { Logger } from '../runtime/index.ts';
-import { systemClock } from '../runtime/index.ts';
+import { type PeerTransport, peerSender } from '../rpc/peer.ts';
+import {
+  type Clock,
+  type Logger,
+  type Random,
+  systemClock,
+  systemRandom,
+  type TimerHandle,
+  timersOf,
+} from '../runtime/index.ts';
 import {
   decodeKey,
   ensureKeyring,
@@ -106,9 +116,57 @@ export async function loadNodeKeyring(config: NodeConfig, log: Logger): Promise<
   }
 }
 
+/**
+ * Push-pull over node-to-node requests: one gossipStreamRequest, its reply the payload (an
+ * empty one: the peer sent none). The peer side is NodeGossip.onStream.
+ */
+export function streamOverPeers(peers: PeerTransport): StreamTransport {
+  return {
+    send: async (toAddress, bytes) => {
+      const reply = await call(
+        peerSender(peers, toAddress),
+        { gossipStreamRequest: { payload: bytes } },
+        'gossipStreamReply',
+        STREAM_REQUEST_TIMEOUT_MS,
+      );
+      return reply.payload.length === 0 ? null : reply.payload;
+    },
+  };
+}
+
+/** How NodeGossip reaches other nodes: PeerLinks dialed with `links`, or a given transport. */
+export type NodeGossipPeers =
+  | { links: PeerLinksInit; peers?: undefined }
+  | { peers: PeerTransport; links?: undefined };
+
+export type NodeGossipInit = NodeGossipPeers & {
+  id: string;
+  host: string;
+  port: number;
+  keyring: Keyring;
+  /** The keyring file `keys install/use/remove` save to; null: --insecure (refused). */
+  keyringPath: string | null;
+  clusterId: string;
+  seeds: readonly string[];
+  log: Logger;
+  preset: SwimPreset;
+  /** The address the node advertises for the binary protocol (gossiped, see encodeNodeMeta). */
+  advertise: string;
+  /** How long a member must be dead or left before its id may move to another address
+   * (the node's idReclaimAfterMs; replaces the preset's deadReclaimMs). */
+  deadReclaimMs: number;
+  /** Default systemClock; its timers (timersOf) run the driver and the bounded leave. */
+  clock?: Clock;
+  /** Default systemRandom. */
+  random?: Random;
+  /** Default: the keyring-sealed UDP socket. */
+  datagrams?: DatagramBinder;
+};
+
 export class NodeGossip {
   readonly driver: GossipDriver;
-  private readonly links: PeerLinks;
+  private readonly links: PeerTransport;
+  private readonly clock: Clock;
   private readonly log: Logger;
   private left = false;
   private readonly recent: MemberEventRecord[] = [];
@@ -123,12 +181,14 @@ export class NodeGossip {
 
   private constructor(
     driver: GossipDriver,
-    links: PeerLinks,
+    links: PeerTransport,
+    clock: Clock,
     log: Logger,
     keyring: { id: string; keyring: Keyring; path: string | null },
   ) {
     this.driver = driver;
     this.links = links;
+    this.clock = clock;
     this.log = log;
     this.id = keyring.id;
     this.keyring = keyring.keyring;
@@ -136,36 +196,9 @@ export class NodeGossip {
   }
 
   /** Binds UDP on host:port and joins `seeds` in the background (never blocks start-up). */
-  static async start(init: {
-    id: string;
-    host: string;
-    port: number;
-    keyring: Keyring;
-    /** The keyring file `keys install/use/remove` save to; null: --insecure (refused). */
-    keyringPath: string | null;
-    clusterId: string;
-    seeds: readonly string[];
-    links: PeerLinksInit;
-    log: Logger;
-    preset: SwimPreset;
-    /** The address the node advertises for the binary protocol (gossiped, see encodeNodeMeta). */
-    advertise: string;
-    /** How long a member must be dead or left before its id may move to another address
-     * (the node's idReclaimAfterMs; replaces the preset's deadReclaimMs). */
-    deadReclaimMs: number;
-  }): Promise<NodeGossip> {
-    const links = new PeerLinks(init.links);
-    const stream: StreamTransport = {
-      send: async (toAddress, bytes) => {
-        const reply = await call(
-          links.link(toAddress),
-          { gossipStreamRequest: { payload: bytes } },
-          'gossipStreamReply',
-          STREAM_REQUEST_TIMEOUT_MS,
-        );
-        return reply.payload.length === 0 ? null : reply.payload;
-      },
-    };
+  static async start(init: NodeGossipInit): Promise<NodeGossip> {
+    const links: PeerTransport = init.peers ?? new PeerLinks(init.links);
+    const clock = init.clock ?? systemClock;
     let driver: GossipDriver;
     try {
       driver = await GossipDriver.start({
@@ -174,16 +207,19 @@ export class NodeGossip {
         port: init.port,
         keyring: init.keyring,
         clusterId: init.clusterId,
-        stream,
+        stream: streamOverPeers(links),
         swim: { ...SWIM_PRESETS[init.preset], deadReclaimMs: init.deadReclaimMs },
         meta: encodeNodeMeta(init.advertise),
         logger: init.log,
+        clock,
+        random: init.random ?? systemRandom,
+        ...(init.datagrams === undefined ? {} : { datagrams: init.datagrams }),
       });
     } catch (error) {
       links.close();
       throw error;
     }
-    const gossip = new NodeGossip(driver, links, init.log, {
+    const gossip = new NodeGossip(driver, links, clock, init.log, {
       id: init.id,
       keyring: init.keyring,
       path: init.keyringPath,
@@ -215,7 +251,14 @@ export class NodeGossip {
 
   private record(type: string, id: string, address: string, incarnation: number): void {
     this.lastSeq++;
-    this.recent.push({ seq: this.lastSeq, type, id, address, incarnation, atMs: Date.now() });
+    this.recent.push({
+      seq: this.lastSeq,
+      type,
+      id,
+      address,
+      incarnation,
+      atMs: this.clock.wallMs(),
+    });
     if (this.recent.length > MEMBER_EVENTS_KEPT) this.recent.shift();
   }
 
@@ -231,7 +274,8 @@ export class NodeGossip {
   }
 
   members(): GossipMember[] {
-    const now = systemClock.nowMs();
+    // The clock the machine stamps lastAckAtMs with.
+    const now = this.clock.nowMs();
     return this.driver.members().map((member) => memberWire(member, now));
   }
 
@@ -298,7 +342,7 @@ export class NodeGossip {
       this.applyKeyring(op, key),
       ...others.map((member) =>
         call(
-          this.links.link(member.address),
+          peerSender(this.links, member.address),
           { keyringRequest: { op, key, forwarded: true } },
           'keyringReply',
           KEYRING_FORWARD_TIMEOUT_MS,
@@ -355,16 +399,17 @@ export class NodeGossip {
   async stop(): Promise<void> {
     if (!this.left) {
       this.left = true;
-      let timer: NodeJS.Timeout | undefined;
+      const timers = timersOf(this.clock);
+      let timer: TimerHandle | undefined;
       const complete = await Promise.race([
         Promise.resolve()
           .then(() => this.driver.leave())
           .catch(() => false),
         new Promise<false>((resolve) => {
-          timer = setTimeout(() => resolve(false), GOSSIP_LEAVE_MAX_MS);
+          timer = timers.setTimer(GOSSIP_LEAVE_MAX_MS, () => resolve(false));
         }),
       ]);
-      clearTimeout(timer);
+      if (timer !== undefined) timers.clearTimer(timer);
       this.log.info('gossip left', { complete });
     }
     await this.driver.close();

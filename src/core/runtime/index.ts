@@ -2,6 +2,7 @@
  * Time and randomness are injected into every state machine (ARCHITECTURE.md practice 2).
  * Production code uses `systemClock` and `systemRandom`; the simulator supplies its own.
  */
+import { systemTimers, type TimedClock } from './timers.ts';
 
 export interface Clock {
   /** Monotonic milliseconds; only differences are meaningful. */
@@ -17,9 +18,12 @@ export interface Random {
   int(maxExclusive: number): number;
 }
 
-export const systemClock: Clock = {
+/** performance.now(), Date.now() and node's timers (see timers.ts). */
+export const systemClock: TimedClock = {
   nowMs: () => performance.now(),
   wallMs: () => Date.now(),
+  setTimer: systemTimers.setTimer,
+  clearTimer: systemTimers.clearTimer,
 };
 
 export const systemRandom: Random = {
@@ -54,5 +58,7 @@ export function backoffDelayMs(
   return Math.floor(random.next() * ceiling);
 }
 export * from './counters.ts';
+export * from './ids.ts';
 export * from './log.ts';
 export * from './log-limiter.ts';
+export * from './timers.ts';

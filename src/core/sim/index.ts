@@ -4,7 +4,7 @@
  * duplicate, reorder and partition — all driven by one seeded Random, so a failing run is
  * replayed exactly from its seed.
  */
-import type { Clock, Random } from '../runtime/index.ts';
+import type { Clock, Random, TimedClock, TimerHandle, TimerOptions } from '../runtime/index.ts';
 
 export class VirtualClock implements Clock {
   private now = 0;
@@ -35,13 +35,27 @@ interface ScheduledEvent {
   atMs: number;
   seq: number;
   run: () => void;
+  /** Cleared before it fired: skipped when it comes up (lazy deletion from the heap). */
+  cancelled: boolean;
 }
 
-/** Min-heap of events ordered by time, then by scheduling order (stable, deterministic). */
-export class EventQueue {
+/** Lets every promise continuation queued so far run (and those they queue, in turn). */
+function drainMicrotasks(): Promise<void> {
+  // setImmediate runs after node has emptied the microtask queue; nothing else is pending
+  // in a simulation, so what runs in between is exactly the continuations, in their order.
+  return new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Min-heap of events ordered by time, then by scheduling order (stable, deterministic).
+ * It is also the simulation's TimedClock: `setTimer` schedules an event, so a driver given
+ * the queue as its clock has its timers fire in virtual time.
+ */
+export class EventQueue implements TimedClock {
   readonly clock: VirtualClock;
   private readonly heap: ScheduledEvent[] = [];
   private seq = 0;
+  private cancelledInHeap = 0;
   /** Events run so far; a bound in runUntil keeps a livelocked simulation from spinning forever. */
   eventsRun = 0;
 
@@ -49,12 +63,43 @@ export class EventQueue {
     this.clock = clock;
   }
 
+  /** Events still to run (cleared timers not counted). */
   get size(): number {
-    return this.heap.length;
+    return this.heap.length - this.cancelledInHeap;
   }
 
-  schedule(delayMs: number, run: () => void): void {
-    this.push({ atMs: this.clock.nowMs() + Math.max(0, delayMs), seq: this.seq++, run });
+  nowMs(): number {
+    return this.clock.nowMs();
+  }
+
+  wallMs(): number {
+    return this.clock.wallMs();
+  }
+
+  schedule(delayMs: number, run: () => void): TimerHandle {
+    // NaN (an undefined delay) fires at once, as node's setTimeout does.
+    const delay = delayMs > 0 ? delayMs : 0;
+    const event: ScheduledEvent = {
+      atMs: this.clock.nowMs() + delay,
+      seq: this.seq++,
+      run,
+      cancelled: false,
+    };
+    this.push(event);
+    return event as unknown as TimerHandle;
+  }
+
+  /** Timers: the same as schedule; `unref` means nothing without a process to keep alive. */
+  setTimer(delayMs: number, run: () => void, _options?: TimerOptions): TimerHandle {
+    return this.schedule(delayMs, run);
+  }
+
+  clearTimer(handle: TimerHandle): void {
+    // An event is in the heap exactly while it is neither run nor cleared.
+    const event = handle as unknown as ScheduledEvent;
+    if (event.cancelled) return;
+    event.cancelled = true;
+    this.cancelledInHeap++;
   }
 
   /** Runs every `periodMs`, first after `firstDelayMs`, while `keepGoing()` says so. */
@@ -74,18 +119,59 @@ export class EventQueue {
 
   /** Runs events up to and including time `untilMs`; the clock ends at `untilMs`. */
   runUntil(untilMs: number, eventsMax = 50_000_000): void {
-    while (this.heap.length > 0 && this.heap[0]!.atMs <= untilMs) {
-      if (this.eventsRun >= eventsMax) throw new Error(`simulation exceeded ${eventsMax} events`);
-      const event = this.pop();
-      this.clock.setNow(event.atMs);
-      this.eventsRun++;
-      event.run();
+    for (let event = this.nextDue(untilMs); event !== undefined; event = this.nextDue(untilMs)) {
+      this.runEvent(event, eventsMax);
     }
     this.clock.setNow(Math.max(this.clock.nowMs(), untilMs));
   }
 
   runFor(durationMs: number, eventsMax?: number): void {
     this.runUntil(this.clock.nowMs() + durationMs, eventsMax);
+  }
+
+  /**
+   * runUntil for code that awaits: after each event the promise continuations it started
+   * run before the next event, as node runs them between two timer callbacks, so async
+   * code observes the virtual time it was woken at. Stops early, at the time of the event
+   * after which `done()` holds, and returns whether it did (without `done`: false).
+   */
+  async runUntilAsync(
+    untilMs: number,
+    done?: () => boolean,
+    eventsMax = 50_000_000,
+  ): Promise<boolean> {
+    await drainMicrotasks();
+    if (done?.() === true) return true;
+    for (let event = this.nextDue(untilMs); event !== undefined; event = this.nextDue(untilMs)) {
+      this.runEvent(event, eventsMax);
+      await drainMicrotasks();
+      if (done?.() === true) return true;
+    }
+    this.clock.setNow(Math.max(this.clock.nowMs(), untilMs));
+    return false;
+  }
+
+  runForAsync(durationMs: number, done?: () => boolean, eventsMax?: number): Promise<boolean> {
+    return this.runUntilAsync(this.clock.nowMs() + durationMs, done, eventsMax);
+  }
+
+  /** The earliest live event due by `untilMs`, taken off the heap; cleared ones are dropped. */
+  private nextDue(untilMs: number): ScheduledEvent | undefined {
+    while (this.heap.length > 0 && this.heap[0]!.atMs <= untilMs) {
+      const event = this.pop();
+      if (!event.cancelled) return event;
+      this.cancelledInHeap--;
+    }
+    return undefined;
+  }
+
+  private runEvent(event: ScheduledEvent, eventsMax: number): void {
+    if (this.eventsRun >= eventsMax) throw new Error(`simulation exceeded ${eventsMax} events`);
+    this.clock.setNow(event.atMs);
+    this.eventsRun++;
+    // Marked so a clearTimer from inside (or later) is a no-op, as for a fired node timer.
+    event.cancelled = true;
+    event.run();
   }
 
   private push(event: ScheduledEvent): void {

@@ -1,7 +1,8 @@
 /**
- * Runs the pure SWIM machine (membership/swim) on real I/O: a keyring-sealed UDP socket for
- * datagrams, a caller-supplied stream transport for push-pull state exchanges, and one
- * timer that ticks the machine when it asks to be woken.
+ * Runs the pure SWIM machine (membership/swim) on I/O: a datagram transport (the
+ * keyring-sealed UDP socket unless another is injected, as the simulator does), a
+ * caller-supplied stream transport for push-pull state exchanges, and one timer on the
+ * injected clock that ticks the machine when it asks to be woken.
  *
  * Every input (a packet, a reply, a tick, join/leave) is followed by a drain: the outbox is
  * sent, then events go to the listeners. So the machine never holds output across an
@@ -18,6 +19,9 @@ import {
   type Random,
   systemClock,
   systemRandom,
+  type TimerHandle,
+  type Timers,
+  timersOf,
 } from '../../runtime/index.ts';
 import { KEYRING_OVERHEAD_BYTES, type Keyring, KeyringOpenError } from '../../security/keyring.ts';
 import {
@@ -31,6 +35,7 @@ import {
   type SwimStats,
   validateSwimConfig,
 } from '../swim/index.ts';
+import type { DatagramBinder, DatagramTransport } from './datagram.ts';
 import { DATAGRAM_BYTES_MAX_DEFAULT, type UdpStats, UdpTransport } from './udp.ts';
 
 /**
@@ -77,11 +82,14 @@ export interface GossipDriverOptions {
   streamRequestsMax?: number;
   /** A push-pull whose reply has not come by then is abandoned (counted). Default 5000 ms. */
   streamTimeoutMs?: number;
+  /** Time for the machine and, through timersOf, for every timer. Default systemClock. */
   clock?: Clock;
   random?: Random;
   logger?: Logger;
   /** Kernel receive buffer for the UDP socket. Default 2 MiB (the OS may cap it). */
   receiveBufferBytes?: number;
+  /** Binds the datagram transport. Default: the keyring-sealed UDP socket (UdpTransport). */
+  datagrams?: DatagramBinder;
 }
 
 export type StreamDropReason =
@@ -150,13 +158,13 @@ function newStreamStats(): StreamStats {
 interface PendingJoin {
   seeds: string[];
   attempt: number;
-  timer: NodeJS.Timeout | undefined;
+  timer: TimerHandle | undefined;
   resolve: (liveCount: number) => void;
   reject: (error: Error) => void;
 }
 
 interface PendingLeave {
-  timer: NodeJS.Timeout;
+  timer: TimerHandle;
   resolve: (complete: boolean) => void;
 }
 
@@ -165,11 +173,12 @@ export class GossipDriver {
   /** The advertised gossip address, "host:port" as bound. */
   readonly address: string;
   private readonly swim: Swim;
-  private readonly udp: UdpTransport;
+  private readonly udp: DatagramTransport;
   private readonly stream: StreamTransport;
   private readonly keyring: Keyring;
   private readonly streamAad: string;
   private readonly clock: Clock;
+  private readonly timers: Timers;
   private readonly random: Random;
   private readonly logger: Logger | undefined;
   private readonly joinAttemptsMax: number;
@@ -184,7 +193,7 @@ export class GossipDriver {
   private joinAttempts = 0;
   private listenerErrors = 0;
 
-  private timer: NodeJS.Timeout | undefined;
+  private timer: TimerHandle | undefined;
   private timerDueMs = Number.POSITIVE_INFINITY;
   /** The conflict last logged, so each one is logged once. */
   private loggedConflict: string | undefined;
@@ -193,7 +202,7 @@ export class GossipDriver {
   private join_: PendingJoin | undefined;
   private leave_: PendingLeave | undefined;
 
-  private constructor(options: GossipDriverOptions, swim: Swim, udp: UdpTransport) {
+  private constructor(options: GossipDriverOptions, swim: Swim, udp: DatagramTransport) {
     this.id = options.id;
     this.address = udp.address;
     this.swim = swim;
@@ -202,6 +211,7 @@ export class GossipDriver {
     this.keyring = options.keyring;
     this.streamAad = options.clusterId + STREAM_AAD_SUFFIX;
     this.clock = options.clock ?? systemClock;
+    this.timers = timersOf(this.clock);
     this.random = options.random ?? systemRandom;
     this.logger = options.logger;
     this.joinAttemptsMax = options.joinAttemptsMax ?? 8;
@@ -213,8 +223,9 @@ export class GossipDriver {
   }
 
   /**
-   * Binds the UDP socket and starts the machine (probing begins once it knows a member).
-   * The advertised address is the bound one, so with port 0 it carries the chosen port.
+   * Binds the datagram transport (UDP unless `datagrams` says otherwise) and starts the
+   * machine (probing begins once it knows a member). The advertised address is the bound
+   * one, so with port 0 it carries the chosen port.
    */
   static async start(options: GossipDriverOptions): Promise<GossipDriver> {
     const datagramBytesMax = options.datagramBytesMax ?? DATAGRAM_BYTES_MAX_DEFAULT;
@@ -238,15 +249,21 @@ export class GossipDriver {
       }
     }
     let driver: GossipDriver | undefined;
-    const udp = await UdpTransport.bind({
+    const bind: DatagramBinder =
+      options.datagrams ??
+      ((init) =>
+        UdpTransport.bind({
+          ...init,
+          receiveBufferBytes: options.receiveBufferBytes,
+          logger: options.logger,
+          clock: options.clock,
+        }));
+    const udp = await bind({
       host: options.host,
       port: options.port,
       keyring: options.keyring,
       aad: options.clusterId + UDP_AAD_SUFFIX,
       datagramBytesMax,
-      receiveBufferBytes: options.receiveBufferBytes,
-      logger: options.logger,
-      clock: options.clock,
       onPacket: (from, plaintext) => driver?.onDatagram(from, plaintext),
     });
     try {
@@ -364,11 +381,14 @@ export class GossipDriver {
       return Promise.resolve(true);
     }
     return new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => {
-        this.leave_ = undefined;
-        resolve(this.swim.leftComplete);
-      }, this.swim.config.leaveTimeoutMs + LEAVE_SLACK_MS);
-      timer.unref();
+      const timer = this.timers.setTimer(
+        this.swim.config.leaveTimeoutMs + LEAVE_SLACK_MS,
+        () => {
+          this.leave_ = undefined;
+          resolve(this.swim.leftComplete);
+        },
+        { unref: true },
+      );
       this.leave_ = { timer, resolve };
       this.pump();
     });
@@ -382,18 +402,18 @@ export class GossipDriver {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.timer !== undefined) this.timers.clearTimer(this.timer);
     this.timer = undefined;
     const join = this.join_;
     this.join_ = undefined;
     if (join !== undefined) {
-      if (join.timer !== undefined) clearTimeout(join.timer);
+      if (join.timer !== undefined) this.timers.clearTimer(join.timer);
       join.reject(new RdbnetError(ErrorCode.ConnectionClosed, 'gossip closed while joining'));
     }
     const leave = this.leave_;
     this.leave_ = undefined;
     if (leave !== undefined) {
-      clearTimeout(leave.timer);
+      this.timers.clearTimer(leave.timer);
       leave.resolve(this.swim.leftComplete);
     }
     await this.udp.close();
@@ -510,13 +530,13 @@ export class GossipDriver {
     const join = this.join_;
     if (join !== undefined && this.swim.liveCount > 1) {
       this.join_ = undefined;
-      if (join.timer !== undefined) clearTimeout(join.timer);
+      if (join.timer !== undefined) this.timers.clearTimer(join.timer);
       join.resolve(this.swim.liveCount);
     }
     const leave = this.leave_;
     if (leave !== undefined && this.swim.leftComplete) {
       this.leave_ = undefined;
-      clearTimeout(leave.timer);
+      this.timers.clearTimer(leave.timer);
       leave.resolve(true);
     }
   }
@@ -532,10 +552,11 @@ export class GossipDriver {
     const dueMs = Math.min(wake, now + this.swim.config.tickMs);
     // Re-arming on every packet would churn timers; only move it earlier.
     if (this.timer !== undefined && dueMs >= this.timerDueMs) return;
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.timer !== undefined) this.timers.clearTimer(this.timer);
     this.timerDueMs = dueMs;
-    this.timer = setTimeout(() => this.onTimer(), Math.max(0, Math.ceil(dueMs - now)));
-    this.timer.unref();
+    this.timer = this.timers.setTimer(Math.max(0, Math.ceil(dueMs - now)), () => this.onTimer(), {
+      unref: true,
+    });
   }
 
   private joinAttempt(): void {
@@ -570,8 +591,7 @@ export class GossipDriver {
     // Jitter within [½, 1] of the ceiling: nodes restarted together spread out, but an
     // attempt still gets time for its reply to come back.
     const delayMs = ceilingMs * (0.5 + this.random.next() / 2);
-    join.timer = setTimeout(() => this.joinAttempt(), delayMs);
-    join.timer.unref();
+    join.timer = this.timers.setTimer(delayMs, () => this.joinAttempt(), { unref: true });
     this.pump();
   }
 
@@ -586,17 +606,20 @@ export class GossipDriver {
     counts.requestsSent++;
     counts.bytesSent += sealed.length;
     let done = false;
-    const timer = setTimeout(() => {
-      if (done) return;
-      done = true;
-      counts.inflight--;
-      this.dropStream('timeout', to);
-    }, this.streamTimeoutMs);
-    timer.unref();
+    const timer = this.timers.setTimer(
+      this.streamTimeoutMs,
+      () => {
+        if (done) return;
+        done = true;
+        counts.inflight--;
+        this.dropStream('timeout', to);
+      },
+      { unref: true },
+    );
     const finish = (reply: Uint8Array | null, error?: unknown): void => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
+      this.timers.clearTimer(timer);
       counts.inflight--;
       if (this.closed) return;
       if (error !== undefined) {

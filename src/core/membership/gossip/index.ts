@@ -1,2 +1,3 @@
+export * from './datagram.ts';
 export * from './driver.ts';
 export * from './udp.ts';

@@ -20,6 +20,7 @@ import type { Clock, Logger } from '../../runtime/index.ts';
 import { systemClock } from '../../runtime/index.ts';
 import { KEYRING_OVERHEAD_BYTES, type Keyring, KeyringOpenError } from '../../security/keyring.ts';
 import { formatHostPort, type HostPort, parseHostPort } from '../../transport/address.ts';
+import type { DatagramTransport } from './datagram.ts';
 
 /** Default largest datagram on the wire, sealed: fits a 1500-byte Ethernet MTU with room for
  * IP/UDP headers and tunnels (VXLAN, WireGuard) on the way. */
@@ -105,7 +106,8 @@ function newStats(): UdpStats {
   };
 }
 
-export class UdpTransport {
+/** The production DatagramTransport. */
+export class UdpTransport implements DatagramTransport {
   /** Where the socket is bound, "host:port" (the port the OS chose if 0 was asked for). */
   readonly address: string;
   readonly datagramBytesMax: number;
