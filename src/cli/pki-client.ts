@@ -9,10 +9,10 @@ import { rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Flags } from '@oclif/core';
 import { authorize, clientPrincipal, type Operation } from '../core/api/authorization.ts';
+import { NodeClient } from '../core/client/node-client.ts';
 import { defaultCertsDir, defaultNodeAddress } from '../core/config/home.ts';
 import { ErrorCode, isRdbnetError, RdbnetError } from '../core/errors.ts';
 import { gossipKeyringPath } from '../core/node/gossip.ts';
-import { call } from '../core/rpc/call.ts';
 import {
   beginCaRotation,
   type CaState,
@@ -58,8 +58,6 @@ import {
 } from '../core/security/revocations.ts';
 import type { TlsMaterial } from '../core/security/tls.ts';
 import { parseHostPort } from '../core/transport/address.ts';
-import type { Connection } from '../core/transport/connection.ts';
-import { dial, presentedCertificate as presentedBy } from '../core/transport/dial.ts';
 import { connectionOptions } from '../core/transport/options.ts';
 import { SOFTWARE_VERSION } from '../core/version.ts';
 import { readList } from './lists.ts';
@@ -532,10 +530,7 @@ function nodeTarget(flags: PkiNodeFlagValues, address: string): NodeFlagValues {
 }
 
 /** Runs `work` on a fresh connection to `address` and always closes it. */
-export type NodeLink = <T>(
-  address: string,
-  work: (connection: Connection) => Promise<T>,
-) => Promise<T>;
+export type NodeLink = <T>(address: string, work: (client: NodeClient) => Promise<T>) => Promise<T>;
 
 /** Connections as the flags say: client.<name>.crt/.key and ca.crt of --certs-dir. */
 export function linkFromFlags(flags: PkiNodeFlagValues): NodeLink {
@@ -576,28 +571,26 @@ async function rotationLink(flags: PkiNodeFlagValues, state: CaState): Promise<N
     requestTimeoutMs: flags.timeout,
   });
   return async (address, work) => {
-    const connection = await dial({
-      address: parseHostPort(address, 'node address'),
-      local: {
-        id: name,
-        clusterId: state.cluster,
-        role: 'client',
-        softwareVersion: SOFTWARE_VERSION,
+    return NodeClient.with(
+      {
+        address: parseHostPort(address, 'node address'),
+        local: {
+          id: name,
+          clusterId: state.cluster,
+          role: 'client',
+          softwareVersion: SOFTWARE_VERSION,
+        },
+        tls,
+        options,
       },
-      tls,
-      options,
-    });
-    try {
-      return await work(connection);
-    } finally {
-      connection.close();
-    }
+      work,
+    );
   };
 }
 
 /** The certificate the node presented in this connection's TLS session. */
-export function presentedCertificate(connection: Connection): X509Certificate {
-  const certificate = presentedBy(connection);
+export function presentedCertificate(client: NodeClient): X509Certificate {
+  const certificate = client.presentedCertificate;
   if (certificate === undefined) {
     throw new RdbnetError(ErrorCode.IdentityInvalid, 'the node presented no certificate');
   }
@@ -624,12 +617,8 @@ export async function rotateNode(
   state: CaState,
   opts: { days: number; keyBits: KeyBits },
 ): Promise<NodeRotation> {
-  const installed = await link(address, async (connection) => {
-    const request = await call(
-      connection,
-      { certRotateRequest: { keyBits: opts.keyBits } },
-      'certRotateReply',
-    );
+  const installed = await link(address, async (client) => {
+    const request = await client.ask('certRotateRequest', { keyBits: opts.keyBits });
     if (request.clusterId !== state.cluster) {
       throw new RdbnetError(
         ErrorCode.ClusterMismatch,
@@ -637,11 +626,11 @@ export async function rotateNode(
           `${state.paths.dir} signs for '${state.cluster}'`,
       );
     }
-    if (connection.peer !== null && request.nodeId !== connection.peer.id) {
+    if (client.peer !== null && request.nodeId !== client.peer.id) {
       throw new RdbnetError(
         ErrorCode.IdentityInvalid,
         `node at ${address} asks for id '${request.nodeId}' but its certificate says ` +
-          `'${connection.peer.id}'`,
+          `'${client.peer.id}'`,
       );
     }
     const certPem = signCertificateRequest({
@@ -652,11 +641,7 @@ export async function rotateNode(
       hosts: request.hosts,
       validityDays: opts.days,
     });
-    const reply = await call(
-      connection,
-      { certInstallRequest: { certPem } },
-      'certInstallReply',
-    ).catch((error: unknown) => {
+    const reply = await client.ask('certInstallRequest', { certPem }).catch((error: unknown) => {
       if (isRdbnetError(error) && /trust bundle/.test(error.message)) {
         throw new RdbnetError(error.code, `node at ${address}: ${error.message}`, {
           hint:
@@ -668,7 +653,7 @@ export async function rotateNode(
     });
     return { nodeId: request.nodeId, previousSerial: request.currentSerial, ...reply };
   });
-  const presented = await link(address, async (connection) => presentedCertificate(connection));
+  const presented = await link(address, async (client) => presentedCertificate(client));
   if (normalizeSerial(presented.serialNumber) !== normalizeSerial(installed.serial)) {
     throw new RdbnetError(
       ErrorCode.CertificateInvalid,
@@ -702,12 +687,12 @@ export interface IdentityProof {
  * and that certificate must chain to a CA of `bundlePem`.
  */
 export async function proveNodeIdentity(
-  connection: Connection,
+  client: NodeClient,
   address: string,
   bundlePem: string,
   now = Date.now(),
 ): Promise<IdentityProof> {
-  const certificate = presentedCertificate(connection);
+  const certificate = presentedCertificate(client);
   const serial = certificate.serialNumber;
   const fail = (why: string): never => {
     throw new RdbnetError(
@@ -716,7 +701,7 @@ export async function proveNodeIdentity(
     );
   };
   const nonce = randomBytes(NONCE_BYTES);
-  const proof = await call(connection, { proveIdentityRequest: { nonce } }, 'proveIdentityReply');
+  const proof = await client.ask('proveIdentityRequest', { nonce });
   if (proof.algorithm !== PROOF_ALGORITHM) {
     fail(`unsupported proof algorithm '${proof.algorithm}' (expected ${PROOF_ALGORITHM})`);
   }
@@ -741,10 +726,8 @@ export async function proveNodeIdentity(
   if (identity === null || identity.role !== 'node') {
     fail('the certificate names no rdbnet node');
   }
-  if (connection.peer !== null && identity!.id !== connection.peer.id) {
-    fail(
-      `the certificate names node '${identity!.id}', the node calls itself '${connection.peer.id}'`,
-    );
+  if (client.peer !== null && identity!.id !== client.peer.id) {
+    fail(`the certificate names node '${identity!.id}', the node calls itself '${client.peer.id}'`);
   }
   return {
     verified: true,
@@ -759,8 +742,8 @@ export async function proveNodeIdentity(
 
 export async function verifyNode(flags: PkiNodeFlagValues, address: string) {
   const bundlePem = await readPem(certsPaths(certsDirOf(flags['certs-dir'])).caCert, 'CA bundle');
-  return withNode(nodeTarget(flags, address), (connection) =>
-    proveNodeIdentity(connection, address, bundlePem),
+  return withNode(nodeTarget(flags, address), (client) =>
+    proveNodeIdentity(client, address, bundlePem),
   );
 }
 
@@ -824,8 +807,8 @@ export async function revokeSerials(
   const all = await writeRevocations(paths.revoked, [...before, ...wanted]);
   const list = [...all].sort();
   const steps = await eachNode(nodes, async (address) => {
-    const reply = await withNode(nodeTarget(flags, address), (connection) =>
-      call(connection, { revocationsRequest: { serials: list } }, 'revocationsReply'),
+    const reply = await withNode(nodeTarget(flags, address), (client) =>
+      client.ask('revocationsRequest', { serials: list }),
     );
     return { revoked: reply.revoked };
   });
@@ -874,7 +857,7 @@ function bundleSerials(bundle: string[]): string[] {
 }
 
 async function nodeCertificate(link: NodeLink, address: string) {
-  return link(address, (connection) => call(connection, { certInfoRequest: {} }, 'certInfoReply'));
+  return link(address, (client) => client.ask('certInfoRequest', {}));
 }
 
 /**
@@ -911,9 +894,7 @@ export async function startCaRotation(
   const link = await rotationLink(flags, state);
   // 1. Every node trusts both CAs before anything is signed by the new one.
   result.nodes = await eachNode(nodes, async (address) => {
-    const reply = await link(address, (connection) =>
-      call(connection, { trustBundleRequest: { bundlePem } }, 'trustBundleReply'),
-    );
+    const reply = await link(address, (client) => client.ask('trustBundleRequest', { bundlePem }));
     return { bundle: reply.certificates };
   });
   if (result.nodes.some((step) => !step.ok)) return result;
@@ -1037,8 +1018,8 @@ export async function finishCaRotation(
   }
 
   result.nodes = await eachNode(nodes, async (address) => {
-    const reply = await link(address, (connection) =>
-      call(connection, { trustBundleRequest: { bundlePem: ca } }, 'trustBundleReply'),
+    const reply = await link(address, (client) =>
+      client.ask('trustBundleRequest', { bundlePem: ca }),
     );
     const before = asked.find((step) => step.node === address);
     return {

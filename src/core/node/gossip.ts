@@ -22,7 +22,7 @@ import type {
   KeyringRequest,
   MemberEventRecord,
 } from '../protocol/messages.ts';
-import { call } from '../rpc/call.ts';
+import { request } from '../rpc/request.ts';
 import type { Logger } from '../runtime/index.ts';
 import { systemClock } from '../runtime/index.ts';
 import {
@@ -157,10 +157,10 @@ export class NodeGossip {
     const links = new PeerLinks(init.links);
     const stream: StreamTransport = {
       send: async (toAddress, bytes) => {
-        const reply = await call(
+        const reply = await request(
           links.link(toAddress),
-          { gossipStreamRequest: { payload: bytes } },
-          'gossipStreamReply',
+          'gossipStreamRequest',
+          { payload: bytes },
           STREAM_REQUEST_TIMEOUT_MS,
         );
         return reply.payload.length === 0 ? null : reply.payload;
@@ -297,10 +297,10 @@ export class NodeGossip {
     return Promise.all([
       this.applyKeyring(op, key),
       ...others.map((member) =>
-        call(
+        request(
           this.links.link(member.address),
-          { keyringRequest: { op, key, forwarded: true } },
-          'keyringReply',
+          'keyringRequest',
+          { op, key, forwarded: true },
           KEYRING_FORWARD_TIMEOUT_MS,
         ).then(
           (reply): KeyringNodeResult =>
