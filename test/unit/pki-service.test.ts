@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { chmod, readdir, readFile, stat } from 'node:fs/promises';
+import { chmod, cp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FORBIDDEN_HINT, NodeClient, operatorDialInit } from '../../src/core/client/node-client.ts';
@@ -30,6 +30,7 @@ import {
   verifyNode,
 } from '../../src/core/pki/index.ts';
 import { createLogger } from '../../src/core/runtime/log.ts';
+import { createCertificateAuthority } from '../../src/core/security/pki.ts';
 import { tempHome } from '../helpers/processes.ts';
 
 const CLUSTER = 'pki-svc';
@@ -259,5 +260,31 @@ describe('a running node', () => {
     assert.deepEqual(finished.removed, [join(certs, 'ca.previous.key')]);
     // Only the new CA is trusted now, on both sides, and the node still proves its key.
     assert.equal((await verifyNode(viewer, target)).serial, begun.nodes[0]?.serial);
+  });
+
+  test('a CA the node does not trust: RDB_CERT_UNTRUSTED, with the CA rotation hint', async () => {
+    // A copy of the directory whose signing CA is a new one the node was never told about
+    // (ca.crt holds it and the CA the node trusts): what an operator has after a CA
+    // rotation begun elsewhere. Its client certificate is still the trusted one.
+    const elsewhere = join(home.dir, 'elsewhere');
+    await cp(certs, elsewhere, { recursive: true });
+    const stranger = createCertificateAuthority({ cluster: CLUSTER });
+    const trusted = await readFile(join(certs, 'ca.crt'), 'utf8');
+    await writeFile(join(elsewhere, 'ca.key'), stranger.keyPem, { mode: 0o600 });
+    await writeFile(join(elsewhere, 'ca.crt'), stranger.certPem + trusted);
+    const before = await presentedSerial(admin);
+    await assert.rejects(
+      rotateNodeCertificate({ ...admin, certsDir: elsewhere }, target, {
+        days: 10,
+        keyBits: 2048,
+      }),
+      (error: unknown) => {
+        code(ErrorCode.CertificateUntrusted)(error);
+        assert.match((error as Error).message, new RegExp(`^node at ${target.node}: `));
+        assert.match((error as { hint?: string }).hint ?? '', /certs rotate --ca --nodes/);
+        return true;
+      },
+    );
+    assert.equal(await presentedSerial(admin), before, 'the node changed its certificate');
   });
 });

@@ -94,7 +94,12 @@ export async function loadNodeKeyring(config: NodeConfig, log: Logger): Promise<
   try {
     return await loadKeyring(path);
   } catch (error) {
-    if (error instanceof RdbnetError && /not found/.test(error.message)) {
+    // A missing file, told by the errno loadKeyring keeps as the cause (a path may say
+    // "not found" too).
+    if (
+      error instanceof RdbnetError &&
+      (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT'
+    ) {
       throw new RdbnetError(ErrorCode.ConfigInvalid, `gossip keyring not found: ${path}`, {
         hint:
           `copy ${GOSSIP_KEYRING_FILE} from another member's certs dir, or (first node) write ` +

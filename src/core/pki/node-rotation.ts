@@ -74,11 +74,14 @@ export async function rotateNode(
       validityDays: opts.days,
     });
     const reply = await client.ask('certInstallRequest', { certPem }).catch((error: unknown) => {
-      if (isRdbnetError(error) && /trust bundle/.test(error.message)) {
+      // The node does not trust the CA signing here: a CA rotation whose new trust bundle
+      // this node has not been given yet.
+      if (isRdbnetError(error, ErrorCode.CertificateUntrusted)) {
         throw new RdbnetError(error.code, `node at ${address}: ${error.message}`, {
           hint:
             'a CA rotation is in progress: `rdbnet certs rotate --ca --nodes <node>` pushes ' +
             'the new trust bundle and rotates the certificate',
+          cause: error,
         });
       }
       throw error;
