@@ -66,8 +66,6 @@ export async function nodeDialInit(flags: NodeFlagValues): Promise<DialInit> {
   return operatorDialInit(operatorInit(flags));
 }
 
-export { FORBIDDEN_HINT };
-
 /** Connects to the node named by the flags, runs `work`, and always closes the connection. */
 export async function withNode<T>(
   flags: NodeFlagValues,
