@@ -27,6 +27,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as connectTls, type ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import Table from 'cli-table3';
+import { NodeClient } from '../src/core/client/node-client.ts';
 import { loadClientCredentials } from '../src/core/node/credentials.ts';
 import {
   Codec,
@@ -36,10 +37,9 @@ import {
   makeFlags,
 } from '../src/core/protocol/frame.ts';
 import { makeHello } from '../src/core/protocol/handshake.ts';
-import { encodeEnvelope, type StatusReply } from '../src/core/protocol/messages.ts';
-import { call } from '../src/core/rpc/call.ts';
+import { encodeEnvelope } from '../src/core/protocol/messages.ts';
+import type { ReplyBody, RequestBody } from '../src/core/rpc/request.ts';
 import { parseHostPort } from '../src/core/transport/address.ts';
-import { dial } from '../src/core/transport/dial.ts';
 import { connectionOptions } from '../src/core/transport/options.ts';
 
 const QUICK = process.argv.includes('--quick');
@@ -189,16 +189,16 @@ interface Admin {
 }
 
 /** One operator request over a fresh mutual-TLS connection, as the CLI makes it. */
-async function ask<K extends 'healthReply' | 'statusReply'>(
+async function ask<K extends 'healthRequest' | 'statusRequest'>(
   admin: Admin,
   kind: K,
-): Promise<unknown> {
-  const connection = await dial({
+): Promise<ReplyBody<K>> {
+  const init = {
     address: parseHostPort(admin.address),
     local: {
       id: 'admin',
       clusterId: admin.credentials.identity.cluster,
-      role: 'client',
+      role: 'client' as const,
       softwareVersion: 'bench',
     },
     tls: admin.credentials.tls,
@@ -206,16 +206,9 @@ async function ask<K extends 'healthReply' | 'statusReply'>(
       handshakeTimeoutMs: HEALTH_TIMEOUT_MS,
       requestTimeoutMs: HEALTH_TIMEOUT_MS,
     }),
-  });
-  try {
-    return await call(
-      connection,
-      kind === 'healthReply' ? { healthRequest: {} } : { statusRequest: {} },
-      kind,
-    );
-  } finally {
-    connection.close();
-  }
+  };
+  // Both requests have an empty body.
+  return NodeClient.with(init, (client) => client.ask(kind, {} as RequestBody<K>));
 }
 
 interface Probe {
@@ -235,7 +228,7 @@ function healthProbe(admin: Admin): { stop(): Promise<Probe> } {
     while (running) {
       const started = performance.now();
       try {
-        await ask(admin, 'healthReply');
+        await ask(admin, 'healthRequest');
         probe.ok++;
         probe.latenciesMs.push(performance.now() - started);
       } catch (error) {
@@ -459,7 +452,7 @@ async function main(): Promise<void> {
     await sleep(PLAN.holdMs);
     const during = await probe.stop();
     const floodEndMs = performance.now() - startedAt;
-    const statusDuring = (await ask(admin, 'statusReply')) as StatusReply;
+    const statusDuring = await ask(admin, 'statusRequest');
     const stillOpenSilent = silent.opened - silent.closedByNode;
     const stillOpenLoris = loris.opened - loris.closedByNode;
     half.result.stillOpen = half.sockets.filter((s) => !s.destroyed).length;
@@ -473,7 +466,7 @@ async function main(): Promise<void> {
     const afterProbe = healthProbe(admin);
     await sleep(PLAN.quietMs);
     const after = await afterProbe.stop();
-    const statusAfter = (await ask(admin, 'statusReply')) as StatusReply;
+    const statusAfter = await ask(admin, 'statusRequest');
     const rssAfter = rssMiB(info.pid);
     clearInterval(sampler);
 

@@ -5,7 +5,6 @@
 import { Args } from '@oclif/core';
 import { ErrorCode, RdbnetError } from '../core/errors.ts';
 import type { KeyringNodeResult, KeyringOp } from '../core/protocol/messages.ts';
-import { call } from '../core/rpc/call.ts';
 import { decodeKey } from '../core/security/keyring.ts';
 import { RdbnetCommand } from './base-command.ts';
 import { ExitCode } from './exit-codes.ts';
@@ -55,8 +54,8 @@ export async function keyringRequest(
       });
     }
   }
-  const reply = await withNode(flags, (connection) =>
-    call(connection, { keyringRequest: { op, key, forwarded: false } }, 'keyringReply'),
+  const reply = await withNode(flags, (node) =>
+    node.ask('keyringRequest', { op, key, forwarded: false }),
   );
   return reply.results;
 }

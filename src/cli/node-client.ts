@@ -3,16 +3,17 @@
  * which certificates, and one connection that is always closed afterwards.
  */
 import { Flags } from '@oclif/core';
+import {
+  FORBIDDEN_HINT,
+  NodeClient,
+  type OperatorInit,
+  operatorDialInit,
+} from '../core/client/node-client.ts';
 import { DEFAULT_CLIENT_NAME, defaultCertsDir, defaultNodeAddress } from '../core/config/home.ts';
 import { ErrorCode, isRdbnetError, RdbnetError } from '../core/errors.ts';
-import { loadClientCredentials } from '../core/node/credentials.ts';
-import type { LocalEndpoint } from '../core/protocol/handshake.ts';
 import { validateName } from '../core/security/identity.ts';
 import { parseHostPort } from '../core/transport/address.ts';
-import type { Connection } from '../core/transport/connection.ts';
-import { type DialInit, dial } from '../core/transport/dial.ts';
-import { connectionOptions } from '../core/transport/options.ts';
-import { SOFTWARE_VERSION } from '../core/version.ts';
+import type { DialInit } from '../core/transport/dial.ts';
 
 export const nodeFlags = {
   node: Flags.string({
@@ -48,47 +49,33 @@ export interface NodeFlagValues {
   timeout: number;
 }
 
-/** How to reach the node named by the flags: address, client identity, TLS material. */
-export async function nodeDialInit(flags: NodeFlagValues): Promise<DialInit> {
+/** The operator's way to the node named by the flags (names checked here, before any dial). */
+export function operatorInit(flags: NodeFlagValues): OperatorInit {
   const address = parseHostPort(flags.node ?? defaultNodeAddress(), '--node address');
-  const clientName = validateName('client name', flags.client);
-  const options = connectionOptions({
-    handshakeTimeoutMs: flags.timeout,
-    requestTimeoutMs: flags.timeout,
-  });
-  let local: LocalEndpoint = {
-    id: clientName,
-    clusterId: '',
-    role: 'client',
-    softwareVersion: SOFTWARE_VERSION,
+  return {
+    address,
+    clientName: validateName('client name', flags.client),
+    certsDir: flags['certs-dir'] ?? defaultCertsDir(),
+    insecure: flags.insecure,
+    timeoutMs: flags.timeout,
   };
-  let tls = null;
-  if (!flags.insecure) {
-    const credentials = await loadClientCredentials(
-      flags['certs-dir'] ?? defaultCertsDir(),
-      clientName,
-    );
-    local = { ...local, clusterId: credentials.identity.cluster };
-    tls = credentials.tls;
-  }
-  return { address, local, tls, options };
 }
 
-/** What a person refused for their certificate's role (RDB_FORBIDDEN) can do about it. */
-export const FORBIDDEN_HINT =
-  'use --client with a certificate whose role allows it (`rdbnet certs list` shows roles); ' +
-  'where the CA key is: rdbnet certs client --name NAME --role admin';
+/** How to reach the node named by the flags: address, client identity, TLS material. */
+export async function nodeDialInit(flags: NodeFlagValues): Promise<DialInit> {
+  return operatorDialInit(operatorInit(flags));
+}
 
 /** Connects to the node named by the flags, runs `work`, and always closes the connection. */
 export async function withNode<T>(
   flags: NodeFlagValues,
-  work: (connection: Connection) => Promise<T>,
+  work: (client: NodeClient) => Promise<T>,
 ): Promise<T> {
-  const connection = await dial(await nodeDialInit(flags));
+  const client = await NodeClient.connect(await nodeDialInit(flags));
   try {
-    return await withHints(work(connection), { [ErrorCode.Forbidden]: FORBIDDEN_HINT });
+    return await withHints(work(client), { [ErrorCode.Forbidden]: FORBIDDEN_HINT });
   } finally {
-    connection.close();
+    client.close();
   }
 }
 

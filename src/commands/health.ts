@@ -5,7 +5,7 @@ import { type NodeFlagValues, nodeDialInit, nodeFlags, withNode } from '../cli/n
 import { printJsonLine, table, withSpinner } from '../cli/output.ts';
 import { ErrorCode, isRdbnetError, RdbnetError } from '../core/errors.ts';
 import type { HealthReply, NodeHealth } from '../core/protocol/messages.ts';
-import { call } from '../core/rpc/call.ts';
+import { request } from '../core/rpc/request.ts';
 import { dial } from '../core/transport/dial.ts';
 import { ReconnectingLink } from '../core/transport/reconnecting.ts';
 
@@ -81,7 +81,7 @@ export default class Health extends RdbnetCommand<HealthResult> {
       });
     }
     const reply = await withSpinner('asking the node', this.json, () =>
-      withNode(flags, (connection) => call(connection, { healthRequest: {} }, 'healthReply')),
+      withNode(flags, (node) => node.ask('healthRequest', {})),
     );
     return toResult(reply);
   }
@@ -213,10 +213,7 @@ async function ask(
 ): Promise<HealthWatchReport> {
   const at = new Date().toISOString();
   try {
-    const reply = await Promise.race([
-      call(link, { healthRequest: {} }, 'healthReply', timeoutMs),
-      dialFailed,
-    ]);
+    const reply = await Promise.race([request(link, 'healthRequest', {}, timeoutMs), dialFailed]);
     return { ...toResult(reply), at };
   } catch (error) {
     const typed = isRdbnetError(error)

@@ -72,6 +72,9 @@ export const ErrorCode = {
   StorageIo: 'RDB_STORAGE_IO',
   CertificatesMissing: 'RDB_CERTS_MISSING',
   CertificateInvalid: 'RDB_CERT_INVALID',
+  /** A certificate not signed by a CA the receiver trusts: a node asked to install one from a
+   * CA outside its trust bundle (a CA rotation whose new bundle it has not been given). */
+  CertificateUntrusted: 'RDB_CERT_UNTRUSTED',
   /** A file the command would create exists already (e.g. a CA without --overwrite). */
   AlreadyExists: 'RDB_ALREADY_EXISTS',
   /** A CA rotation cannot finish: a certificate in use is still signed by the old CA. */
@@ -93,6 +96,24 @@ export class RdbnetError extends Error {
     this.name = 'RdbnetError';
     this.code = code;
     this.hint = options?.hint;
+  }
+}
+
+/**
+ * A setting outside its bounds, naming the setting in `field` (its name where it is checked:
+ * `frameBytesMax`, `idleTimeoutMs`), so a caller that knows where the value came from (a flag,
+ * the environment, a config file) can say so without reading the message.
+ */
+export class ConfigFieldError extends RdbnetError {
+  readonly field: string;
+  /** What is wrong with the value, without the field's name: "must be positive, got 0". */
+  readonly problem: string;
+
+  constructor(field: string, problem: string, options?: { hint?: string }) {
+    super(ErrorCode.ConfigInvalid, `${field} ${problem}`, options);
+    this.name = 'ConfigFieldError';
+    this.field = field;
+    this.problem = problem;
   }
 }
 

@@ -1,37 +1,33 @@
 /**
- * Connections to nodes as an operator (the `admin` client certificate), kept open per
- * address so tests can poll every few milliseconds over the binary protocol, as `rdbnet`
- * itself talks to nodes, without paying a CLI start-up per poll.
+ * Clients of nodes as an operator (the `admin` client certificate), kept open per address so
+ * tests can poll every few milliseconds over the binary protocol, as `rdbnet` itself talks
+ * to nodes (NodeClient), without paying a CLI start-up per poll.
  */
-import { loadClientCredentials } from '../../src/core/node/credentials.ts';
+import { NodeClient, operatorDialInit } from '../../src/core/client/node-client.ts';
 import { parseHostPort } from '../../src/core/transport/address.ts';
-import type { Connection } from '../../src/core/transport/connection.ts';
-import { dial } from '../../src/core/transport/dial.ts';
-import { connectionOptions } from '../../src/core/transport/options.ts';
 
 export function adminConnections(certsDir: () => string, timeoutMs = 1000) {
-  const open = new Map<string, Connection>();
+  const open = new Map<string, NodeClient>();
   return {
-    async connection(address: string): Promise<Connection> {
+    /** The open client of the node at `address`, dialled again when it closed. */
+    async client(address: string): Promise<NodeClient> {
       const existing = open.get(address);
-      if (existing !== undefined && existing.state === 'open') return existing;
-      const credentials = await loadClientCredentials(certsDir(), 'admin');
-      const fresh = await dial({
-        address: parseHostPort(address),
-        local: {
-          id: 'admin',
-          clusterId: credentials.identity.cluster,
-          role: 'client',
+      if (existing?.isOpen) return existing;
+      const fresh = await NodeClient.connect(
+        await operatorDialInit({
+          address: parseHostPort(address),
+          certsDir: certsDir(),
+          clientName: 'admin',
+          insecure: false,
+          timeoutMs,
           softwareVersion: 'test',
-        },
-        tls: credentials.tls,
-        options: connectionOptions({ handshakeTimeoutMs: timeoutMs, requestTimeoutMs: timeoutMs }),
-      });
+        }),
+      );
       open.set(address, fresh);
       return fresh;
     },
     closeAll(): void {
-      for (const connection of open.values()) connection.close();
+      for (const client of open.values()) client.close();
       open.clear();
     },
   };

@@ -9,10 +9,9 @@ import { generateKeyPairSync } from 'node:crypto';
 import { chmod, copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { presentedCertificate } from '../../src/cli/pki-client.ts';
+import { NodeClient } from '../../src/core/client/node-client.ts';
 import type { RdbnetError } from '../../src/core/errors.ts';
-import type { DecodedEnvelope, Envelope, StatusReply } from '../../src/core/protocol/messages.ts';
-import { call } from '../../src/core/rpc/call.ts';
+import type { DecodedEnvelope, Envelope } from '../../src/core/protocol/messages.ts';
 import type { Role } from '../../src/core/security/identity.ts';
 import {
   createCertificateAuthority,
@@ -22,8 +21,6 @@ import {
 } from '../../src/core/security/pki.ts';
 import type { TlsMaterial } from '../../src/core/security/tls.ts';
 import { parseHostPort } from '../../src/core/transport/address.ts';
-import type { Connection } from '../../src/core/transport/connection.ts';
-import { dial } from '../../src/core/transport/dial.ts';
 import { connectionOptions } from '../../src/core/transport/options.ts';
 import { TransportServer } from '../../src/core/transport/server.ts';
 import {
@@ -44,7 +41,7 @@ let home: { dir: string; cleanup(): Promise<void> };
 let certs: string;
 const nodes: NodeProcess[] = [];
 const servers: TransportServer[] = [];
-const connections = new Set<Connection>();
+const clients = new Set<NodeClient>();
 
 before(async () => {
   home = await tempHome('rdbnet-certs-');
@@ -52,7 +49,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const connection of connections) connection.close();
+  for (const client of clients) client.close();
   await Promise.all(servers.map((server) => server.close(100)));
   await killAllNodes();
   await home.cleanup();
@@ -89,15 +86,15 @@ async function connect(
   address: string,
   tls: TlsMaterial,
   as: { id: string; role: Role },
-): Promise<Connection> {
-  const connection = await dial({
+): Promise<NodeClient> {
+  const client = await NodeClient.connect({
     address: parseHostPort(address),
     local: { ...as, clusterId: CLUSTER, softwareVersion: 'certs-test' },
     tls,
     options: connectionOptions({ handshakeTimeoutMs: 5000, requestTimeoutMs: 5000 }),
   });
-  connections.add(connection);
-  return connection;
+  clients.add(client);
+  return client;
 }
 
 async function dialError(
@@ -106,9 +103,9 @@ async function dialError(
   as: { id: string; role: Role },
 ): Promise<RdbnetError> {
   try {
-    const connection = await connect(address, tls, as);
+    const client = await connect(address, tls, as);
     // With TLS 1.3 a refusal can arrive after the client believes it is connected.
-    await call(connection, { healthRequest: {} }, 'healthReply');
+    await client.ask('healthRequest', {});
   } catch (error) {
     return error as RdbnetError;
   }
@@ -116,14 +113,14 @@ async function dialError(
 }
 
 async function counters(node: NodeProcess): Promise<Record<string, number>> {
-  const connection = await connect(node.address, await pair('client', 'admin'), {
+  const admin = await connect(node.address, await pair('client', 'admin'), {
     id: 'admin',
     role: 'client',
   });
   try {
-    return ((await call(connection, { statusRequest: {} }, 'statusReply')) as StatusReply).counters;
+    return (await admin.ask('statusRequest', {})).counters;
   } finally {
-    connection.close();
+    admin.close();
   }
 }
 
@@ -158,7 +155,7 @@ async function expectRejected(
     id: 'admin',
     role: 'client',
   });
-  await call(admin, { healthRequest: {} }, 'healthReply');
+  await admin.ask('healthRequest', {});
   admin.close();
 }
 
@@ -305,12 +302,12 @@ describe('three nodes started from the issued certificates', () => {
     }
     // The nodes present exactly the certificates the list shows.
     for (const node of nodes) {
-      const connection = await connect(node.address, await pair('client', 'admin'), {
+      const admin = await connect(node.address, await pair('client', 'admin'), {
         id: 'admin',
         role: 'client',
       });
-      const serial = presentedCertificate(connection).serialNumber;
-      connection.close();
+      const serial = admin.presentedCertificate?.serialNumber;
+      admin.close();
       const file = list.certificates.find((entry) => entry.file.endsWith(`${node.info.id}.crt`));
       assert.equal(serial, file?.serial);
     }
@@ -367,7 +364,7 @@ describe('three nodes started from the issued certificates', () => {
     });
     const relay = await listen(await pair('node', 'n2'), 'n2', async (request) => {
       const envelope = { [request.kind]: request.body } as Envelope;
-      const reply = await upstream.request(envelope);
+      const reply = await upstream.connection.request(envelope);
       return { [reply.kind]: reply.body } as Envelope;
     });
     const impostor = await runCli(['certs', 'verify', '--node', relay], env());

@@ -14,7 +14,6 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ClusterStatusReply, MembersReply } from '../../src/core/protocol/messages.ts';
-import { call } from '../../src/core/rpc/call.ts';
 import { adminConnections } from '../helpers/admin-connections.ts';
 import {
   describeResult,
@@ -71,24 +70,18 @@ function start(id: string, seeds: string): Promise<NodeProcess> {
   });
 }
 
-const connection = admin.connection;
+const client = admin.client;
 
 async function status(node: NodeProcess): Promise<ClusterStatusReply> {
-  return call(
-    await connection(node.address),
-    { clusterStatusRequest: { localOnly: true } },
-    'clusterStatusReply',
-  );
+  return (await client(node.address)).ask('clusterStatusRequest', { localOnly: true });
 }
 
 async function members(node: NodeProcess): Promise<MembersReply['members']> {
-  return (await call(await connection(node.address), { membersRequest: {} }, 'membersReply'))
-    .members;
+  return (await (await client(node.address)).ask('membersRequest', {})).members;
 }
 
 async function counters(node: NodeProcess): Promise<Record<string, number>> {
-  return (await call(await connection(node.address), { statusRequest: {} }, 'statusReply'))
-    .counters;
+  return (await (await client(node.address)).ask('statusRequest', {})).counters;
 }
 
 function voterIds(reply: { members: { id: string; voter: boolean }[] }): string[] {

@@ -21,7 +21,6 @@ import { cp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ClusterStatusReply, MembersReply } from '../../src/core/protocol/messages.ts';
-import { call } from '../../src/core/rpc/call.ts';
 import { Keyring, saveKeyring } from '../../src/core/security/keyring.ts';
 import { adminConnections } from '../helpers/admin-connections.ts';
 import {
@@ -68,16 +67,11 @@ function start(
 }
 
 async function status(node: NodeProcess): Promise<ClusterStatusReply> {
-  return call(
-    await admin.connection(node.address),
-    { clusterStatusRequest: { localOnly: true } },
-    'clusterStatusReply',
-  );
+  return (await admin.client(node.address)).ask('clusterStatusRequest', { localOnly: true });
 }
 
 async function members(node: NodeProcess): Promise<MembersReply['members']> {
-  return (await call(await admin.connection(node.address), { membersRequest: {} }, 'membersReply'))
-    .members;
+  return (await (await admin.client(node.address)).ask('membersRequest', {})).members;
 }
 
 const ids = ['n1', 'n2', 'n3'];

@@ -12,14 +12,9 @@ import { spawn } from 'node:child_process';
 import { cp, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { loadClientCredentials } from '../../src/core/node/credentials.ts';
 import type { MembersReply } from '../../src/core/protocol/messages.ts';
-import { call } from '../../src/core/rpc/call.ts';
 import { Keyring, saveKeyring } from '../../src/core/security/keyring.ts';
-import { parseHostPort } from '../../src/core/transport/address.ts';
-import type { Connection } from '../../src/core/transport/connection.ts';
-import { dial } from '../../src/core/transport/dial.ts';
-import { connectionOptions } from '../../src/core/transport/options.ts';
+import { adminConnections } from '../helpers/admin-connections.ts';
 import {
   BIN,
   describeResult,
@@ -71,26 +66,10 @@ function start(id: string, seeds: string, extra: string[] = []): Promise<NodePro
   });
 }
 
-const connections = new Map<string, Connection>();
+const admin = adminConnections(() => join(home.dir, 'certs'));
 
 async function members(address: string): Promise<MembersReply['members']> {
-  let open = connections.get(address);
-  if (open === undefined || open.state !== 'open') {
-    const credentials = await loadClientCredentials(join(home.dir, 'certs'), 'admin');
-    open = await dial({
-      address: parseHostPort(address),
-      local: {
-        id: 'admin',
-        clusterId: credentials.identity.cluster,
-        role: 'client',
-        softwareVersion: 'test',
-      },
-      tls: credentials.tls,
-      options: connectionOptions({ handshakeTimeoutMs: 1000, requestTimeoutMs: 1000 }),
-    });
-    connections.set(address, open);
-  }
-  return (await call(open, { membersRequest: {} }, 'membersReply')).members;
+  return (await (await admin.client(address)).ask('membersRequest', {})).members;
 }
 
 const until = poller(POLL_MS);
@@ -114,7 +93,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const open of connections.values()) open.close();
+  admin.closeAll();
   await killAllNodes();
   await home.cleanup();
 });

@@ -16,7 +16,6 @@ import { cp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { HealthReply, MembersReply } from '../../src/core/protocol/messages.ts';
-import { call } from '../../src/core/rpc/call.ts';
 import { Keyring, saveKeyring } from '../../src/core/security/keyring.ts';
 import { adminConnections } from '../helpers/admin-connections.ts';
 import {
@@ -77,19 +76,18 @@ function start(id: string, seeds: string, extra: string[] = []): Promise<NodePro
 
 const admin = adminConnections(() => join(home.dir, 'certs'));
 
-const connection = admin.connection;
+const client = admin.client;
 
 async function members(node: NodeProcess): Promise<MembersReply['members']> {
-  return (await call(await connection(node.address), { membersRequest: {} }, 'membersReply'))
-    .members;
+  return (await (await client(node.address)).ask('membersRequest', {})).members;
 }
 
 async function health(node: NodeProcess): Promise<HealthReply> {
-  return call(await connection(node.address), { healthRequest: {} }, 'healthReply');
+  return (await client(node.address)).ask('healthRequest', {});
 }
 
 async function counters(node: NodeProcess): Promise<Record<string, number>> {
-  const status = await call(await connection(node.address), { statusRequest: {} }, 'statusReply');
+  const status = await (await client(node.address)).ask('statusRequest', {});
   return status.counters;
 }
 

@@ -14,7 +14,6 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ClusterStatusReply, ConfigRecord } from '../../src/core/protocol/messages.ts';
-import { call } from '../../src/core/rpc/call.ts';
 import { adminConnections } from '../helpers/admin-connections.ts';
 import {
   describeResult,
@@ -68,14 +67,10 @@ function dataDir(id: string): string {
 
 const admin = adminConnections(() => join(home.dir, 'certs'));
 
-const connection = admin.connection;
+const client = admin.client;
 
 async function status(node: NodeProcess, localOnly = true): Promise<ClusterStatusReply> {
-  const reply = await call(
-    await connection(node.address),
-    { clusterStatusRequest: { localOnly } },
-    'clusterStatusReply',
-  );
+  const reply = await (await client(node.address)).ask('clusterStatusRequest', { localOnly });
   if (reply.history.length > 0) historiesSeen.push(plain(reply.history));
   return reply;
 }
@@ -194,7 +189,7 @@ describe('cluster configuration with Raft, on real processes', () => {
     killedId = view!.leader;
     const leader = nodes.get(killedId)!;
     const survivors = running().filter((node) => node !== leader);
-    await Promise.all(survivors.map((node) => connection(node.address)));
+    await Promise.all(survivors.map((node) => client(node.address)));
     const started = performance.now();
     leader.child.kill('SIGKILL');
     const elected = await until(

@@ -13,22 +13,12 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { presentedCertificate } from '../../src/cli/pki-client.ts';
+import { NodeClient } from '../../src/core/client/node-client.ts';
 import { isRdbnetError } from '../../src/core/errors.ts';
-import type {
-  CertInfoReply,
-  ClusterStatusReply,
-  Envelope,
-  KeyringReply,
-  MembersReply,
-  StatusReply,
-} from '../../src/core/protocol/messages.ts';
-import { call } from '../../src/core/rpc/call.ts';
+import type { Envelope } from '../../src/core/protocol/messages.ts';
 import { generateKey } from '../../src/core/security/keyring.ts';
 import type { TlsMaterial } from '../../src/core/security/tls.ts';
 import { parseHostPort } from '../../src/core/transport/address.ts';
-import type { Connection } from '../../src/core/transport/connection.ts';
-import { dial } from '../../src/core/transport/dial.ts';
 import { connectionOptions } from '../../src/core/transport/options.ts';
 import {
   type CliResult,
@@ -52,7 +42,7 @@ let certs: string;
 let cluster: string;
 let n1: NodeProcess;
 let n2: NodeProcess;
-const connections = new Set<Connection>();
+const clients = new Set<NodeClient>();
 
 function env(): NodeJS.ProcessEnv {
   return { RDBNET_HOME: home.dir, RDBNET_NODE: '', RDBNET_CERTS_DIR: '', DEBUG: '' };
@@ -93,35 +83,27 @@ async function pair(kind: 'node' | 'client', name: string): Promise<TlsMaterial>
 async function connect(
   address: string,
   as: { kind: 'node' | 'client'; name: string },
-): Promise<Connection> {
-  const connection = await dial({
+): Promise<NodeClient> {
+  const client = await NodeClient.connect({
     address: parseHostPort(address),
     local: { id: as.name, clusterId: cluster, role: as.kind, softwareVersion: 'roles-test' },
     tls: await pair(as.kind, as.name),
     options: connectionOptions({ handshakeTimeoutMs: 10_000, requestTimeoutMs: 10_000 }),
   });
-  connections.add(connection);
-  return connection;
+  clients.add(client);
+  return client;
 }
 
 /** What a node holds that the refused operations would change, asked as the admin. */
 async function nodeState(node: NodeProcess) {
   const admin = await connect(node.address, { kind: 'client', name: 'admin' });
   try {
-    const info = (await call(admin, { certInfoRequest: {} }, 'certInfoReply')) as CertInfoReply;
-    const keyring = (await call(
-      admin,
-      { keyringRequest: { op: 'list', key: '', forwarded: false } },
-      'keyringReply',
-    )) as KeyringReply;
-    const status = (await call(admin, { statusRequest: {} }, 'statusReply')) as StatusReply;
-    const consensus = (await call(
-      admin,
-      { clusterStatusRequest: { localOnly: true } },
-      'clusterStatusReply',
-    )) as ClusterStatusReply;
+    const info = await admin.ask('certInfoRequest', {});
+    const keyring = await admin.ask('keyringRequest', { op: 'list', key: '', forwarded: false });
+    const status = await admin.ask('statusRequest', {});
+    const consensus = await admin.ask('clusterStatusRequest', { localOnly: true });
     return {
-      serial: presentedCertificate(admin).serialNumber,
+      serial: admin.presentedCertificate?.serialNumber,
       revoked: [...info.revokedSerials],
       bundle: info.bundlePem,
       keyrings: keyring.results
@@ -137,10 +119,13 @@ async function nodeState(node: NodeProcess) {
   }
 }
 
-/** The refusal a request gets, as the caller sees it ('answered: <kind>' when none). */
-async function refusal(connection: Connection, request: Envelope): Promise<string> {
+/**
+ * The refusal a request gets, as the caller sees it ('answered: <kind>' when none). Sent as
+ * a raw envelope: the tables below mix request kinds, and only the refusal matters.
+ */
+async function refusal(client: NodeClient, request: Envelope): Promise<string> {
   try {
-    return `answered: ${(await connection.request(request)).kind}`;
+    return `answered: ${(await client.connection.request(request)).kind}`;
   } catch (error) {
     if (isRdbnetError(error)) return `${error.code}: ${error.message}`;
     throw error;
@@ -165,7 +150,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const connection of connections) connection.close();
+  for (const client of clients) client.close();
   await killAllNodes();
   await home.cleanup();
 });
@@ -241,11 +226,7 @@ describe('roles', () => {
         async () => {
           const admin = await connect(node.address, { kind: 'client', name: 'admin' });
           try {
-            const reply = (await call(
-              admin,
-              { membersRequest: {} },
-              'membersReply',
-            )) as MembersReply;
+            const reply = await admin.ask('membersRequest', {});
             const alive = reply.members.filter((member) => member.state === 'alive');
             return alive.length === 2 ? true : undefined;
           } finally {

@@ -12,12 +12,10 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { call } from '../../src/core/rpc/call.ts';
+import { NodeClient } from '../../src/core/client/node-client.ts';
 import { splitPemBundle } from '../../src/core/security/pki.ts';
 import type { TlsMaterial } from '../../src/core/security/tls.ts';
 import { parseHostPort } from '../../src/core/transport/address.ts';
-import type { Connection } from '../../src/core/transport/connection.ts';
-import { dial, presentedCertificate } from '../../src/core/transport/dial.ts';
 import { connectionOptions } from '../../src/core/transport/options.ts';
 import {
   describeResult,
@@ -89,8 +87,8 @@ async function diskMaterial(): Promise<TlsMaterial> {
   };
 }
 
-async function connect(address: string, tls: TlsMaterial): Promise<Connection> {
-  return dial({
+async function connect(address: string, tls: TlsMaterial): Promise<NodeClient> {
+  return NodeClient.connect({
     address: parseHostPort(address),
     local: { id: 'admin', clusterId: CLUSTER, role: 'client', softwareVersion: 'rotation-test' },
     tls,
@@ -113,7 +111,7 @@ class Load {
   requests = 0;
   readonly failures: string[] = [];
   readonly opened: Opened[] = [];
-  pool: Connection[] = [];
+  pool: NodeClient[] = [];
   poolSerials: string[] = [];
   private stopped = false;
   private loops: Promise<void>[] = [];
@@ -133,18 +131,18 @@ class Load {
     this.pool = await Promise.all(
       Array.from({ length: POOL_CONNECTIONS }, () => connect(this.address, tls)),
     );
-    this.poolSerials = this.pool.map((c) => presentedCertificate(c)!.serialNumber);
-    this.loops = this.pool.map((connection) => this.loop(connection));
+    this.poolSerials = this.pool.map((client) => client.presentedCertificate!.serialNumber);
+    this.loops = this.pool.map((client) => this.loop(client));
     this.timer = setInterval(() => {
       const opening = this.openOne().finally(() => this.dials.delete(opening));
       this.dials.add(opening);
     }, NEW_CONNECTION_EVERY_MS);
   }
 
-  private async loop(connection: Connection): Promise<void> {
+  private async loop(client: NodeClient): Promise<void> {
     while (!this.stopped) {
       try {
-        await call(connection, { healthRequest: {} }, 'healthReply');
+        await client.ask('healthRequest', {});
         this.requests++;
       } catch (error) {
         this.failures.push(`pooled: ${(error as Error).message}`);
@@ -156,9 +154,9 @@ class Load {
   private async openOne(): Promise<void> {
     const startedAtMs = Date.now();
     try {
-      const connection = await connect(this.address, await this.material());
-      const certificate = presentedCertificate(connection)!;
-      await call(connection, { healthRequest: {} }, 'healthReply');
+      const client = await connect(this.address, await this.material());
+      const certificate = client.presentedCertificate!;
+      await client.ask('healthRequest', {});
       this.requests++;
       const bundle = splitPemBundle((await this.material()).ca).map(
         (pem) => new X509Certificate(pem),
@@ -167,7 +165,7 @@ class Load {
         (ca) => certificate.checkIssued(ca) && certificate.verify(ca.publicKey),
       )!;
       this.opened.push({ startedAtMs, serial: certificate.serialNumber, issuer });
-      connection.close();
+      client.close();
     } catch (error) {
       this.failures.push(`new connection: ${(error as Error).message}`);
     }
@@ -180,9 +178,9 @@ class Load {
     if (this.timer !== null) clearInterval(this.timer);
     await Promise.all(this.loops);
     await Promise.all(this.dials);
-    for (const connection of this.pool) {
-      if (connection.state !== 'open') this.failures.push(`pooled connection ${connection.state}`);
-      connection.close();
+    for (const client of this.pool) {
+      if (!client.isOpen) this.failures.push(`pooled connection ${client.connection.state}`);
+      client.close();
     }
   }
 
@@ -405,7 +403,7 @@ describe('certs rotate --ca across three nodes with traffic to all of them', () 
     // The old CA is gone: its client certificate is refused on new connections.
     const stale = { ...oldMaterial, ca: await readFile(join(certs, 'ca.crt'), 'utf8') };
     await assert.rejects(
-      connect(three[0]!, stale).then((c) => call(c, { healthRequest: {} }, 'healthReply')),
+      connect(three[0]!, stale).then((client) => client.ask('healthRequest', {})),
     );
     const list = await ok<{ certificates: { file: string; problems: string[] }[] }>([
       'certs',

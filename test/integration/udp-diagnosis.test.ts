@@ -9,15 +9,13 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { NodeClient } from '../../src/core/client/node-client.ts';
 import { GossipDriver } from '../../src/core/membership/gossip/driver.ts';
 import { SWIM_LAN } from '../../src/core/membership/swim/index.ts';
-import { call } from '../../src/core/rpc/call.ts';
 import { createLogger } from '../../src/core/runtime/log.ts';
 import { loadKeyring } from '../../src/core/security/keyring.ts';
 import { issueNodeCertificate } from '../../src/core/security/pki.ts';
 import { parseHostPort } from '../../src/core/transport/address.ts';
-import type { Connection } from '../../src/core/transport/connection.ts';
-import { dial } from '../../src/core/transport/dial.ts';
 import { connectionOptions } from '../../src/core/transport/options.ts';
 import { TransportServer } from '../../src/core/transport/server.ts';
 import { killAllNodes, runCli, startNode, tempHome } from '../helpers/processes.ts';
@@ -80,7 +78,7 @@ test('health says plainly when a member fails over UDP but answers over TCP', as
   const { port } = await server.listen('127.0.0.1', 0);
   cleanups.push(() => server.close(100));
 
-  const links = new Map<string, Connection>();
+  const links = new Map<string, NodeClient>();
   driver = await GossipDriver.start({
     id: 'ghost',
     host: '127.0.0.1',
@@ -91,27 +89,23 @@ test('health says plainly when a member fails over UDP but answers over TCP', as
     logger: createLogger({ level: 'error' }),
     stream: {
       async send(toAddress, bytes) {
-        let connection = links.get(toAddress);
-        if (connection === undefined || connection.state !== 'open') {
-          connection = await dial({
+        let link = links.get(toAddress);
+        if (link === undefined || !link.isOpen) {
+          link = await NodeClient.connect({
             address: parseHostPort(toAddress),
             local,
             tls,
             options: connectionOptions(),
           });
-          links.set(toAddress, connection);
+          links.set(toAddress, link);
         }
-        const reply = await call(
-          connection,
-          { gossipStreamRequest: { payload: bytes } },
-          'gossipStreamReply',
-        );
+        const reply = await link.ask('gossipStreamRequest', { payload: bytes });
         return reply.payload.length === 0 ? null : reply.payload;
       },
     },
   });
   cleanups.push(() => {
-    for (const connection of links.values()) connection.close();
+    for (const link of links.values()) link.close();
   });
   await driver.join([node.address]);
 

@@ -85,8 +85,14 @@ describe('UnauthenticatedTable', () => {
   });
 
   test('limits are validated and a connection cannot be admitted twice', () => {
-    assert.throws(() => new UnauthenticatedTable({ totalMax: 0, perSourceMax: 1 }), RangeError);
-    assert.throws(() => new UnauthenticatedTable({ totalMax: 1, perSourceMax: 1.5 }), RangeError);
+    assert.throws(() => new UnauthenticatedTable({ totalMax: 0, perSourceMax: 1 }), {
+      code: 'RDB_CONFIG_INVALID',
+      field: 'totalMax',
+    });
+    assert.throws(() => new UnauthenticatedTable({ totalMax: 1, perSourceMax: 1.5 }), {
+      code: 'RDB_CONFIG_INVALID',
+      field: 'perSourceMax',
+    });
     const table = new UnauthenticatedTable<string>({ totalMax: 2, perSourceMax: 2 });
     table.admit('a', 'A', 0);
     assert.throws(() => table.admit('a', 'A', 1), /admitted twice/);
@@ -160,7 +166,8 @@ describe('LogLimiter', () => {
     assert.equal(log.admit('x'), false);
     assert.deepEqual(log.takeSummary(), { suppressed: { x: 1 }, total: 1 });
     const clock = { nowMs: () => 0, wallMs: () => 0 };
-    assert.throws(() => new LogLimiter({ intervalMs: 0, burst: 1, clock }), RangeError);
-    assert.throws(() => new LogLimiter({ intervalMs: 10, burst: -1, clock }), RangeError);
+    // Set by code, never configured: a bad value is a bug, an assertion.
+    assert.throws(() => new LogLimiter({ intervalMs: 0, burst: 1, clock }), /^Error: invariant/);
+    assert.throws(() => new LogLimiter({ intervalMs: 10, burst: -1, clock }), /^Error: invariant/);
   });
 });

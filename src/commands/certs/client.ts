@@ -5,12 +5,11 @@ import {
   certsDirFlag,
   certsDirOf,
   daysFlag,
-  type IssueResult,
-  issueLeaf,
   keyBitsFlag,
   keyBitsOf,
   overwriteFlag,
-} from '../../cli/pki-client.ts';
+} from '../../cli/certs-flags.ts';
+import { type IssueResult, issueLeaf } from '../../core/pki/local-create.ts';
 import { CLIENT_ROLES, parseClientRole } from '../../core/security/identity.ts';
 import { issuedTable } from './issue.ts';
 

@@ -1,18 +1,17 @@
 import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
-import { keyValueTable } from '../../cli/output.ts';
 import {
   askIfMissing,
   certsDirFlag,
   certsDirOf,
   daysFlag,
-  type InitResult,
-  initCa,
   keyBitsFlag,
   keyBitsOf,
   overwriteFlag,
-} from '../../cli/pki-client.ts';
+} from '../../cli/certs-flags.ts';
+import { keyValueTable } from '../../cli/output.ts';
 import { DEFAULT_CLUSTER } from '../../core/config/home.ts';
+import { type InitResult, initCa } from '../../core/pki/local-create.ts';
 
 export default class CertsInit extends RdbnetCommand<InitResult> {
   static override summary = 'Create the cluster CA.';

@@ -1,7 +1,8 @@
 import { Args } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
+import { certsDirFlag, certsDirOf } from '../../cli/certs-flags.ts';
 import { keyValueTable } from '../../cli/output.ts';
-import { certsDirFlag, certsDirOf, type InspectResult, inspectFile } from '../../cli/pki-client.ts';
+import { type InspectResult, inspectFile } from '../../core/pki/local-inventory.ts';
 
 export default class CertsInspect extends RdbnetCommand<InspectResult> {
   static override summary = 'Show one certificate file (or a bundle such as ca.crt) in detail.';

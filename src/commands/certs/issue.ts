@@ -1,18 +1,17 @@
 import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
-import { readList } from '../../cli/lists.ts';
-import { keyValueTable } from '../../cli/output.ts';
 import {
   askIfMissing,
   certsDirFlag,
   certsDirOf,
   daysFlag,
-  type IssueResult,
-  issueLeaf,
   keyBitsFlag,
   keyBitsOf,
   overwriteFlag,
-} from '../../cli/pki-client.ts';
+} from '../../cli/certs-flags.ts';
+import { readList } from '../../cli/lists.ts';
+import { keyValueTable } from '../../cli/output.ts';
+import { type IssueResult, issueLeaf } from '../../core/pki/local-create.ts';
 
 const DEFAULT_HOSTS = 'localhost,127.0.0.1,::1';
 

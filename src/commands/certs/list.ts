@@ -1,14 +1,10 @@
 import { basename } from 'node:path';
 import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
+import { certsDirFlag, certsDirOf } from '../../cli/certs-flags.ts';
 import { ExitCode } from '../../cli/exit-codes.ts';
 import { table } from '../../cli/output.ts';
-import {
-  type CertificateEntry,
-  certsDirFlag,
-  certsDirOf,
-  listCertificates,
-} from '../../cli/pki-client.ts';
+import { type CertificateEntry, listCertificates } from '../../core/pki/local-inventory.ts';
 
 export interface CertsListResult {
   dir: string;

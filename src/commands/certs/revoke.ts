@@ -1,15 +1,16 @@
 import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
-import { ExitCode } from '../../cli/exit-codes.ts';
-import { readList } from '../../cli/lists.ts';
-import { table, withSpinner } from '../../cli/output.ts';
 import {
   nodesFlag,
   pkiNodeFlags,
-  type RevokeResult,
-  revokeSerials,
+  pkiOperator,
   targetNodes,
-} from '../../cli/pki-client.ts';
+  withForbiddenHint,
+} from '../../cli/certs-flags.ts';
+import { ExitCode } from '../../cli/exit-codes.ts';
+import { readList } from '../../cli/lists.ts';
+import { table, withSpinner } from '../../cli/output.ts';
+import { type RevokeResult, revokeSerials } from '../../core/pki/revocation.ts';
 
 export default class CertsRevoke extends RdbnetCommand<RevokeResult> {
   static override summary = 'Revoke certificates by serial and push the list to nodes.';
@@ -37,8 +38,9 @@ export default class CertsRevoke extends RdbnetCommand<RevokeResult> {
     const { flags } = await this.parse(CertsRevoke);
     const serials = await readList(flags.serial, '--serial');
     const nodes = await targetNodes(flags);
+    const operator = pkiOperator(flags);
     return withSpinner('pushing the revocation list', this.json, () =>
-      revokeSerials(flags, nodes, serials),
+      withForbiddenHint(revokeSerials(operator, nodes, serials)),
     );
   }
 

@@ -1,24 +1,24 @@
 import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
+import {
+  daysFlag,
+  keyBitsFlag,
+  keyBitsOf,
+  nodesFlag,
+  pkiNodeFlags,
+  pkiOperator,
+  targetNode,
+  targetNodes,
+  withForbiddenHint,
+} from '../../cli/certs-flags.ts';
 import { ExitCode } from '../../cli/exit-codes.ts';
 import { keyValueTable, table, withSpinner } from '../../cli/output.ts';
 import {
   type CaRotationResult,
-  certsDirOf,
-  daysFlag,
   finishCaRotation,
-  keyBitsFlag,
-  keyBitsOf,
-  linkFromFlags,
-  type NodeRotation,
-  nodesFlag,
-  pkiNodeFlags,
-  rotateNode,
   startCaRotation,
-  targetNodes,
-} from '../../cli/pki-client.ts';
-import { defaultNodeAddress } from '../../core/config/home.ts';
-import { readCaState } from '../../core/security/ca-rotation.ts';
+} from '../../core/pki/ca-rotation.ts';
+import { type NodeRotation, rotateNodeCertificate } from '../../core/pki/node-rotation.ts';
 
 export type CertsRotateResult = NodeRotation | CaRotationResult;
 
@@ -59,21 +59,23 @@ export default class CertsRotate extends RdbnetCommand<CertsRotateResult> {
   protected override async execute(): Promise<CertsRotateResult> {
     const { flags } = await this.parse(CertsRotate);
     const keyBits = keyBitsOf(flags['key-bits']);
+    const operator = pkiOperator(flags);
     if (!flags.ca) {
-      const address = flags.node ?? defaultNodeAddress();
-      const state = await readCaState(certsDirOf(flags['certs-dir']));
-      return withSpinner(`rotating the certificate of ${address}`, this.json, () =>
-        rotateNode(linkFromFlags(flags), address, state, { days: flags.days, keyBits }),
+      const target = targetNode(flags);
+      return withSpinner(`rotating the certificate of ${target.node}`, this.json, () =>
+        withForbiddenHint(rotateNodeCertificate(operator, target, { days: flags.days, keyBits })),
       );
     }
     const nodes = await targetNodes(flags);
     if (flags.finish) {
       return withSpinner('finishing the CA rotation', this.json, () =>
-        finishCaRotation(flags, nodes),
+        withForbiddenHint(finishCaRotation(operator, nodes)),
       );
     }
     return withSpinner('rotating the CA', this.json, () =>
-      startCaRotation(flags, nodes, { caDays: flags['ca-days'], days: flags.days, keyBits }),
+      withForbiddenHint(
+        startCaRotation(operator, nodes, { caDays: flags['ca-days'], days: flags.days, keyBits }),
+      ),
     );
   }
 

@@ -1,7 +1,7 @@
 import { RdbnetCommand } from '../../cli/base-command.ts';
+import { pkiNodeFlags, pkiOperator, targetNode, withForbiddenHint } from '../../cli/certs-flags.ts';
 import { keyValueTable, withSpinner } from '../../cli/output.ts';
-import { type IdentityProof, pkiNodeFlags, verifyNode } from '../../cli/pki-client.ts';
-import { defaultNodeAddress } from '../../core/config/home.ts';
+import { type IdentityProof, verifyNode } from '../../core/pki/verification.ts';
 
 export default class CertsVerify extends RdbnetCommand<IdentityProof> {
   static override summary = 'Check that a node holds the key of the certificate it presents.';
@@ -18,8 +18,11 @@ export default class CertsVerify extends RdbnetCommand<IdentityProof> {
 
   protected override async execute(): Promise<IdentityProof> {
     const { flags } = await this.parse(CertsVerify);
-    const address = flags.node ?? defaultNodeAddress();
-    return withSpinner(`verifying ${address}`, this.json, () => verifyNode(flags, address));
+    const target = targetNode(flags);
+    const operator = pkiOperator(flags);
+    return withSpinner(`verifying ${target.node}`, this.json, () =>
+      withForbiddenHint(verifyNode(operator, target)),
+    );
   }
 
   protected override render(result: IdentityProof): void {

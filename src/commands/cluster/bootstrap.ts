@@ -7,7 +7,6 @@ import {
 } from '../../cli/cluster-membership.ts';
 import { nodeFlags, withHints, withNode } from '../../cli/node-client.ts';
 import { withSpinner } from '../../cli/output.ts';
-import { call } from '../../core/rpc/call.ts';
 
 export type ClusterBootstrapResult = ClusterMembershipResult;
 
@@ -46,11 +45,10 @@ export default class ClusterBootstrap extends RdbnetCommand<ClusterBootstrapResu
     const { flags } = await this.parse(ClusterBootstrap);
     const reply = await withSpinner(`waiting for ${flags.expect} nodes`, this.json, () =>
       withHints(
-        withNode(flags, (connection) =>
-          call(
-            connection,
-            { clusterBootstrapRequest: { expect: flags.expect, waitMs: flags.wait } },
-            'clusterBootstrapReply',
+        withNode(flags, (node) =>
+          node.ask(
+            'clusterBootstrapRequest',
+            { expect: flags.expect, waitMs: flags.wait },
             flags.wait + BOOTSTRAP_EXTRA_MS,
           ),
         ),

@@ -2,9 +2,8 @@ import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
 import { type NodeFlagValues, nodeFlags, withNode } from '../../cli/node-client.ts';
 import { printJsonLine, table } from '../../cli/output.ts';
+import type { NodeClient } from '../../core/client/node-client.ts';
 import type { MemberEventRecord } from '../../core/protocol/messages.ts';
-import { call } from '../../core/rpc/call.ts';
-import type { Connection } from '../../core/transport/connection.ts';
 
 export interface ClusterEvent {
   seq: number;
@@ -47,12 +46,8 @@ export default class ClusterEvents extends RdbnetCommand<ClusterEventsResult> {
   protected override async execute(): Promise<ClusterEventsResult> {
     const { flags } = await this.parse(ClusterEvents);
     if (flags.follow) return this.follow(flags);
-    return withNode(flags, async (connection) => {
-      const reply = await call(
-        connection,
-        { memberEventsRequest: { afterSeq: 0 } },
-        'memberEventsReply',
-      );
+    return withNode(flags, async (node) => {
+      const reply = await node.ask('memberEventsRequest', { afterSeq: 0 });
       return { node: reply.id, events: reply.events.map(toEvent) };
     });
   }
@@ -64,7 +59,7 @@ export default class ClusterEvents extends RdbnetCommand<ClusterEventsResult> {
     });
     process.once('SIGINT', () => stop());
     process.once('SIGTERM', () => stop());
-    return withNode(flags, async (connection: Connection) => {
+    return withNode(flags, async (client: NodeClient) => {
       let afterSeq = 0;
       let node = '';
       let interrupted = false;
@@ -72,11 +67,7 @@ export default class ClusterEvents extends RdbnetCommand<ClusterEventsResult> {
         interrupted = true;
       });
       while (!interrupted) {
-        const reply = await call(
-          connection,
-          { memberEventsRequest: { afterSeq } },
-          'memberEventsReply',
-        );
+        const reply = await client.ask('memberEventsRequest', { afterSeq });
         node = reply.id;
         if (reply.missed > 0) {
           process.stderr.write(`${reply.missed} event(s) fell out of the node's buffer unseen\n`);

@@ -8,7 +8,6 @@ import {
 import { readList } from '../../cli/lists.ts';
 import { nodeFlags, withHints, withNode } from '../../cli/node-client.ts';
 import { withSpinner } from '../../cli/output.ts';
-import { call } from '../../core/rpc/call.ts';
 import { formatHostPort, parseHostPort } from '../../core/transport/address.ts';
 
 export type ClusterJoinResult = ClusterMembershipResult;
@@ -51,13 +50,8 @@ export default class ClusterJoin extends RdbnetCommand<ClusterJoinResult> {
     );
     const reply = await withSpinner('joining', this.json, () =>
       withHints(
-        withNode(flags, (connection) =>
-          call(
-            connection,
-            { clusterJoinRequest: { seeds, waitMs: flags.wait } },
-            'clusterJoinReply',
-            flags.wait + JOIN_EXTRA_MS,
-          ),
+        withNode(flags, (node) =>
+          node.ask('clusterJoinRequest', { seeds, waitMs: flags.wait }, flags.wait + JOIN_EXTRA_MS),
         ),
         {
           RDB_REQUEST_TIMEOUT:

@@ -2,7 +2,6 @@ import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
 import { nodeFlags, withHints, withNode } from '../../cli/node-client.ts';
 import { withSpinner } from '../../cli/output.ts';
-import { call } from '../../core/rpc/call.ts';
 
 export interface ClusterLeaveResult {
   left: true;
@@ -30,13 +29,8 @@ export default class ClusterLeave extends RdbnetCommand<ClusterLeaveResult> {
     const { flags } = await this.parse(ClusterLeave);
     const reply = await withSpinner('leaving the cluster', this.json, () =>
       withHints(
-        withNode(flags, (connection) =>
-          call(
-            connection,
-            { leaveRequest: { force: flags.force } },
-            'leaveReply',
-            Math.max(flags.timeout, 15_000),
-          ),
+        withNode(flags, (node) =>
+          node.ask('leaveRequest', { force: flags.force }, Math.max(flags.timeout, 15_000)),
         ),
         {
           RDB_QUORUM_AT_RISK: 'bring the other voters back first, or pass --force to leave anyway',

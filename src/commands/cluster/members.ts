@@ -2,7 +2,6 @@ import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
 import { nodeFlags, withNode } from '../../cli/node-client.ts';
 import { table, withSpinner } from '../../cli/output.ts';
-import { call } from '../../core/rpc/call.ts';
 
 export const MEMBER_STATES = ['alive', 'suspect', 'dead', 'left'] as const;
 export type MemberStateName = (typeof MEMBER_STATES)[number];
@@ -46,7 +45,7 @@ export default class ClusterMembers extends RdbnetCommand<ClusterMembersResult> 
   protected override async execute(): Promise<ClusterMembersResult> {
     const { flags } = await this.parse(ClusterMembers);
     const reply = await withSpinner('asking the node', this.json, () =>
-      withNode(flags, (connection) => call(connection, { membersRequest: {} }, 'membersReply')),
+      withNode(flags, (node) => node.ask('membersRequest', {})),
     );
     const members = reply.members
       .map(

@@ -2,7 +2,6 @@ import { RdbnetCommand } from '../../cli/base-command.ts';
 import { nodeFlags, withNode } from '../../cli/node-client.ts';
 import { keyValueTable, table, withSpinner } from '../../cli/output.ts';
 import type { ConfChangeTiming, ConfigRecord } from '../../core/protocol/messages.ts';
-import { call } from '../../core/rpc/call.ts';
 
 export interface ClusterStatusMember {
   id: string;
@@ -58,9 +57,7 @@ export default class ClusterStatus extends RdbnetCommand<ClusterStatusResult> {
   protected override async execute(): Promise<ClusterStatusResult> {
     const { flags } = await this.parse(ClusterStatus);
     const reply = await withSpinner('asking the node', this.json, () =>
-      withNode(flags, (connection) =>
-        call(connection, { clusterStatusRequest: { localOnly: false } }, 'clusterStatusReply'),
-      ),
+      withNode(flags, (node) => node.ask('clusterStatusRequest', { localOnly: false })),
     );
     return {
       clusterId: reply.clusterId,

@@ -2,7 +2,6 @@ import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
 import { nodeFlags, withHints, withNode } from '../../cli/node-client.ts';
 import { withSpinner } from '../../cli/output.ts';
-import { call } from '../../core/rpc/call.ts';
 
 export interface TransferLeaderResult {
   leader: string;
@@ -28,11 +27,10 @@ export default class ClusterTransferLeader extends RdbnetCommand<TransferLeaderR
     const { flags } = await this.parse(ClusterTransferLeader);
     const reply = await withSpinner(`moving leadership to ${flags.to}`, this.json, () =>
       withHints(
-        withNode(flags, (connection) =>
-          call(
-            connection,
-            { transferLeaderRequest: { to: flags.to, forwarded: false } },
-            'transferLeaderReply',
+        withNode(flags, (node) =>
+          node.ask(
+            'transferLeaderRequest',
+            { to: flags.to, forwarded: false },
             Math.max(flags.timeout, 12_000),
           ),
         ),

@@ -1,10 +1,10 @@
 import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
+import { certsDirOf } from '../../cli/certs-flags.ts';
 import { ExitCode } from '../../cli/exit-codes.ts';
 import { keyringRequest } from '../../cli/keyring-ops.ts';
 import { nodeFlags } from '../../cli/node-client.ts';
 import { table } from '../../cli/output.ts';
-import { certsDirOf } from '../../cli/pki-client.ts';
 import { gossipKeyringPath } from '../../core/node/gossip.ts';
 import { loadKeyring } from '../../core/security/keyring.ts';
 

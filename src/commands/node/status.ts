@@ -2,7 +2,6 @@ import { RdbnetCommand } from '../../cli/base-command.ts';
 import { nodeFlags, withNode } from '../../cli/node-client.ts';
 import { formatDurationMs, keyValueTable, withSpinner } from '../../cli/output.ts';
 import type { RaftTimingsReply, StatusReply } from '../../core/protocol/messages.ts';
-import { call } from '../../core/rpc/call.ts';
 
 /** The node's StatusReply, with the start time as an ISO timestamp for people and jq. */
 export type NodeStatusResult = Omit<StatusReply, 'startedAtMs' | 'preset' | 'raft'> & {
@@ -26,7 +25,7 @@ export default class NodeStatus extends RdbnetCommand<NodeStatusResult> {
   protected override async execute(): Promise<NodeStatusResult> {
     const { flags } = await this.parse(NodeStatus);
     const reply = await withSpinner('asking the node', this.json, () =>
-      withNode(flags, (connection) => call(connection, { statusRequest: {} }, 'statusReply')),
+      withNode(flags, (node) => node.ask('statusRequest', {})),
     );
     return {
       id: reply.id,

@@ -22,7 +22,7 @@ import {
   type RaftTimings,
   raftTimingsProblems,
 } from '../cluster/timings.ts';
-import { ErrorCode, RdbnetError } from '../errors.ts';
+import { ConfigFieldError, ErrorCode, RdbnetError } from '../errors.ts';
 import { SWIM_PRESETS, type SwimPreset } from '../membership/swim/config.ts';
 import type { LogLevel } from '../runtime/log.ts';
 import { formatHostPort, type HostPort, parseHostPort } from '../transport/address.ts';
@@ -575,10 +575,8 @@ export function resolveNodeConfigWithSources(inputs: NodeConfigInputs = {}): Res
     connection = connectionOptions(connectionValues);
   } catch (error) {
     // The transport's own limits (a frame size above the protocol's): blame the option named.
-    const message = (error as Error).message;
-    const key = Object.keys(DEFAULT_CONNECTION_OPTIONS).find((k) => message.includes(k));
-    if (key === undefined) throw new RdbnetError(ErrorCode.ConfigInvalid, message);
-    return fail(`connection.${key}`, message);
+    if (!(error instanceof ConfigFieldError)) throw error;
+    return fail(`connection.${error.field}`, error.problem, error.hint);
   }
   const bufferedBytesMax = get<number>('bufferedBytesMax');
   if (bufferedBytesMax < connection.frameBytesMax) {

@@ -249,7 +249,7 @@ export class NodeCertificates {
       ) === undefined
     ) {
       throw new RdbnetError(
-        ErrorCode.CertificateInvalid,
+        ErrorCode.CertificateUntrusted,
         "certificate is not signed by a CA in this node's trust bundle",
       );
     }

@@ -24,8 +24,8 @@ import type {
   KeyringRequest,
   MemberEventRecord,
 } from '../protocol/messages.ts';
-import { call } from '../rpc/call.ts';
 import { type PeerTransport, peerSender } from '../rpc/peer.ts';
+import { request } from '../rpc/request.ts';
 import {
   type Clock,
   type Logger,
@@ -104,7 +104,12 @@ export async function loadNodeKeyring(config: NodeConfig, log: Logger): Promise<
   try {
     return await loadKeyring(path);
   } catch (error) {
-    if (error instanceof RdbnetError && /not found/.test(error.message)) {
+    // A missing file, told by the errno loadKeyring keeps as the cause (a path may say
+    // "not found" too).
+    if (
+      error instanceof RdbnetError &&
+      (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT'
+    ) {
       throw new RdbnetError(ErrorCode.ConfigInvalid, `gossip keyring not found: ${path}`, {
         hint:
           `copy ${GOSSIP_KEYRING_FILE} from another member's certs dir, or (first node) write ` +
@@ -123,10 +128,10 @@ export async function loadNodeKeyring(config: NodeConfig, log: Logger): Promise<
 export function streamOverPeers(peers: PeerTransport): StreamTransport {
   return {
     send: async (toAddress, bytes) => {
-      const reply = await call(
+      const reply = await request(
         peerSender(peers, toAddress),
-        { gossipStreamRequest: { payload: bytes } },
-        'gossipStreamReply',
+        'gossipStreamRequest',
+        { payload: bytes },
         STREAM_REQUEST_TIMEOUT_MS,
       );
       return reply.payload.length === 0 ? null : reply.payload;
@@ -341,10 +346,10 @@ export class NodeGossip {
     return Promise.all([
       this.applyKeyring(op, key),
       ...others.map((member) =>
-        call(
+        request(
           peerSender(this.links, member.address),
-          { keyringRequest: { op, key, forwarded: true } },
-          'keyringReply',
+          'keyringRequest',
+          { op, key, forwarded: true },
           KEYRING_FORWARD_TIMEOUT_MS,
         ).then(
           (reply): KeyringNodeResult =>

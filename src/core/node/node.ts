@@ -26,7 +26,7 @@ import type {
   NodeHealth,
   StatusReply,
 } from '../protocol/messages.ts';
-import { call } from '../rpc/call.ts';
+import { request } from '../rpc/request.ts';
 import {
   Counters,
   type LogFields,
@@ -523,7 +523,7 @@ export class RdbnetNode implements AdminSource {
         }),
       });
       try {
-        await call(connection, { statusRequest: {} }, 'statusReply');
+        await request(connection, 'statusRequest', {});
         return true;
       } finally {
         connection.close();

@@ -12,7 +12,7 @@
  * in, before buffering anything of the frame, so a hostile 4 GiB prefix costs nothing.
  */
 import { crc32 } from 'node:zlib';
-import { ErrorCode, RdbnetError } from '../errors.ts';
+import { assert, ConfigFieldError, ErrorCode, RdbnetError } from '../errors.ts';
 
 export const FrameKind = { Request: 0, Response: 1, Error: 2, OneWay: 3 } as const;
 export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
@@ -128,7 +128,10 @@ export class FrameDecoder {
   constructor(options: FrameDecoderOptions = {}) {
     const max = options.frameBytesMax ?? FRAME_BYTES_MAX;
     if (!(Number.isInteger(max) && max >= FRAME_HEADER_BYTES && max <= FRAME_BYTES_MAX)) {
-      throw new RangeError(`frameBytesMax must be ${FRAME_HEADER_BYTES}..${FRAME_BYTES_MAX}`);
+      throw new ConfigFieldError(
+        'frameBytesMax',
+        `must be an integer in ${FRAME_HEADER_BYTES}..${FRAME_BYTES_MAX}, got ${max}`,
+      );
     }
     this.frameBytesMax = max;
     this.budget = options.budget;
@@ -322,11 +325,11 @@ export class OutboundBuffer {
   private readonly initialBytes: number;
 
   constructor(initialBytes = 16 * 1024) {
-    if (!(Number.isInteger(initialBytes) && initialBytes >= 1)) {
-      throw new RangeError(
-        `OutboundBuffer initialBytes must be a positive integer, got ${initialBytes}`,
-      );
-    }
+    // Chosen by code, never configured: a bad size is a bug.
+    assert(
+      Number.isInteger(initialBytes) && initialBytes >= 1,
+      `OutboundBuffer initialBytes must be a positive integer, got ${initialBytes}`,
+    );
     this.initialBytes = initialBytes;
     this.buffer = Buffer.allocUnsafe(initialBytes);
   }

@@ -1,19 +1,16 @@
 /**
- * Typed request helpers over a connection or a reconnecting link: send one Envelope,
- * insist on the reply kind that belongs to it.
+ * The older request helper, where the request and the reply kind are given separately.
+ * @deprecated Use `request(sender, kind, body)` (request.ts) or `NodeClient.ask`, which take
+ * the reply kind from REPLY_OF. Kept only for src/core/cluster/ until its split is merged;
+ * then it goes.
  */
 import { ErrorCode, RdbnetError } from '../errors.ts';
-import type {
-  DecodedEnvelope,
-  Envelope,
-  EnvelopeBody,
-  EnvelopeKind,
-} from '../protocol/messages.ts';
+import type { Envelope, EnvelopeBody, EnvelopeKind } from '../protocol/messages.ts';
+import type { RequestSender } from './request.ts';
 
-export interface RequestSender {
-  request(envelope: Envelope, timeoutMs?: number): Promise<DecodedEnvelope>;
-}
+export type { RequestSender } from './request.ts';
 
+/** @deprecated Use `request(sender, kind, body)` from request.ts. */
 export async function call<K extends EnvelopeKind>(
   sender: RequestSender,
   envelope: Envelope,

@@ -4,6 +4,7 @@
  * owner asks for one summary of the counts per interval (`takeSummary`, from its own timer,
  * so the last summary of a flood that stopped is not lost). Pure: time comes from the clock.
  */
+import { assert } from '../errors.ts';
 import type { Clock } from './index.ts';
 
 export interface LogLimiterOptions {
@@ -28,9 +29,11 @@ export class LogLimiter {
   private readonly suppressed = new Map<string, number>();
 
   constructor(options: LogLimiterOptions) {
-    if (!(options.intervalMs > 0 && Number.isInteger(options.burst) && options.burst >= 0)) {
-      throw new RangeError('LogLimiter needs intervalMs > 0 and an integer burst >= 0');
-    }
+    // Chosen by code, never configured: bad options are a bug.
+    assert(
+      options.intervalMs > 0 && Number.isInteger(options.burst) && options.burst >= 0,
+      'LogLimiter needs intervalMs > 0 and an integer burst >= 0',
+    );
     this.options = options;
   }
 

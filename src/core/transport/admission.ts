@@ -16,6 +16,7 @@
  * 10 each — the per-source cap already bounds what one address can hold.)
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { ConfigFieldError } from '../errors.ts';
 
 export interface UnauthenticatedLimits {
   /** Unauthenticated connections held at once, from all sources. */
@@ -39,7 +40,7 @@ export class UnauthenticatedTable<T> {
   constructor(limits: UnauthenticatedLimits) {
     for (const [name, value] of Object.entries(limits)) {
       if (!(Number.isSafeInteger(value) && value > 0)) {
-        throw new RangeError(`${name} must be a positive integer, got ${value}`);
+        throw new ConfigFieldError(name, `must be a positive integer, got ${value}`);
       }
     }
     this.limits = limits;

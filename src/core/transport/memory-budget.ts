@@ -5,6 +5,7 @@
  * Overflow behaviour: the reservation is refused and the connection asking for it is closed
  * with RDB_MEMORY_BUDGET (see Connection), so what others hold is never touched.
  */
+import { ConfigFieldError } from '../errors.ts';
 import type { ByteBudget } from '../protocol/frame.ts';
 
 export interface MemoryBudgetStats {
@@ -25,7 +26,10 @@ export class MemoryBudget implements ByteBudget {
 
   constructor(bufferedBytesMax: number) {
     if (!(Number.isSafeInteger(bufferedBytesMax) && bufferedBytesMax > 0)) {
-      throw new RangeError(`bufferedBytesMax must be a positive integer, got ${bufferedBytesMax}`);
+      throw new ConfigFieldError(
+        'bufferedBytesMax',
+        `must be a positive integer, got ${bufferedBytesMax}`,
+      );
     }
     this.bufferedBytesMax = bufferedBytesMax;
   }

@@ -1,3 +1,4 @@
+import { ConfigFieldError } from '../errors.ts';
 import { COMPRESS_THRESHOLD_BYTES_DEFAULT } from '../protocol/compression.ts';
 import { FRAME_BYTES_MAX } from '../protocol/frame.ts';
 
@@ -41,15 +42,19 @@ export const DEFAULT_CONNECTION_OPTIONS: Readonly<ConnectionOptions> = Object.fr
   handshakeTimeoutMs: 5000,
 });
 
+/** The defaults with `overrides`; a value out of range is a ConfigFieldError naming it. */
 export function connectionOptions(overrides: Partial<ConnectionOptions> = {}): ConnectionOptions {
   const options = { ...DEFAULT_CONNECTION_OPTIONS, ...overrides };
   for (const [name, value] of Object.entries(options)) {
     if (typeof value === 'number' && !(Number.isFinite(value) && value > 0)) {
-      throw new RangeError(`connection option ${name} must be a positive number, got ${value}`);
+      throw new ConfigFieldError(name, `must be a positive number, got ${value}`);
     }
   }
   if (options.frameBytesMax > FRAME_BYTES_MAX) {
-    throw new RangeError(`frameBytesMax cannot exceed the protocol limit of ${FRAME_BYTES_MAX}`);
+    throw new ConfigFieldError(
+      'frameBytesMax',
+      `cannot exceed the protocol limit of ${FRAME_BYTES_MAX}, got ${options.frameBytesMax}`,
+    );
   }
   return options;
 }

@@ -28,7 +28,7 @@ import {
   type TLSSocket,
   type Server as TlsServer,
 } from 'node:tls';
-import { ErrorCode, RdbnetError } from '../errors.ts';
+import { ConfigFieldError, ErrorCode, RdbnetError } from '../errors.ts';
 import { Codec, encodeFrame, FrameKind, makeFlags } from '../protocol/frame.ts';
 import type { LocalEndpoint, PeerInfo } from '../protocol/handshake.ts';
 import { encodeEnvelope } from '../protocol/messages.ts';
@@ -140,7 +140,7 @@ export class TransportServer {
         UNAUTHENTICATED_CONNECTIONS_PER_SOURCE_MAX_DEFAULT,
     });
     if (init.idleTimeoutMs !== undefined && !(init.idleTimeoutMs > 0)) {
-      throw new RangeError(`idleTimeoutMs must be positive, got ${init.idleTimeoutMs}`);
+      throw new ConfigFieldError('idleTimeoutMs', `must be positive, got ${init.idleTimeoutMs}`);
     }
     this.tlsMaterial = init.tls;
     if (init.tls === null) {
