@@ -9,7 +9,7 @@ import {
   DEAD_VOTER_MIN_VOTERS,
   deadVoterToRemove,
   withMissingVoters,
-} from '../../src/core/cluster/cluster.ts';
+} from '../../src/core/cluster/dead-voters.ts';
 import { idClaim } from '../../src/core/cluster/id-claims.ts';
 import type { GossipLiveness } from '../../src/core/cluster/init.ts';
 
