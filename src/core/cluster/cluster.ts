@@ -21,15 +21,10 @@
  *
  * All share one ClusterContext (context.ts): state, driver, links, address book, and the
  * clock, timers and randomness a simulated node would replace.
- *
- * Rooms not moved to their own files yet still live in this file.
  */
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { ErrorCode } from '../errors.ts';
 import { type RaftConfig, validateRaftConfig } from '../membership/raft/config.ts';
 import { FileRaftStorage } from '../membership/raft/file-storage.ts';
-import { quorum } from '../membership/raft/raft.ts';
 import type { NodeId } from '../membership/raft/types.ts';
 import type {
   BootstrapCommitRequest,
@@ -40,16 +35,12 @@ import type {
   Envelope,
   EnvelopeKind,
   JoinRequest,
-  LeaveReply,
   LeaveRequest,
   PeerExchange,
   RaftBatch,
   RemoveMemberRequest,
-  TransferLeaderReply,
   TransferLeaderRequest,
 } from '../protocol/messages.ts';
-import { call } from '../rpc/call.ts';
-import { writeFileAtomic } from '../security/certs-dir.ts';
 import type { Connection } from '../transport/connection.ts';
 import { Admission } from './admission.ts';
 import { Bootstrap } from './bootstrap.ts';
@@ -59,218 +50,16 @@ import { DeadVoters } from './dead-voters.ts';
 import { Discovery } from './discovery.ts';
 import { RaftDriver } from './driver.ts';
 import { Forwarding } from './forwarding.ts';
-import { fail, nodePeer } from './guards.ts';
+import { fail } from './guards.ts';
 import { IdClaims } from './id-claims.ts';
 import type { ClusterServiceInit, ClusterState } from './init.ts';
 import { Join } from './join.ts';
+import { refuseIfLeft } from './left-marker.ts';
+import { Operator } from './operator.ts';
 import { RaftTraffic } from './raft-traffic.ts';
 import { ClusterStatus } from './status.ts';
 import { raftStoragePaths } from './storage-files.ts';
 import { type RaftTimings, raftTimingsOf } from './timings.ts';
-
-const LEFT_MARKER = 'left.json';
-
-/** RDB_CONFIG_INVALID when node `id`'s data dir holds a left marker. */
-export async function refuseIfLeft(dataDir: string, id: NodeId): Promise<void> {
-  const marker = await readFile(join(dataDir, LEFT_MARKER), 'utf8').catch(() => undefined);
-  if (marker === undefined) return;
-  let detail = '';
-  try {
-    const parsed = JSON.parse(marker) as { clusterId?: string; leftAt?: string };
-    detail = ` ${parsed.clusterId ?? ''} at ${parsed.leftAt ?? '?'}`;
-  } catch {
-    // the marker's presence is what counts
-  }
-  fail(
-    ErrorCode.ConfigInvalid,
-    `node '${id}' left cluster${detail}; data dir ${dataDir} cannot be used again`,
-    'start it with a fresh --data-dir to join a cluster again',
-  );
-}
-
-/** Writes the marker atomically (0600): which cluster, which node, when (wall clock). */
-export async function writeLeftMarker(
-  dataDir: string,
-  clusterId: string,
-  id: NodeId,
-  leftAtWallMs: number,
-): Promise<void> {
-  await writeFileAtomic(
-    join(dataDir, LEFT_MARKER),
-    `${JSON.stringify({ clusterId, id, leftAt: new Date(leftAtWallMs).toISOString() })}\n`,
-    0o600,
-  );
-}
-
-/** Between answering `cluster leave` and stopping, so the answer leaves first. */
-export const LEFT_EXIT_DELAY_MS = 150;
-
-export class Operator {
-  private readonly ctx: ClusterContext;
-  private readonly forwarding: Forwarding;
-
-  constructor(ctx: ClusterContext, forwarding: Forwarding) {
-    this.ctx = ctx;
-    this.forwarding = forwarding;
-  }
-
-  async onTransfer(
-    request: TransferLeaderRequest,
-    connection: Connection,
-  ): Promise<TransferLeaderReply> {
-    const { ctx } = this;
-    // Roles are the admin API's table (an operator asks, a node only forwards); membership
-    // is known here.
-    const peer = connection.peer!;
-    if (request.forwarded && !ctx.isMemberPeer(peer.id)) {
-      fail(ErrorCode.Forbidden, `${peer.id} is not a member and may not forward requests`);
-    }
-    const driver = ctx.requireMember();
-    const to = request.to;
-    if (!driver.config.voters.has(to)) {
-      fail(
-        ErrorCode.NotMember,
-        `'${to}' is not a voter of cluster ${driver.config.clusterId}`,
-        `voters: ${[...driver.config.voters].sort().join(', ')}`,
-      );
-    }
-    return this.forwarding.onLeader(
-      () => this.transferAsLeader(to),
-      request.forwarded,
-      (link, timeoutMs) =>
-        call(
-          link,
-          { transferLeaderRequest: { to, forwarded: true } },
-          'transferLeaderReply',
-          timeoutMs,
-        ),
-    );
-  }
-
-  private async transferAsLeader(to: NodeId): Promise<TransferLeaderReply> {
-    const { ctx } = this;
-    const driver = ctx.requireMember();
-    if (driver.leader !== to) {
-      driver.transferLeader(to);
-      const moved = await ctx.waitFor(
-        () => ctx.driver?.leader === to,
-        ctx.timeouts.transferTimeoutMs,
-      );
-      if (!moved) {
-        fail(
-          ErrorCode.RequestTimeout,
-          `leadership did not move to ${to} within ${ctx.timeouts.transferTimeoutMs} ms`,
-          'the new leader must be a voter that is reachable and caught up',
-        );
-      }
-    }
-    return { leader: to, term: ctx.driver?.term ?? driver.term };
-  }
-
-  async onRemoveMember(request: RemoveMemberRequest, connection: Connection): Promise<number> {
-    const { ctx } = this;
-    const peer = nodePeer(connection);
-    if (peer.authenticated && request.id !== peer.id) {
-      fail(ErrorCode.Forbidden, `node ${peer.id} may only ask for its own removal`);
-    }
-    const driver = ctx.requireMember();
-    // Asked again after a lost answer: already done.
-    if (!driver.config.isMember(request.id) && driver.isLeader) return 0;
-    if (!ctx.isMemberPeer(peer.id)) fail(ErrorCode.Forbidden, `${peer.id} is not a member`);
-    if (!driver.isLeader) {
-      fail(
-        ErrorCode.NotLeader,
-        `${ctx.id} is not the leader (leader: ${driver.leader || 'unknown'})`,
-      );
-    }
-    return this.removeAsLeader(request.id, request.force);
-  }
-
-  private async removeAsLeader(id: NodeId, force: boolean): Promise<number> {
-    const { ctx } = this;
-    const driver = ctx.requireMember();
-    const config = driver.config;
-    if (!config.isMember(id)) return 0;
-    if (config.voters.has(id)) {
-      const remaining = [...config.voters].filter((voter) => voter !== id);
-      if (remaining.length === 0) {
-        fail(ErrorCode.QuorumAtRisk, `${id} is the last voter: removing it would end the cluster`);
-      }
-      if (!force) {
-        // Live: a Raft batch from it arrived within an election timeout (a follower answers
-        // every heartbeat of the leader).
-        const liveMs = driver.raftConfig.electionTicks * ctx.tickMs;
-        const live = remaining.filter((voter) => ctx.heardWithin(voter, liveMs));
-        const needed = quorum(remaining.length);
-        if (live.length < needed) {
-          fail(
-            ErrorCode.QuorumAtRisk,
-            `removing ${id} would leave ${remaining.length} voter(s) of which ${live.length} answer; a quorum needs ${needed}`,
-            'bring the other voters back first, or pass --force to remove it anyway',
-          );
-        }
-      }
-    }
-    const result = await this.forwarding.proposeConfChange(
-      { type: 'removeNode', nodeId: id },
-      ctx.clock.nowMs() + ctx.timeouts.proposalTimeoutMs,
-    );
-    ctx.recordTiming('removeNode', id, result);
-    return result.index;
-  }
-
-  async onLeave(request: LeaveRequest): Promise<LeaveReply> {
-    const { ctx } = this;
-    const driver = ctx.requireMember();
-    const self = ctx.id;
-    const force = request.force === true;
-    if (driver.isLeader) await this.handOverBeforeLeaving(driver);
-    await this.forwarding.onLeader(
-      () => this.removeAsLeader(self, force),
-      false,
-      (link, timeoutMs) =>
-        call(
-          link,
-          { removeMemberRequest: { id: self, force } },
-          'removeMemberReply',
-          timeoutMs,
-        ).then((reply) => reply.index),
-    );
-    const clusterId = ctx.clusterId;
-    ctx.state = 'left';
-    await writeLeftMarker(ctx.init.dataDir, clusterId, self, ctx.clock.wallMs());
-    ctx.log.info('left the cluster; stopping', { cluster: clusterId });
-    ctx.joinedClusterId = clusterId;
-    // Raft keeps running until the node stops, so a leader that removed itself still sends
-    // the commit of its removal to the others; 'left' refuses every new request.
-    ctx.timers.after(LEFT_EXIT_DELAY_MS, () => ctx.resolveLeft());
-    return { left: true, id: self };
-  }
-
-  /**
-   * A leader that is asked to leave first hands leadership to the most caught-up voter that
-   * answers, so the cluster does not wait an election timeout without a leader. When that
-   * fails, it removes itself as leader (the core then steps down once the removal applied).
-   */
-  private async handOverBeforeLeaving(driver: RaftDriver): Promise<void> {
-    const { ctx } = this;
-    const status = driver.status();
-    const liveMs = driver.raftConfig.electionTicks * ctx.tickMs;
-    const candidates = [...driver.config.voters]
-      .filter((id) => id !== ctx.id && ctx.heardWithin(id, liveMs))
-      .sort((a, b) => (status.progress[b]?.match ?? 0) - (status.progress[a]?.match ?? 0));
-    const target = candidates[0];
-    if (target === undefined) return;
-    try {
-      await this.transferAsLeader(target);
-      ctx.log.info('handed leadership over before leaving', { leader: target });
-    } catch (error) {
-      ctx.log.info('leadership hand-over failed; removing this leader itself', {
-        reason: (error as Error).message,
-      });
-    }
-  }
-}
 
 /** Every Envelope kind the cluster service answers. */
 export const CLUSTER_KINDS: ReadonlySet<EnvelopeKind> = new Set<EnvelopeKind>([
