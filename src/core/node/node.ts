@@ -10,7 +10,7 @@ import {
   type ClusterRequests,
   type MembershipRequests,
 } from '../api/admin.ts';
-import { ClusterService } from '../cluster/cluster.ts';
+import { ClusterService } from '../cluster/service.ts';
 import { raftCoreConfig } from '../cluster/timings.ts';
 import { NODE_PRESETS, type NodeConfig } from '../config/node-config.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';

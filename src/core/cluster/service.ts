@@ -22,8 +22,10 @@
  * All share one ClusterContext (context.ts): state, driver, links, address book, and the
  * clock, timers and randomness a simulated node would replace.
  */
+
 import { ErrorCode } from '../errors.ts';
-import { type RaftConfig, validateRaftConfig } from '../membership/raft/config.ts';
+import type { RaftConfig } from '../membership/raft/config.ts';
+import { validateRaftConfig } from '../membership/raft/config.ts';
 import { FileRaftStorage } from '../membership/raft/file-storage.ts';
 import type { NodeId } from '../membership/raft/types.ts';
 import type {
