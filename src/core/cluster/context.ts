@@ -39,6 +39,8 @@ import { type ClusterTimeouts, RAFT_TIMINGS_LAN } from './timings.ts';
 
 /** Membership-change timings kept for `cluster status`; the oldest is dropped beyond it. */
 export const CONF_CHANGE_TIMINGS_MAX = 256;
+/** Between two looks at a condition waitFor waits on (a leader elected, leadership moved). */
+const WAIT_POLL_MS = 10;
 
 /** Timers the cluster service schedules with; replaced as a whole by a simulated node. */
 export interface ClusterTimers {
@@ -208,12 +210,12 @@ export class ClusterContext {
     if (this.confChangeTimings.length > CONF_CHANGE_TIMINGS_MAX) this.confChangeTimings.shift();
   }
 
-  /** Polls `predicate` every 10 ms; false at the timeout or when stopping. */
+  /** Polls `predicate` every WAIT_POLL_MS; false at the timeout or when stopping. */
   async waitFor(predicate: () => boolean, timeoutMs: number): Promise<boolean> {
     const deadline = this.clock.nowMs() + timeoutMs;
     while (!predicate()) {
       if (this.clock.nowMs() >= deadline || this.stopping) return false;
-      await this.sleep(10);
+      await this.sleep(WAIT_POLL_MS);
     }
     return true;
   }
