@@ -8,10 +8,10 @@ import { describe, test } from 'node:test';
 import {
   DEAD_VOTER_MIN_VOTERS,
   deadVoterToRemove,
-  type GossipLiveness,
-  idClaim,
   withMissingVoters,
-} from '../../src/core/cluster/cluster.ts';
+} from '../../src/core/cluster/dead-voters.ts';
+import { idClaim } from '../../src/core/cluster/id-claims.ts';
+import type { GossipLiveness } from '../../src/core/cluster/init.ts';
 
 const AFTER_MS = 30_000;
 

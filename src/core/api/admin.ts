@@ -6,7 +6,7 @@
  * own. Handlers are synchronous where they can be, so a reply leaves in the same event-loop
  * turn as the request arrived.
  */
-import { CLUSTER_KINDS } from '../cluster/cluster.ts';
+import { CLUSTER_KINDS } from '../cluster/service.ts';
 import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
 import type {
   CertInfoReply,

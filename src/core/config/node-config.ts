@@ -16,6 +16,11 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  CLUSTER_TUNABLE_BOUNDS,
+  CLUSTER_TUNABLES_DEFAULT,
+  type ClusterTunables,
+} from '../cluster/init.ts';
+import {
   RAFT_DURATION_MS_MAX,
   RAFT_TICK_MS_MAX,
   RAFT_TIMINGS_PRESETS,
@@ -146,6 +151,32 @@ export interface NodeConfig {
    * the preset's gossip deadReclaimMs — lan 5000 ms, wan 30000 ms, local 2000 ms.
    */
   idReclaimAfterMs: number;
+  // The cluster service's tunables (ClusterTunables in cluster/init.ts, which holds their
+  // defaults and bounds).
+  /** How often a node without a cluster exchanges ids and addresses with its seeds and the
+   * peers it heard of; also the pace of a bootstrap waiting for its nodes. 10..60000,
+   * default 250 ms. */
+  discoveryIntervalMs: number;
+  /** Deadline of one node-to-node request: peer exchange, Raft batch, status hop to the
+   * leader (the founding configuration gets twice this). Raise it when links are slow.
+   * 10..60000, default 1000 ms. */
+  peerRequestTimeoutMs: number;
+  /** Between two join attempts of a joining node, and between two offers of the founding
+   * configuration to a founding voter. 10..60000, default 500 ms. */
+  joinRetryMs: number;
+  /** How long --bootstrap-expect (and a `cluster bootstrap` request naming no wait) waits
+   * for its nodes to know each other. 1..300000, default 30000 ms. */
+  bootstrapWaitMs: number;
+  /** How long the leader waits for a joiner to be alive in its gossip before refusing the
+   * join with RDB_JOIN_NOT_IN_GOSSIP (the joiner retries). Raise it with slow gossip (wan).
+   * 1..300000, default 5000 ms. */
+  joinGossipWaitMs: number;
+  /** A learner within this many log entries of the leader's last index (and heard from
+   * within an election timeout) is promoted to voter. 0..1000000, default 10. */
+  promoteLagMaxEntries: number;
+  /** How often the leader looks for dead voters to remove (deadVoterRemoveAfterMs), and every
+   * member notes which voters gossip does not list. 10..60000, default 1000 ms. */
+  deadVoterCheckIntervalMs: number;
 }
 
 /** Default of NodeConfig.deadVoterRemoveAfterMs (the lan preset's). */
@@ -205,6 +236,13 @@ export interface NodeConfigFile {
   bootstrapExpect?: number | null;
   deadVoterRemoveAfterMs?: number | null;
   idReclaimAfterMs?: number | null;
+  discoveryIntervalMs?: number | null;
+  peerRequestTimeoutMs?: number | null;
+  joinRetryMs?: number | null;
+  bootstrapWaitMs?: number | null;
+  joinGossipWaitMs?: number | null;
+  promoteLagMaxEntries?: number | null;
+  deadVoterCheckIntervalMs?: number | null;
   logLevel?: string | null;
   raft?: Partial<RaftTimings> | null;
 }
@@ -298,6 +336,9 @@ const raftField = (key: keyof RaftTimings, parse: Parse<unknown>): Field =>
     source: 'preset',
   }));
 
+/** The cluster tunables, in the order `node config` lists them. */
+const CLUSTER_TUNABLE_KEYS = Object.keys(CLUSTER_TUNABLES_DEFAULT) as (keyof ClusterTunables)[];
+
 /** Every field, in the order `node config` lists them. */
 const FIELDS: readonly Field[] = [
   field('id', name('node id'), byDefault(undefined), '--id'),
@@ -352,6 +393,14 @@ const FIELDS: readonly Field[] = [
     value: SWIM_PRESETS[NODE_PRESETS[preset].gossip].deadReclaimMs,
     source: 'preset',
   })),
+  // The cluster's own defaults and bounds, so the two cannot disagree.
+  ...CLUSTER_TUNABLE_KEYS.map((key) =>
+    field(
+      key,
+      integer(CLUSTER_TUNABLE_BOUNDS[key].min, CLUSTER_TUNABLE_BOUNDS[key].max),
+      byDefault(CLUSTER_TUNABLES_DEFAULT[key]),
+    ),
+  ),
   field('logLevel', oneOf(LOG_LEVELS), byDefault('info'), '--log-level'),
   raftField('tickMs', integer(1, RAFT_TICK_MS_MAX)),
   raftField('electionTimeoutMs', integer(1, RAFT_DURATION_MS_MAX)),
@@ -610,6 +659,7 @@ export function resolveNodeConfigWithSources(inputs: NodeConfigInputs = {}): Res
     bootstrapExpect: get('bootstrapExpect'),
     deadVoterRemoveAfterMs: get('deadVoterRemoveAfterMs'),
     idReclaimAfterMs: get('idReclaimAfterMs'),
+    ...(Object.fromEntries(CLUSTER_TUNABLE_KEYS.map((key) => [key, get(key)])) as ClusterTunables),
     logLevel: get('logLevel'),
     raft,
   };
@@ -647,6 +697,13 @@ export interface NodeConfigJson {
   shutdownGraceMs: number;
   deadVoterRemoveAfterMs: number;
   idReclaimAfterMs: number;
+  discoveryIntervalMs: number;
+  peerRequestTimeoutMs: number;
+  joinRetryMs: number;
+  bootstrapWaitMs: number;
+  joinGossipWaitMs: number;
+  promoteLagMaxEntries: number;
+  deadVoterCheckIntervalMs: number;
   logLevel: LogLevel;
   raft: RaftTimings;
   connection: ConnectionOptions;
@@ -672,8 +729,16 @@ export function nodeConfigJson(config: NodeConfig): NodeConfigJson {
     shutdownGraceMs: config.shutdownGraceMs,
     deadVoterRemoveAfterMs: config.deadVoterRemoveAfterMs,
     idReclaimAfterMs: config.idReclaimAfterMs,
+    ...clusterTunablesOf(config),
     logLevel: config.logLevel,
     raft: { ...config.raft },
     connection: { ...config.connection },
   };
+}
+
+/** The cluster service's tunables of a configuration (ClusterServiceInit.tunables). */
+export function clusterTunablesOf(config: NodeConfig): ClusterTunables {
+  return Object.fromEntries(
+    CLUSTER_TUNABLE_KEYS.map((key) => [key, config[key]]),
+  ) as unknown as ClusterTunables;
 }

@@ -10,9 +10,9 @@ import {
   type ClusterRequests,
   type MembershipRequests,
 } from '../api/admin.ts';
-import { ClusterService } from '../cluster/cluster.ts';
+import { ClusterService } from '../cluster/service.ts';
 import { raftCoreConfig } from '../cluster/timings.ts';
-import { NODE_PRESETS, type NodeConfig } from '../config/node-config.ts';
+import { clusterTunablesOf, NODE_PRESETS, type NodeConfig } from '../config/node-config.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import { clusterHealth } from '../health/cluster-health.ts';
 import { type PeerInfo, PROTOCOL_VERSION } from '../protocol/handshake.ts';
@@ -160,6 +160,7 @@ export class RdbnetNode implements AdminSource {
           transferTimeoutMs: config.raft.transferTimeoutMs,
         },
         idReclaimAfterMs: config.idReclaimAfterMs,
+        tunables: clusterTunablesOf(config),
         // Gossip starts after the cluster service; until then there is no view.
         onSeeds: (seeds) => {
           node.gossip?.driver.join(seeds).catch((error: unknown) => {
