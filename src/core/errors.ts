@@ -40,6 +40,13 @@ export const ErrorCode = {
   NotMember: 'RDB_NOT_MEMBER',
   /** A membership change would leave the voters without a live quorum (see --force). */
   QuorumAtRisk: 'RDB_QUORUM_AT_RISK',
+  // load balancing and resilience (src/core/lb)
+  /** No endpoint the balancer may choose: none given, none live, or every one ejected. */
+  LbNoCandidates: 'RDB_LB_NO_CANDIDATES',
+  /** The peer's circuit breaker is open (or half-open with its probes in flight). */
+  CircuitOpen: 'RDB_CIRCUIT_OPEN',
+  /** The peer's token bucket is empty: the request was dropped, not sent. */
+  RateLimited: 'RDB_RATE_LIMITED',
   // local configuration and files
   ConfigInvalid: 'RDB_CONFIG_INVALID',
   /** Damage found in a node's on-disk state (a Raft log record that fails its checksum, say). */
