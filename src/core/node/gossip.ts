@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { PeerLinks, type PeerLinksInit } from '../cluster/peers.ts';
 import type { NodeConfig } from '../config/node-config.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
+import type { PeerResilience } from '../lb/registry.ts';
 import {
   GossipDriver,
   type GossipStats,
@@ -99,16 +100,20 @@ export class NodeGossip {
   private readonly keyringPath: string | null;
   /** Keyring operations run one at a time on this node. */
   private keyringQueue: Promise<unknown> = Promise.resolve();
+  /** Breaker, retry budget and latency per peer for what this node sends (null: unguarded). */
+  private readonly resilience: PeerResilience | null;
 
   private constructor(
     driver: GossipDriver,
     links: PeerLinks,
     log: Logger,
     keyring: { id: string; keyring: Keyring; path: string | null },
+    resilience: PeerResilience | null,
   ) {
     this.driver = driver;
     this.links = links;
     this.log = log;
+    this.resilience = resilience;
     this.id = keyring.id;
     this.keyring = keyring.keyring;
     this.keyringPath = keyring.path;
@@ -127,16 +132,25 @@ export class NodeGossip {
     links: PeerLinksInit;
     log: Logger;
     preset: SwimPreset;
+    /** Guards and measures what this node sends its peers (`rdbnet lb status`). */
+    resilience?: PeerResilience;
   }): Promise<NodeGossip> {
     const links = new PeerLinks(init.links);
+    const resilience = init.resilience ?? null;
+    const exchange = (toAddress: string, bytes: Uint8Array) =>
+      call(
+        links.link(toAddress),
+        { gossipStreamRequest: { payload: bytes } },
+        'gossipStreamReply',
+        STREAM_REQUEST_TIMEOUT_MS,
+      );
     const stream: StreamTransport = {
       send: async (toAddress, bytes) => {
-        const reply = await call(
-          links.link(toAddress),
-          { gossipStreamRequest: { payload: bytes } },
-          'gossipStreamReply',
-          STREAM_REQUEST_TIMEOUT_MS,
-        );
+        // Push-pull keeps SWIM's own schedule and timeout: measured, never refused or retried.
+        const reply =
+          resilience === null
+            ? await exchange(toAddress, bytes)
+            : await resilience.observe(toAddress, () => exchange(toAddress, bytes));
         return reply.payload.length === 0 ? null : reply.payload;
       },
     };
@@ -156,11 +170,13 @@ export class NodeGossip {
       links.close();
       throw error;
     }
-    const gossip = new NodeGossip(driver, links, init.log, {
-      id: init.id,
-      keyring: init.keyring,
-      path: init.keyringPath,
-    });
+    const gossip = new NodeGossip(
+      driver,
+      links,
+      init.log,
+      { id: init.id, keyring: init.keyring, path: init.keyringPath },
+      resilience,
+    );
     driver.on('event', (event) => {
       gossip.record(event.type, event.id, event.address, event.incarnation);
       init.log.info('gossip member', { event: event.type, id: event.id, address: event.address });
@@ -267,14 +283,27 @@ export class NodeGossip {
     const others = this.driver
       .members()
       .filter((member) => !member.isSelf && member.state === 'alive');
+    const forward = (address: string, timeoutMs: number) =>
+      call(
+        this.links.link(address),
+        { keyringRequest: { op, key, forwarded: true } },
+        'keyringReply',
+        timeoutMs,
+      );
+    const deadlineMs = systemClock.nowMs() + KEYRING_FORWARD_TIMEOUT_MS;
     return Promise.all([
       this.applyKeyring(op, key),
       ...others.map((member) =>
-        call(
-          this.links.link(member.address),
-          { keyringRequest: { op, key, forwarded: true } },
-          'keyringReply',
-          KEYRING_FORWARD_TIMEOUT_MS,
+        // Every keyring operation is idempotent (installing an installed key changes
+        // nothing), so a forward that failed to reach the member may be sent again.
+        (this.resilience === null
+          ? forward(member.address, KEYRING_FORWARD_TIMEOUT_MS)
+          : this.resilience.call(
+              member.address,
+              (remainingMs) =>
+                forward(member.address, Math.max(1, remainingMs ?? KEYRING_FORWARD_TIMEOUT_MS)),
+              deadlineMs,
+            )
         ).then(
           (reply): KeyringNodeResult =>
             reply.results[0] ?? failedResult(member.id, member.address, 'empty reply'),

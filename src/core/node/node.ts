@@ -14,12 +14,14 @@ import { ClusterService } from '../cluster/cluster.ts';
 import { raftCoreConfig } from '../cluster/timings.ts';
 import { NODE_PRESETS, type NodeConfig } from '../config/node-config.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
+import type { PeerResilience } from '../lb/registry.ts';
 import { PROTOCOL_VERSION } from '../protocol/handshake.ts';
 import type {
   CertInfoReply,
   CertRotateReply,
   HealthReply,
   KeyringRequest,
+  LbStatusReply,
   MemberEventsReply,
   MembersReply,
   NodeHealth,
@@ -38,6 +40,7 @@ import { NodeCertificates } from './certificates.ts';
 import { loadNodeCredentials } from './credentials.ts';
 import { lockDataDir, readOrCreateNodeRecord } from './data-dir.ts';
 import { gossipCounters, gossipKeyringPath, loadNodeKeyring, NodeGossip } from './gossip.ts';
+import { createPeerResilience, lbStatusReply } from './resilience.ts';
 
 export type NodeState = 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -63,6 +66,8 @@ export class RdbnetNode implements AdminSource {
   private nodeCertificates: NodeCertificates | null = null;
   private clusterService: ClusterService | null = null;
   private gossip: NodeGossip | null = null;
+  /** Breaker, retry budget, rate limit and latency per peer, for what this node sends. */
+  readonly resilience: PeerResilience = createPeerResilience();
 
   private constructor(config: NodeConfig, id: string, clusterId: string, log: Logger) {
     this.config = config;
@@ -170,6 +175,7 @@ export class RdbnetNode implements AdminSource {
             options: config.connection,
           },
           log,
+          resilience: node.resilience,
         });
       } catch (error) {
         await node.gossip?.stop();
@@ -327,6 +333,7 @@ export class RdbnetNode implements AdminSource {
         ...this.counters.snapshot(),
         ...this.clusterService?.counters(),
         ...(this.gossip === null ? {} : gossipCounters(this.gossip.stats())),
+        ...this.resilience.counters(),
         'frames.in': framesIn,
         'frames.out': framesOut,
       },
@@ -423,6 +430,11 @@ export class RdbnetNode implements AdminSource {
       }),
       keyring: (request: KeyringRequest, fromId: string) => gossip.keyringRequest(request, fromId),
     };
+  }
+
+  /** `rdbnet lb status`: every peer's breaker, ejections, in-flight, latency, drops. */
+  lbStatus(): LbStatusReply {
+    return lbStatusReply(this.id, this.resilience, this.gossip?.members() ?? []);
   }
 
   /** Cluster requests for the admin API; null while starting. */
