@@ -10,5 +10,6 @@ export * from './registry.ts';
 export * from './retry.ts';
 export * from './retry-budget.ts';
 export * from './ring.ts';
+export * from './select.ts';
 export * from './simulate.ts';
 export * from './strategy.ts';
