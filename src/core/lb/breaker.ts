@@ -64,9 +64,10 @@ export class CircuitBreaker {
     return this.current;
   }
 
-  /** A permit (≥ 0) to make one call, or REJECTED. Every permit must be settled once. */
-  acquire(): number {
-    const now = this.clock.nowMs();
+  /** A permit (≥ 0) to make one call, or REJECTED. Every permit must be settled once.
+   * `nowMs` saves a clock read when the caller has just made one. */
+  acquire(nowMs = this.clock.nowMs()): number {
+    const now = nowMs;
     this.advance(now);
     switch (this.current) {
       case 'closed':

@@ -37,9 +37,10 @@ export class RetryBudget {
     this.window = new WindowCounts(this.config.windowMs, this.config.windowBuckets);
   }
 
-  /** A first attempt was made: it earns `retryShare` of a retry. */
-  deposit(): void {
-    this.window.add(this.clock.nowMs(), 1, 0);
+  /** A first attempt was made (at `nowMs`, read from the clock when not given): it earns
+   * `retryShare` of a retry. */
+  deposit(nowMs = this.clock.nowMs()): void {
+    this.window.add(nowMs, 1, 0);
   }
 
   /** True (and the retry counted) when a retry fits in the budget now. */

@@ -52,15 +52,20 @@ export class Retrying {
     deadlineMs?: number,
   ): Promise<T> {
     const { budget, breaker, clock } = this.init;
-    budget.deposit();
+    const startedMs = clock.nowMs();
+    budget.deposit(startedMs);
     for (let attempt = 0; ; attempt++) {
-      const permit = breaker === undefined ? 0 : breaker.acquire();
+      const permit =
+        breaker === undefined ? 0 : breaker.acquire(attempt === 0 ? startedMs : clock.nowMs());
       if (permit === REJECTED) {
         throw new RdbnetError(ErrorCode.CircuitOpen, 'circuit breaker open: the peer is failing', {
           hint: 'it lets a probe through after its open period; see `rdbnet lb status`',
         });
       }
-      const remaining = deadlineMs === undefined ? undefined : deadlineMs - clock.nowMs();
+      const remaining =
+        deadlineMs === undefined
+          ? undefined
+          : deadlineMs - (attempt === 0 ? startedMs : clock.nowMs());
       try {
         const value = await work(attempt, remaining);
         breaker?.succeeded(permit);
