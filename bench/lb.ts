@@ -59,28 +59,44 @@ interface PickJob {
 interface PickResult {
   strategy: StrategyName;
   size: number;
+  /** Thread CPU time per call; wall time per call. */
   pickNs: number;
+  pickWallNs: number;
   pickFeedbackNs: number;
+  pickFeedbackWallNs: number;
 }
 
-/** Median ns per op of `op` run in batches for about `budgetMs`, in five samples. */
-function measure(op: (i: number) => void, budgetMs: number): number {
+/** CPU microseconds this thread has used (user + system). */
+function threadCpuUs(): number {
+  const usage = process.threadCpuUsage();
+  return usage.user + usage.system;
+}
+
+/**
+ * ns per op of `op` run in batches for about `budgetMs`, in five samples: the median of the
+ * thread's CPU time per op (on a shared machine, time the thread spent descheduled is not the
+ * code's), and the median of wall time per op.
+ */
+function measure(op: (i: number) => void, budgetMs: number): { cpuNs: number; wallNs: number } {
   const batch = 4096;
   const warmUntil = performance.now() + Math.min(50, budgetMs / 4);
   let i = 0;
   while (performance.now() < warmUntil) for (let j = 0; j < batch; j++) op(i++);
-  const samples: number[] = [];
+  const cpu: number[] = [];
+  const wall: number[] = [];
   for (let s = 0; s < 5; s++) {
     const until = performance.now() + budgetMs / 5;
     let ops = 0;
+    const cpuStart = threadCpuUs();
     const start = performance.now();
     while (performance.now() < until) {
       for (let j = 0; j < batch; j++) op(i++);
       ops += batch;
     }
-    samples.push(((performance.now() - start) * 1e6) / ops);
+    wall.push(((performance.now() - start) * 1e6) / ops);
+    cpu.push(((threadCpuUs() - cpuStart) * 1e3) / ops);
   }
-  return median(samples);
+  return { cpuNs: median(cpu), wallNs: median(wall) };
 }
 
 function runPickJob(job: PickJob): PickResult[] {
@@ -95,18 +111,25 @@ function runPicks(strategy: StrategyName, job: PickJob): PickResult[] {
     const make = () => new Balancer({ strategy, endpoints, random: seededRandom(size) });
     const plain = make();
     let sink = 0;
-    const pickNs = measure((i) => {
+    const pick = measure((i) => {
       sink += plain.pick(keys[i & 4095])!.length;
     }, job.budgetMs);
     const fed = make();
     const outcome = { ok: true, latencyMs: 1 };
-    const pickFeedbackNs = measure((i) => {
+    const feedback = measure((i) => {
       const id = fed.pick(keys[i & 4095])!;
       fed.start(id);
       fed.finish(id, outcome);
     }, job.budgetMs);
     if (sink < 0) throw new Error('unreachable');
-    out.push({ strategy, size, pickNs, pickFeedbackNs });
+    out.push({
+      strategy,
+      size,
+      pickNs: pick.cpuNs,
+      pickWallNs: pick.wallNs,
+      pickFeedbackNs: feedback.cpuNs,
+      pickFeedbackWallNs: feedback.wallNs,
+    });
   }
   return out;
 }
@@ -221,24 +244,32 @@ async function overhead(calls: number, rounds: number) {
     ['cockatiel wrap(retry, circuitBreaker)', () => cockatielPolicy.execute(work)],
     ['opossum breaker (no retry, timeout off)', () => opossum.fire()],
   ];
-  const samples = new Map<string, number[]>(contenders.map(([name]) => [name, []]));
+  const cpuSamples = new Map<string, number[]>(contenders.map(([name]) => [name, []]));
+  const wallSamples = new Map<string, number[]>(contenders.map(([name]) => [name, []]));
   // Interleaved rounds: a burst of load on the shared machine hits every contender alike.
+  // The figure is this thread's CPU time per call (awaits resolve on this thread).
   for (let r = 0; r < rounds + 1; r++) {
     for (const [name, run] of contenders) {
+      const cpuStart = threadCpuUs();
       const start = performance.now();
       for (let i = 0; i < calls; i++) await run();
-      const ns = ((performance.now() - start) * 1e6) / calls;
-      if (r > 0) samples.get(name)!.push(ns); // round 0 warms up
+      if (r === 0) continue; // round 0 warms up
+      wallSamples.get(name)!.push(((performance.now() - start) * 1e6) / calls);
+      cpuSamples.get(name)!.push(((threadCpuUs() - cpuStart) * 1e3) / calls);
     }
   }
-  const baseline = median(samples.get('bare call (baseline)')!);
+  const baseline = median(cpuSamples.get('bare call (baseline)')!);
+  const wallBaseline = median(wallSamples.get('bare call (baseline)')!);
   return contenders.map(([name]) => {
-    const perCall = median(samples.get(name)!);
+    const perCall = median(cpuSamples.get(name)!);
+    const wallPerCall = median(wallSamples.get(name)!);
     return {
       contender: name,
       nsPerCall: round(perCall),
       overheadNs: round(perCall - baseline),
-      samplesNs: samples.get(name)!.map((ns) => round(ns)),
+      wallNsPerCall: round(wallPerCall),
+      wallOverheadNs: round(wallPerCall - wallBaseline),
+      samplesNs: cpuSamples.get(name)!.map((ns) => round(ns)),
     };
   });
 }
@@ -578,7 +609,9 @@ async function main(): Promise<void> {
       ...(await pickInWorker({ strategies, sizes: SIZES, budgetMs: settings.pickBudgetMs })),
     );
   }
-  console.log('\npick() — ns per call (median of 5 samples; own worker per strategy)');
+  console.log(
+    '\npick() — ns per call, thread CPU time (median of 5 samples; own worker per strategy; wall times in the JSON)',
+  );
   console.log(
     table(
       ['strategy', ...SIZES.map((n) => `N=${n}`), ...SIZES.map((n) => `+feedback N=${n}`)],
@@ -649,12 +682,18 @@ async function main(): Promise<void> {
   // breaker + retry overhead
   const overheadRows = await overhead(settings.overheadCalls, settings.overheadRounds);
   console.log(
-    `\nbreaker + retry around a succeeding async call — ns per call (median of ${settings.overheadRounds} rounds of ${settings.overheadCalls.toLocaleString('en')}, interleaved)`,
+    `\nbreaker + retry around a succeeding async call — ns per call, thread CPU time (median of ${settings.overheadRounds} rounds of ${settings.overheadCalls.toLocaleString('en')}, interleaved)`,
   );
   console.log(
     table(
-      ['contender', 'ns/call', 'overhead ns'],
-      overheadRows.map((r) => [r.contender, r.nsPerCall, r.overheadNs]),
+      ['contender', 'ns/call', 'overhead ns', 'wall ns/call', 'wall overhead ns'],
+      overheadRows.map((r) => [
+        r.contender,
+        r.nsPerCall,
+        r.overheadNs,
+        r.wallNsPerCall,
+        r.wallOverheadNs,
+      ]),
     ),
   );
   const ours = overheadRows[1]!;
@@ -761,7 +800,9 @@ async function main(): Promise<void> {
     pick: pick.map((r) => ({
       ...r,
       pickNs: round(r.pickNs),
+      pickWallNs: round(r.pickWallNs),
       pickFeedbackNs: round(r.pickFeedbackNs),
+      pickFeedbackWallNs: round(r.pickFeedbackWallNs),
     })),
     hashing,
     overhead: overheadRows,

@@ -11,9 +11,11 @@ import { ErrorCode, isRdbnetError } from '../../src/core/errors.ts';
 import {
   Balancer,
   buildMaglevTable,
+  buildRing,
   type Endpoint,
   KEY_STRATEGIES,
   parseEndpointSpec,
+  ringIndex,
   STRATEGIES,
   type StrategyName,
   validateEndpoints,
@@ -201,6 +203,29 @@ describe('lb: hashing strategies', () => {
         },
       ),
       { numRuns: 40 },
+    );
+  });
+
+  test('property: the ring lookup finds the first point at or after the hash, going round', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 30 }),
+        fc.integer({ min: 1, max: 200 }),
+        fc.array(fc.integer({ min: 0, max: 2 ** 32 - 1 }), { minLength: 1, maxLength: 50 }),
+        (size, vnodes, hashes) => {
+          const ids = nodes(size)
+            .map((e) => e.id)
+            .sort();
+          const ring = buildRing(ids, new Float64Array(size).fill(1), vnodes, 1 << 20);
+          const unsigned = Array.from(ring.points, (p) => (p ^ 0x80000000) >>> 0);
+          for (let i = 1; i < unsigned.length; i++) assert.ok(unsigned[i - 1]! <= unsigned[i]!);
+          for (const hash of [...hashes, 0, 2 ** 32 - 1, unsigned[0]!, unsigned.at(-1)!]) {
+            const first = unsigned.findIndex((p) => p >= hash);
+            assert.equal(ringIndex(ring, hash), first === -1 ? 0 : first, `hash ${hash}`);
+          }
+        },
+      ),
+      { numRuns: 200 },
     );
   });
 

@@ -17,6 +17,7 @@ import {
   RetryBudget,
   Retrying,
   TokenBucket,
+  WindowCounts,
 } from '../../src/core/lb/index.ts';
 import { type Clock, seededRandom } from '../../src/core/runtime/index.ts';
 
@@ -144,6 +145,21 @@ describe('lb: circuit breaker', () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('lb: sliding window', () => {
+  test('sums the last window only; a report older than the window is ignored', () => {
+    const window = new WindowCounts(10_000, 10);
+    window.add(500, 1, 0);
+    window.add(9_500, 1, 1);
+    assert.deepEqual(window.sums(9_999), [2, 1]);
+    assert.deepEqual(window.sums(10_500), [1, 1], 'the first bucket slid out');
+    window.add(25_000, 1, 0);
+    // A call that began at 15.5 s reporting now: its bucket's slot now holds the 25 s count,
+    // which must survive.
+    window.add(15_500, 5, 5);
+    assert.deepEqual(window.sums(25_000), [1, 0]);
   });
 });
 

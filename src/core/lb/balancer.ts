@@ -16,7 +16,7 @@ import { type Endpoint, validateEndpoints } from './endpoints.ts';
 import { adaptiveCost, decayedValue, errorEwma, peakEwma } from './ewma.ts';
 import { hashString } from './hash.ts';
 import { buildMaglevTable } from './maglev.ts';
-import { buildRing, ringIndex } from './ring.ts';
+import { buildRing, type HashRing, ringIndex } from './ring.ts';
 import { KEY_STRATEGIES, type StrategyName } from './strategy.ts';
 
 /** How one request ended, as the balancer learns it. */
@@ -670,24 +670,23 @@ class PeakEwmaPowerOfTwo implements Picker {
 }
 
 class RingPicker implements Picker {
-  protected readonly points: Int32Array;
+  protected readonly ring: HashRing;
   protected readonly owners: Int32Array;
 
   constructor(table: EndpointTable, config: BalancerConfig) {
-    const ring = buildRing(
+    this.ring = buildRing(
       table.ids,
       table.weights,
       config.ringVnodesPerWeight,
       config.ringPointsMax,
     );
-    this.points = ring.points;
-    this.owners = ring.owners;
+    this.owners = this.ring.owners;
   }
 
   pick(keyHash: number, blocked: Uint8Array): number {
     const owners = this.owners;
     const length = owners.length;
-    let at = ringIndex(this.points, keyHash);
+    let at = ringIndex(this.ring, keyHash);
     for (let n = 0; n < length; n++) {
       const owner = owners[at]!;
       if (blocked[owner] === 0) return owner;
@@ -717,7 +716,7 @@ class BoundedLoad extends RingPicker {
     const owners = this.owners;
     const length = owners.length;
     const perWeight = (this.factor * (table.totalInflight + 1)) / table.openWeight;
-    let at = ringIndex(this.points, keyHash);
+    let at = ringIndex(this.ring, keyHash);
     let fallback = -1;
     for (let n = 0; n < length; n++) {
       const owner = owners[at]!;
@@ -780,6 +779,20 @@ class Rendezvous implements Picker {
     let best = -1;
     if (this.table.uniformWeights) {
       let bestScore = 0;
+      if (blocked === this.table.ejected && this.table.ejectedCount === 0) {
+        // Nothing ejected (the usual case): no per-endpoint check in the loop.
+        for (let i = 0; i < hashes.length; i++) {
+          let h = key ^ hashes[i]!;
+          h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+          h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+          h ^= h >>> 16;
+          if (best < 0 || h > bestScore) {
+            best = i;
+            bestScore = h;
+          }
+        }
+        return best;
+      }
       for (let i = 0; i < hashes.length; i++) {
         if (blocked[i] !== 0) continue;
         let h = key ^ hashes[i]!;

@@ -86,14 +86,15 @@ export class CircuitBreaker {
     }
   }
 
-  /** The call made under `permit` succeeded. */
-  succeeded(permit: number): void {
-    this.settle(permit, true);
+  /** The call made under `permit` succeeded. `nowMs` may be the time the call began (it
+   * only places the success in the window), saving a clock read on the hot path. */
+  succeeded(permit: number, nowMs = this.clock.nowMs()): void {
+    this.settle(permit, true, nowMs);
   }
 
   /** The call made under `permit` failed (a failure of the peer, not of the request). */
   failed(permit: number): void {
-    this.settle(permit, false);
+    this.settle(permit, false, this.clock.nowMs());
   }
 
   snapshot(): BreakerSnapshot {
@@ -112,9 +113,8 @@ export class CircuitBreaker {
     };
   }
 
-  private settle(permit: number, ok: boolean): void {
+  private settle(permit: number, ok: boolean, now: number): void {
     if (permit < 0) return;
-    const now = this.clock.nowMs();
     this.advance(now);
     this.window.add(now, 1, ok ? 0 : 1);
     const current = Math.floor(permit / 2) === this.generation;

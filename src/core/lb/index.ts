@@ -13,3 +13,4 @@ export * from './ring.ts';
 export * from './select.ts';
 export * from './simulate.ts';
 export * from './strategy.ts';
+export * from './window.ts';

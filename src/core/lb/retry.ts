@@ -68,7 +68,9 @@ export class Retrying {
           : deadlineMs - (attempt === 0 ? startedMs : clock.nowMs());
       try {
         const value = await work(attempt, remaining);
-        breaker?.succeeded(permit);
+        // The first attempt's start time places the success in the breaker's window: one
+        // clock read per call on the path every successful call takes.
+        breaker?.succeeded(permit, attempt === 0 ? startedMs : clock.nowMs());
         this.init.onAttempt?.(attempt, true);
         return value;
       } catch (error) {

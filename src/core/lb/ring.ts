@@ -11,6 +11,10 @@ export interface HashRing {
   points: Int32Array;
   /** owners[i]: the endpoint index owning points[i]. */
   owners: Int32Array;
+  /** starts[b]: the first point at or after the start of hash bucket b (the top `bucketBits`
+   * bits of a hash); starts[buckets] = points.length. A lookup searches one bucket only. */
+  starts: Int32Array;
+  bucketBits: number;
 }
 
 /** Builds the ring: `vnodesPerWeight` points for the heaviest endpoint, the others in
@@ -49,22 +53,33 @@ export function buildRing(
   packed.sort();
   const points = new Int32Array(total);
   const owners = new Int32Array(total);
+  // About one point per bucket: a bucket's points are found in O(1) and searched in a step
+  // or two, instead of a binary search over the whole ring.
+  const bucketBits = Math.min(24, Math.max(1, Math.ceil(Math.log2(total))));
+  const starts = new Int32Array((1 << bucketBits) + 1);
+  let bucket = 0;
   for (let k = 0; k < total; k++) {
     const value = packed[k]!;
     const owner = value % 16384;
+    const hash = (value - owner) / 16384;
     owners[k] = owner;
-    points[k] = ((value - owner) / 16384) ^ SIGN_BIT;
+    points[k] = hash ^ SIGN_BIT;
+    const pointBucket = hash >>> (32 - bucketBits);
+    while (bucket <= pointBucket) starts[bucket++] = k;
   }
-  return { points, owners };
+  while (bucket <= 1 << bucketBits) starts[bucket++] = total;
+  return { points, owners, starts, bucketBits };
 }
 
 const SIGN_BIT = 0x80000000 | 0;
 
 /** Index of the first point at or after `hash` (unsigned; 0 after the last: the ring wraps). */
-export function ringIndex(points: Int32Array, hash: number): number {
+export function ringIndex(ring: HashRing, hash: number): number {
+  const points = ring.points;
   const target = hash ^ SIGN_BIT;
-  let low = 0;
-  let high = points.length;
+  const bucket = hash >>> (32 - ring.bucketBits);
+  let low = ring.starts[bucket]!;
+  let high = ring.starts[bucket + 1]!;
   while (low < high) {
     const mid = (low + high) >>> 1;
     if (points[mid]! < target) low = mid + 1;

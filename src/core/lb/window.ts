@@ -8,6 +8,8 @@ export class WindowCounts {
   private readonly second: Float64Array;
   /** Bucket number (time / bucketMs) each slot currently holds. */
   private readonly epochs: Float64Array;
+  /** The newest bucket number added to. */
+  private latestEpoch = Number.NEGATIVE_INFINITY;
 
   constructor(windowMs: number, buckets: number) {
     this.bucketMs = windowMs / buckets;
@@ -16,9 +18,13 @@ export class WindowCounts {
     this.epochs = new Float64Array(buckets).fill(-1);
   }
 
-  /** Adds to the two counts of the bucket for `nowMs`. */
+  /** Adds to the two counts of the bucket for `nowMs` (a time already outside the window, as
+   * a late report of a long call can be, is ignored: its slot holds newer counts). */
   add(nowMs: number, first: number, second: number): void {
-    const slot = this.slot(nowMs);
+    const epoch = Math.floor(nowMs / this.bucketMs);
+    if (epoch <= this.latestEpoch - this.epochs.length) return;
+    if (epoch > this.latestEpoch) this.latestEpoch = epoch;
+    const slot = this.slot(epoch);
     this.first[slot]! += first;
     this.second[slot]! += second;
   }
@@ -43,10 +49,10 @@ export class WindowCounts {
     this.first.fill(0);
     this.second.fill(0);
     this.epochs.fill(-1);
+    this.latestEpoch = Number.NEGATIVE_INFINITY;
   }
 
-  private slot(nowMs: number): number {
-    const epoch = Math.floor(nowMs / this.bucketMs);
+  private slot(epoch: number): number {
     const slot = ((epoch % this.epochs.length) + this.epochs.length) % this.epochs.length;
     if (this.epochs[slot] !== epoch) {
       this.epochs[slot] = epoch;
