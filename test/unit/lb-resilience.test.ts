@@ -475,7 +475,7 @@ describe('lb: per-peer registry', () => {
     );
   });
 
-  test('observe() measures and counts, never refuses, and feeds a closed breaker', async () => {
+  test('observe() measures and counts, never refuses, and leaves the breaker to call()', async () => {
     const { peers } = registry();
     for (let i = 0; i < 5; i++) {
       await peers
@@ -485,8 +485,12 @@ describe('lb: per-peer registry', () => {
         .catch(() => {});
     }
     const [status] = peers.status();
-    assert.equal(status!.breaker.state, 'open');
+    assert.equal(status!.failures, 5);
+    assert.equal(status!.requests, 5);
+    assert.equal(status!.ejected, true, 'outlier detection saw the failures');
+    assert.equal(status!.breaker.state, 'closed', 'the breaker learns from call() only');
     assert.equal(await peers.observe('gossip', async () => 'still sent'), 'still sent');
+    assert.equal(await peers.call('gossip', async () => 'guarded'), 'guarded');
   });
 
   test('bounded: beyond peersMax the least recently used idle peer is evicted and counted', async () => {

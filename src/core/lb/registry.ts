@@ -180,25 +180,17 @@ export class PeerResilience {
 
   /**
    * A request the node must send whatever the guards say (gossip's push-pull keeps its own
-   * schedule and timeouts): measured and counted like any other, never refused or retried.
-   * It feeds a closed breaker, so a peer failing here opens it for the requests sent by call().
+   * schedule and timeouts): measured and counted like any other (latency, errors, outlier
+   * ejection, which pick() honours), never refused or retried. It does not move the breaker:
+   * the breaker guards the requests sent through call() and learns from them only, so a
+   * member gossip reports alive again is not refused for push-pulls that failed while it was
+   * down.
    */
   async observe<T>(address: string, work: () => Promise<T>): Promise<T> {
     this.maybeTick();
     const entry = this.entry(address);
     entry.requests++;
-    const permit = entry.breaker.state === 'closed' ? entry.breaker.acquire() : -1;
-    try {
-      const value = await this.measured(entry, work);
-      if (permit >= 0) entry.breaker.succeeded(permit);
-      return value;
-    } catch (error) {
-      if (permit >= 0) {
-        if (this.peerFailure(error)) entry.breaker.failed(permit);
-        else entry.breaker.succeeded(permit);
-      }
-      throw error;
-    }
+    return this.measured(entry, work);
   }
 
   /**
