@@ -55,6 +55,13 @@ export const ErrorCode = {
   /** The node id is held by another live process (or one gone for less than the reclaim
    * window) at another address. */
   IdInUse: 'RDB_ID_IN_USE',
+  // load balancing and resilience (src/core/lb)
+  /** No endpoint the balancer may choose: none given, none live, or every one ejected. */
+  LbNoCandidates: 'RDB_LB_NO_CANDIDATES',
+  /** The peer's circuit breaker is open (or half-open with its probes in flight). */
+  CircuitOpen: 'RDB_CIRCUIT_OPEN',
+  /** The peer's token bucket is empty: the request was dropped, not sent. */
+  RateLimited: 'RDB_RATE_LIMITED',
   // local configuration and files
   ConfigInvalid: 'RDB_CONFIG_INVALID',
   /** Damage found in a node's on-disk state (a Raft log record that fails its checksum, say). */

@@ -169,6 +169,7 @@ describe('the operation table', () => {
     'certs.info': 'RA',
     'certs.verify': 'RA',
     'keys.list': 'RA',
+    'lb.status': 'RA',
     'certs.rotate': 'A',
     'certs.install': 'A',
     'certs.trust-bundle': 'A',

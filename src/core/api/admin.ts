@@ -20,6 +20,7 @@ import type {
   HealthReply,
   KeyringReply,
   KeyringRequest,
+  LbStatusReply,
   MemberEventsReply,
   MemberEventsRequest,
   MembersReply,
@@ -43,6 +44,8 @@ export interface AdminSource {
   cluster: ClusterRequests | null;
   /** Gossip membership; null until it runs. */
   membership: MembershipRequests | null;
+  /** `rdbnet lb status`: the resilience state of the requests the node sends its peers. */
+  lbStatus?(): LbStatusReply;
 }
 
 /** The gossip layer as the admin API reaches it. */
@@ -151,6 +154,11 @@ function answerer(source: AdminSource): PeerRequestHandler {
         return membershipOf(source)
           .keyring(request.body as KeyringRequest, connection.peer!.id)
           .then((reply) => ({ keyringReply: reply }));
+      case 'lbStatusRequest':
+        if (source.lbStatus === undefined) {
+          throw new RdbnetError(ErrorCode.MethodUnknown, 'this node keeps no load-balancing state');
+        }
+        return { lbStatusReply: source.lbStatus() };
       case 'echoRequest':
         return { echoReply: { data: (request.body as EchoMessage).data } };
       case 'certRotateRequest': {

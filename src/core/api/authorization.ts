@@ -50,6 +50,10 @@ export const OPERATIONS = {
   'certs.info': { needs: 'read', does: "the node's certificate, trust bundle and revoked serials" },
   'certs.verify': { needs: 'read', does: 'certs verify: proof the node holds its key' },
   'keys.list': { needs: 'read', does: 'keys list' },
+  'lb.status': {
+    needs: 'read',
+    does: "lb status: the node's per-peer breakers, ejections, latency",
+  },
   // Changes: admin client certificates.
   'certs.rotate': { needs: 'admin', does: 'certs rotate: a new node key and its CSR' },
   'certs.install': { needs: 'admin', does: 'certs rotate: install the signed certificate' },
@@ -93,6 +97,8 @@ export function operationOf(request: DecodedEnvelope): Operation | null {
       return 'cluster.events';
     case 'clusterStatusRequest':
       return 'cluster.status';
+    case 'lbStatusRequest':
+      return 'lb.status';
     case 'certInfoRequest':
       return 'certs.info';
     case 'proveIdentityRequest':

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { PeerLinks, type PeerLinksInit } from '../cluster/peers.ts';
 import type { NodeConfig } from '../config/node-config.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
+import type { PeerResilience } from '../lb/registry.ts';
 import {
   type DatagramBinder,
   GossipDriver,
@@ -125,15 +126,24 @@ export async function loadNodeKeyring(config: NodeConfig, log: Logger): Promise<
  * Push-pull over node-to-node requests: one gossipStreamRequest, its reply the payload (an
  * empty one: the peer sent none). The peer side is NodeGossip.onStream.
  */
-export function streamOverPeers(peers: PeerTransport): StreamTransport {
+export function streamOverPeers(
+  peers: PeerTransport,
+  resilience: PeerResilience | null = null,
+): StreamTransport {
+  const exchange = (toAddress: string, bytes: Uint8Array) =>
+    request(
+      peerSender(peers, toAddress),
+      'gossipStreamRequest',
+      { payload: bytes },
+      STREAM_REQUEST_TIMEOUT_MS,
+    );
   return {
     send: async (toAddress, bytes) => {
-      const reply = await request(
-        peerSender(peers, toAddress),
-        'gossipStreamRequest',
-        { payload: bytes },
-        STREAM_REQUEST_TIMEOUT_MS,
-      );
+      // Push-pull keeps SWIM's own schedule and timeout: measured, never refused or retried.
+      const reply =
+        resilience === null
+          ? await exchange(toAddress, bytes)
+          : await resilience.observe(toAddress, () => exchange(toAddress, bytes));
       return reply.payload.length === 0 ? null : reply.payload;
     },
   };
@@ -166,6 +176,8 @@ export type NodeGossipInit = NodeGossipPeers & {
   random?: Random;
   /** Default: the keyring-sealed UDP socket. */
   datagrams?: DatagramBinder;
+  /** Guards and measures what this node sends its peers (`rdbnet lb status`). */
+  resilience?: PeerResilience;
 };
 
 export class NodeGossip {
@@ -183,6 +195,8 @@ export class NodeGossip {
   private readonly keyringPath: string | null;
   /** Keyring operations run one at a time on this node. */
   private keyringQueue: Promise<unknown> = Promise.resolve();
+  /** Breaker, retry budget and latency per peer for what this node sends (null: unguarded). */
+  private readonly resilience: PeerResilience | null;
 
   private constructor(
     driver: GossipDriver,
@@ -190,11 +204,13 @@ export class NodeGossip {
     clock: Clock,
     log: Logger,
     keyring: { id: string; keyring: Keyring; path: string | null },
+    resilience: PeerResilience | null,
   ) {
     this.driver = driver;
     this.links = links;
     this.clock = clock;
     this.log = log;
+    this.resilience = resilience;
     this.id = keyring.id;
     this.keyring = keyring.keyring;
     this.keyringPath = keyring.path;
@@ -204,6 +220,7 @@ export class NodeGossip {
   static async start(init: NodeGossipInit): Promise<NodeGossip> {
     const links: PeerTransport = init.peers ?? new PeerLinks(init.links);
     const clock = init.clock ?? systemClock;
+    const resilience = init.resilience ?? null;
     let driver: GossipDriver;
     try {
       driver = await GossipDriver.start({
@@ -212,7 +229,7 @@ export class NodeGossip {
         port: init.port,
         keyring: init.keyring,
         clusterId: init.clusterId,
-        stream: streamOverPeers(links),
+        stream: streamOverPeers(links, resilience),
         swim: { ...SWIM_PRESETS[init.preset], deadReclaimMs: init.deadReclaimMs },
         meta: encodeNodeMeta(init.advertise),
         logger: init.log,
@@ -224,11 +241,14 @@ export class NodeGossip {
       links.close();
       throw error;
     }
-    const gossip = new NodeGossip(driver, links, clock, init.log, {
-      id: init.id,
-      keyring: init.keyring,
-      path: init.keyringPath,
-    });
+    const gossip = new NodeGossip(
+      driver,
+      links,
+      clock,
+      init.log,
+      { id: init.id, keyring: init.keyring, path: init.keyringPath },
+      resilience,
+    );
     driver.on('event', (event) => {
       gossip.record(event.type, event.id, event.address, event.incarnation);
       init.log.info('gossip member', { event: event.type, id: event.id, address: event.address });
@@ -343,14 +363,27 @@ export class NodeGossip {
     const others = this.driver
       .members()
       .filter((member) => !member.isSelf && member.state === 'alive');
+    const forward = (address: string, timeoutMs: number) =>
+      request(
+        peerSender(this.links, address),
+        'keyringRequest',
+        { op, key, forwarded: true },
+        timeoutMs,
+      );
+    const deadlineMs = this.clock.nowMs() + KEYRING_FORWARD_TIMEOUT_MS;
     return Promise.all([
       this.applyKeyring(op, key),
       ...others.map((member) =>
-        request(
-          peerSender(this.links, member.address),
-          'keyringRequest',
-          { op, key, forwarded: true },
-          KEYRING_FORWARD_TIMEOUT_MS,
+        // Every keyring operation is idempotent (installing an installed key changes
+        // nothing), so a forward that failed to reach the member may be sent again.
+        (this.resilience === null
+          ? forward(member.address, KEYRING_FORWARD_TIMEOUT_MS)
+          : this.resilience.call(
+              member.address,
+              (remainingMs) =>
+                forward(member.address, Math.max(1, remainingMs ?? KEYRING_FORWARD_TIMEOUT_MS)),
+              deadlineMs,
+            )
         ).then(
           (reply): KeyringNodeResult =>
             reply.results[0] ?? failedResult(member.id, member.address, 'empty reply'),

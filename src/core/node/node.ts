@@ -15,12 +15,14 @@ import { raftCoreConfig } from '../cluster/timings.ts';
 import { clusterTunablesOf, NODE_PRESETS, type NodeConfig } from '../config/node-config.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import { clusterHealth } from '../health/cluster-health.ts';
+import type { PeerResilience } from '../lb/registry.ts';
 import { type PeerInfo, PROTOCOL_VERSION } from '../protocol/handshake.ts';
 import type {
   CertInfoReply,
   CertRotateReply,
   HealthReply,
   KeyringRequest,
+  LbStatusReply,
   MemberEventsReply,
   MembersReply,
   NodeHealth,
@@ -52,6 +54,7 @@ import {
   NodeGossip,
   nodeAddressOf,
 } from './gossip.ts';
+import { createPeerResilience, lbStatusReply } from './resilience.ts';
 
 export type NodeState = 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -89,6 +92,8 @@ export class RdbnetNode implements AdminSource {
     clock: systemClock,
   });
   private connectionLogTimer: NodeJS.Timeout | null = null;
+  /** Breaker, retry budget, rate limit and latency per peer, for what this node sends. */
+  readonly resilience: PeerResilience = createPeerResilience();
 
   private constructor(config: NodeConfig, id: string, clusterId: string, log: Logger) {
     this.config = config;
@@ -202,6 +207,7 @@ export class RdbnetNode implements AdminSource {
             options: config.connection,
           },
           log,
+          resilience: node.resilience,
         });
       } catch (error) {
         await node.gossip?.stop();
@@ -413,6 +419,7 @@ export class RdbnetNode implements AdminSource {
         ...this.clusterService?.counters(),
         ...(this.gossip === null ? {} : gossipCounters(this.gossip.stats())),
         ...(this.server === null ? {} : transportCounters(this.server.stats(), this.budget)),
+        ...this.resilience.counters(),
         'frames.in': framesIn,
         'frames.out': framesOut,
       },
@@ -469,6 +476,11 @@ export class RdbnetNode implements AdminSource {
       }),
       keyring: (request: KeyringRequest, fromId: string) => gossip.keyringRequest(request, fromId),
     };
+  }
+
+  /** `rdbnet lb status`: every peer's breaker, ejections, in-flight, latency, drops. */
+  lbStatus(): LbStatusReply {
+    return lbStatusReply(this.id, this.resilience, this.gossip?.members() ?? []);
   }
 
   /** Cluster requests for the admin API; null while starting. */

@@ -340,6 +340,40 @@ export interface KeyringReply {
   results: KeyringNodeResult[];
 }
 
+// ---- load balancing and resilience (`rdbnet lb status`)
+
+export interface LbPeerStatus {
+  address: string;
+  id: string;
+  memberState: string;
+  breakerState: string;
+  breakerOpened: number;
+  breakerRejected: number;
+  consecutiveFailures: number;
+  openRemainingMs: number;
+  ejected: boolean;
+  ejections: number;
+  ejectedRemainingMs: number;
+  inflight: number;
+  /** Negative before the first answer. */
+  latencyEwmaMs: number;
+  errorRate: number;
+  requests: number;
+  failures: number;
+  retries: number;
+  retriesRefused: number;
+  retryBalance: number;
+  rateLimited: number;
+  concurrencyRejected: number;
+  lastError: string;
+  /** Negative when never used. */
+  idleMs: number;
+}
+export interface LbStatusReply {
+  id: string;
+  peers: LbPeerStatus[];
+}
+
 /** One message per frame payload; exactly one field is set. */
 export type Envelope =
   | { hello: Hello }
@@ -390,7 +424,9 @@ export type Envelope =
   | { keyringRequest: KeyringRequest }
   | { keyringReply: KeyringReply }
   | { clusterJoinRequest: ClusterJoinRequest }
-  | { clusterJoinReply: ClusterJoinReply };
+  | { clusterJoinReply: ClusterJoinReply }
+  | { lbStatusRequest: Record<string, never> }
+  | { lbStatusReply: LbStatusReply };
 
 /** Names of the Envelope oneof fields, e.g. 'statusRequest'. */
 export type EnvelopeKind = Envelope extends infer E ? (E extends unknown ? keyof E : never) : never;

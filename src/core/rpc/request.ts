@@ -46,6 +46,7 @@ export const REPLY_OF = {
   memberEventsRequest: 'memberEventsReply',
   keyringRequest: 'keyringReply',
   clusterJoinRequest: 'clusterJoinReply',
+  lbStatusRequest: 'lbStatusReply',
 } as const satisfies Partial<Record<EnvelopeKind, EnvelopeKind>>;
 
 /** Kinds that are neither a request nor its reply: the handshake and the error frame. */
