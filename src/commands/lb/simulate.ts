@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
 import { keyValueTable } from '../../cli/output.ts';
-import { ErrorCode, isRdbnetError, RdbnetError } from '../../core/errors.ts';
+import { ConfigFieldError, ErrorCode, RdbnetError } from '../../core/errors.ts';
 import {
   type BalancerConfig,
   DEFAULT_BALANCER_CONFIG,
@@ -13,6 +13,13 @@ import {
   simulate,
   validateBalancerConfig,
 } from '../../core/lb/index.ts';
+
+/** The flag that sets each balancer setting, for usage errors. */
+const FLAG_OF_FIELD: Readonly<Record<string, string>> = {
+  'balancer.maglevTableSize': '--table-size',
+  'balancer.boundedLoadFactor': '--load-factor',
+  'balancer.ringVnodesPerWeight': '--vnodes',
+};
 
 export default class LbSimulate extends RdbnetCommand<SimulationResult> {
   static override summary =
@@ -99,9 +106,9 @@ export default class LbSimulate extends RdbnetCommand<SimulationResult> {
       validateBalancerConfig({ ...DEFAULT_BALANCER_CONFIG, ...config });
     } catch (error) {
       // A bad value of a flag is a usage error (exit 64), whatever the core calls it.
-      if (!isRdbnetError(error, ErrorCode.ConfigInvalid)) throw error;
-      const flag = /maglevTableSize/.test(error.message) ? '--table-size' : '--load-factor';
-      throw new RdbnetError(ErrorCode.Usage, `${flag}: ${error.message}`, {
+      if (!(error instanceof ConfigFieldError)) throw error;
+      const flag = FLAG_OF_FIELD[error.field] ?? error.field;
+      throw new RdbnetError(ErrorCode.Usage, `${flag} ${error.problem}`, {
         ...(error.hint === undefined ? {} : { hint: error.hint }),
       });
     }

@@ -4,7 +4,7 @@
  * retry budgets) and Finagle (peak EWMA) where they have one. `validate*` reject a
  * configuration that cannot work, with RDB_CONFIG_INVALID naming the field.
  */
-import { ErrorCode, RdbnetError } from '../errors.ts';
+import { ConfigFieldError, ErrorCode, RdbnetError } from '../errors.ts';
 
 export interface BalancerConfig {
   /** Ring points per unit of weight (ring, bounded-load); ketama's 160. More points, a more even
@@ -173,9 +173,9 @@ function check<T extends object>(what: string, config: T, bounds: Bounds): T {
       value > max ||
       (integer && !Number.isInteger(value))
     ) {
-      throw new RdbnetError(
-        ErrorCode.ConfigInvalid,
-        `invalid ${what}.${field}: expected ${integer ? 'an integer' : 'a number'} in ${min}..${max}, got ${String(value)}`,
+      throw new ConfigFieldError(
+        `${what}.${field}`,
+        `must be ${integer ? 'an integer' : 'a number'} in ${min}..${max}, got ${String(value)}`,
       );
     }
   }
@@ -194,9 +194,9 @@ export function validateBalancerConfig(config: BalancerConfig): BalancerConfig {
     wrrScheduleSlotsMax: [0, 1 << 24, true],
   });
   if (!isPrime(config.maglevTableSize)) {
-    throw new RdbnetError(
-      ErrorCode.ConfigInvalid,
-      `invalid balancer.maglevTableSize: ${config.maglevTableSize} is not prime`,
+    throw new ConfigFieldError(
+      'balancer.maglevTableSize',
+      `must be prime, got ${config.maglevTableSize}`,
       { hint: 'Maglev needs a prime table size, e.g. 65537, 655373 or 5000011' },
     );
   }
