@@ -60,7 +60,12 @@ export { parseAddressList } from './values.ts';
 /** A named set of gossip (SWIM) and Raft timings for one kind of network. */
 export type NodePreset = SwimPreset;
 
-export interface NodeConfig {
+/**
+ * The node's settings. It extends ClusterTunables (cluster/init.ts documents each of those
+ * fields with its default and bounds: discoveryIntervalMs, peerRequestTimeoutMs, joinRetryMs,
+ * bootstrapWaitMs, joinGossipWaitMs, promoteLagMaxEntries, deadVoterCheckIntervalMs).
+ */
+export interface NodeConfig extends ClusterTunables {
   /** Node id, unique in the cluster. Default: the id recorded in dataDir, or a new
    * random `node-` + 6 hex digits on first start (then recorded). */
   id: string | undefined;
@@ -151,32 +156,6 @@ export interface NodeConfig {
    * the preset's gossip deadReclaimMs — lan 5000 ms, wan 30000 ms, local 2000 ms.
    */
   idReclaimAfterMs: number;
-  // The cluster service's tunables (ClusterTunables in cluster/init.ts, which holds their
-  // defaults and bounds).
-  /** How often a node without a cluster exchanges ids and addresses with its seeds and the
-   * peers it heard of; also the pace of a bootstrap waiting for its nodes. 10..60000,
-   * default 250 ms. */
-  discoveryIntervalMs: number;
-  /** Deadline of one node-to-node request: peer exchange, Raft batch, status hop to the
-   * leader (the founding configuration gets twice this). Raise it when links are slow.
-   * 10..60000, default 1000 ms. */
-  peerRequestTimeoutMs: number;
-  /** Between two join attempts of a joining node, and between two offers of the founding
-   * configuration to a founding voter. 10..60000, default 500 ms. */
-  joinRetryMs: number;
-  /** How long --bootstrap-expect (and a `cluster bootstrap` request naming no wait) waits
-   * for its nodes to know each other. 1..300000, default 30000 ms. */
-  bootstrapWaitMs: number;
-  /** How long the leader waits for a joiner to be alive in its gossip before refusing the
-   * join with RDB_JOIN_NOT_IN_GOSSIP (the joiner retries). Raise it with slow gossip (wan).
-   * 1..300000, default 5000 ms. */
-  joinGossipWaitMs: number;
-  /** A learner within this many log entries of the leader's last index (and heard from
-   * within an election timeout) is promoted to voter. 0..1000000, default 10. */
-  promoteLagMaxEntries: number;
-  /** How often the leader looks for dead voters to remove (deadVoterRemoveAfterMs), and every
-   * member notes which voters gossip does not list. 10..60000, default 1000 ms. */
-  deadVoterCheckIntervalMs: number;
 }
 
 /** Default of NodeConfig.deadVoterRemoveAfterMs (the lan preset's). */

@@ -13,32 +13,13 @@ import type {
   UdpDropReason,
   UdpStats,
 } from '../membership/gossip/index.ts';
+import { newDatagramStats } from '../membership/gossip/udp.ts';
 import { KEYRING_OVERHEAD_BYTES, KeyringOpenError } from '../security/keyring.ts';
 import { formatHostPort, parseHostPort } from '../transport/address.ts';
 import type { SimNetwork } from './index.ts';
 
 /** Ports handed out for port 0, upward from here (the ephemeral range, as an OS would). */
 const SIM_EPHEMERAL_PORT_FIRST = 49_152;
-
-function newStats(): UdpStats {
-  return {
-    packetsSent: 0,
-    packetsReceived: 0,
-    bytesSent: 0,
-    bytesReceived: 0,
-    dropped: {
-      oversize: 0,
-      unknownKey: 0,
-      malformed: 0,
-      version: 0,
-      sendOversize: 0,
-      sendQueueFull: 0,
-      sendAddressInvalid: 0,
-      sendError: 0,
-      closed: 0,
-    },
-  };
-}
 
 /** Binds simulated datagram transports on one SimNetwork. */
 export class SimDatagrams {
@@ -70,7 +51,7 @@ class SimDatagramTransport implements DatagramTransport {
   private readonly init: DatagramBindInit;
   private readonly network: SimNetwork<Uint8Array>;
   private readonly release: () => void;
-  private readonly counts = newStats();
+  private readonly counts = newDatagramStats();
   private closed = false;
 
   constructor(

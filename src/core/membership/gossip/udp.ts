@@ -86,7 +86,8 @@ export interface UdpTransportOptions {
   clock?: Clock;
 }
 
-function newStats(): UdpStats {
+/** Zeroed counters of a datagram transport (the UDP one and the simulator's). */
+export function newDatagramStats(): UdpStats {
   return {
     packetsSent: 0,
     packetsReceived: 0,
@@ -115,7 +116,7 @@ export class UdpTransport implements DatagramTransport {
   private readonly options: UdpTransportOptions;
   private readonly sendQueueBytesMax: number;
   private readonly clock: Clock;
-  private readonly counts: UdpStats = newStats();
+  private readonly counts: UdpStats = newDatagramStats();
   private readonly addresses = new Map<string, HostPort | null>();
   private readonly droppedLoggedAtMs = new Map<UdpDropReason, number>();
   private closed = false;

@@ -19,9 +19,9 @@ import { crc32 } from 'node:zlib';
 import { assert, ErrorCode, RdbnetError } from '../../errors.ts';
 import { fileSystemError, onFile } from '../../fs-errors.ts';
 import type { PersistentRaftStorage } from './storage.ts';
-import { copyConfState } from './storage.ts';
+import { copyConfState, entriesWithin } from './storage.ts';
 import type { ConfState, Entry, HardState, Snapshot } from './types.ts';
-import { EMPTY_HARD_STATE, entryBytes } from './types.ts';
+import { EMPTY_HARD_STATE } from './types.ts';
 import {
   EMPTY_SNAPSHOT_REF,
   fsyncDir,
@@ -408,23 +408,7 @@ export class FileRaftStorage implements PersistentRaftStorage {
   }
 
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
-    const state = this.state;
-    if (lo <= state.offsetIndex) {
-      throw new RdbnetError(ErrorCode.Internal, `raft storage: entry ${lo} is compacted`);
-    }
-    assert(
-      hi <= this.lastIndex() + 1 && lo <= hi,
-      `storage entries [${lo}, ${hi}) out of range (last ${this.lastIndex()})`,
-    );
-    const out: Entry[] = [];
-    let bytes = 0;
-    for (let index = lo; index < hi; index++) {
-      const entry = state.log[index - state.offsetIndex - 1]!;
-      bytes += entryBytes(entry);
-      if (out.length > 0 && bytes > maxBytes) break;
-      out.push(entry);
-    }
-    return out;
+    return entriesWithin(this.state.log, this.state.offsetIndex, lo, hi, maxBytes);
   }
 
   term(index: number): number | undefined {

@@ -146,22 +146,7 @@ export class MemoryStorage implements PersistentRaftStorage {
   }
 
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
-    if (lo <= this.offsetIndex) {
-      throw new RdbnetError(ErrorCode.Internal, `raft storage: entry ${lo} is compacted`);
-    }
-    assert(
-      hi <= this.lastIndex() + 1 && lo <= hi,
-      `storage entries [${lo}, ${hi}) out of range (last ${this.lastIndex()})`,
-    );
-    const out: Entry[] = [];
-    let bytes = 0;
-    for (let index = lo; index < hi; index++) {
-      const entry = this.log[index - this.offsetIndex - 1]!;
-      bytes += entryBytes(entry);
-      if (out.length > 0 && bytes > maxBytes) break;
-      out.push(entry);
-    }
-    return out;
+    return entriesWithin(this.log, this.offsetIndex, lo, hi, maxBytes);
   }
 
   term(index: number): number | undefined {
@@ -253,4 +238,35 @@ export class MemoryStorage implements PersistentRaftStorage {
     this.offsetIndex = compactIndex;
     this.offsetTerm = term;
   }
+}
+
+/**
+ * Entries [lo, hi) of a log whose first entry is at offsetIndex + 1, at least one and then no
+ * more than maxBytes in all (the storage contract of RaftStorage.entries, shared by every
+ * storage). A compacted lo is an error; a range past the log is a bug.
+ */
+export function entriesWithin(
+  log: readonly (Entry | undefined)[],
+  offsetIndex: number,
+  lo: number,
+  hi: number,
+  maxBytes: number,
+): Entry[] {
+  if (lo <= offsetIndex) {
+    throw new RdbnetError(ErrorCode.Internal, `raft storage: entry ${lo} is compacted`);
+  }
+  const lastIndex = offsetIndex + log.length;
+  assert(
+    hi <= lastIndex + 1 && lo <= hi,
+    `storage entries [${lo}, ${hi}) out of range (last ${lastIndex})`,
+  );
+  const out: Entry[] = [];
+  let bytes = 0;
+  for (let index = lo; index < hi; index++) {
+    const entry = log[index - offsetIndex - 1]!;
+    bytes += entryBytes(entry);
+    if (out.length > 0 && bytes > maxBytes) break;
+    out.push(entry);
+  }
+  return out;
 }
