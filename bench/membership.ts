@@ -13,12 +13,14 @@
  *                   simulated minutes with one 2 s stall per minute, counting false deads;
  *                   bytes/s per node at 10, 100 and 1,000 nodes.
  *
- * Prints tables and writes bench/results/membership.json. Options (env):
- * MEMBERSHIP_BENCH_TRIALS_5 (3), MEMBERSHIP_BENCH_TRIALS_20 (2), MEMBERSHIP_BENCH_SIM_MINUTES
- * (10), MEMBERSHIP_BENCH_SIZES (5,20), MEMBERSHIP_BENCH_SKIP_SERF=1, MEMBERSHIP_BENCH_SKIP_SIM=1.
+ * Prints tables and writes bench/results/membership.json. Options (env), with the quick-mode
+ * (BENCH_QUICK=1, see harness.ts) value second: MEMBERSHIP_BENCH_TRIALS_5 (3; 1),
+ * MEMBERSHIP_BENCH_TRIALS_20 (2; 1), MEMBERSHIP_BENCH_SIZES (5,20; 5), MEMBERSHIP_BENCH_SIM_NODES
+ * (1000; 100), MEMBERSHIP_BENCH_SIM_MINUTES (10; 1), MEMBERSHIP_BENCH_SKIP_SERF=1,
+ * MEMBERSHIP_BENCH_SKIP_SIM=1.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,16 +35,29 @@ import { parseHostPort } from '../src/core/transport/address.ts';
 import type { Connection } from '../src/core/transport/connection.ts';
 import { dial } from '../src/core/transport/dial.ts';
 import { connectionOptions } from '../src/core/transport/options.ts';
+import { QUICK, setting, writeResults } from './harness.ts';
 
 const TRIALS: Record<number, number> = {
-  5: Number(process.env['MEMBERSHIP_BENCH_TRIALS_5'] ?? 3),
-  20: Number(process.env['MEMBERSHIP_BENCH_TRIALS_20'] ?? 2),
+  5: setting('MEMBERSHIP_BENCH_TRIALS_5', 3, 1),
+  20: setting('MEMBERSHIP_BENCH_TRIALS_20', 2, 1),
 };
-const SIM_MINUTES = Number(process.env['MEMBERSHIP_BENCH_SIM_MINUTES'] ?? 10);
+const SIM_MINUTES = setting('MEMBERSHIP_BENCH_SIM_MINUTES', 10, 1);
+/** The simulated cluster of the crash and stall runs. */
+const SIM_NODES = setting('MEMBERSHIP_BENCH_SIM_NODES', 1000, 100);
+/** Bandwidth windows (simulated) for the smaller steady-state clusters of 10 and 100 nodes. */
+const BANDWIDTH_WINDOWS_MS: [number, number][] = (
+  [
+    [10, QUICK ? 60_000 : 600_000],
+    [100, QUICK ? 30_000 : 180_000],
+  ] as [number, number][]
+).filter(([size]) => size < SIM_NODES);
+const simLabel = SIM_NODES.toLocaleString('en');
 const SKIP_SERF = process.env['MEMBERSHIP_BENCH_SKIP_SERF'] === '1';
 const SKIP_SIM = process.env['MEMBERSHIP_BENCH_SKIP_SIM'] === '1';
 const BIN = new URL('../bin/run.js', import.meta.url).pathname;
-const SIZES = (process.env['MEMBERSHIP_BENCH_SIZES'] ?? '5,20').split(',').map(Number);
+const SIZES = (process.env['MEMBERSHIP_BENCH_SIZES'] ?? (QUICK ? '5' : '5,20'))
+  .split(',')
+  .map(Number);
 const pollMs = (size: number) => (size <= 5 ? 10 : 20);
 
 const live = new Set<ChildProcess>();
@@ -539,10 +554,10 @@ function simBandwidth(size: number, windowMs: number): number {
   return (totalBytes(cluster) - b0) / size / (windowMs / 1000);
 }
 
-function simThousand() {
+function simLarge() {
   const started = performance.now();
-  const cluster = new SwimSimCluster((SIM_SEED * 7 + 1000) >>> 0, LOSSY);
-  cluster.grow(1000, 10);
+  const cluster = new SwimSimCluster((SIM_SEED * 7 + SIM_NODES) >>> 0, LOSSY);
+  cluster.grow(SIM_NODES, 10);
   const agreedMs = cluster.runUntilAgreement(120_000, 5000);
   const crashes: { p999Ms: number; allMs: number; seenBy: number; survivors: number }[] = [];
   const crashed = new Set<string>();
@@ -586,7 +601,7 @@ function simThousand() {
       falseDead,
       disagreementsAtEnd: cluster.disagreements(),
     },
-    bytesPerNodePerSec: (totalBytes(cluster) - b0) / 1000 / ((SIM_MINUTES * 60_000) / 1000),
+    bytesPerNodePerSec: (totalBytes(cluster) - b0) / SIM_NODES / ((SIM_MINUTES * 60_000) / 1000),
     realSeconds: (performance.now() - started) / 1000,
   };
 }
@@ -617,15 +632,15 @@ try {
   await rm(home, { recursive: true, force: true });
 }
 
-let sim: ReturnType<typeof simThousand> | undefined;
+let sim: ReturnType<typeof simLarge> | undefined;
 const bandwidth: Record<number, number> = {};
 if (!SKIP_SIM) {
-  console.error('simulation: 10 and 100 nodes…');
-  bandwidth[10] = simBandwidth(10, 600_000);
-  bandwidth[100] = simBandwidth(100, 180_000);
-  console.error(`simulation: 1,000 nodes, ${SIM_MINUTES} simulated minutes…`);
-  sim = simThousand();
-  bandwidth[1000] = sim.bytesPerNodePerSec;
+  console.error(`simulation: ${BANDWIDTH_WINDOWS_MS.map(([size]) => size).join(' and ')} nodes…`);
+  for (const [size, windowMs] of BANDWIDTH_WINDOWS_MS)
+    bandwidth[size] = simBandwidth(size, windowMs);
+  console.error(`simulation: ${simLabel} nodes, ${SIM_MINUTES} simulated minutes…`);
+  sim = simLarge();
+  bandwidth[SIM_NODES] = sim.bytesPerNodePerSec;
 }
 
 // ---- tables and JSON
@@ -719,23 +734,23 @@ if (sim !== undefined) {
     style: { head: [], border: [] },
   });
   simTable.push([
-    '1,000 nodes: agreement after the last join (checked every 5 s)',
+    `${simLabel} nodes: agreement after the last join (checked every 5 s)`,
     `${(sim.agreedMs / 1000).toFixed(2)} s`,
     '',
   ]);
   sim.crashes.forEach((crash, i) => {
     simTable.push([
-      `1,000 nodes: crash ${i + 1} → dead at 99.9% / 100% of survivors`,
+      `${simLabel} nodes: crash ${i + 1} → dead at 99.9% / 100% of survivors`,
       `${(crash.p999Ms / 1000).toFixed(2)} s / ${(crash.allMs / 1000).toFixed(2)} s (${crash.seenBy}/${crash.survivors})`,
       '',
     ]);
   });
   simTable.push([
-    `1,000 nodes: ${SIM_MINUTES} simulated minutes (not an hour), one 2 s stall per minute`,
+    `${simLabel} nodes: ${SIM_MINUTES} simulated minutes (not an hour), one 2 s stall per minute`,
     `${sim.stallRun.falseDead} false dead, ${sim.stallRun.suspectEvents} suspect events`,
     '0 false dead',
   ]);
-  for (const size of [10, 100, 1000]) {
+  for (const size of Object.keys(bandwidth).map(Number)) {
     simTable.push([
       `bytes/s per node (UDP + stream), ${size} nodes`,
       Math.round(bandwidth[size]!),
@@ -744,7 +759,7 @@ if (sim !== undefined) {
   }
   const values = Object.values(bandwidth);
   simTable.push([
-    'max / min bytes/s per node, 10–1,000 nodes',
+    `max / min bytes/s per node, 10–${simLabel} nodes`,
     (Math.max(...values) / Math.min(...values)).toFixed(2),
     '≤ 2',
   ]);
@@ -787,14 +802,14 @@ const out = {
       'leave = SIGTERM to the node (graceful stop: gossip leave first), timed from the signal; join timed from the node printing its listen address',
     serf: `${serfNote}; crash/leave/join timed when the last agent logs EventMemberFailed/Leave/Join; leave timed from spawning \`serf leave\`; join timed from agent spawn`,
     trials: `kill -9 and leave: ${TRIALS[5]} at 5 nodes, ${TRIALS[20]} at 20 nodes; two joins per trial`,
-    simulation: `seeded (${SIM_SEED}); stall run is ${SIM_MINUTES} simulated minutes, not an hour; bandwidth windows 600 s (10 nodes), 180 s (100), the stall run (1,000)`,
+    simulation: `seeded (${SIM_SEED}); stall run is ${SIM_MINUTES} simulated minutes, not an hour; bandwidth windows ${BANDWIDTH_WINDOWS_MS.map(([size, ms]) => `${ms / 1000} s (${size} nodes)`).join(', ')}, the stall run (${simLabel})`,
   },
   real: results,
   simulation:
     sim === undefined
       ? undefined
       : {
-          nodes1000: sim,
+          [`nodes${SIM_NODES}`]: sim,
           bytesPerNodePerSec: Object.fromEntries(
             Object.entries(bandwidth).map(([k, v]) => [k, Math.round(v)]),
           ),
@@ -805,7 +820,5 @@ const out = {
         },
   runtimeSeconds: Math.round((performance.now() - benchStarted) / 1000),
 };
-const dir = new URL('./results/', import.meta.url).pathname;
-await mkdir(dir, { recursive: true });
-await writeFile(join(dir, 'membership.json'), `${JSON.stringify(out, null, 2)}\n`);
-console.log(`wrote bench/results/membership.json (${out.runtimeSeconds} s)`);
+const file = await writeResults('membership', { ...out, quick: QUICK });
+console.log(`wrote ${file} (${out.runtimeSeconds} s)`);

@@ -7,11 +7,12 @@
  *   raw-net     node:net u32-length-prefixed echo with per-turn write batching: the Node ceiling
  *
  * Servers run in their own processes. Prints a table and writes bench/results/protocol.json.
- * Options (env): BENCH_SECONDS (5), BENCH_WARMUP_SECONDS (1), BENCH_INFLIGHT (100), BENCH_PAYLOAD_BYTES (64),
+ * Options (env): BENCH_SECONDS (5; quick mode 0.5), BENCH_WARMUP_SECONDS (1; quick 0.25),
+ * BENCH_INFLIGHT (100), BENCH_PAYLOAD_BYTES (64), BENCH_QUICK=1 (see harness.ts),
  * BENCH_ONLY (comma-separated names, for profiling), BENCH_PROFILE (servers write --cpu-prof to /tmp/prof).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,9 +21,10 @@ import { loadClientCredentials } from '../src/core/node/credentials.ts';
 import { ensureLocalCertificates } from '../src/core/security/certs-dir.ts';
 import { dial } from '../src/core/transport/dial.ts';
 import { connectionOptions } from '../src/core/transport/options.ts';
+import { QUICK, setting, writeResults } from './harness.ts';
 
-const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
-const WARMUP_SECONDS = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 1);
+const SECONDS = setting('BENCH_SECONDS', 5, 0.5);
+const WARMUP_SECONDS = setting('BENCH_WARMUP_SECONDS', 1, 0.25);
 const INFLIGHT = Number(process.env['BENCH_INFLIGHT'] ?? 100);
 const PAYLOAD_BYTES = Number(process.env['BENCH_PAYLOAD_BYTES'] ?? 64);
 /** Overrides writeBatchBytesMax on both sides, to study batching. */
@@ -312,37 +314,30 @@ try {
     `rdbnet-tls = ${ratios.rdbnetVsGrpcJs.toFixed(1)}x grpc-js (${ratios.rdbnetVsGrpcJsH2c.toFixed(1)}x grpc-js-h2c), ` +
       `${(ratios.rdbnetVsRawNet * 100).toFixed(0)}% of raw-net; p99 ${(rdbnet.p99Us / 1000).toFixed(2)} ms`,
   );
-  const resultsDir = new URL('results/', import.meta.url);
-  await mkdir(resultsDir, { recursive: true });
-  await writeFile(
-    new URL('protocol.json', resultsDir),
-    `${JSON.stringify(
-      {
-        benchmark: 'protocol',
-        measuredAt: new Date().toISOString(),
-        node: process.version,
-        settings: {
-          seconds: SECONDS,
-          warmupSeconds: WARMUP_SECONDS,
-          inflight: INFLIGHT,
-          payloadBytes: PAYLOAD_BYTES,
-          connections: 1,
-        },
-        results: results.map(({ name, callsPerSec, p50Us, p99Us, calls, seconds, note }) => ({
-          name,
-          callsPerSec: Math.round(callsPerSec),
-          p50Us: Math.round(p50Us),
-          p99Us: Math.round(p99Us),
-          calls,
-          seconds,
-          note,
-        })),
-        ratios,
-      },
-      null,
-      2,
-    )}\n`,
-  );
+  const file = await writeResults('protocol', {
+    benchmark: 'protocol',
+    measuredAt: new Date().toISOString(),
+    node: process.version,
+    quick: QUICK,
+    settings: {
+      seconds: SECONDS,
+      warmupSeconds: WARMUP_SECONDS,
+      inflight: INFLIGHT,
+      payloadBytes: PAYLOAD_BYTES,
+      connections: 1,
+    },
+    results: results.map(({ name, callsPerSec, p50Us, p99Us, calls, seconds, note }) => ({
+      name,
+      callsPerSec: Math.round(callsPerSec),
+      p50Us: Math.round(p50Us),
+      p99Us: Math.round(p99Us),
+      calls,
+      seconds,
+      note,
+    })),
+    ratios,
+  });
+  console.log(`wrote ${file}`);
 } finally {
   await rm(home, { recursive: true, force: true });
 }

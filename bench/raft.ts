@@ -10,12 +10,12 @@
  *                node joining (addLearner, then promoteLearner once caught up) and leaving
  *                (removeNode) makes; CLI and process start-up are not included.
  *
- * Prints a table and writes bench/results/raft.json. Options (env): RAFT_BENCH_TRIALS (15
- * failovers per system), RAFT_BENCH_MEMBERSHIP_TRIALS (20 join+leave rounds),
- * RAFT_BENCH_SKIP_ETCD=1.
+ * Prints a table and writes bench/results/raft.json. Options (env), with the quick-mode
+ * (BENCH_QUICK=1, see harness.ts) value second: RAFT_BENCH_TRIALS (15 failovers per system; 1),
+ * RAFT_BENCH_MEMBERSHIP_TRIALS (20 join+leave rounds; 1), RAFT_BENCH_SKIP_ETCD=1.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,9 +28,10 @@ import { parseHostPort } from '../src/core/transport/address.ts';
 import type { Connection } from '../src/core/transport/connection.ts';
 import { dial } from '../src/core/transport/dial.ts';
 import { connectionOptions } from '../src/core/transport/options.ts';
+import { QUICK, setting, writeResults } from './harness.ts';
 
-const TRIALS = Number(process.env['RAFT_BENCH_TRIALS'] ?? 15);
-const MEMBERSHIP_TRIALS = Number(process.env['RAFT_BENCH_MEMBERSHIP_TRIALS'] ?? 20);
+const TRIALS = setting('RAFT_BENCH_TRIALS', 15, 1);
+const MEMBERSHIP_TRIALS = setting('RAFT_BENCH_MEMBERSHIP_TRIALS', 20, 1);
 const SKIP_ETCD = process.env['RAFT_BENCH_SKIP_ETCD'] === '1';
 const POLL_MS = 10;
 const BIN = new URL('../bin/run.js', import.meta.url).pathname;
@@ -503,34 +504,26 @@ try {
     'p99 is the nearest-rank percentile: with fewer than 100 samples it is the largest one.',
   );
 
-  const resultsDir = new URL('results/', import.meta.url);
-  await mkdir(resultsDir, { recursive: true });
-  await writeFile(
-    new URL('raft.json', resultsDir),
-    `${JSON.stringify(
-      {
-        benchmark: 'raft',
-        measuredAt: new Date().toISOString(),
-        node: process.version,
-        cpus: cpus().length,
-        settings: {
-          trials: TRIALS,
-          membershipTrials: MEMBERSHIP_TRIALS,
-          pollMs: POLL_MS,
-          clusterSize: 3,
-        },
-        failover: {
-          rdbnet: { ...rdbnetFailover, timings: rdbnetNote },
-          etcd:
-            etcd === undefined ? { skipped: etcdNote } : { ...etcd, version, timings: etcdNote },
-        },
-        membership,
-        membershipSamplesMs: rdbnet.membership,
-      },
-      null,
-      2,
-    )}\n`,
-  );
+  const file = await writeResults('raft', {
+    benchmark: 'raft',
+    measuredAt: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    quick: QUICK,
+    settings: {
+      trials: TRIALS,
+      membershipTrials: MEMBERSHIP_TRIALS,
+      pollMs: POLL_MS,
+      clusterSize: 3,
+    },
+    failover: {
+      rdbnet: { ...rdbnetFailover, timings: rdbnetNote },
+      etcd: etcd === undefined ? { skipped: etcdNote } : { ...etcd, version, timings: etcdNote },
+    },
+    membership,
+    membershipSamplesMs: rdbnet.membership,
+  });
+  console.log(`wrote ${file}`);
 } finally {
   for (const child of live) child.kill('SIGKILL');
   await rm(home, { recursive: true, force: true });
