@@ -18,7 +18,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Table from 'cli-table3';
 import { loadClientCredentials } from '../src/core/node/credentials.ts';
+import { gossipKeyringPath } from '../src/core/node/gossip.ts';
 import { ensureLocalCertificates } from '../src/core/security/certs-dir.ts';
+import { ensureKeyring } from '../src/core/security/keyring.ts';
 import { dial } from '../src/core/transport/dial.ts';
 import { connectionOptions } from '../src/core/transport/options.ts';
 import { QUICK, setting, writeResults } from './harness.ts';
@@ -156,7 +158,7 @@ async function benchRdbnet(certsDir: string, home: string): Promise<Result> {
       name: 'rdbnet-tls',
       ...run,
       callsPerSec: run.calls / run.seconds,
-      note: 'TLS 1.3 mutual, CRC-32 on, protocol v1 Echo',
+      note: 'TLS 1.3 mutual, protocol v1 Echo (no CRC: TLS authenticates)',
     };
   } finally {
     await stopServer(child);
@@ -274,6 +276,9 @@ try {
     nodeId: 'bench',
     hosts: ['127.0.0.1', 'localhost'],
   });
+  // A node with an explicit certs dir needs its gossip keyring there, as `rdbnet keys
+  // generate` and the first node's default home would provide.
+  await ensureKeyring(gossipKeyringPath(certsDir));
   const results: Result[] = [];
   const contenders: [string, () => Promise<Result>][] = [
     ['raw-net', () => benchRaw()],
