@@ -21,21 +21,30 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Table from 'cli-table3';
 import { SWIM_LAN } from '../src/core/membership/swim/index.ts';
-import { loadClientCredentials } from '../src/core/node/credentials.ts';
 import type { GossipMember } from '../src/core/protocol/messages.ts';
-import { call } from '../src/core/rpc/call.ts';
 import type { NetworkFaults } from '../src/core/sim/index.ts';
 import { SwimSimCluster } from '../src/core/sim/swim-cluster.ts';
-import { parseHostPort } from '../src/core/transport/address.ts';
-import type { Connection } from '../src/core/transport/connection.ts';
-import { dial } from '../src/core/transport/dial.ts';
-import { connectionOptions } from '../src/core/transport/options.ts';
-import { QUICK, setting, writeResults } from './harness.ts';
+import {
+  Admin,
+  type BenchNode,
+  exited,
+  freePort,
+  kill9,
+  live,
+  percentile,
+  QUICK,
+  round,
+  setting,
+  sleep,
+  startRdbnet,
+  track,
+  until,
+  writeResults,
+} from './harness.ts';
 
 const TRIALS: Record<number, number> = {
   5: setting('MEMBERSHIP_BENCH_TRIALS_5', 3, 1),
@@ -54,27 +63,10 @@ const BANDWIDTH_WINDOWS_MS: [number, number][] = (
 const simLabel = SIM_NODES.toLocaleString('en');
 const SKIP_SERF = process.env['MEMBERSHIP_BENCH_SKIP_SERF'] === '1';
 const SKIP_SIM = process.env['MEMBERSHIP_BENCH_SKIP_SIM'] === '1';
-const BIN = new URL('../bin/run.js', import.meta.url).pathname;
 const SIZES = (process.env['MEMBERSHIP_BENCH_SIZES'] ?? (QUICK ? '5' : '5,20'))
   .split(',')
   .map(Number);
 const pollMs = (size: number) => (size <= 5 ? 10 : 20);
-
-const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of live) child.kill('SIGKILL');
-});
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function percentile(samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 10) / 10;
-}
 
 function summary(samples: number[]) {
   if (samples.length === 0) return undefined;
@@ -85,40 +77,6 @@ function summary(samples: number[]) {
     maxMs: round(Math.max(...samples)),
     samplesMs: samples.map(round),
   };
-}
-
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs: number,
-  everyMs: number,
-): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    const value = await Promise.resolve()
-      .then(probe)
-      .catch((error: unknown) => {
-        lastError = error;
-        return undefined;
-      });
-    if (value !== undefined) return value;
-    if (performance.now() > deadline) {
-      const cause = lastError === undefined ? '' : ` (last error: ${String(lastError)})`;
-      throw new Error(`${what}: not within ${timeoutMs} ms${cause}`);
-    }
-    await sleep(everyMs);
-  }
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
-}
-
-async function kill9(child: ChildProcess): Promise<void> {
-  child.kill('SIGKILL');
-  await exited(child);
 }
 
 interface Scenario {
@@ -140,108 +98,10 @@ const emptyScenario = (): Scenario => ({
 
 // ------------------------------------------------------------------ rdbnet
 
-interface RdbnetNode {
-  id: string;
-  address: string;
-  child: ChildProcess;
-  spawnedAt: number;
-  readyAt: number;
-}
-
-function startRdbnet(home: string, id: string, seeds: string): Promise<RdbnetNode> {
-  return new Promise((resolve, reject) => {
-    const spawnedAt = performance.now();
-    const child = spawn(
-      process.execPath,
-      [
-        BIN,
-        'node',
-        'start',
-        '--json',
-        '--id',
-        id,
-        '--listen',
-        '127.0.0.1:0',
-        '--data-dir',
-        join(home, id),
-        '--join',
-        seeds,
-      ],
-      { env: { ...process.env, RDBNET_HOME: home, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    live.add(child);
-    child.once('exit', () => live.delete(child));
-    let out = '';
-    let err = '';
-    child.stderr!.on('data', (chunk) => {
-      err = (err + chunk).slice(-4000);
-    });
-    const timer = setTimeout(() => reject(new Error(`${id} did not start\n${err}`)), 60_000);
-    child.stdout!.on('data', (chunk) => {
-      out += chunk;
-      try {
-        const info = JSON.parse(out) as { listen: string };
-        clearTimeout(timer);
-        resolve({ id, address: info.listen, child, spawnedAt, readyAt: performance.now() });
-      } catch {
-        // not complete yet
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`${id} exited with ${code}\n${err}`)));
-  });
-}
-
-class Admin {
-  private readonly connections = new Map<string, Connection>();
-  private readonly certsDir: string;
-
-  constructor(certsDir: string) {
-    this.certsDir = certsDir;
-  }
-
-  async connection(address: string): Promise<Connection> {
-    const open = this.connections.get(address);
-    if (open !== undefined && open.state === 'open') return open;
-    const credentials = await loadClientCredentials(this.certsDir, 'admin');
-    const connection = await dial({
-      address: parseHostPort(address),
-      local: {
-        id: 'admin',
-        clusterId: credentials.identity.cluster,
-        role: 'client',
-        softwareVersion: 'bench',
-      },
-      tls: credentials.tls,
-      options: connectionOptions({ handshakeTimeoutMs: 1000, requestTimeoutMs: 1000 }),
-    });
-    this.connections.set(address, connection);
-    return connection;
-  }
-
-  async members(address: string): Promise<GossipMember[]> {
-    const reply = await call(
-      await this.connection(address),
-      { membersRequest: {} },
-      'membersReply',
-      1000,
-    );
-    return reply.members;
-  }
-
-  drop(address: string): void {
-    this.connections.get(address)?.close();
-    this.connections.delete(address);
-  }
-
-  close(): void {
-    for (const connection of this.connections.values()) connection.close();
-  }
-}
-
 /** Every viewer reports `id` in `state`. */
 async function allSee(
   admin: Admin,
-  viewers: RdbnetNode[],
+  viewers: BenchNode[],
   check: (members: GossipMember[]) => boolean,
   what: string,
   size: number,
@@ -260,7 +120,7 @@ async function allSee(
 async function benchRdbnet(home: string, size: number, trials: number): Promise<Scenario> {
   await mkdir(home, { recursive: true });
   const admin = new Admin(join(home, 'certs'));
-  const nodes: RdbnetNode[] = [];
+  const nodes: BenchNode[] = [];
   const result = emptyScenario();
   let next = 1;
   const seeds = () =>
@@ -353,17 +213,6 @@ function serfVersion(): string | undefined {
   return /(?:Serf v)?(\S+)/.exec(result.stdout)?.[1];
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 interface SerfAgent {
   id: string;
   bind: string;
@@ -398,9 +247,7 @@ async function spawnSerf(id: string, join: string | undefined): Promise<SerfAgen
   const args = ['agent', '-node', id, '-bind', bind, '-rpc-addr', rpc];
   if (join !== undefined) args.push('-join', join);
   const spawnedAt = performance.now();
-  const child = spawn('serf', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  live.add(child);
-  child.once('exit', () => live.delete(child));
+  const child = track(spawn('serf', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   const agent: SerfAgent = {
     id,
     bind,
