@@ -67,6 +67,20 @@ interface PendingRequest {
 export type ConnectionSide = 'dialer' | 'acceptor';
 export type ConnectionState = 'handshaking' | 'open' | 'closing' | 'closed';
 
+/**
+ * The resolvers of the promise a request() is creating, handed over by a shared executor: one
+ * closure fewer per request than an inline executor.
+ */
+let capturedResolve: ((reply: DecodedEnvelope) => void) | undefined;
+let capturedReject: ((error: RdbnetError) => void) | undefined;
+function captureResolvers(
+  resolve: (reply: DecodedEnvelope) => void,
+  reject: (error: RdbnetError) => void,
+): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
+}
+
 /** Ids from here up are ours; the handshake uses id 0 on both sides. */
 const HANDSHAKE_MESSAGE_ID = 0;
 /** How long a closing connection may take to flush its last frames before it is destroyed. */
@@ -196,11 +210,23 @@ export class Connection {
       );
     }
     const id = this.nextMessageId++;
-    return new Promise<DecodedEnvelope>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, deadlineMs: this.clock.nowMs() + timeoutMs });
-      if (this.sweepTimer === null) this.startSweeping();
+    const reply = new Promise<DecodedEnvelope>(captureResolvers);
+    const request: PendingRequest = {
+      resolve: capturedResolve!,
+      reject: capturedReject!,
+      deadlineMs: this.clock.nowMs() + timeoutMs,
+    };
+    this.pending.set(id, request);
+    if (this.sweepTimer === null) this.startSweeping();
+    try {
       this.writeFrame(FrameKind.Request, id, envelope);
-    });
+    } catch (error) {
+      // Not encodable (a caller's bug, reported as thrown): it must not hold a slot until its
+      // deadline.
+      this.pending.delete(id);
+      request.reject(error as RdbnetError);
+    }
+    return reply;
   }
 
   /** Fire-and-forget message; no reply, no delivery guarantee. */
