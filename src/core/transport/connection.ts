@@ -32,16 +32,17 @@ import {
 } from '../protocol/handshake.ts';
 import {
   type DecodedEnvelope,
-  decodeEnvelope,
+  decodeEnvelopeAt,
   type Envelope,
   type ErrorReply,
-  encodeEnvelopeTransient,
   type Hello,
   type HelloAck,
+  writeEnvelope,
 } from '../protocol/messages.ts';
 import { type Clock, systemClock } from '../runtime/index.ts';
 import type { Identity } from '../security/identity.ts';
 import type { ConnectionOptions } from './options.ts';
+import { SequentialIdMap } from './sequential-id-map.ts';
 
 /** Answers one request from the peer. Throw a RdbnetError to send an error frame back. */
 export type RequestHandler = (
@@ -112,7 +113,7 @@ export class Connection {
   private readonly checksum: boolean;
   private flushScheduled = false;
   private congested = false;
-  private readonly pending = new Map<number, PendingRequest>();
+  private readonly pending: SequentialIdMap<PendingRequest>;
   private nextMessageId = 1;
   private inboundInflight = 0;
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -142,6 +143,7 @@ export class Connection {
     this.clock = init.clock ?? systemClock;
     this.remoteAddress = `${init.socket.remoteAddress ?? '?'}:${init.socket.remotePort ?? '?'}`;
     this.decoder = new FrameDecoder({ frameBytesMax: init.options.frameBytesMax });
+    this.pending = new SequentialIdMap(init.options.inflightRequestsMax);
     this.checksum = init.options.checksum && !(init.socket as { encrypted?: boolean }).encrypted;
     this.socket.setNoDelay(true);
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -317,40 +319,51 @@ export class Connection {
     if (this.state === 'closing' || this.state === 'closed') return;
     this.bytesIn += chunk.length;
     try {
-      this.decoder.push(chunk, this.onFrameBound);
+      this.decoder.pushRanges(chunk, this.onFrameBound);
     } catch (error) {
       this.protocolError(toRdbnetError(error));
     }
   }
 
-  private onFrame(flags: number, messageId: number, rawPayload: Buffer): void {
+  /** The payload is source[start, end): decoded from there, with no view made of it. */
+  private onFrame(
+    flags: number,
+    messageId: number,
+    source: Buffer,
+    start: number,
+    end: number,
+  ): void {
     if (this.state === 'closing' || this.state === 'closed') return;
     this.framesIn++;
-    const payload = decompressPayload(flagsCodec(flags), rawPayload, this.options.frameBytesMax);
+    const codec = flagsCodec(flags);
+    if (codec !== Codec.None) {
+      source = decompressPayload(codec, source.subarray(start, end), this.options.frameBytesMax);
+      start = 0;
+      end = source.length;
+    }
     const kind = flagsKind(flags);
+    const message = decodeEnvelopeAt(source, start, end);
     if (this.state === 'handshaking') {
-      this.onHandshakeFrame(kind, messageId, payload);
+      this.onHandshakeFrame(kind, messageId, message);
       return;
     }
     switch (kind) {
       case FrameKind.Request:
-        this.onRequest(messageId, payload);
+        this.onRequest(messageId, message);
         return;
       case FrameKind.Response:
-        this.onReply(messageId, decodeEnvelope(payload), null);
+        this.onReply(messageId, message, null);
         return;
       case FrameKind.Error:
-        this.onReply(messageId, null, decodeEnvelope(payload));
+        this.onReply(messageId, null, message);
         return;
       case FrameKind.OneWay:
-        // No one-way messages are defined in protocol v1 yet; decoding still validates them.
-        decodeEnvelope(payload);
+        // No one-way messages are defined in protocol v1 yet; decoding validated it.
         return;
     }
   }
 
-  private onHandshakeFrame(kind: FrameKind, messageId: number, payload: Buffer): void {
-    const message = decodeEnvelope(payload);
+  private onHandshakeFrame(kind: FrameKind, messageId: number, message: DecodedEnvelope): void {
     if (this.side === 'acceptor') {
       if (kind !== FrameKind.Request || message.kind !== 'hello') {
         throw new RdbnetError(
@@ -377,8 +390,7 @@ export class Connection {
     handshake.resolve(message);
   }
 
-  private onRequest(messageId: number, payload: Buffer): void {
-    const request = decodeEnvelope(payload);
+  private onRequest(messageId: number, request: DecodedEnvelope): void {
     if (this.handler === undefined) {
       this.replyError(
         messageId,
@@ -459,12 +471,16 @@ export class Connection {
   // ---- writing ----------------------------------------------------------------------
 
   private writeFrame(kind: FrameKind, messageId: number, envelope: Envelope): void {
-    const encoded = encodeEnvelopeTransient(envelope);
-    if (this.codec === Codec.None || encoded.length < this.options.compressThresholdBytes) {
-      this.out.append(makeFlags(kind, Codec.None, this.checksum), messageId, encoded);
-    } else {
-      const packed = compressPayload(this.codec, encoded, this.options.compressThresholdBytes);
-      this.out.append(makeFlags(kind, packed.codec, this.checksum), messageId, packed.payload);
+    // Encoded in place; a payload worth compressing is then replaced by its packed form.
+    const flags = makeFlags(kind, Codec.None, this.checksum);
+    const encodedBytes = this.out.appendEncoded(flags, messageId, writeEnvelope, envelope);
+    if (this.codec !== Codec.None && encodedBytes >= this.options.compressThresholdBytes) {
+      const threshold = this.options.compressThresholdBytes;
+      const packed = compressPayload(this.codec, this.out.lastPayload(), threshold);
+      if (packed.codec !== Codec.None) {
+        this.out.dropLast();
+        this.out.append(makeFlags(kind, packed.codec, this.checksum), messageId, packed.payload);
+      }
     }
     this.framesOut++;
     // A full batch leaves now, so the peer can start on it while we encode the rest.
