@@ -7,7 +7,8 @@
  *                   observed through their own logs (EventMemberJoin/Failed/Leave lines).
  *                   Per trial: kill -9 one node (→ every survivor says dead / failed), a
  *                   graceful leave of another (→ every survivor says left), and two joins
- *                   (→ every live node sees the joiner alive and the joiner sees all).
+ *                   (one in quick mode; → every live node sees the joiner alive and the
+ *                   joiner sees all).
  *   simulation      the SWIM machine in-process on SimNetwork (as test/sim/swim-sim.test.ts):
  *                   1,000 nodes, 5% loss: crash → dead at 99.9% / 100% of survivors; N
  *                   simulated minutes with one 2 s stall per minute, counting false deads;
@@ -17,7 +18,8 @@
  * (BENCH_QUICK=1, see harness.ts) value second: MEMBERSHIP_BENCH_TRIALS_5 (3; 1),
  * MEMBERSHIP_BENCH_TRIALS_20 (2; 1), MEMBERSHIP_BENCH_SIZES (5,20; 5), MEMBERSHIP_BENCH_SIM_NODES
  * (1000; 100), MEMBERSHIP_BENCH_SIM_MINUTES (10; 1), MEMBERSHIP_BENCH_SKIP_SERF=1,
- * MEMBERSHIP_BENCH_SKIP_SIM=1.
+ * MEMBERSHIP_BENCH_SKIP_SIM=1. Quick mode also measures one join per trial instead of two and
+ * halves the settling pauses between measurements.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -67,6 +69,10 @@ const SIZES = (process.env['MEMBERSHIP_BENCH_SIZES'] ?? (QUICK ? '5' : '5,20'))
   .split(',')
   .map(Number);
 const pollMs = (size: number) => (size <= 5 ? 10 : 20);
+/** Joins measured per trial, after the crash and the leave. */
+const JOINS_PER_TRIAL = QUICK ? 1 : 2;
+/** Pauses that let a cluster settle between measurements; halved in quick mode. */
+const settle = (ms: number) => sleep(QUICK ? ms / 2 : ms);
 
 function summary(samples: number[]) {
   if (samples.length === 0) return undefined;
@@ -139,7 +145,7 @@ async function benchRdbnet(home: string, size: number, trials: number): Promise<
     const allAlive = (members: GossipMember[]) =>
       nodes.every((node) => members.find((m) => m.id === node.id)?.state === 'alive');
     await allSee(admin, nodes, allAlive, `${size} rdbnet nodes alive`, size);
-    await sleep(1000);
+    await settle(1000);
     for (let trial = 0; trial < trials; trial++) {
       // kill -9 of one (never the first three, which are the seeds).
       const victim = nodes[3 + ((trial * 7) % (nodes.length - 3))]!;
@@ -157,7 +163,7 @@ async function benchRdbnet(home: string, size: number, trials: number): Promise<
       );
       result.crash.push(performance.now() - started);
       await exited(victim.child);
-      await sleep(500);
+      await settle(500);
 
       // Graceful leave of another.
       const leaver = nodes[3 + ((trial * 5 + 1) % (nodes.length - 3))]!;
@@ -178,22 +184,22 @@ async function benchRdbnet(home: string, size: number, trials: number): Promise<
       admin.drop(leaver.address);
       await Promise.race([exited(leaver.child), sleep(5000)]);
       await kill9(leaver.child);
-      await sleep(500);
+      await settle(500);
 
       // Two joins, one after the other.
-      for (let j = 0; j < 2; j++) {
+      for (let j = 0; j < JOINS_PER_TRIAL; j++) {
         const joiner = await startRdbnet(home, `n${next++}`, seeds());
         nodes.push(joiner);
         await allSee(admin, nodes, allAlive, `${joiner.id} joined`, size);
         const now = performance.now();
         result.join.push(now - joiner.readyAt);
         result.joinFromSpawn.push(now - joiner.spawnedAt);
-        await sleep(500);
+        await settle(500);
       }
       console.error(
         `rdbnet ${size} nodes trial ${trial + 1}/${trials}: crash ${result.crash.at(-1)!.toFixed(0)} ms, ` +
           `leave ${result.leave.at(-1)!.toFixed(0)} ms, join ${result.join
-            .slice(-2)
+            .slice(-JOINS_PER_TRIAL)
             .map((ms) => ms.toFixed(0))
             .join(', ')} ms`,
       );
@@ -306,7 +312,7 @@ async function benchSerf(size: number, trials: number): Promise<Scenario> {
       60_000,
       20,
     );
-    await sleep(2000);
+    await settle(2000);
     for (let trial = 0; trial < trials; trial++) {
       const victim = agents[3 + ((trial * 7) % (agents.length - 3))]!;
       agents.splice(agents.indexOf(victim), 1);
@@ -317,7 +323,7 @@ async function benchSerf(size: number, trials: number): Promise<Scenario> {
           started,
       );
       await exited(victim.child);
-      await sleep(500);
+      await settle(500);
 
       const leaver = agents[3 + ((trial * 5 + 1) % (agents.length - 3))]!;
       agents.splice(agents.indexOf(leaver), 1);
@@ -336,9 +342,9 @@ async function benchSerf(size: number, trials: number): Promise<Scenario> {
       }
       await Promise.race([exited(leaver.child), sleep(5000)]);
       await kill9(leaver.child);
-      await sleep(500);
+      await settle(500);
 
-      for (let j = 0; j < 2; j++) {
+      for (let j = 0; j < JOINS_PER_TRIAL; j++) {
         const joiner = await startSerf(`s${next++}`, agents[0]!.bind);
         const others = [...agents];
         agents.push(joiner);
@@ -357,12 +363,12 @@ async function benchSerf(size: number, trials: number): Promise<Scenario> {
         const ms = Math.max(seenByOthers, joinerSawAll) - joiner.spawnedAt;
         result.join.push(ms);
         result.joinFromSpawn.push(ms);
-        await sleep(500);
+        await settle(500);
       }
       console.error(
         `serf ${size} nodes trial ${trial + 1}/${trials}: crash ${result.crash.at(-1)!.toFixed(0)} ms, ` +
           `leave ${leaveMs === undefined ? 'not seen everywhere' : `${leaveMs.toFixed(0)} ms`}, join ${result.join
-            .slice(-2)
+            .slice(-JOINS_PER_TRIAL)
             .map((ms) => ms.toFixed(0))
             .join(', ')} ms`,
       );
@@ -648,7 +654,7 @@ const out = {
       'gossip only (no bootstrap); polled with MembersRequest over mTLS every 10 ms (5 nodes) / 20 ms (20 nodes); ' +
       'leave = SIGTERM to the node (graceful stop: gossip leave first), timed from the signal; join timed from the node printing its listen address',
     serf: `${serfNote}; crash/leave/join timed when the last agent logs EventMemberFailed/Leave/Join; leave timed from spawning \`serf leave\`; join timed from agent spawn`,
-    trials: `kill -9 and leave: ${TRIALS[5]} at 5 nodes, ${TRIALS[20]} at 20 nodes; two joins per trial`,
+    trials: `kill -9 and leave: ${TRIALS[5]} at 5 nodes, ${TRIALS[20]} at 20 nodes; ${JOINS_PER_TRIAL} joins per trial`,
     simulation: `seeded (${SIM_SEED}); stall run is ${SIM_MINUTES} simulated minutes, not an hour; bandwidth windows ${BANDWIDTH_WINDOWS_MS.map(([size, ms]) => `${ms / 1000} s (${size} nodes)`).join(', ')}, the stall run (${simLabel})`,
   },
   real: results,

@@ -11,7 +11,7 @@
  * per call is measured on both sides (client: process.cpuUsage; server: /proc/<pid>/stat), a
  * figure that a busy machine disturbs far less than throughput.
  * Prints a table and writes bench/results/protocol.json.
- * Options (env): BENCH_SECONDS (5; quick mode 0.5), BENCH_WARMUP_SECONDS (1; quick 0.25),
+ * Options (env): BENCH_SECONDS (5; quick mode 0.3), BENCH_WARMUP_SECONDS (1; quick 0.2),
  * BENCH_INFLIGHT (100), BENCH_PAYLOAD_BYTES (64), BENCH_QUICK=1 (see harness.ts),
  * BENCH_ONLY (comma-separated names, for profiling), BENCH_PROFILE (servers write --cpu-prof to /tmp/prof).
  */
@@ -31,8 +31,8 @@ import { dial } from '../src/core/transport/dial.ts';
 import { connectionOptions } from '../src/core/transport/options.ts';
 import { QUICK, setting, writeResults } from './harness.ts';
 
-const SECONDS = setting('BENCH_SECONDS', 5, 0.5);
-const WARMUP_SECONDS = setting('BENCH_WARMUP_SECONDS', 1, 0.25);
+const SECONDS = setting('BENCH_SECONDS', 5, 0.3);
+const WARMUP_SECONDS = setting('BENCH_WARMUP_SECONDS', 1, 0.2);
 const INFLIGHT = Number(process.env['BENCH_INFLIGHT'] ?? 100);
 const PAYLOAD_BYTES = Number(process.env['BENCH_PAYLOAD_BYTES'] ?? 64);
 /** Overrides writeBatchBytesMax on both sides, to study batching. */
