@@ -320,33 +320,8 @@ async function benchRaw(certsDir: string, tls: boolean): Promise<Result> {
   }
 }
 
-const home = await mkdtemp(join(tmpdir(), 'rdbnet-bench-'));
-try {
-  const certsDir = join(home, 'certs');
-  await ensureLocalCertificates({
-    dir: certsDir,
-    cluster: 'bench',
-    nodeId: 'bench',
-    hosts: ['127.0.0.1', 'localhost'],
-  });
-  // A node with an explicit certs dir needs its gossip keyring there, as `rdbnet keys
-  // generate` and the first node's default home would provide.
-  await ensureKeyring(gossipKeyringPath(certsDir));
-  const results: Result[] = [];
-  const contenders: [string, () => Promise<Result>][] = [
-    ['raw-net', () => benchRaw(certsDir, false)],
-    ['raw-tls', () => benchRaw(certsDir, true)],
-    ['rdbnet-tls', () => benchRdbnet(certsDir, home)],
-    ['grpc-js', () => benchGrpc(certsDir, false)],
-    ['grpc-js-h2c', () => benchGrpc(certsDir, true)],
-  ];
-  for (const [name, run] of contenders) {
-    if (ONLY !== undefined && !ONLY.split(',').includes(name)) continue;
-    const result = await run();
-    results.push(result);
-    console.error(`${result.name}: ${Math.round(result.callsPerSec)} calls/s`);
-  }
-  if (ONLY !== undefined) process.exit(0);
+/** Prints the table and the ratios of a full run, and writes its results file. */
+async function report(results: Result[]): Promise<void> {
   const by = (name: string) => results.find((r) => r.name === name)!;
   const rdbnet = by('rdbnet-tls');
   const ratios = {
@@ -414,6 +389,36 @@ try {
     ratios,
   });
   console.log(`wrote ${file}`);
+}
+
+const home = await mkdtemp(join(tmpdir(), 'rdbnet-bench-'));
+try {
+  const certsDir = join(home, 'certs');
+  await ensureLocalCertificates({
+    dir: certsDir,
+    cluster: 'bench',
+    nodeId: 'bench',
+    hosts: ['127.0.0.1', 'localhost'],
+  });
+  // A node with an explicit certs dir needs its gossip keyring there, as `rdbnet keys
+  // generate` and the first node's default home would provide.
+  await ensureKeyring(gossipKeyringPath(certsDir));
+  const results: Result[] = [];
+  const contenders: [string, () => Promise<Result>][] = [
+    ['raw-net', () => benchRaw(certsDir, false)],
+    ['raw-tls', () => benchRaw(certsDir, true)],
+    ['rdbnet-tls', () => benchRdbnet(certsDir, home)],
+    ['grpc-js', () => benchGrpc(certsDir, false)],
+    ['grpc-js-h2c', () => benchGrpc(certsDir, true)],
+  ];
+  for (const [name, run] of contenders) {
+    if (ONLY !== undefined && !ONLY.split(',').includes(name)) continue;
+    const result = await run();
+    results.push(result);
+    console.error(`${result.name}: ${Math.round(result.callsPerSec)} calls/s`);
+  }
+  // A partial run (BENCH_ONLY, for profiling) has no ratios to report or results to keep.
+  if (ONLY === undefined) await report(results);
 } finally {
   await rm(home, { recursive: true, force: true });
 }
