@@ -14,10 +14,10 @@
  * what it evicted, timed out and refused.
  *
  * The full run uses the node's default limits (handshake timeout 5 s, 1024 unauthenticated
- * connections, 64 per source, 256 MiB budget). `--quick` uses small numbers and a 1 s
+ * connections, 64 per source, 256 MiB budget). Quick mode (BENCH_QUICK=1, or `--quick`) uses small numbers and a 1 s
  * handshake timeout so that it finishes in well under 15 s, for CI.
  *
- * Prints a table and writes bench/results/hardening.json (hardening-quick.json with --quick).
+ * Prints a table and writes bench/results/hardening.json (hardening.quick.json in quick mode).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -41,8 +41,10 @@ import { encodeEnvelope } from '../src/core/protocol/messages.ts';
 import type { ReplyBody, RequestBody } from '../src/core/rpc/request.ts';
 import { parseHostPort } from '../src/core/transport/address.ts';
 import { connectionOptions } from '../src/core/transport/options.ts';
+import { QUICK as HARNESS_QUICK } from './harness.ts';
 
-const QUICK = process.argv.includes('--quick');
+// BENCH_QUICK=1 (the convention of every bench, bench/harness.ts); --quick still works by hand.
+const QUICK = HARNESS_QUICK || process.argv.includes('--quick');
 const MiB = 1024 * 1024;
 
 interface Plan {
@@ -106,7 +108,7 @@ const HEALTH_EVERY_MS = 50;
 const HEALTH_TIMEOUT_MS = 5000;
 const RSS_EVERY_MS = 250;
 const BIN = new URL('../bin/run.js', import.meta.url).pathname;
-const RESULTS = new URL(`results/hardening${QUICK ? '-quick' : ''}.json`, import.meta.url).pathname;
+const RESULTS = new URL(`results/hardening${QUICK ? '.quick' : ''}.json`, import.meta.url).pathname;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const live = new Set<ChildProcess>();

@@ -7,59 +7,72 @@
  *                   observed through their own logs (EventMemberJoin/Failed/Leave lines).
  *                   Per trial: kill -9 one node (→ every survivor says dead / failed), a
  *                   graceful leave of another (→ every survivor says left), and two joins
- *                   (→ every live node sees the joiner alive and the joiner sees all).
+ *                   (one in quick mode; → every live node sees the joiner alive and the
+ *                   joiner sees all).
  *   simulation      the SWIM machine in-process on SimNetwork (as test/sim/swim-sim.test.ts):
  *                   1,000 nodes, 5% loss: crash → dead at 99.9% / 100% of survivors; N
  *                   simulated minutes with one 2 s stall per minute, counting false deads;
  *                   bytes/s per node at 10, 100 and 1,000 nodes.
  *
- * Prints tables and writes bench/results/membership.json. Options (env):
- * MEMBERSHIP_BENCH_TRIALS_5 (3), MEMBERSHIP_BENCH_TRIALS_20 (2), MEMBERSHIP_BENCH_SIM_MINUTES
- * (10), MEMBERSHIP_BENCH_SIZES (5,20), MEMBERSHIP_BENCH_SKIP_SERF=1, MEMBERSHIP_BENCH_SKIP_SIM=1.
+ * Prints tables and writes bench/results/membership.json. Options (env), with the quick-mode
+ * (BENCH_QUICK=1, see harness.ts) value second: MEMBERSHIP_BENCH_TRIALS_5 (3; 1),
+ * MEMBERSHIP_BENCH_TRIALS_20 (2; 1), MEMBERSHIP_BENCH_SIZES (5,20; 5), MEMBERSHIP_BENCH_SIM_NODES
+ * (1000; 100), MEMBERSHIP_BENCH_SIM_MINUTES (10; 1), MEMBERSHIP_BENCH_SKIP_SERF=1,
+ * MEMBERSHIP_BENCH_SKIP_SIM=1. Quick mode also measures one join per trial instead of two and
+ * halves the settling pauses between measurements.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Table from 'cli-table3';
 import { SWIM_LAN } from '../src/core/membership/swim/index.ts';
-import { loadClientCredentials } from '../src/core/node/credentials.ts';
 import type { GossipMember } from '../src/core/protocol/messages.ts';
-import { call } from '../src/core/rpc/call.ts';
 import type { NetworkFaults } from '../src/core/sim/index.ts';
 import { SwimSimCluster } from '../src/core/sim/swim-cluster.ts';
-import { parseHostPort } from '../src/core/transport/address.ts';
-import type { Connection } from '../src/core/transport/connection.ts';
-import { dial } from '../src/core/transport/dial.ts';
-import { connectionOptions } from '../src/core/transport/options.ts';
+import {
+  Admin,
+  type BenchNode,
+  exited,
+  freePort,
+  kill9,
+  live,
+  percentile,
+  QUICK,
+  round,
+  setting,
+  sleep,
+  startRdbnet,
+  track,
+  until,
+  writeResults,
+} from './harness.ts';
 
 const TRIALS: Record<number, number> = {
-  5: Number(process.env['MEMBERSHIP_BENCH_TRIALS_5'] ?? 3),
-  20: Number(process.env['MEMBERSHIP_BENCH_TRIALS_20'] ?? 2),
+  5: setting('MEMBERSHIP_BENCH_TRIALS_5', 3, 1),
+  20: setting('MEMBERSHIP_BENCH_TRIALS_20', 2, 1),
 };
-const SIM_MINUTES = Number(process.env['MEMBERSHIP_BENCH_SIM_MINUTES'] ?? 10);
+const SIM_MINUTES = setting('MEMBERSHIP_BENCH_SIM_MINUTES', 10, 1);
+/** The simulated cluster of the crash and stall runs. */
+const SIM_NODES = setting('MEMBERSHIP_BENCH_SIM_NODES', 1000, 100);
+/** Bandwidth windows (simulated) for the smaller steady-state clusters of 10 and 100 nodes. */
+const BANDWIDTH_WINDOWS_MS: [number, number][] = (
+  [
+    [10, QUICK ? 60_000 : 600_000],
+    [100, QUICK ? 30_000 : 180_000],
+  ] as [number, number][]
+).filter(([size]) => size < SIM_NODES);
+const simLabel = SIM_NODES.toLocaleString('en');
 const SKIP_SERF = process.env['MEMBERSHIP_BENCH_SKIP_SERF'] === '1';
 const SKIP_SIM = process.env['MEMBERSHIP_BENCH_SKIP_SIM'] === '1';
-const BIN = new URL('../bin/run.js', import.meta.url).pathname;
-const SIZES = (process.env['MEMBERSHIP_BENCH_SIZES'] ?? '5,20').split(',').map(Number);
+const SIZES = (process.env['MEMBERSHIP_BENCH_SIZES'] ?? (QUICK ? '5' : '5,20'))
+  .split(',')
+  .map(Number);
 const pollMs = (size: number) => (size <= 5 ? 10 : 20);
-
-const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of live) child.kill('SIGKILL');
-});
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function percentile(samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 10) / 10;
-}
+/** Joins measured per trial, after the crash and the leave. */
+const JOINS_PER_TRIAL = QUICK ? 1 : 2;
+/** Pauses that let a cluster settle between measurements; halved in quick mode. */
+const settle = (ms: number) => sleep(QUICK ? ms / 2 : ms);
 
 function summary(samples: number[]) {
   if (samples.length === 0) return undefined;
@@ -70,40 +83,6 @@ function summary(samples: number[]) {
     maxMs: round(Math.max(...samples)),
     samplesMs: samples.map(round),
   };
-}
-
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs: number,
-  everyMs: number,
-): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    const value = await Promise.resolve()
-      .then(probe)
-      .catch((error: unknown) => {
-        lastError = error;
-        return undefined;
-      });
-    if (value !== undefined) return value;
-    if (performance.now() > deadline) {
-      const cause = lastError === undefined ? '' : ` (last error: ${String(lastError)})`;
-      throw new Error(`${what}: not within ${timeoutMs} ms${cause}`);
-    }
-    await sleep(everyMs);
-  }
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
-}
-
-async function kill9(child: ChildProcess): Promise<void> {
-  child.kill('SIGKILL');
-  await exited(child);
 }
 
 interface Scenario {
@@ -125,108 +104,10 @@ const emptyScenario = (): Scenario => ({
 
 // ------------------------------------------------------------------ rdbnet
 
-interface RdbnetNode {
-  id: string;
-  address: string;
-  child: ChildProcess;
-  spawnedAt: number;
-  readyAt: number;
-}
-
-function startRdbnet(home: string, id: string, seeds: string): Promise<RdbnetNode> {
-  return new Promise((resolve, reject) => {
-    const spawnedAt = performance.now();
-    const child = spawn(
-      process.execPath,
-      [
-        BIN,
-        'node',
-        'start',
-        '--json',
-        '--id',
-        id,
-        '--listen',
-        '127.0.0.1:0',
-        '--data-dir',
-        join(home, id),
-        '--join',
-        seeds,
-      ],
-      { env: { ...process.env, RDBNET_HOME: home, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    live.add(child);
-    child.once('exit', () => live.delete(child));
-    let out = '';
-    let err = '';
-    child.stderr!.on('data', (chunk) => {
-      err = (err + chunk).slice(-4000);
-    });
-    const timer = setTimeout(() => reject(new Error(`${id} did not start\n${err}`)), 60_000);
-    child.stdout!.on('data', (chunk) => {
-      out += chunk;
-      try {
-        const info = JSON.parse(out) as { listen: string };
-        clearTimeout(timer);
-        resolve({ id, address: info.listen, child, spawnedAt, readyAt: performance.now() });
-      } catch {
-        // not complete yet
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`${id} exited with ${code}\n${err}`)));
-  });
-}
-
-class Admin {
-  private readonly connections = new Map<string, Connection>();
-  private readonly certsDir: string;
-
-  constructor(certsDir: string) {
-    this.certsDir = certsDir;
-  }
-
-  async connection(address: string): Promise<Connection> {
-    const open = this.connections.get(address);
-    if (open !== undefined && open.state === 'open') return open;
-    const credentials = await loadClientCredentials(this.certsDir, 'admin');
-    const connection = await dial({
-      address: parseHostPort(address),
-      local: {
-        id: 'admin',
-        clusterId: credentials.identity.cluster,
-        role: 'client',
-        softwareVersion: 'bench',
-      },
-      tls: credentials.tls,
-      options: connectionOptions({ handshakeTimeoutMs: 1000, requestTimeoutMs: 1000 }),
-    });
-    this.connections.set(address, connection);
-    return connection;
-  }
-
-  async members(address: string): Promise<GossipMember[]> {
-    const reply = await call(
-      await this.connection(address),
-      { membersRequest: {} },
-      'membersReply',
-      1000,
-    );
-    return reply.members;
-  }
-
-  drop(address: string): void {
-    this.connections.get(address)?.close();
-    this.connections.delete(address);
-  }
-
-  close(): void {
-    for (const connection of this.connections.values()) connection.close();
-  }
-}
-
 /** Every viewer reports `id` in `state`. */
 async function allSee(
   admin: Admin,
-  viewers: RdbnetNode[],
+  viewers: BenchNode[],
   check: (members: GossipMember[]) => boolean,
   what: string,
   size: number,
@@ -245,7 +126,7 @@ async function allSee(
 async function benchRdbnet(home: string, size: number, trials: number): Promise<Scenario> {
   await mkdir(home, { recursive: true });
   const admin = new Admin(join(home, 'certs'));
-  const nodes: RdbnetNode[] = [];
+  const nodes: BenchNode[] = [];
   const result = emptyScenario();
   let next = 1;
   const seeds = () =>
@@ -264,7 +145,7 @@ async function benchRdbnet(home: string, size: number, trials: number): Promise<
     const allAlive = (members: GossipMember[]) =>
       nodes.every((node) => members.find((m) => m.id === node.id)?.state === 'alive');
     await allSee(admin, nodes, allAlive, `${size} rdbnet nodes alive`, size);
-    await sleep(1000);
+    await settle(1000);
     for (let trial = 0; trial < trials; trial++) {
       // kill -9 of one (never the first three, which are the seeds).
       const victim = nodes[3 + ((trial * 7) % (nodes.length - 3))]!;
@@ -282,7 +163,7 @@ async function benchRdbnet(home: string, size: number, trials: number): Promise<
       );
       result.crash.push(performance.now() - started);
       await exited(victim.child);
-      await sleep(500);
+      await settle(500);
 
       // Graceful leave of another.
       const leaver = nodes[3 + ((trial * 5 + 1) % (nodes.length - 3))]!;
@@ -303,22 +184,22 @@ async function benchRdbnet(home: string, size: number, trials: number): Promise<
       admin.drop(leaver.address);
       await Promise.race([exited(leaver.child), sleep(5000)]);
       await kill9(leaver.child);
-      await sleep(500);
+      await settle(500);
 
       // Two joins, one after the other.
-      for (let j = 0; j < 2; j++) {
+      for (let j = 0; j < JOINS_PER_TRIAL; j++) {
         const joiner = await startRdbnet(home, `n${next++}`, seeds());
         nodes.push(joiner);
         await allSee(admin, nodes, allAlive, `${joiner.id} joined`, size);
         const now = performance.now();
         result.join.push(now - joiner.readyAt);
         result.joinFromSpawn.push(now - joiner.spawnedAt);
-        await sleep(500);
+        await settle(500);
       }
       console.error(
         `rdbnet ${size} nodes trial ${trial + 1}/${trials}: crash ${result.crash.at(-1)!.toFixed(0)} ms, ` +
           `leave ${result.leave.at(-1)!.toFixed(0)} ms, join ${result.join
-            .slice(-2)
+            .slice(-JOINS_PER_TRIAL)
             .map((ms) => ms.toFixed(0))
             .join(', ')} ms`,
       );
@@ -336,17 +217,6 @@ function serfVersion(): string | undefined {
   const result = spawnSync('serf', ['version'], { encoding: 'utf8' });
   if (result.error !== undefined || result.status !== 0) return undefined;
   return /(?:Serf v)?(\S+)/.exec(result.stdout)?.[1];
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 interface SerfAgent {
@@ -383,9 +253,7 @@ async function spawnSerf(id: string, join: string | undefined): Promise<SerfAgen
   const args = ['agent', '-node', id, '-bind', bind, '-rpc-addr', rpc];
   if (join !== undefined) args.push('-join', join);
   const spawnedAt = performance.now();
-  const child = spawn('serf', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  live.add(child);
-  child.once('exit', () => live.delete(child));
+  const child = track(spawn('serf', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   const agent: SerfAgent = {
     id,
     bind,
@@ -444,7 +312,7 @@ async function benchSerf(size: number, trials: number): Promise<Scenario> {
       60_000,
       20,
     );
-    await sleep(2000);
+    await settle(2000);
     for (let trial = 0; trial < trials; trial++) {
       const victim = agents[3 + ((trial * 7) % (agents.length - 3))]!;
       agents.splice(agents.indexOf(victim), 1);
@@ -455,7 +323,7 @@ async function benchSerf(size: number, trials: number): Promise<Scenario> {
           started,
       );
       await exited(victim.child);
-      await sleep(500);
+      await settle(500);
 
       const leaver = agents[3 + ((trial * 5 + 1) % (agents.length - 3))]!;
       agents.splice(agents.indexOf(leaver), 1);
@@ -474,9 +342,9 @@ async function benchSerf(size: number, trials: number): Promise<Scenario> {
       }
       await Promise.race([exited(leaver.child), sleep(5000)]);
       await kill9(leaver.child);
-      await sleep(500);
+      await settle(500);
 
-      for (let j = 0; j < 2; j++) {
+      for (let j = 0; j < JOINS_PER_TRIAL; j++) {
         const joiner = await startSerf(`s${next++}`, agents[0]!.bind);
         const others = [...agents];
         agents.push(joiner);
@@ -495,12 +363,12 @@ async function benchSerf(size: number, trials: number): Promise<Scenario> {
         const ms = Math.max(seenByOthers, joinerSawAll) - joiner.spawnedAt;
         result.join.push(ms);
         result.joinFromSpawn.push(ms);
-        await sleep(500);
+        await settle(500);
       }
       console.error(
         `serf ${size} nodes trial ${trial + 1}/${trials}: crash ${result.crash.at(-1)!.toFixed(0)} ms, ` +
           `leave ${leaveMs === undefined ? 'not seen everywhere' : `${leaveMs.toFixed(0)} ms`}, join ${result.join
-            .slice(-2)
+            .slice(-JOINS_PER_TRIAL)
             .map((ms) => ms.toFixed(0))
             .join(', ')} ms`,
       );
@@ -539,10 +407,10 @@ function simBandwidth(size: number, windowMs: number): number {
   return (totalBytes(cluster) - b0) / size / (windowMs / 1000);
 }
 
-function simThousand() {
+function simLarge() {
   const started = performance.now();
-  const cluster = new SwimSimCluster((SIM_SEED * 7 + 1000) >>> 0, LOSSY);
-  cluster.grow(1000, 10);
+  const cluster = new SwimSimCluster((SIM_SEED * 7 + SIM_NODES) >>> 0, LOSSY);
+  cluster.grow(SIM_NODES, 10);
   const agreedMs = cluster.runUntilAgreement(120_000, 5000);
   const crashes: { p999Ms: number; allMs: number; seenBy: number; survivors: number }[] = [];
   const crashed = new Set<string>();
@@ -586,7 +454,7 @@ function simThousand() {
       falseDead,
       disagreementsAtEnd: cluster.disagreements(),
     },
-    bytesPerNodePerSec: (totalBytes(cluster) - b0) / 1000 / ((SIM_MINUTES * 60_000) / 1000),
+    bytesPerNodePerSec: (totalBytes(cluster) - b0) / SIM_NODES / ((SIM_MINUTES * 60_000) / 1000),
     realSeconds: (performance.now() - started) / 1000,
   };
 }
@@ -617,15 +485,15 @@ try {
   await rm(home, { recursive: true, force: true });
 }
 
-let sim: ReturnType<typeof simThousand> | undefined;
+let sim: ReturnType<typeof simLarge> | undefined;
 const bandwidth: Record<number, number> = {};
 if (!SKIP_SIM) {
-  console.error('simulation: 10 and 100 nodes…');
-  bandwidth[10] = simBandwidth(10, 600_000);
-  bandwidth[100] = simBandwidth(100, 180_000);
-  console.error(`simulation: 1,000 nodes, ${SIM_MINUTES} simulated minutes…`);
-  sim = simThousand();
-  bandwidth[1000] = sim.bytesPerNodePerSec;
+  console.error(`simulation: ${BANDWIDTH_WINDOWS_MS.map(([size]) => size).join(' and ')} nodes…`);
+  for (const [size, windowMs] of BANDWIDTH_WINDOWS_MS)
+    bandwidth[size] = simBandwidth(size, windowMs);
+  console.error(`simulation: ${simLabel} nodes, ${SIM_MINUTES} simulated minutes…`);
+  sim = simLarge();
+  bandwidth[SIM_NODES] = sim.bytesPerNodePerSec;
 }
 
 // ---- tables and JSON
@@ -719,23 +587,23 @@ if (sim !== undefined) {
     style: { head: [], border: [] },
   });
   simTable.push([
-    '1,000 nodes: agreement after the last join (checked every 5 s)',
+    `${simLabel} nodes: agreement after the last join (checked every 5 s)`,
     `${(sim.agreedMs / 1000).toFixed(2)} s`,
     '',
   ]);
   sim.crashes.forEach((crash, i) => {
     simTable.push([
-      `1,000 nodes: crash ${i + 1} → dead at 99.9% / 100% of survivors`,
+      `${simLabel} nodes: crash ${i + 1} → dead at 99.9% / 100% of survivors`,
       `${(crash.p999Ms / 1000).toFixed(2)} s / ${(crash.allMs / 1000).toFixed(2)} s (${crash.seenBy}/${crash.survivors})`,
       '',
     ]);
   });
   simTable.push([
-    `1,000 nodes: ${SIM_MINUTES} simulated minutes (not an hour), one 2 s stall per minute`,
+    `${simLabel} nodes: ${SIM_MINUTES} simulated minutes (not an hour), one 2 s stall per minute`,
     `${sim.stallRun.falseDead} false dead, ${sim.stallRun.suspectEvents} suspect events`,
     '0 false dead',
   ]);
-  for (const size of [10, 100, 1000]) {
+  for (const size of Object.keys(bandwidth).map(Number)) {
     simTable.push([
       `bytes/s per node (UDP + stream), ${size} nodes`,
       Math.round(bandwidth[size]!),
@@ -744,7 +612,7 @@ if (sim !== undefined) {
   }
   const values = Object.values(bandwidth);
   simTable.push([
-    'max / min bytes/s per node, 10–1,000 nodes',
+    `max / min bytes/s per node, 10–${simLabel} nodes`,
     (Math.max(...values) / Math.min(...values)).toFixed(2),
     '≤ 2',
   ]);
@@ -786,15 +654,15 @@ const out = {
       'gossip only (no bootstrap); polled with MembersRequest over mTLS every 10 ms (5 nodes) / 20 ms (20 nodes); ' +
       'leave = SIGTERM to the node (graceful stop: gossip leave first), timed from the signal; join timed from the node printing its listen address',
     serf: `${serfNote}; crash/leave/join timed when the last agent logs EventMemberFailed/Leave/Join; leave timed from spawning \`serf leave\`; join timed from agent spawn`,
-    trials: `kill -9 and leave: ${TRIALS[5]} at 5 nodes, ${TRIALS[20]} at 20 nodes; two joins per trial`,
-    simulation: `seeded (${SIM_SEED}); stall run is ${SIM_MINUTES} simulated minutes, not an hour; bandwidth windows 600 s (10 nodes), 180 s (100), the stall run (1,000)`,
+    trials: `kill -9 and leave: ${TRIALS[5]} at 5 nodes, ${TRIALS[20]} at 20 nodes; ${JOINS_PER_TRIAL} joins per trial`,
+    simulation: `seeded (${SIM_SEED}); stall run is ${SIM_MINUTES} simulated minutes, not an hour; bandwidth windows ${BANDWIDTH_WINDOWS_MS.map(([size, ms]) => `${ms / 1000} s (${size} nodes)`).join(', ')}, the stall run (${simLabel})`,
   },
   real: results,
   simulation:
     sim === undefined
       ? undefined
       : {
-          nodes1000: sim,
+          [`nodes${SIM_NODES}`]: sim,
           bytesPerNodePerSec: Object.fromEntries(
             Object.entries(bandwidth).map(([k, v]) => [k, Math.round(v)]),
           ),
@@ -805,7 +673,5 @@ const out = {
         },
   runtimeSeconds: Math.round((performance.now() - benchStarted) / 1000),
 };
-const dir = new URL('./results/', import.meta.url).pathname;
-await mkdir(dir, { recursive: true });
-await writeFile(join(dir, 'membership.json'), `${JSON.stringify(out, null, 2)}\n`);
-console.log(`wrote bench/results/membership.json (${out.runtimeSeconds} s)`);
+const file = await writeResults('membership', { ...out, quick: QUICK });
+console.log(`wrote ${file} (${out.runtimeSeconds} s)`);

@@ -10,42 +10,41 @@
  *                node joining (addLearner, then promoteLearner once caught up) and leaving
  *                (removeNode) makes; CLI and process start-up are not included.
  *
- * Prints a table and writes bench/results/raft.json. Options (env): RAFT_BENCH_TRIALS (15
- * failovers per system), RAFT_BENCH_MEMBERSHIP_TRIALS (20 join+leave rounds),
- * RAFT_BENCH_SKIP_ETCD=1.
+ * Prints a table and writes bench/results/raft.json. Options (env), with the quick-mode
+ * (BENCH_QUICK=1, see harness.ts) value second: RAFT_BENCH_TRIALS (15 failovers per system; 1),
+ * RAFT_BENCH_MEMBERSHIP_TRIALS (20 join+leave rounds; 1), RAFT_BENCH_SKIP_ETCD=1.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Table from 'cli-table3';
 import { DEFAULT_RAFT_CONFIG, DEFAULT_TICK_MS } from '../src/core/membership/raft/config.ts';
-import { loadClientCredentials } from '../src/core/node/credentials.ts';
-import type { ClusterStatusReply, ConfChangeTiming } from '../src/core/protocol/messages.ts';
+import type { ConfChangeTiming } from '../src/core/protocol/messages.ts';
 import { call } from '../src/core/rpc/call.ts';
-import { parseHostPort } from '../src/core/transport/address.ts';
-import type { Connection } from '../src/core/transport/connection.ts';
-import { dial } from '../src/core/transport/dial.ts';
-import { connectionOptions } from '../src/core/transport/options.ts';
+import {
+  Admin,
+  type BenchNode,
+  exited,
+  freePort,
+  kill9,
+  live,
+  percentile,
+  QUICK,
+  round,
+  setting,
+  sleep,
+  startRdbnet,
+  track,
+  until,
+  writeResults,
+} from './harness.ts';
 
-const TRIALS = Number(process.env['RAFT_BENCH_TRIALS'] ?? 15);
-const MEMBERSHIP_TRIALS = Number(process.env['RAFT_BENCH_MEMBERSHIP_TRIALS'] ?? 20);
+const TRIALS = setting('RAFT_BENCH_TRIALS', 15, 1);
+const MEMBERSHIP_TRIALS = setting('RAFT_BENCH_MEMBERSHIP_TRIALS', 20, 1);
 const SKIP_ETCD = process.env['RAFT_BENCH_SKIP_ETCD'] === '1';
+/** How often survivors are asked for their leader. */
 const POLL_MS = 10;
-const BIN = new URL('../bin/run.js', import.meta.url).pathname;
-
-const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of live) child.kill('SIGKILL');
-});
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function percentile(samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
 
 function summary(samples: number[]) {
   return {
@@ -58,125 +57,10 @@ function summary(samples: number[]) {
   };
 }
 
-function round(ms: number): number {
-  return Math.round(ms * 10) / 10;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000) {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (performance.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(POLL_MS);
-  }
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
-}
-
-async function kill9(child: ChildProcess): Promise<void> {
-  child.kill('SIGKILL');
-  await exited(child);
-}
-
 // ------------------------------------------------------------------ rdbnet
 
-interface RdbnetNode {
-  id: string;
-  dataDir: string;
-  address: string;
-  child: ChildProcess;
-}
-
-function startRdbnet(home: string, id: string, seeds: string): Promise<RdbnetNode> {
-  return new Promise((resolve, reject) => {
-    const dataDir = join(home, id);
-    const child = spawn(
-      process.execPath,
-      [
-        BIN,
-        'node',
-        'start',
-        '--json',
-        '--id',
-        id,
-        '--listen',
-        '127.0.0.1:0',
-        '--data-dir',
-        dataDir,
-        '--join',
-        seeds,
-      ],
-      { env: { ...process.env, RDBNET_HOME: home, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    live.add(child);
-    child.once('exit', () => live.delete(child));
-    let out = '';
-    let err = '';
-    child.stderr!.on('data', (chunk) => {
-      err = (err + chunk).slice(-4000);
-    });
-    const timer = setTimeout(() => reject(new Error(`${id} did not start\n${err}`)), 20_000);
-    child.stdout!.on('data', (chunk) => {
-      out += chunk;
-      try {
-        const info = JSON.parse(out) as { listen: string };
-        clearTimeout(timer);
-        resolve({ id, dataDir, address: info.listen, child });
-      } catch {
-        // not complete yet
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`${id} exited with ${code}\n${err}`)));
-  });
-}
-
-class Admin {
-  private readonly connections = new Map<string, Connection>();
-  private readonly certsDir: string;
-
-  constructor(certsDir: string) {
-    this.certsDir = certsDir;
-  }
-
-  async connection(address: string): Promise<Connection> {
-    const open = this.connections.get(address);
-    if (open !== undefined && open.state === 'open') return open;
-    const credentials = await loadClientCredentials(this.certsDir, 'admin');
-    const connection = await dial({
-      address: parseHostPort(address),
-      local: {
-        id: 'admin',
-        clusterId: credentials.identity.cluster,
-        role: 'client',
-        softwareVersion: 'bench',
-      },
-      tls: credentials.tls,
-      options: connectionOptions({ handshakeTimeoutMs: 1000, requestTimeoutMs: 1000 }),
-    });
-    this.connections.set(address, connection);
-    return connection;
-  }
-
-  async status(address: string, timeoutMs = 500): Promise<ClusterStatusReply> {
-    return call(
-      await this.connection(address),
-      { clusterStatusRequest: { localOnly: true } },
-      'clusterStatusReply',
-      timeoutMs,
-    );
-  }
-
-  close(): void {
-    for (const connection of this.connections.values()) connection.close();
-  }
-}
-
 /** Every node agrees on leader, term and commit index, and has applied it. */
-async function rdbnetSettled(admin: Admin, nodes: RdbnetNode[], voters: number): Promise<string> {
+async function rdbnetSettled(admin: Admin, nodes: BenchNode[], voters: number): Promise<string> {
   return until('rdbnet cluster to settle', async () => {
     const replies = await Promise.all(nodes.map((node) => admin.status(node.address)));
     const first = replies[0]!;
@@ -196,7 +80,7 @@ async function rdbnetSettled(admin: Admin, nodes: RdbnetNode[], voters: number):
 
 async function benchRdbnet(home: string) {
   const admin = new Admin(join(home, 'certs'));
-  const nodes: RdbnetNode[] = [];
+  const nodes: BenchNode[] = [];
   try {
     nodes.push(await startRdbnet(home, 'n1', ''));
     nodes.push(
@@ -218,14 +102,19 @@ async function benchRdbnet(home: string) {
       await Promise.all(survivors.map((node) => admin.connection(node.address)));
       const started = performance.now();
       victim.child.kill('SIGKILL');
-      await until('a new rdbnet leader', async () => {
-        const replies = await Promise.all(
-          survivors.map((node) => admin.status(node.address).catch(() => undefined)),
-        );
-        return replies.find(
-          (reply) => reply?.leader !== '' && reply?.leader !== leaderId && reply !== undefined,
-        );
-      });
+      await until(
+        'a new rdbnet leader',
+        async () => {
+          const replies = await Promise.all(
+            survivors.map((node) => admin.status(node.address).catch(() => undefined)),
+          );
+          return replies.find(
+            (reply) => reply?.leader !== '' && reply?.leader !== leaderId && reply !== undefined,
+          );
+        },
+        20_000,
+        POLL_MS,
+      );
       const ms = performance.now() - started;
       failover.push(ms);
       console.error(`rdbnet failover ${trial + 1}/${TRIALS}: ${ms.toFixed(0)} ms`);
@@ -277,17 +166,6 @@ async function benchRdbnet(home: string) {
 
 // ------------------------------------------------------------------ etcd 3.4
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 interface EtcdMember {
   name: string;
   clientUrl: string;
@@ -302,10 +180,7 @@ function etcdVersion(): string | undefined {
 }
 
 function spawnEtcd(args: string[]): ChildProcess {
-  const child = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'ignore'] });
-  live.add(child);
-  child.once('exit', () => live.delete(child));
-  return child;
+  return track(spawn('etcd', args, { stdio: ['ignore', 'ignore', 'ignore'] }));
 }
 
 interface EtcdStatus {
@@ -401,14 +276,19 @@ async function benchEtcd(home: string) {
       await Promise.all(survivors.map((member) => etcdStatus(member)));
       const started = performance.now();
       victim.child.kill('SIGKILL');
-      await until('a new etcd leader', async () => {
-        const replies = await Promise.all(
-          survivors.map((member) => etcdStatus(member).catch(() => undefined)),
-        );
-        return replies.find(
-          (reply) => reply !== undefined && reply.leader !== '0' && reply.leader !== leader,
-        );
-      });
+      await until(
+        'a new etcd leader',
+        async () => {
+          const replies = await Promise.all(
+            survivors.map((member) => etcdStatus(member).catch(() => undefined)),
+          );
+          return replies.find(
+            (reply) => reply !== undefined && reply.leader !== '0' && reply.leader !== leader,
+          );
+        },
+        20_000,
+        POLL_MS,
+      );
       const ms = performance.now() - started;
       failover.push(ms);
       console.error(`etcd failover ${trial + 1}/${TRIALS}: ${ms.toFixed(0)} ms`);
@@ -503,34 +383,26 @@ try {
     'p99 is the nearest-rank percentile: with fewer than 100 samples it is the largest one.',
   );
 
-  const resultsDir = new URL('results/', import.meta.url);
-  await mkdir(resultsDir, { recursive: true });
-  await writeFile(
-    new URL('raft.json', resultsDir),
-    `${JSON.stringify(
-      {
-        benchmark: 'raft',
-        measuredAt: new Date().toISOString(),
-        node: process.version,
-        cpus: cpus().length,
-        settings: {
-          trials: TRIALS,
-          membershipTrials: MEMBERSHIP_TRIALS,
-          pollMs: POLL_MS,
-          clusterSize: 3,
-        },
-        failover: {
-          rdbnet: { ...rdbnetFailover, timings: rdbnetNote },
-          etcd:
-            etcd === undefined ? { skipped: etcdNote } : { ...etcd, version, timings: etcdNote },
-        },
-        membership,
-        membershipSamplesMs: rdbnet.membership,
-      },
-      null,
-      2,
-    )}\n`,
-  );
+  const file = await writeResults('raft', {
+    benchmark: 'raft',
+    measuredAt: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    quick: QUICK,
+    settings: {
+      trials: TRIALS,
+      membershipTrials: MEMBERSHIP_TRIALS,
+      pollMs: POLL_MS,
+      clusterSize: 3,
+    },
+    failover: {
+      rdbnet: { ...rdbnetFailover, timings: rdbnetNote },
+      etcd: etcd === undefined ? { skipped: etcdNote } : { ...etcd, version, timings: etcdNote },
+    },
+    membership,
+    membershipSamplesMs: rdbnet.membership,
+  });
+  console.log(`wrote ${file}`);
 } finally {
   for (const child of live) child.kill('SIGKILL');
   await rm(home, { recursive: true, force: true });

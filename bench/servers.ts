@@ -5,6 +5,7 @@
  *   node bench/servers.ts rdbnet <certsDir> <home>   a real rdbnet node (TLS 1.3, mutual)
  *   node bench/servers.ts grpc <certsDir> [plain]    @grpc/grpc-js unary Echo (mutual TLS, or h2c)
  *   node bench/servers.ts raw                        node:net length-prefixed echo, per-turn batching
+ *   node bench/servers.ts rawtls <certsDir>          the same echo over TLS 1.3, client certificates required
  */
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -57,9 +58,10 @@ if (mode === 'rdbnet') {
     if (error) throw error;
     console.log(port);
   });
-} else if (mode === 'raw') {
-  // The Node ceiling: u32 length-prefixed frames echoed back, replies of one turn in one write.
-  const server = createServer((socket) => {
+} else if (mode === 'raw' || mode === 'rawtls') {
+  // The Node ceiling: u32 length-prefixed frames echoed back, replies of one turn in one write;
+  // over TLS, the ceiling for any protocol on TLS.
+  const onSocket = (socket: import('node:net').Socket) => {
     socket.setNoDelay(true);
     let pending: Buffer = Buffer.alloc(0);
     socket.on('data', (chunk: Buffer) => {
@@ -77,12 +79,26 @@ if (mode === 'rdbnet') {
       pending = data.subarray(offset);
       data = pending;
     });
-  });
+  };
+  const server =
+    mode === 'raw'
+      ? createServer(onSocket)
+      : (await import('node:tls')).createServer(
+          {
+            ca: readFileSync(join(certsDir!, 'ca.crt')),
+            cert: readFileSync(join(certsDir!, 'node.bench.crt')),
+            key: readFileSync(join(certsDir!, 'node.bench.key')),
+            requestCert: true,
+            rejectUnauthorized: true,
+            minVersion: 'TLSv1.3',
+          },
+          onSocket,
+        );
   server.listen(0, '127.0.0.1', () => {
     const address = server.address();
     console.log(typeof address === 'object' && address ? address.port : 0);
   });
 } else {
-  console.error('usage: servers.ts rdbnet|grpc|raw ...');
+  console.error('usage: servers.ts rdbnet|grpc|raw|rawtls ...');
   process.exit(64);
 }

@@ -16,6 +16,7 @@ import {
   frameBytes,
   makeFlags,
   OutboundBuffer,
+  type PayloadWriter,
 } from '../../src/core/protocol/frame.ts';
 import { seededRandom } from '../../src/core/runtime/index.ts';
 import { MemoryBudget } from '../../src/core/transport/memory-budget.ts';
@@ -614,5 +615,134 @@ describe('OutboundBuffer', () => {
     const flags = makeFlags(FrameKind.Response, Codec.None, true);
     out.append(flags, 77, payload);
     assert.ok(out.take().equals(encodeFrame(flags, 77, payload)));
+  });
+});
+
+describe('OutboundBuffer: payloads encoded in place', () => {
+  /** Writes `payload` through the writer, as a protobuf encoder would, in small pieces. */
+  const writeBytes = (writer: PayloadWriter, payload: Buffer) => {
+    for (let i = 0; i < payload.length; i += 7) writer.raw(payload.subarray(i, i + 7));
+  };
+
+  // Small frames only: turns use up slabs and fresh ones start. With large frames: a frame
+  // grows the slab in the middle of its payload.
+  for (const { name, seed, largeShare } of [
+    { name: 'small frames, slabs used up', seed: 0x51ab_0001, largeShare: 0 },
+    { name: 'large frames grow the slab mid-payload', seed: 0x51ab_0002, largeShare: 0.02 },
+  ]) {
+    test(`appendEncoded writes exactly what encodeFrame writes (${name})`, () => {
+      const random = seededRandom(seed);
+      const out = new OutboundBuffer(256);
+      const taken: Buffer[] = [];
+      const copies: Buffer[] = [];
+      const expected: Buffer[] = [];
+      for (let i = 0; i < 3000; i++) {
+        const flags = makeFlags(KINDS[random.int(KINDS.length)]!, Codec.None, random.next() < 0.5);
+        const messageId = MESSAGE_IDS[random.int(MESSAGE_IDS.length)]!;
+        const size = random.next() < largeShare ? 1000 + random.int(5000) : random.int(60);
+        const payload = bytesOf(seed + i, size);
+        if (random.next() < 0.2) out.append(flags, messageId, payload);
+        else assert.equal(out.appendEncoded(flags, messageId, writeBytes, payload), size);
+        expected.push(encodeFrame(flags, messageId, payload));
+        if (random.next() < 0.3) {
+          const turn = out.take();
+          taken.push(turn);
+          copies.push(Buffer.from(turn));
+        }
+      }
+      const last = out.take();
+      taken.push(last);
+      copies.push(Buffer.from(last));
+      assert.equal(out.bytes, 0);
+      // Nothing handed out was written over by later frames.
+      for (const [i, turn] of taken.entries()) {
+        assert.ok(turn.equals(copies[i]!), `seed ${seed}: turn ${i} changed`);
+      }
+      assert.ok(Buffer.concat(taken).equals(Buffer.concat(expected)), `seed ${seed}`);
+      assert.equal(decodeAll(new FrameDecoder(), taken).length, expected.length);
+    });
+  }
+
+  test('lastPayload is the payload just encoded; dropLast removes that frame only', () => {
+    const out = new OutboundBuffer(64);
+    const flags = makeFlags(FrameKind.Request, Codec.None, true);
+    out.appendEncoded(flags, 1, writeBytes, Buffer.from('kept'));
+    out.appendEncoded(flags, 2, writeBytes, Buffer.from('replaced by a packed form'));
+    assert.equal(out.lastPayload().toString(), 'replaced by a packed form');
+    out.dropLast();
+    out.append(makeFlags(FrameKind.Request, Codec.Lz4, true), 2, Buffer.from('packed'));
+    const frames = decodeAll(new FrameDecoder(), [out.take()]);
+    assert.deepEqual(
+      frames.map((f) => [f.messageId, flagsCodec(f.flags), f.payload.toString()]),
+      [
+        [1, Codec.None, 'kept'],
+        [2, Codec.Lz4, 'packed'],
+      ],
+    );
+    assert.throws(() => out.dropLast(), /invariant/);
+    assert.throws(() => out.lastPayload(), /invariant/);
+  });
+
+  test('an encoder that throws leaves nothing appended', () => {
+    const out = new OutboundBuffer(32);
+    const flags = makeFlags(FrameKind.Request, Codec.None, false);
+    out.appendEncoded(flags, 1, writeBytes, Buffer.from('before'));
+    const before = out.bytes;
+    assert.throws(
+      () =>
+        out.appendEncoded(
+          flags,
+          2,
+          (writer: PayloadWriter) => {
+            writer.uint32(10).fork();
+            writer.raw(Buffer.alloc(100, 1));
+            throw new Error('cannot encode');
+          },
+          undefined,
+        ),
+      /cannot encode/,
+    );
+    assert.equal(out.bytes, before);
+    out.appendEncoded(flags, 3, writeBytes, Buffer.from('after'));
+    const frames = decodeAll(new FrameDecoder(), [out.take()]);
+    assert.deepEqual(
+      frames.map((f) => [f.messageId, f.payload.toString()]),
+      [
+        [1, 'before'],
+        [3, 'after'],
+      ],
+    );
+  });
+});
+
+describe('FrameDecoder.pushRanges', () => {
+  test('hands out the same frames as push, as ranges of their source', () => {
+    const seed = 0x0a11_0c8e;
+    const random = seededRandom(seed);
+    const wire = Buffer.concat(
+      Array.from({ length: 300 }, (_, i) =>
+        encodeFrame(
+          makeFlags(KINDS[random.int(KINDS.length)]!, Codec.None, random.next() < 0.5),
+          MESSAGE_IDS[random.int(MESSAGE_IDS.length)]!,
+          bytesOf(seed + i, random.int(300)),
+        ),
+      ),
+    );
+    const chunks: Buffer[] = [];
+    for (let offset = 0; offset < wire.length; ) {
+      const size = 1 + random.int(700);
+      chunks.push(wire.subarray(offset, offset + size));
+      offset += size;
+    }
+    const viaPush = decodeAll(new FrameDecoder(), chunks);
+    const viaRanges: Frame[] = [];
+    const decoder = new FrameDecoder();
+    for (const chunk of chunks) {
+      decoder.pushRanges(chunk, (flags, messageId, source, start, end) => {
+        viaRanges.push({ flags, messageId, payload: Buffer.from(source.subarray(start, end)) });
+      });
+    }
+    assert.equal(viaRanges.length, 300, `seed ${seed}`);
+    assert.deepEqual(viaRanges, viaPush, `seed ${seed}`);
   });
 });

@@ -19,6 +19,7 @@ import {
   Codec,
   checkHelloAck,
   decodeEnvelope,
+  decodeEnvelopeAt,
   ENVELOPE_KINDS,
   type Envelope,
   encodeEnvelope,
@@ -33,7 +34,9 @@ import {
   type LocalEndpoint,
   makeFlags,
   makeHello,
+  OutboundBuffer,
   RoleCode,
+  writeEnvelope,
 } from '../../src/core/protocol/index.ts';
 import { type Random, seededRandom } from '../../src/core/runtime/index.ts';
 import type { Identity } from '../../src/core/security/index.ts';
@@ -84,6 +87,16 @@ function expectTyped(error: unknown, context: string): RdbnetError {
 }
 
 // ---- corpus ---------------------------------------------------------------------------
+
+/** What decoding gave, as plain data: the kind and body, or the error code. */
+function attempt(decode: () => { kind: string; body: unknown }): unknown {
+  try {
+    const { kind, body } = decode();
+    return { kind, body: JSON.parse(JSON.stringify(body)) };
+  } catch (error) {
+    return { code: (error as RdbnetError).code };
+  }
+}
 
 function bytes(random: Random, length: number): Buffer {
   const out = Buffer.allocUnsafe(length);
@@ -726,6 +739,46 @@ describe(`protocol fuzzing (seed ${SEED})`, () => {
       ),
       { seed: SEED | 0, numRuns: 2000 },
     );
+  });
+
+  test('frames encoded in place and payloads decoded in place match the plain codec', () => {
+    const random = seededRandom(SEED ^ 0x1b9a);
+    const corpus = [...envelopes(random), { echoRequest: { data: bytes(random, 300_000) } }];
+    for (let round = 0; round < 3; round++) {
+      const out = new OutboundBuffer(512);
+      const expected: Buffer[] = [];
+      corpus.forEach((envelope, i) => {
+        const flags = makeFlags(FrameKind.Request, Codec.None, i % 2 === 0);
+        out.appendEncoded(flags, i + 1, writeEnvelope, envelope);
+        expected.push(encodeFrame(flags, i + 1, encodeEnvelope(envelope)));
+      });
+      const wire = out.take();
+      assert.ok(wire.equals(Buffer.concat(expected)), `seed ${SEED}: round ${round}`);
+      // Decoding each payload where it lies in the chunk gives what decoding a copy gives.
+      let frames = 0;
+      new FrameDecoder().pushRanges(wire, (_flags, _id, source, start, end) => {
+        const inPlace = decodeEnvelopeAt(source, start, end);
+        const copied = decodeEnvelope(Buffer.from(source.subarray(start, end)));
+        assert.equal(inPlace.kind, copied.kind, `seed ${SEED}: frame ${frames}`);
+        assert.deepEqual(
+          JSON.parse(JSON.stringify(inPlace.body)),
+          JSON.parse(JSON.stringify(copied.body)),
+          `seed ${SEED}: frame ${frames}`,
+        );
+        frames++;
+      });
+      assert.equal(frames, corpus.length);
+    }
+    // Any range of random bytes: the same typed error, or the same message, either way.
+    for (let i = 0; i < 3000; i++) {
+      const source = bytes(random, 1 + random.int(200));
+      const start = random.int(source.length);
+      const end = start + random.int(source.length - start + 1);
+      const viaRange = attempt(() => decodeEnvelopeAt(source, start, end));
+      const viaCopy = attempt(() => decodeEnvelope(Buffer.from(source.subarray(start, end))));
+      assert.deepEqual(viaRange, viaCopy, `seed ${SEED}: input ${i}`);
+      inputs++;
+    }
   });
 
   test(`at least ${INPUTS_MIN} inputs were fed`, (t) => {

@@ -465,6 +465,21 @@ for (const variant of VARIANTS) {
       assert.equal(text(await connection.request(echo('ok'))), 'ok');
     });
 
+    test('a request that cannot be encoded fails at once and holds no in-flight slot', async () => {
+      const { port } = await startServer({ tls: variant.server });
+      const connection = await connect(
+        dialInit(port, variant.client, { options: { inflightRequestsMax: 1 } }),
+      );
+      // An envelope naming no known message is a caller's bug: it fails loudly, untyped.
+      await assert.rejects(
+        connection.request({} as Envelope),
+        /invariant violated: envelope carries no known message/,
+      );
+      assert.equal(connection.inflightRequests, 0);
+      // The one slot is free again, and nothing half-written reached the stream.
+      assert.equal(text(await connection.request(echo('after'))), 'after');
+    });
+
     test('a request to a dialer without a handler is RDB_METHOD_UNKNOWN', async () => {
       const opened: Connection[] = [];
       const { port } = await startServer({

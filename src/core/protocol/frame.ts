@@ -12,6 +12,7 @@
  * in, before buffering anything of the frame, so a hostile 4 GiB prefix costs nothing.
  */
 import { crc32 } from 'node:zlib';
+import protobuf from 'protobufjs';
 import { assert, ConfigFieldError, ErrorCode, RdbnetError } from '../errors.ts';
 
 export const FrameKind = { Request: 0, Response: 1, Error: 2, OneWay: 3 } as const;
@@ -67,14 +68,41 @@ export function writeFrame(
 ): number {
   const checksum = flagsChecksum(flags);
   const length = FRAME_FIXED_BYTES + payload.length + (checksum ? CHECKSUM_BYTES : 0);
-  target.writeUInt32BE(length, offset);
-  target.writeUInt16BE(flags, offset + 4);
-  target.writeUInt32BE(Math.floor(messageId / TWO_POW_32), offset + 6);
-  target.writeUInt32BE(messageId >>> 0, offset + 10);
+  putHeader(target, offset, length, flags, messageId);
   target.set(payload, offset + FRAME_HEADER_BYTES);
   let end = offset + FRAME_HEADER_BYTES + payload.length;
   if (checksum) end = target.writeUInt32BE(crc32(payload), end);
   return end;
+}
+
+/**
+ * Writes the 14 header bytes at `offset`: length, flags, message id, big-endian. Plain byte
+ * stores: the caller has made room and the values are in range, so Buffer's checked writers
+ * would only repeat those checks, once per frame.
+ */
+function putHeader(
+  target: Uint8Array,
+  offset: number,
+  length: number,
+  flags: number,
+  messageId: number,
+): void {
+  target[offset] = length >>> 24;
+  target[offset + 1] = length >>> 16;
+  target[offset + 2] = length >>> 8;
+  target[offset + 3] = length;
+  target[offset + 4] = flags >>> 8;
+  target[offset + 5] = flags;
+  const high = Math.floor(messageId / TWO_POW_32);
+  target[offset + 6] = high >>> 24;
+  target[offset + 7] = high >>> 16;
+  target[offset + 8] = high >>> 8;
+  target[offset + 9] = high;
+  const low = messageId >>> 0;
+  target[offset + 10] = low >>> 24;
+  target[offset + 11] = low >>> 16;
+  target[offset + 12] = low >>> 8;
+  target[offset + 13] = low;
 }
 
 /** Encodes one frame into a fresh buffer; for tests and cold paths. */
@@ -87,6 +115,16 @@ export function encodeFrame(flags: number, messageId: number, payload: Uint8Arra
 /** Receives each complete, checksum-verified frame. `payload` may alias decoder memory
  * only until the callback returns; keep a copy if it must live longer. */
 export type FrameHandler = (flags: number, messageId: number, payload: Buffer) => void;
+
+/** As FrameHandler, with the payload given as `source[start, end)` rather than a view of it,
+ * so that the hot path allocates nothing per frame. The same lifetime rule applies. */
+export type FrameRangeHandler = (
+  flags: number,
+  messageId: number,
+  source: Buffer,
+  start: number,
+  end: number,
+) => void;
 
 export interface FrameDecoderOptions {
   /** Largest frame accepted, length prefix included; at most FRAME_BYTES_MAX. */
@@ -158,6 +196,13 @@ export class FrameDecoder {
   }
 
   push(chunk: Buffer, onFrame: FrameHandler): void {
+    this.pushRanges(chunk, (flags, messageId, source, start, end) =>
+      onFrame(flags, messageId, source.subarray(start, end)),
+    );
+  }
+
+  /** As push(), handing each payload out as a range of its source buffer. */
+  pushRanges(chunk: Buffer, onFrame: FrameRangeHandler): void {
     if (this.disposed) return;
     let offset = 0;
     if (this.lengthScratchFilled > 0 || this.partial !== null) {
@@ -178,7 +223,7 @@ export class FrameDecoder {
   }
 
   /** Returns the chunk offset where whole-frame parsing resumes, or -1 if the chunk was used up. */
-  private continuePartial(chunk: Buffer, onFrame: FrameHandler): number {
+  private continuePartial(chunk: Buffer, onFrame: FrameRangeHandler): number {
     let offset = 0;
     if (this.partial === null) {
       const need = FRAME_LENGTH_BYTES - this.lengthScratchFilled;
@@ -273,7 +318,7 @@ export class FrameDecoder {
     }
   }
 
-  private emit(source: Buffer, start: number, total: number, onFrame: FrameHandler): void {
+  private emit(source: Buffer, start: number, total: number, onFrame: FrameRangeHandler): void {
     const flags = source.readUInt16BE(start + 4);
     if ((flags & RESERVED_MASK) !== 0) {
       throw new RdbnetError(
@@ -298,65 +343,188 @@ export class FrameDecoder {
       if (payloadEnd < start + FRAME_HEADER_BYTES) {
         throw new RdbnetError(ErrorCode.FrameMalformed, 'frame too short for its checksum');
       }
-      const payload = source.subarray(start + FRAME_HEADER_BYTES, payloadEnd);
       const expected = source.readUInt32BE(payloadEnd);
-      const actual = crc32(payload);
+      const actual = crc32(source.subarray(start + FRAME_HEADER_BYTES, payloadEnd));
       if (actual !== expected) {
         throw new RdbnetError(
           ErrorCode.ChecksumMismatch,
           `frame ${messageId} checksum mismatch (got 0x${actual.toString(16)}, header says 0x${expected.toString(16)})`,
         );
       }
-      onFrame(flags, messageId, payload);
-      return;
     }
-    onFrame(flags, messageId, source.subarray(start + FRAME_HEADER_BYTES, payloadEnd));
+    onFrame(flags, messageId, source, start + FRAME_HEADER_BYTES, payloadEnd);
+  }
+}
+
+/** What an in-place payload encoder writes through: protobufjs's writer, positioned at the
+ * payload. Anything it writes after `pos` becomes the payload. */
+export type PayloadWriter = protobuf.Writer;
+
+/** protobufjs 8 writer internals the OutboundBuffer relies on: one growable buffer, grown by
+ * `_reserve` before every write. (The equivalence tests in frame.test.ts and protocol-fuzz.test.ts
+ * fail if an upgrade changes them.) */
+interface WriterInternals {
+  buf: Uint8Array;
+  pos: number;
+  states: number[] | null;
+  view: DataView | null;
+}
+
+/** Largest slab allocated for small frames, by default. */
+const SLAB_BYTES_DEFAULT = 64 * 1024;
+/** First slab of a connection: a mostly idle one never needs more. */
+const SLAB_BYTES_MIN = 4 * 1024;
+/** A new slab is sized to hold this many turns like the one just taken, so that taking a
+ * turn's frames rarely allocates. */
+const TURNS_PER_SLAB = 8;
+/** A slab grown past this (by one large frame) is dropped at the next take rather than kept. */
+const SLAB_BYTES_KEPT_MAX = 1 << 20;
+
+/**
+ * protobufjs's BufferWriter over one slab, where frames are appended one after another and
+ * handed out in turns. Growing copies only the bytes not yet handed out, and keeps every
+ * position where it was, because protobufjs holds positions (ldelim's length slot) across a
+ * growth; the space before `start` in a grown buffer is simply left unused.
+ */
+class SlabWriter extends (protobuf.BufferWriter as unknown as new () => protobuf.Writer &
+  WriterInternals) {
+  /** First byte not yet handed out by take(). */
+  start = 0;
+  private readonly slabBytesMax: number;
+  private readonly slabBytesMin: number;
+
+  constructor(slabBytesMax: number) {
+    super();
+    this.slabBytesMax = slabBytesMax;
+    this.slabBytesMin = Math.min(SLAB_BYTES_MIN, slabBytesMax);
+    this.buf = Buffer.allocUnsafe(this.slabBytesMin);
+  }
+
+  /** Called by protobufjs before every write of up to `bytes` bytes. */
+  _reserve(bytes: number): void {
+    const need = this.pos + bytes;
+    if (need <= this.buf.length) return;
+    let size = Math.max(this.slabBytesMin, this.buf.length);
+    while (size < need) size *= 2;
+    const grown = Buffer.allocUnsafe(size);
+    grown.set(this.buf.subarray(this.start, this.pos), this.start);
+    this.buf = grown;
+    this.view = null;
+  }
+
+  /** Hands out [start, pos) and moves on. A fresh slab, sized by this turn, replaces one where
+   * another such turn would not fit, or that a large frame grew. */
+  takeSlice(): Buffer {
+    const out = (this.buf as Buffer).subarray(this.start, this.pos);
+    const taken = this.pos - this.start;
+    this.start = this.pos;
+    if (this.buf.length - this.pos < taken || this.buf.length > SLAB_BYTES_KEPT_MAX) {
+      const size = Math.min(this.slabBytesMax, taken * TURNS_PER_SLAB);
+      this.buf = Buffer.allocUnsafe(Math.max(this.slabBytesMin, size));
+      this.view = null;
+      this.start = 0;
+      this.pos = 0;
+    }
+    return out;
   }
 }
 
 /**
  * Collects the frames written during one event-loop turn into one contiguous buffer so
- * they leave in a single socket write. Grows by doubling; a taken buffer is handed to
- * the socket and never reused, so no frame can be overwritten while in flight.
+ * they leave in a single socket write. Payloads can be encoded straight into it
+ * (appendEncoded), so a message is written once, with no intermediate buffer. Bytes handed
+ * out by take() go to the socket and are never written again: later frames go after them,
+ * or into a fresh slab.
  */
 export class OutboundBuffer {
-  private buffer: Buffer;
-  private used = 0;
-  private readonly initialBytes: number;
+  private readonly writer: SlabWriter;
+  /** Offset of the last frame appended, for dropLast(). */
+  private lastFrameStart = -1;
 
-  constructor(initialBytes = 16 * 1024) {
+  /** `slabBytesMax`: the largest slab allocated for small frames (a larger frame gets its own). */
+  constructor(slabBytesMax = SLAB_BYTES_DEFAULT) {
     // Chosen by code, never configured: a bad size is a bug.
     assert(
-      Number.isInteger(initialBytes) && initialBytes >= 1,
-      `OutboundBuffer initialBytes must be a positive integer, got ${initialBytes}`,
+      Number.isInteger(slabBytesMax) && slabBytesMax >= 1,
+      `OutboundBuffer slabBytesMax must be a positive integer, got ${slabBytesMax}`,
     );
-    this.initialBytes = initialBytes;
-    this.buffer = Buffer.allocUnsafe(initialBytes);
+    this.writer = new SlabWriter(slabBytesMax);
   }
 
+  /** Bytes appended and not yet taken. */
   get bytes(): number {
-    return this.used;
+    return this.writer.pos - this.writer.start;
   }
 
   append(flags: number, messageId: number, payload: Uint8Array): void {
-    const needed = frameBytes(payload.length, flagsChecksum(flags));
-    if (this.used + needed > this.buffer.length) this.grow(this.used + needed);
-    this.used = writeFrame(this.buffer, this.used, flags, messageId, payload);
+    const writer = this.writer;
+    writer._reserve(frameBytes(payload.length, flagsChecksum(flags)));
+    this.lastFrameStart = writer.pos;
+    writer.pos = writeFrame(writer.buf as Buffer, writer.pos, flags, messageId, payload);
   }
 
-  /** Hands out everything appended so far and starts a fresh buffer. */
+  /**
+   * Appends one frame whose payload `encode(writer, value)` writes in place (a static function
+   * and its argument, so the hot path allocates no closure). Returns the payload's length. If
+   * encode throws, nothing is appended.
+   */
+  appendEncoded<T>(
+    flags: number,
+    messageId: number,
+    encode: (writer: PayloadWriter, value: T) => void,
+    value: T,
+  ): number {
+    const writer = this.writer;
+    const frameStart = writer.pos;
+    writer._reserve(FRAME_HEADER_BYTES);
+    writer.pos += FRAME_HEADER_BYTES;
+    try {
+      encode(writer, value);
+    } catch (error) {
+      writer.pos = frameStart;
+      if (writer.states !== null) writer.states.length = 0;
+      throw error;
+    }
+    const payloadStart = frameStart + FRAME_HEADER_BYTES;
+    const payloadBytes = writer.pos - payloadStart;
+    const checksum = flagsChecksum(flags);
+    if (checksum) writer._reserve(CHECKSUM_BYTES);
+    const buffer = writer.buf as Buffer;
+    const length = FRAME_FIXED_BYTES + payloadBytes + (checksum ? CHECKSUM_BYTES : 0);
+    putHeader(buffer, frameStart, length, flags, messageId);
+    if (checksum) {
+      writer.pos = buffer.writeUInt32BE(
+        crc32(buffer.subarray(payloadStart, writer.pos)),
+        writer.pos,
+      );
+    }
+    this.lastFrameStart = frameStart;
+    return payloadBytes;
+  }
+
+  /** The payload of the frame appended last, as a view valid until the next append or take. */
+  lastPayload(): Buffer {
+    const start = this.lastFrameStart;
+    if (start < 0) throw new Error('invariant violated: lastPayload() with no frame appended');
+    const buffer = this.writer.buf as Buffer;
+    const length = buffer.readUInt32BE(start);
+    const flags = buffer.readUInt16BE(start + 4);
+    const end = start + FRAME_LENGTH_BYTES + length - (flagsChecksum(flags) ? CHECKSUM_BYTES : 0);
+    return buffer.subarray(start + FRAME_HEADER_BYTES, end);
+  }
+
+  /** Removes the frame appended last (to append it again in another form, compressed say). */
+  dropLast(): void {
+    if (this.lastFrameStart < 0) {
+      throw new Error('invariant violated: dropLast() with no frame appended');
+    }
+    this.writer.pos = this.lastFrameStart;
+    this.lastFrameStart = -1;
+  }
+
+  /** Hands out everything appended so far. */
   take(): Buffer {
-    const out = this.buffer.subarray(0, this.used);
-    this.buffer = Buffer.allocUnsafe(Math.max(this.initialBytes, Math.min(this.used, 1 << 20)));
-    this.used = 0;
-    return out;
-  }
-
-  private grow(minBytes: number): void {
-    let size = this.buffer.length * 2;
-    while (size < minBytes) size *= 2;
-    const next = Buffer.allocUnsafe(size);
-    this.buffer.copy(next, 0, 0, this.used);
-    this.buffer = next;
+    this.lastFrameStart = -1;
+    return this.writer.takeSlice();
   }
 }

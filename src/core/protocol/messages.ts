@@ -465,7 +465,8 @@ interface OneofMember {
   type: protobuf.Type;
 }
 const membersByKind = new Map<string, OneofMember>();
-const membersByTag = new Map<number, OneofMember>();
+/** By the field's tag byte(s) as a varint value: a small integer, so an array is the map. */
+const membersByTag: (OneofMember | undefined)[] = [];
 for (const field of EnvelopeType.oneofs['body']!.fieldsArray) {
   const member = {
     kind: field.name as EnvelopeKind,
@@ -473,16 +474,24 @@ for (const field of EnvelopeType.oneofs['body']!.fieldsArray) {
     type: field.resolve().resolvedType as protobuf.Type,
   };
   membersByKind.set(field.name, member);
-  membersByTag.set(member.tag, member);
+  membersByTag[member.tag] = member;
 }
 
 /** Every message kind an Envelope can carry, as named in proto/rdbnet.proto. */
 export const ENVELOPE_KINDS: ReadonlySet<string> = new Set(membersByKind.keys());
 
-function envelopeMember(envelope: Envelope): { member: OneofMember; body: unknown } {
+/** The member found last: senders tend to send one kind again and again. */
+let lastMember: OneofMember | undefined;
+
+function envelopeMember(envelope: Envelope): OneofMember {
   for (const kind in envelope) {
+    // Property names are internalized strings, so this compare is a pointer compare.
+    if (kind === lastMember?.kind) return lastMember;
     const member = membersByKind.get(kind);
-    if (member !== undefined) return { member, body: (envelope as Record<string, unknown>)[kind] };
+    if (member !== undefined) {
+      lastMember = member;
+      return member;
+    }
   }
   throw new Error(
     `invariant violated: envelope carries no known message (${Object.keys(envelope).join(',')})`,
@@ -490,9 +499,20 @@ function envelopeMember(envelope: Envelope): { member: OneofMember; body: unknow
 }
 
 /**
+ * Writes an Envelope at `writer.pos`: its one field (tag, length, message). Used to encode
+ * straight into a connection's outbound frames (OutboundBuffer.appendEncoded), so the hot path
+ * writes each message once.
+ */
+export function writeEnvelope(writer: protobuf.Writer, envelope: Envelope): void {
+  const member = envelopeMember(envelope);
+  writer.uint32(member.tag).fork();
+  member.type.encode((envelope as Record<string, unknown>)[member.kind] as object, writer);
+  writer.ldelim();
+}
+
+/**
  * Encodes into one reused buffer and returns a view of it, valid only until the next call:
- * for the hot path, where the bytes are copied into the outbound frame at once. Saves two
- * allocations per message.
+ * for callers that copy the bytes at once. Saves two allocations per message.
  */
 export function encodeEnvelopeTransient(envelope: Envelope): Uint8Array {
   if (scratch.buf.length > SCRATCH_WRITER_BYTES_MAX) {
@@ -500,10 +520,7 @@ export function encodeEnvelopeTransient(envelope: Envelope): Uint8Array {
   }
   scratch.pos = 0;
   if (scratch.states !== null) scratch.states.length = 0;
-  const { member, body } = envelopeMember(envelope);
-  scratch.uint32(member.tag).fork();
-  member.type.encode(body as Record<string, unknown>, scratch);
-  scratch.ldelim();
+  writeEnvelope(scratch, envelope);
   return scratch.finish(true);
 }
 
@@ -512,23 +529,51 @@ export interface DecodedEnvelope {
   body: unknown;
 }
 
+/** The reader of decodeEnvelopeAt, reused: decoding is synchronous and never re-entered. */
+interface ReaderInternals extends protobuf.Reader {
+  buf: Uint8Array;
+  pos: number;
+  len: number;
+  view: DataView | null;
+}
+const NO_BYTES = Buffer.alloc(0);
+const reader = protobuf.Reader.create(NO_BYTES) as ReaderInternals;
+
 /**
  * Decodes a payload and says which oneof field it carries. A payload that is not a
  * valid Envelope, or carries no known message, is a typed error, never a crash.
  */
 export function decodeEnvelope(payload: Uint8Array): DecodedEnvelope {
+  return decodeEnvelopeAt(payload, 0, payload.length);
+}
+
+/**
+ * decodeEnvelope of `source[start, end)`, without making a view of it first. Byte fields of the
+ * result are views of `source`.
+ */
+export function decodeEnvelopeAt(source: Uint8Array, start: number, end: number): DecodedEnvelope {
   try {
-    const reader = protobuf.Reader.create(payload);
-    const member = payload.length > 0 ? membersByTag.get(reader.uint32()) : undefined;
+    // protobufjs's Buffer reader slices and decodes strings with Buffer methods.
+    reader.buf = Buffer.isBuffer(source)
+      ? source
+      : Buffer.from(source.buffer, source.byteOffset, source.byteLength);
+    reader.pos = start;
+    reader.len = end;
+    const member = end > start ? membersByTag[reader.uint32()] : undefined;
     if (member !== undefined) {
       const length = reader.uint32();
-      if (reader.pos + length === payload.length) {
+      if (reader.pos + length === end) {
         return { kind: member.kind, body: member.type.decode(reader, length) };
       }
     }
   } catch {
     // Not the one-field shape: the full decoder below decides, and explains.
+  } finally {
+    // Hold no peer bytes past the call.
+    reader.buf = NO_BYTES;
+    reader.view = null;
   }
+  const payload = start === 0 && end === source.length ? source : source.subarray(start, end);
   let message: protobuf.Message & Record<string, unknown>;
   try {
     message = EnvelopeType.decode(payload) as protobuf.Message & Record<string, unknown>;
