@@ -18,6 +18,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { stripVTControlCharacters } from 'node:util';
 
 const BUILD_PREFIX = 'npm run build && ';
 const TIMEOUT_MS = Number(process.env['BENCH_SMOKE_TIMEOUT_MS'] ?? 180_000);
@@ -37,7 +38,9 @@ interface Outcome {
 }
 
 /** A cli-table3 box (any line opening with a box-drawing corner or edge), or a JSON document. */
-function printsTableOrJson(stdout: string): boolean {
+function printsTableOrJson(output: string): boolean {
+  // A table may come in colour (cli-table3 borders): judge the text, not the escapes.
+  const stdout = stripVTControlCharacters(output);
   if (/^[┌├└│]/mu.test(stdout)) return true;
   const candidates = [stdout, ...stdout.split('\n')];
   return candidates.some((text) => {
