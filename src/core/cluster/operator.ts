@@ -115,12 +115,17 @@ export class Operator {
         // Live: a Raft batch from it arrived within an election timeout (a follower answers
         // every heartbeat of the leader).
         const liveMs = driver.raftConfig.electionTicks * ctx.tickMs;
-        const live = remaining.filter((voter) => ctx.heardWithin(voter, liveMs));
         const needed = quorum(remaining.length);
-        if (live.length < needed) {
+        const liveCount = () => remaining.filter((voter) => ctx.heardWithin(voter, liveMs)).length;
+        // A leader that has just been elected (a leaving leader handed over to it, say) may
+        // not have heard from every follower yet: followers do not talk to each other, so
+        // give them one election timeout (a heartbeat round) to answer before refusing.
+        if (liveCount() < needed) await ctx.waitFor(() => liveCount() >= needed, liveMs);
+        const live = liveCount();
+        if (live < needed) {
           fail(
             ErrorCode.QuorumAtRisk,
-            `removing ${id} would leave ${remaining.length} voter(s) of which ${live.length} answer; a quorum needs ${needed}`,
+            `removing ${id} would leave ${remaining.length} voter(s) of which ${live} answer; a quorum needs ${needed}`,
             'bring the other voters back first, or pass --force to remove it anyway',
           );
         }

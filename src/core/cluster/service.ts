@@ -204,6 +204,12 @@ export class ClusterService {
     return this.ctx.clusterId;
   }
 
+  /** The running Raft driver (null until this node is a member): read-only inspection, for
+   * the simulator's invariants. */
+  get raftDriver(): RaftDriver | null {
+    return this.ctx.driver;
+  }
+
   /** Raft and cluster counters for `node status`. */
   counters(): Record<string, number> {
     const out: Record<string, number> = {};
