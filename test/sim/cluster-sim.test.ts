@@ -564,8 +564,21 @@ const FOUNDERS = 3;
 /** Three nodes with --bootstrap-expect 3, each knowing the others, started in a random
  * order at random moments; or (`viaOperator`) started with --join only, and an operator's
  * `cluster bootstrap --expect 3` sent to a random one of them. */
-async function foundThree(sim: SimCluster, viaOperator: boolean): Promise<SimNode[]> {
+async function foundThree(sim: SimCluster, viaOperator: boolean, cutOffMs = 0): Promise<SimNode[]> {
   const nodes = Array.from({ length: FOUNDERS }, () => sim.newNode());
+  // `cutOffMs`: one node starts cut off from the others for that long.
+  if (cutOffMs > 0) {
+    const cut = sim.pick(nodes);
+    const groups = [[cut.address], nodes.filter((n) => n !== cut).map((n) => n.address)];
+    sim.udp.partition(groups);
+    sim.tcp.partition(groups);
+    sim.note(`${cut.id} cut off for ${cutOffMs} ms`);
+    sim.queue.setTimer(cutOffMs, () => {
+      sim.udp.heal();
+      sim.tcp.heal();
+      sim.note('healed');
+    });
+  }
   for (const node of sim.shuffled(nodes)) {
     const seeds = nodes.filter((other) => other !== node).map((other) => other.address);
     await sim.start(node, seeds, viaOperator ? undefined : FOUNDERS);
@@ -589,7 +602,10 @@ function ids(nodes: readonly SimNode[]): string[] {
 
 const scenarios: Record<ScenarioName, (sim: SimCluster) => Promise<void>> = {
   async 'bootstrap-expect-any-order'(sim) {
-    const nodes = await foundThree(sim, sim.random.int(2) === 1);
+    const viaOperator = sim.random.int(2) === 1;
+    // Half the seeds start one node cut off for up to 10 s (bootstrap waits for it).
+    const cutOffMs = sim.random.int(2) === 1 ? 1 + sim.random.int(10_000) : 0;
+    const nodes = await foundThree(sim, viaOperator, cutOffMs);
     await sim.runFor(2000);
     assert.ok(sim.converged(ids(nodes)), `seed ${sim.seed}: stays converged`);
   },
