@@ -20,8 +20,8 @@ import type {
   MemberEventsReply,
   MembersReply,
 } from '../../src/core/protocol/messages.ts';
-import { call } from '../../src/core/rpc/call.ts';
 import { peerSender } from '../../src/core/rpc/peer.ts';
+import { request } from '../../src/core/rpc/request.ts';
 import { createLogger, type Random, seededRandom } from '../../src/core/runtime/index.ts';
 import { Keyring } from '../../src/core/security/keyring.ts';
 import { SimDatagrams } from '../../src/core/sim/datagrams.ts';
@@ -281,10 +281,10 @@ describe('NodeGossip and GossipDriver on the simulator (datagrams, PeerTransport
       null,
     );
     let reply: KeyringReply | undefined;
-    call(
+    request(
       peerSender(operator, first.address),
-      { keyringRequest: { op: 'list', key: '', forwarded: false } },
-      'keyringReply',
+      'keyringRequest',
+      { op: 'list', key: '', forwarded: false },
       5000,
     ).then((r) => {
       reply = r;
@@ -302,10 +302,10 @@ describe('NodeGossip and GossipDriver on the simulator (datagrams, PeerTransport
       null,
     );
     let refused: unknown;
-    call(
+    request(
       peerSender(impostor, first.address),
-      { keyringRequest: { op: 'list', key: '', forwarded: false } },
-      'keyringReply',
+      'keyringRequest',
+      { op: 'list', key: '', forwarded: false },
       5000,
     ).catch((error: unknown) => {
       refused = error;

@@ -9,8 +9,8 @@ import { type AdminSource, adminHandler } from '../../src/core/api/admin.ts';
 import { PeerLinks } from '../../src/core/cluster/peers.ts';
 import { ErrorCode, RdbnetError } from '../../src/core/errors.ts';
 import type { EchoMessage, LocalEndpoint } from '../../src/core/protocol/index.ts';
-import { call } from '../../src/core/rpc/call.ts';
 import { type PeerIdentity, peerSender } from '../../src/core/rpc/peer.ts';
+import { request } from '../../src/core/rpc/request.ts';
 import { seededRandom } from '../../src/core/runtime/index.ts';
 import { EventQueue, SimNetwork } from '../../src/core/sim/index.ts';
 import {
@@ -87,12 +87,7 @@ describe('SimPeerTransport', () => {
     const { queue, client, seen, net } = setup();
     const outcome = await settleIn(
       queue,
-      call(
-        peerSender(client, '127.0.0.2:7000'),
-        { echoRequest: { data: bytes('hi') } },
-        'echoReply',
-        1000,
-      ),
+      request(peerSender(client, '127.0.0.2:7000'), 'echoRequest', { data: bytes('hi') }, 1000),
       2000,
     );
     assert.equal(text(outcome.value!.data), 'hi');
@@ -227,10 +222,10 @@ describe('PeerLinks as the PeerTransport (real links on 127.0.0.1)', () => {
     });
     try {
       assert.equal(links.isCold(address), true);
-      const reply = await call(
+      const reply = await request(
         peerSender(links, address),
-        { echoRequest: { data: bytes('over tcp') } },
-        'echoReply',
+        'echoRequest',
+        { data: bytes('over tcp') },
         5000,
       );
       assert.equal(text(reply.data), 'over tcp');

@@ -8,9 +8,9 @@
 import { ErrorCode } from '../errors.ts';
 import type { NodeId } from '../membership/raft/types.ts';
 import type { JoinReply, JoinRequest } from '../protocol/messages.ts';
-import { call } from '../rpc/call.ts';
+import type { PeerIdentity } from '../rpc/peer.ts';
+import { request as ask } from '../rpc/request.ts';
 import { validateName } from '../security/identity.ts';
-import type { Connection } from '../transport/connection.ts';
 import type { ClusterContext } from './context.ts';
 import type { Forwarding } from './forwarding.ts';
 import { fail, nodePeer, seconds, validAddress } from './guards.ts';
@@ -43,9 +43,9 @@ export class Admission {
     this.status = status;
   }
 
-  async onJoin(request: JoinRequest, connection: Connection): Promise<JoinReply> {
+  async onJoin(request: JoinRequest, from: PeerIdentity): Promise<JoinReply> {
     const { ctx } = this;
-    const peer = nodePeer(connection);
+    const peer = nodePeer(from);
     if (request.forwarded) {
       if (!ctx.isMemberPeer(peer.id)) {
         fail(ErrorCode.Forbidden, `${peer.id} is not a member and may not forward requests`);
@@ -69,8 +69,7 @@ export class Admission {
     return this.forwarding.onLeader(
       () => this.joinAsLeader(request.id, request.address),
       request.forwarded,
-      (link, timeoutMs) =>
-        call(link, { joinRequest: { ...request, forwarded: true } }, 'joinReply', timeoutMs),
+      (leader, timeoutMs) => ask(leader, 'joinRequest', { ...request, forwarded: true }, timeoutMs),
     );
   }
 

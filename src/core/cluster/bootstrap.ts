@@ -17,8 +17,8 @@ import type {
   ClusterBootstrapRequest,
   PeerAddress,
 } from '../protocol/messages.ts';
-import { call } from '../rpc/call.ts';
-import type { Connection } from '../transport/connection.ts';
+import type { PeerIdentity } from '../rpc/peer.ts';
+import { request as ask } from '../rpc/request.ts';
 import type { KnownPeer } from './address-book.ts';
 import type { ClusterContext } from './context.ts';
 import type { Discovery } from './discovery.ts';
@@ -249,10 +249,10 @@ export class Bootstrap {
     const { ctx } = this;
     for (;;) {
       try {
-        await call(
-          ctx.links.link(voter.address),
-          { bootstrapCommitRequest: request },
-          'bootstrapCommitReply',
+        await ask(
+          ctx.peer(voter.address),
+          'bootstrapCommitRequest',
+          request,
           ctx.tunables.peerRequestTimeoutMs * 2,
         );
         return;
@@ -284,9 +284,9 @@ export class Bootstrap {
   }
 
   /** A founding voter receives the founder's configuration (a retry of one it has is fine). */
-  async onBootstrapCommit(request: BootstrapCommitRequest, connection: Connection): Promise<void> {
+  async onBootstrapCommit(request: BootstrapCommitRequest, from: PeerIdentity): Promise<void> {
     const { ctx } = this;
-    const peer = nodePeer(connection);
+    const peer = nodePeer(from);
     const self = ctx.id;
     if (ctx.state === 'member' && ctx.clusterId === request.clusterId) return; // a retry
     if (ctx.state !== 'pending') {

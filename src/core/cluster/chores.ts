@@ -5,7 +5,7 @@
  * every voter, and close links to nodes that are no longer members.
  */
 import { NONE } from '../membership/raft/types.ts';
-import { call } from '../rpc/call.ts';
+import { request } from '../rpc/request.ts';
 import type { ClusterContext } from './context.ts';
 import type { DeadVoters } from './dead-voters.ts';
 import type { Discovery } from './discovery.ts';
@@ -81,7 +81,7 @@ export class Chores {
         const address = ctx.addressOf(id);
         if (address !== undefined) keep.add(address);
       }
-      ctx.links.retain(keep);
+      ctx.transport.retain(keep);
     }
   }
 
@@ -96,12 +96,11 @@ export class Chores {
       if (id === ctx.id) continue;
       const address = ctx.addressOf(id);
       if (address === undefined) continue;
-      const link = ctx.links.link(address);
-      if (link.state !== 'idle' && link.state !== 'failed') continue;
-      call(
-        link,
-        { peerExchangeRequest: this.discovery.exchangeInfo() },
-        'peerExchangeReply',
+      if (!ctx.transport.isCold(address)) continue;
+      request(
+        ctx.peer(address),
+        'peerExchangeRequest',
+        this.discovery.exchangeInfo(),
         ctx.tunables.peerRequestTimeoutMs,
       ).catch(() => {});
     }
@@ -119,10 +118,10 @@ export class Chores {
     for (const id of targets) {
       const address = ctx.addressOf(id);
       if (address === undefined) continue;
-      call(
-        ctx.links.link(address),
-        { peerExchangeRequest: this.discovery.exchangeInfo() },
-        'peerExchangeReply',
+      request(
+        ctx.peer(address),
+        'peerExchangeRequest',
+        this.discovery.exchangeInfo(),
         ctx.tunables.peerRequestTimeoutMs,
       ).catch(() => {});
     }

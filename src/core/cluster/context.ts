@@ -4,28 +4,35 @@
  * (pending/joining/member/left), and the small tables several rooms read (vouched members,
  * last contact, configuration-change timings).
  *
- * It is also the one place the service touches the outside world's time and randomness:
- * `clock` (read time), `timers` (repeat, delay), `sleep`, `newClusterId` and `random`. They
- * are the real ones today (`realTimers`, `sleep`, `randomUUID`); a simulated node replaces
- * them here and nowhere else.
+ * It is also the one place the service touches the outside world: `clock` (read time),
+ * `timers` (repeat, delay), `sleep`, `newClusterId` and `random` come from the init's
+ * injected clock and randomness (the system's when none is given); `transport` carries
+ * every node-to-node request (PeerLinks over mTLS, or the simulator's); `storage` is the
+ * Raft storage the service was opened with; `leftMarker` keeps left.json. A simulated node
+ * replaces them through ClusterServiceInit and nowhere else.
  */
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleepMs } from 'node:timers/promises';
 import { ErrorCode } from '../errors.ts';
 import { DEFAULT_TICK_MS } from '../membership/raft/config.ts';
-import type { FileRaftStorage } from '../membership/raft/file-storage.ts';
 import type { NodeId } from '../membership/raft/types.ts';
 import type { ConfChangeTiming } from '../protocol/messages.ts';
+import { type PeerTransport, peerSender } from '../rpc/peer.ts';
+import type { RequestSender } from '../rpc/request.ts';
 import {
   type Clock,
   type Counters,
   type Logger,
   type Random,
+  randomUuid,
+  setRepeating,
+  sleep,
   systemClock,
   systemRandom,
+  type Timers,
+  timersOf,
 } from '../runtime/index.ts';
 import { AddressBook, KnownPeers } from './address-book.ts';
-import type { ProposalResult, RaftDriver } from './driver.ts';
+import type { ProposalResult, RaftDriver, RaftDriverStorage } from './driver.ts';
 import { fail } from './guards.ts';
 import {
   type ClusterServiceInit,
@@ -34,6 +41,7 @@ import {
   type GossipLiveness,
   resolveClusterTunables,
 } from './init.ts';
+import { type LeftMarkerStore, leftMarkerFile } from './left-marker.ts';
 import { PeerLinks } from './peers.ts';
 import { type ClusterTimeouts, RAFT_TIMINGS_LAN } from './timings.ts';
 
@@ -50,16 +58,27 @@ export interface ClusterTimers {
   after(ms: number, fn: () => void): void;
 }
 
-/** The process's own timers. */
-export const realTimers: ClusterTimers = {
-  every(ms, fn) {
-    const timer = setInterval(fn, ms);
-    return { cancel: () => clearInterval(timer) };
-  },
-  after(ms, fn) {
-    setTimeout(fn, ms);
-  },
-};
+/** ClusterTimers on `timers` (the system's, or the simulator's EventQueue). */
+export function clusterTimersOn(timers: Timers): ClusterTimers {
+  return {
+    every(ms, fn) {
+      const repeating = setRepeating(timers, ms, fn);
+      return { cancel: () => repeating.stop() };
+    },
+    after(ms, fn) {
+      timers.setTimer(ms, fn);
+    },
+  };
+}
+
+/**
+ * The Raft storage the service runs on: what the driver persists to, plus what only a file
+ * storage has (counters for `node status`), optional so MemoryStorage serves the simulator.
+ */
+export interface ClusterRaftStorage extends RaftDriverStorage {
+  hardStateNow(): { term: number; vote: NodeId; commit: number };
+  stats?(): { syncs: number; bytesWritten: number; segments: number; watermarkWrites: number };
+}
 
 export class ClusterContext {
   readonly init: ClusterServiceInit;
@@ -67,13 +86,17 @@ export class ClusterContext {
   readonly log: Logger;
   readonly counters: Counters;
   readonly clock: Clock;
-  readonly random: Random = systemRandom;
-  readonly timers: ClusterTimers = realTimers;
+  readonly random: Random;
+  readonly timers: ClusterTimers;
+  /** The clock's own timers: what sleep waits on. */
+  private readonly clockTimers: Timers;
   readonly tickMs: number;
   readonly timeouts: ClusterTimeouts;
   readonly tunables: ClusterTunables;
-  readonly storage: FileRaftStorage;
-  readonly links: PeerLinks;
+  readonly storage: ClusterRaftStorage;
+  /** Every node-to-node request goes through it (see peer()). */
+  readonly transport: PeerTransport;
+  readonly leftMarker: LeftMarkerStore;
   readonly peers: KnownPeers;
   readonly addresses: AddressBook;
 
@@ -105,13 +128,16 @@ export class ClusterContext {
   /** Ends `failed`. */
   resolveFailed!: (error: Error) => void;
 
-  constructor(init: ClusterServiceInit, storage: FileRaftStorage) {
+  constructor(init: ClusterServiceInit, storage: ClusterRaftStorage) {
     this.init = init;
     this.id = init.id;
     this.log = init.log;
     this.counters = init.counters;
     this.storage = storage;
     this.clock = init.clock ?? systemClock;
+    this.clockTimers = timersOf(this.clock);
+    this.timers = clusterTimersOn(this.clockTimers);
+    this.random = init.random ?? systemRandom;
     this.tickMs = init.tickMs ?? DEFAULT_TICK_MS;
     this.timeouts = {
       proposalTimeoutMs: init.timeouts?.proposalTimeoutMs ?? RAFT_TIMINGS_LAN.proposalTimeoutMs,
@@ -119,7 +145,10 @@ export class ClusterContext {
       transferTimeoutMs: init.timeouts?.transferTimeoutMs ?? RAFT_TIMINGS_LAN.transferTimeoutMs,
     };
     this.tunables = resolveClusterTunables(init.tunables);
-    this.links = new PeerLinks({ local: init.local, tls: init.tls, options: init.connection });
+    this.transport =
+      init.transport ??
+      new PeerLinks({ local: init.local, tls: init.tls, options: init.connection });
+    this.leftMarker = init.leftMarker ?? leftMarkerFile(init.dataDir);
     this.peers = new KnownPeers(init.id, this.clock);
     this.addresses = new AddressBook((id) => this.driver?.config.addresses.get(id), this.peers);
     this.left = new Promise((resolve) => {
@@ -130,14 +159,20 @@ export class ClusterContext {
     });
   }
 
-  /** Waits `ms` (the real timers today). */
+  /** Waits `ms` on the clock's timers. */
   sleep(ms: number): Promise<void> {
-    return sleepMs(ms);
+    return sleep(this.clockTimers, ms);
   }
 
-  /** A fresh cluster id for a founding configuration. */
+  /** A fresh cluster id for a founding configuration: from the injected randomness when
+   * there is one (a seeded simulation names the same cluster in every replay). */
   newClusterId(): string {
-    return randomUUID();
+    return this.init.random === undefined ? randomUUID() : randomUuid(this.random);
+  }
+
+  /** The node at `address` as a RequestSender, for request() (rpc/request.ts). */
+  peer(address: string): RequestSender {
+    return peerSender(this.transport, address);
   }
 
   get clusterId(): string {

@@ -9,8 +9,8 @@
  */
 import { ErrorCode } from '../errors.ts';
 import type { PeerAddress, PeerExchange } from '../protocol/messages.ts';
-import { call } from '../rpc/call.ts';
-import type { Connection } from '../transport/connection.ts';
+import type { PeerIdentity } from '../rpc/peer.ts';
+import { request } from '../rpc/request.ts';
 import { PEERS_MAX } from './address-book.ts';
 import type { ClusterContext } from './context.ts';
 import type { Forwarding } from './forwarding.ts';
@@ -104,10 +104,10 @@ export class Discovery {
       if (this.exchanging.has(address)) return;
       this.exchanging.add(address);
       try {
-        const reply = await call(
-          ctx.links.link(address),
-          { peerExchangeRequest: this.exchangeInfo() },
-          'peerExchangeReply',
+        const reply = await request(
+          ctx.peer(address),
+          'peerExchangeRequest',
+          this.exchangeInfo(),
           ctx.tunables.peerRequestTimeoutMs,
         );
         if (reply.id === ctx.id) {
@@ -149,9 +149,9 @@ export class Discovery {
     };
   }
 
-  onPeerExchange(info: PeerExchange, connection: Connection): PeerExchange {
+  onPeerExchange(info: PeerExchange, from: PeerIdentity): PeerExchange {
     const { ctx } = this;
-    const peer = nodePeer(connection);
+    const peer = nodePeer(from);
     if (peer.authenticated && info.id !== peer.id) {
       fail(ErrorCode.Forbidden, `node ${peer.id} may only speak for itself, not for ${info.id}`);
     }

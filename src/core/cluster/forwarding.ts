@@ -9,8 +9,7 @@ import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
 import { RaftProposalError } from '../membership/raft/raft.ts';
 import type { ConfChange, NodeId } from '../membership/raft/types.ts';
 import { NONE } from '../membership/raft/types.ts';
-import { call } from '../rpc/call.ts';
-import type { ReconnectingLink } from '../transport/reconnecting.ts';
+import { type RequestSender, request } from '../rpc/request.ts';
 import type { ClusterContext } from './context.ts';
 import { isRetryableProposalError, type ProposalResult, type RaftDriver } from './driver.ts';
 import { fail } from './guards.ts';
@@ -68,7 +67,7 @@ export class Forwarding {
   async onLeader<T>(
     local: () => Promise<T>,
     forwarded: boolean,
-    remote: (link: ReconnectingLink, timeoutMs: number) => Promise<T>,
+    remote: (leader: RequestSender, timeoutMs: number) => Promise<T>,
   ): Promise<T> {
     const { ctx } = this;
     const deadline = ctx.clock.nowMs() + ctx.timeouts.forwardDeadlineMs;
@@ -94,7 +93,7 @@ export class Forwarding {
         const address = leader === NONE ? undefined : ctx.addressOf(leader);
         if (address !== undefined && remaining > 0) {
           try {
-            return await remote(ctx.links.link(address), Math.max(1, remaining));
+            return await remote(ctx.peer(address), Math.max(1, remaining));
           } catch (error) {
             if (!isRdbnetError(error) || !FORWARD_RETRY_CODES.has(error.code)) throw error;
             lastError = error;
@@ -178,10 +177,10 @@ export class Forwarding {
     const leaderAddress = leader === NONE ? undefined : ctx.addressOf(leader);
     if (leaderAddress === undefined) return;
     this.addressForwardedMs.set(id, now);
-    call(
-      ctx.links.link(leaderAddress),
-      { joinRequest: { id, address, clusterId: driver.config.clusterId, forwarded: true } },
-      'joinReply',
+    request(
+      ctx.peer(leaderAddress),
+      'joinRequest',
+      { id, address, clusterId: driver.config.clusterId, forwarded: true },
       ctx.timeouts.forwardDeadlineMs,
     ).catch(() => {});
   }

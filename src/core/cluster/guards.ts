@@ -4,8 +4,8 @@
  * address is one this node could dial. Kept apart so each room refuses bad input the same way.
  */
 import { ErrorCode, RdbnetError } from '../errors.ts';
+import type { PeerIdentity } from '../rpc/peer.ts';
 import { parseHostPort } from '../transport/address.ts';
-import type { Connection } from '../transport/connection.ts';
 
 /** Throws the typed error (with its hint) that answers the request. */
 export function fail(code: ErrorCode, message: string, hint?: string): never {
@@ -13,8 +13,8 @@ export function fail(code: ErrorCode, message: string, hint?: string): never {
 }
 
 /** The peer of a node-to-node request; RDB_FORBIDDEN for clients. */
-export function nodePeer(connection: Connection): NonNullable<Connection['peer']> {
-  const peer = connection.peer;
+export function nodePeer(from: PeerIdentity): NonNullable<PeerIdentity['peer']> {
+  const peer = from.peer;
   if (peer === null || peer.role !== 'node') {
     fail(ErrorCode.Forbidden, 'this request is for nodes (node certificates) only');
   }

@@ -8,9 +8,11 @@ import { ErrorCode, RdbnetError } from '../errors.ts';
 import type { RaftConfig } from '../membership/raft/config.ts';
 import type { NodeId } from '../membership/raft/types.ts';
 import type { LocalEndpoint } from '../protocol/handshake.ts';
-import type { Clock, Counters, Logger } from '../runtime/index.ts';
+import type { PeerTransport } from '../rpc/peer.ts';
+import type { Clock, Counters, Logger, Random } from '../runtime/index.ts';
 import type { TlsMaterial } from '../security/tls.ts';
 import type { ConnectionOptions } from '../transport/options.ts';
+import type { LeftMarkerStore } from './left-marker.ts';
 import type { ClusterTimeouts } from './timings.ts';
 
 /**
@@ -128,7 +130,17 @@ export interface ClusterServiceInit {
   /** Discovery, join, bootstrap, promotion and dead-voter knobs; absent ones are
    * CLUSTER_TUNABLES_DEFAULT's. */
   tunables?: Partial<ClusterTunables>;
+  /**
+   * Time, and through timersOf every timer the service sets (Raft ticks, discovery and join
+   * loops, chores, waits). Default systemClock; the simulator passes its EventQueue.
+   */
   clock?: Clock;
+  /** Raft's election randomness and new cluster ids. Default systemRandom (and randomUUID). */
+  random?: Random;
+  /** Node-to-node requests. Default PeerLinks over mTLS from `local`, `tls`, `connection`. */
+  transport?: PeerTransport;
+  /** The left marker. Default `<dataDir>/left.json`. */
+  leftMarker?: LeftMarkerStore;
   /**
    * A voter gossip reports `dead` (or does not list) continuously for longer than this is
    * removed by the leader when quorum stays safe (see DeadVoters). Undefined or ≤ 0: never.

@@ -7,7 +7,7 @@
  */
 import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
 import type { ClusterJoinReply, ClusterJoinRequest, JoinReply } from '../protocol/messages.ts';
-import { call } from '../rpc/call.ts';
+import { request } from '../rpc/request.ts';
 import type { ClusterContext } from './context.ts';
 import type { Discovery } from './discovery.ts';
 import { fail, validAddress } from './guards.ts';
@@ -57,17 +57,10 @@ export class Join {
       const target = targets.find((peer) => peer.id === leaderId) ?? targets[0];
       if (target !== undefined) {
         try {
-          const reply = await call(
-            ctx.links.link(target.address),
-            {
-              joinRequest: {
-                id: ctx.id,
-                address: ctx.address,
-                clusterId: '',
-                forwarded: false,
-              },
-            },
-            'joinReply',
+          const reply = await request(
+            ctx.peer(target.address),
+            'joinRequest',
+            { id: ctx.id, address: ctx.address, clusterId: '', forwarded: false },
             ctx.timeouts.forwardDeadlineMs + ctx.tunables.peerRequestTimeoutMs,
           );
           if (ctx.state !== 'joining' || ctx.stopping) return;

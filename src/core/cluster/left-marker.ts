@@ -43,3 +43,43 @@ export async function writeLeftMarker(
     0o600,
   );
 }
+
+/**
+ * Where the left marker lives, behind a seam: the data dir's left.json in production, a
+ * variable in the simulator (whose nodes have no data dir), with the same refusal.
+ */
+export interface LeftMarkerStore {
+  /** RDB_CONFIG_INVALID when node `id` left its cluster (its marker is there). */
+  refuseIfLeft(id: NodeId): Promise<void>;
+  /** Records that node `id` left `clusterId` at `leftAtWallMs` (wall clock). */
+  write(clusterId: string, id: NodeId, leftAtWallMs: number): Promise<void>;
+}
+
+/** The marker as `<dataDir>/left.json`. */
+export function leftMarkerFile(dataDir: string): LeftMarkerStore {
+  return {
+    refuseIfLeft: (id) => refuseIfLeft(dataDir, id),
+    write: (clusterId, id, leftAtWallMs) => writeLeftMarker(dataDir, clusterId, id, leftAtWallMs),
+  };
+}
+
+/** The marker in memory: survives a simulated restart as long as the store object does. */
+export function memoryLeftMarker(): LeftMarkerStore & { readonly leftCluster: string | null } {
+  let left: { clusterId: string; leftAtWallMs: number } | null = null;
+  return {
+    get leftCluster() {
+      return left?.clusterId ?? null;
+    },
+    async refuseIfLeft(id) {
+      if (left === null) return;
+      fail(
+        ErrorCode.ConfigInvalid,
+        `node '${id}' left cluster ${left.clusterId} at ${new Date(left.leftAtWallMs).toISOString()}; its storage cannot be used again`,
+        'start it with a fresh --data-dir to join a cluster again',
+      );
+    },
+    async write(clusterId, _id, leftAtWallMs) {
+      left = { clusterId, leftAtWallMs };
+    },
+  };
+}

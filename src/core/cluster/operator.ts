@@ -15,13 +15,12 @@ import type {
   TransferLeaderReply,
   TransferLeaderRequest,
 } from '../protocol/messages.ts';
-import { call } from '../rpc/call.ts';
-import type { Connection } from '../transport/connection.ts';
+import type { PeerIdentity } from '../rpc/peer.ts';
+import { request as ask } from '../rpc/request.ts';
 import type { ClusterContext } from './context.ts';
 import type { RaftDriver } from './driver.ts';
 import type { Forwarding } from './forwarding.ts';
 import { fail, nodePeer } from './guards.ts';
-import { writeLeftMarker } from './left-marker.ts';
 
 /** Between answering `cluster leave` and stopping, so the answer leaves first. */
 export const LEFT_EXIT_DELAY_MS = 150;
@@ -37,12 +36,12 @@ export class Operator {
 
   async onTransfer(
     request: TransferLeaderRequest,
-    connection: Connection,
+    from: PeerIdentity,
   ): Promise<TransferLeaderReply> {
     const { ctx } = this;
     // Roles are the admin API's table (an operator asks, a node only forwards); membership
     // is known here.
-    const peer = connection.peer!;
+    const peer = from.peer!;
     if (request.forwarded && !ctx.isMemberPeer(peer.id)) {
       fail(ErrorCode.Forbidden, `${peer.id} is not a member and may not forward requests`);
     }
@@ -58,13 +57,8 @@ export class Operator {
     return this.forwarding.onLeader(
       () => this.transferAsLeader(to),
       request.forwarded,
-      (link, timeoutMs) =>
-        call(
-          link,
-          { transferLeaderRequest: { to, forwarded: true } },
-          'transferLeaderReply',
-          timeoutMs,
-        ),
+      (leader, timeoutMs) =>
+        ask(leader, 'transferLeaderRequest', { to, forwarded: true }, timeoutMs),
     );
   }
 
@@ -88,9 +82,9 @@ export class Operator {
     return { leader: to, term: ctx.driver?.term ?? driver.term };
   }
 
-  async onRemoveMember(request: RemoveMemberRequest, connection: Connection): Promise<number> {
+  async onRemoveMember(request: RemoveMemberRequest, from: PeerIdentity): Promise<number> {
     const { ctx } = this;
-    const peer = nodePeer(connection);
+    const peer = nodePeer(from);
     if (peer.authenticated && request.id !== peer.id) {
       fail(ErrorCode.Forbidden, `node ${peer.id} may only ask for its own removal`);
     }
@@ -121,12 +115,17 @@ export class Operator {
         // Live: a Raft batch from it arrived within an election timeout (a follower answers
         // every heartbeat of the leader).
         const liveMs = driver.raftConfig.electionTicks * ctx.tickMs;
-        const live = remaining.filter((voter) => ctx.heardWithin(voter, liveMs));
         const needed = quorum(remaining.length);
-        if (live.length < needed) {
+        const liveCount = () => remaining.filter((voter) => ctx.heardWithin(voter, liveMs)).length;
+        // A leader that has just been elected (a leaving leader handed over to it, say) may
+        // not have heard from every follower yet: followers do not talk to each other, so
+        // give them one election timeout (a heartbeat round) to answer before refusing.
+        if (liveCount() < needed) await ctx.waitFor(() => liveCount() >= needed, liveMs);
+        const live = liveCount();
+        if (live < needed) {
           fail(
             ErrorCode.QuorumAtRisk,
-            `removing ${id} would leave ${remaining.length} voter(s) of which ${live.length} answer; a quorum needs ${needed}`,
+            `removing ${id} would leave ${remaining.length} voter(s) of which ${live} answer; a quorum needs ${needed}`,
             'bring the other voters back first, or pass --force to remove it anyway',
           );
         }
@@ -149,17 +148,14 @@ export class Operator {
     await this.forwarding.onLeader(
       () => this.removeAsLeader(self, force),
       false,
-      (link, timeoutMs) =>
-        call(
-          link,
-          { removeMemberRequest: { id: self, force } },
-          'removeMemberReply',
-          timeoutMs,
-        ).then((reply) => reply.index),
+      (leader, timeoutMs) =>
+        ask(leader, 'removeMemberRequest', { id: self, force }, timeoutMs).then(
+          (reply) => reply.index,
+        ),
     );
     const clusterId = ctx.clusterId;
     ctx.state = 'left';
-    await writeLeftMarker(ctx.init.dataDir, clusterId, self, ctx.clock.wallMs());
+    await ctx.leftMarker.write(clusterId, self, ctx.clock.wallMs());
     ctx.log.info('left the cluster; stopping', { cluster: clusterId });
     ctx.joinedClusterId = clusterId;
     // Raft keeps running until the node stops, so a leader that removed itself still sends

@@ -7,8 +7,8 @@
 import { ErrorCode, isRdbnetError } from '../errors.ts';
 import type { Message, NodeId } from '../membership/raft/types.ts';
 import type { Envelope, RaftBatch } from '../protocol/messages.ts';
-import { call } from '../rpc/call.ts';
-import type { Connection } from '../transport/connection.ts';
+import type { PeerIdentity } from '../rpc/peer.ts';
+import { request } from '../rpc/request.ts';
 import { PEERS_MAX } from './address-book.ts';
 import type { ClusterContext } from './context.ts';
 import { fail, nodePeer, validAddress } from './guards.ts';
@@ -40,28 +40,27 @@ export class RaftTraffic {
       return;
     }
     counters.increment('raft.messages_out', messages.length);
-    ctx.links
-      .link(address)
-      .request(
-        { raftBatch: { messages: messages.map(messageToWire), to } },
-        ctx.tunables.peerRequestTimeoutMs,
-      )
-      .then(
-        () => {
-          if (snapshots) ctx.driver?.reportSnapshot(to, true);
-        },
-        (error: unknown) => {
-          const code = isRdbnetError(error) ? error.code : ErrorCode.Internal;
-          counters.increment(`raft.batches_failed.${code}`);
-          ctx.driver?.reportUnreachable(to);
-          if (snapshots) ctx.driver?.reportSnapshot(to, false);
-        },
-      );
+    request(
+      ctx.peer(address),
+      'raftBatch',
+      { messages: messages.map(messageToWire), to },
+      ctx.tunables.peerRequestTimeoutMs,
+    ).then(
+      () => {
+        if (snapshots) ctx.driver?.reportSnapshot(to, true);
+      },
+      (error: unknown) => {
+        const code = isRdbnetError(error) ? error.code : ErrorCode.Internal;
+        counters.increment(`raft.batches_failed.${code}`);
+        ctx.driver?.reportUnreachable(to);
+        if (snapshots) ctx.driver?.reportSnapshot(to, false);
+      },
+    );
   }
 
-  onRaftBatch(batch: RaftBatch, connection: Connection): Envelope {
+  onRaftBatch(batch: RaftBatch, from: PeerIdentity): Envelope {
     const { ctx } = this;
-    const peer = nodePeer(connection);
+    const peer = nodePeer(from);
     const driver = ctx.driver;
     if (driver === null || ctx.state !== 'member') {
       fail(ErrorCode.NotMember, `${ctx.id} is not in a cluster (yet)`);
@@ -106,10 +105,10 @@ export class RaftTraffic {
       if (member.id === ctx.id || member.id === id) continue;
       const address = ctx.addressOf(member.id);
       if (address === undefined) continue;
-      call(
-        ctx.links.link(address),
-        { clusterStatusRequest: { localOnly: true } },
-        'clusterStatusReply',
+      request(
+        ctx.peer(address),
+        'clusterStatusRequest',
+        { localOnly: true },
         ctx.tunables.peerRequestTimeoutMs,
       ).then(
         (reply) => {

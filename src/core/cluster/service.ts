@@ -43,11 +43,11 @@ import type {
   RemoveMemberRequest,
   TransferLeaderRequest,
 } from '../protocol/messages.ts';
-import type { Connection } from '../transport/connection.ts';
+import type { PeerIdentity } from '../rpc/peer.ts';
 import { Admission } from './admission.ts';
 import { Bootstrap } from './bootstrap.ts';
 import { Chores } from './chores.ts';
-import { ClusterContext } from './context.ts';
+import { ClusterContext, type ClusterRaftStorage } from './context.ts';
 import { DeadVoters } from './dead-voters.ts';
 import { Discovery } from './discovery.ts';
 import { RaftDriver } from './driver.ts';
@@ -56,7 +56,7 @@ import { fail } from './guards.ts';
 import { IdClaims } from './id-claims.ts';
 import type { ClusterServiceInit, ClusterState } from './init.ts';
 import { Join } from './join.ts';
-import { refuseIfLeft } from './left-marker.ts';
+import { leftMarkerFile } from './left-marker.ts';
 import { Operator } from './operator.ts';
 import { RaftTraffic } from './raft-traffic.ts';
 import { ClusterStatus } from './status.ts';
@@ -94,7 +94,7 @@ export class ClusterService {
   private readonly status: ClusterStatus;
   private readonly operator: Operator;
 
-  private constructor(init: ClusterServiceInit, storage: FileRaftStorage) {
+  private constructor(init: ClusterServiceInit, storage: ClusterRaftStorage) {
     const ctx = new ClusterContext(init, storage);
     this.ctx = ctx;
     this.left = ctx.left;
@@ -120,7 +120,7 @@ export class ClusterService {
    * dir whose node left its cluster.
    */
   static async open(init: ClusterServiceInit): Promise<ClusterService> {
-    await refuseIfLeft(init.dataDir, init.id);
+    await (init.leftMarker ?? leftMarkerFile(init.dataDir)).refuseIfLeft(init.id);
     const paths = raftStoragePaths(init.dataDir);
     let service: ClusterService | undefined;
     const storage = await FileRaftStorage.open(paths.dir, {
@@ -140,6 +140,19 @@ export class ClusterService {
     }
     service = new ClusterService(init, storage);
     return service;
+  }
+
+  /**
+   * A service on Raft storage the caller opened (the simulator's MemoryStorage; a restart is
+   * a new service on the same storage). Refuses, like open(), a node whose left marker
+   * (init.leftMarker, required here: there is no data dir to look in) says it left.
+   */
+  static async onStorage(
+    init: ClusterServiceInit & { leftMarker: NonNullable<ClusterServiceInit['leftMarker']> },
+    storage: ClusterRaftStorage,
+  ): Promise<ClusterService> {
+    await init.leftMarker.refuseIfLeft(init.id);
+    return new ClusterService(init, storage);
   }
 
   /** Decides what this node is (member, new single node, or waiting) and starts. */
@@ -179,8 +192,8 @@ export class ClusterService {
     const driver = ctx.driver;
     ctx.driver = null;
     if (driver !== null) await driver.stop();
-    else await ctx.storage.close();
-    ctx.links.close();
+    else await ctx.storage.close?.();
+    ctx.transport.close();
   }
 
   get state(): ClusterState {
@@ -191,16 +204,24 @@ export class ClusterService {
     return this.ctx.clusterId;
   }
 
+  /** The running Raft driver (null until this node is a member): read-only inspection, for
+   * the simulator's invariants. */
+  get raftDriver(): RaftDriver | null {
+    return this.ctx.driver;
+  }
+
   /** Raft and cluster counters for `node status`. */
   counters(): Record<string, number> {
     const out: Record<string, number> = {};
     const driver = this.ctx.driver;
     if (driver !== null) Object.assign(out, driver.status().counters);
-    const stats = this.ctx.storage.stats();
-    out['raft.storage.syncs'] = stats.syncs;
-    out['raft.storage.bytes_written'] = stats.bytesWritten;
-    out['raft.storage.segments'] = stats.segments;
-    out['raft.storage.watermark_writes'] = stats.watermarkWrites;
+    const stats = this.ctx.storage.stats?.();
+    if (stats !== undefined) {
+      out['raft.storage.syncs'] = stats.syncs;
+      out['raft.storage.bytes_written'] = stats.bytesWritten;
+      out['raft.storage.segments'] = stats.segments;
+      out['raft.storage.watermark_writes'] = stats.watermarkWrites;
+    }
     return out;
   }
 
@@ -246,27 +267,27 @@ export class ClusterService {
     return CLUSTER_KINDS.has(kind);
   }
 
-  handle(request: DecodedEnvelope, connection: Connection): Envelope | Promise<Envelope> {
+  handle(request: DecodedEnvelope, from: PeerIdentity): Envelope | Promise<Envelope> {
     if (this.ctx.stopping) fail(ErrorCode.ConnectionClosed, `node ${this.ctx.id} is stopping`);
     const body = request.body;
     switch (request.kind) {
       case 'raftBatch':
-        return this.raftTraffic.onRaftBatch(body as RaftBatch, connection);
+        return this.raftTraffic.onRaftBatch(body as RaftBatch, from);
       case 'peerExchangeRequest':
         return {
-          peerExchangeReply: this.discovery.onPeerExchange(body as PeerExchange, connection),
+          peerExchangeReply: this.discovery.onPeerExchange(body as PeerExchange, from),
         };
       case 'bootstrapCommitRequest':
         return this.bootstrapper
-          .onBootstrapCommit(body as BootstrapCommitRequest, connection)
+          .onBootstrapCommit(body as BootstrapCommitRequest, from)
           .then(() => ({ bootstrapCommitReply: {} }));
       case 'joinRequest':
         return this.admission
-          .onJoin(body as JoinRequest, connection)
+          .onJoin(body as JoinRequest, from)
           .then((joinReply) => ({ joinReply }));
       case 'removeMemberRequest':
         return this.operator
-          .onRemoveMember(body as RemoveMemberRequest, connection)
+          .onRemoveMember(body as RemoveMemberRequest, from)
           .then((index) => ({ removeMemberReply: { index } }));
       case 'clusterBootstrapRequest':
         return this.bootstrapper
@@ -282,7 +303,7 @@ export class ClusterService {
           .then((clusterStatusReply) => ({ clusterStatusReply }));
       case 'transferLeaderRequest':
         return this.operator
-          .onTransfer(body as TransferLeaderRequest, connection)
+          .onTransfer(body as TransferLeaderRequest, from)
           .then((transferLeaderReply) => ({ transferLeaderReply }));
       case 'leaveRequest':
         return this.operator.onLeave(body as LeaveRequest).then((leaveReply) => ({ leaveReply }));

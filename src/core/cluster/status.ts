@@ -11,7 +11,7 @@ import type {
   ClusterStatusReply,
   ClusterStatusRequest,
 } from '../protocol/messages.ts';
-import { call } from '../rpc/call.ts';
+import { request as ask } from '../rpc/request.ts';
 import type { ClusterContext } from './context.ts';
 import type { RaftDriver } from './driver.ts';
 
@@ -108,10 +108,10 @@ export class ClusterStatus {
     const address = ctx.addressOf(local.leader);
     if (address === undefined) return local;
     try {
-      const remote = await call(
-        ctx.links.link(address),
-        { clusterStatusRequest: { localOnly: true } },
-        'clusterStatusReply',
+      const remote = await ask(
+        ctx.peer(address),
+        'clusterStatusRequest',
+        { localOnly: true },
         ctx.tunables.peerRequestTimeoutMs,
       );
       if (remote.role !== 'leader') return local;

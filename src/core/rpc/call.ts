@@ -1,8 +1,8 @@
 /**
  * The older request helper, where the request and the reply kind are given separately.
  * @deprecated Use `request(sender, kind, body)` (request.ts) or `NodeClient.ask`, which take
- * the reply kind from REPLY_OF. Kept only for src/core/cluster/ until its split is merged;
- * then it goes.
+ * the reply kind from REPLY_OF. src/ and test/ no longer use it; bench/ still does (left to
+ * the benchmarks' own change), then it goes.
  */
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import type { Envelope, EnvelopeBody, EnvelopeKind } from '../protocol/messages.ts';

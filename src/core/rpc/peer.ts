@@ -8,7 +8,7 @@
  */
 import type { PeerInfo } from '../protocol/handshake.ts';
 import type { DecodedEnvelope, Envelope } from '../protocol/messages.ts';
-import type { RequestSender } from './call.ts';
+import type { RequestSender } from './request.ts';
 
 /** Who sent a request: what a handler may base its decisions on. A Connection is one. */
 export interface PeerIdentity {
@@ -43,7 +43,7 @@ export interface PeerTransport {
   close(): void;
 }
 
-/** One peer of a transport as a RequestSender, for `call()`. */
+/** One peer of a transport as a RequestSender, for `request()` (request.ts). */
 export function peerSender(transport: PeerTransport, address: string): RequestSender {
   return {
     request: (envelope, timeoutMs) =>
