@@ -13,7 +13,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { nodeDialInit } from '../src/cli/node-client.ts';
 import type { ClusterStatusReply, GossipMember } from '../src/core/protocol/messages.ts';
-import { call } from '../src/core/rpc/call.ts';
+import { request } from '../src/core/rpc/request.ts';
 import type { Connection } from '../src/core/transport/connection.ts';
 import { dial } from '../src/core/transport/dial.ts';
 
@@ -227,22 +227,17 @@ export class Admin {
 
   /** The node's own Raft view (ClusterStatusRequest, local only). */
   async status(address: string, timeoutMs = 500): Promise<ClusterStatusReply> {
-    return call(
+    return request(
       await this.connection(address),
-      { clusterStatusRequest: { localOnly: true } },
-      'clusterStatusReply',
+      'clusterStatusRequest',
+      { localOnly: true },
       timeoutMs,
     );
   }
 
   /** The node's gossip view (MembersRequest). */
   async members(address: string, timeoutMs = 1000): Promise<GossipMember[]> {
-    const reply = await call(
-      await this.connection(address),
-      { membersRequest: {} },
-      'membersReply',
-      timeoutMs,
-    );
+    const reply = await request(await this.connection(address), 'membersRequest', {}, timeoutMs);
     return reply.members;
   }
 

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import Table from 'cli-table3';
 import { DEFAULT_RAFT_CONFIG, DEFAULT_TICK_MS } from '../src/core/membership/raft/config.ts';
 import type { ConfChangeTiming } from '../src/core/protocol/messages.ts';
-import { call } from '../src/core/rpc/call.ts';
+import { request } from '../src/core/rpc/request.ts';
 import {
   Admin,
   type BenchNode,
@@ -86,10 +86,10 @@ async function benchRdbnet(home: string) {
     nodes.push(
       ...(await Promise.all(['n2', 'n3'].map((id) => startRdbnet(home, id, nodes[0]!.address)))),
     );
-    await call(
+    await request(
       await admin.connection(nodes[0]!.address),
-      { clusterBootstrapRequest: { expect: 3, waitMs: 20_000 } },
-      'clusterBootstrapReply',
+      'clusterBootstrapRequest',
+      { expect: 3, waitMs: 20_000 },
       30_000,
     );
     const failover: number[] = [];
@@ -133,10 +133,10 @@ async function benchRdbnet(home: string) {
       const id = `m${trial + 1}`;
       const member = await startRdbnet(home, id, nodes.map((node) => node.address).join(','));
       await rdbnetSettled(admin, [...nodes, member], 4);
-      await call(
+      await request(
         await admin.connection(member.address),
-        { leaveRequest: { force: false } },
-        'leaveReply',
+        'leaveRequest',
+        { force: false },
         15_000,
       );
       await exited(member.child);

@@ -1,2 +1,2 @@
-export * from './call.ts';
+export * from './peer.ts';
 export * from './request.ts';
