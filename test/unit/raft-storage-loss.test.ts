@@ -146,6 +146,20 @@ describe('a WAL lost behind the storage is refused, not taken for a fresh start'
     await assertRefused(dir, 'RDB_STORAGE_LOST', dir);
   });
 
+  test('the segment truncated and the watermark removed, a snapshot file still there: refused naming it', async () => {
+    const parent = freshDir();
+    await mkdir(parent);
+    const dir = join(parent, 'raft');
+    const watermarkPath = join(parent, 'raft.watermark.json');
+    await twoBatches(dir, { watermarkPath });
+    const [segment] = await segmentPaths(dir);
+    await truncate(segment!, 0);
+    await rm(watermarkPath);
+    const [snapshot] = (await readdir(dir)).filter((name) => name.endsWith('.snap'));
+    assert.ok(snapshot !== undefined, 'the founding snapshot is a file');
+    await assertRefused(dir, 'RDB_STORAGE_LOST', snapshot, { watermarkPath }, parent);
+  });
+
   test('the whole storage dir removed, watermark kept beside it: refused, dir not recreated', async () => {
     const parent = freshDir();
     await mkdir(parent);

@@ -32,6 +32,7 @@ import {
   type SnapshotFileWrite,
   type SnapshotRef,
   snapshotFileName,
+  snapshotFilesIn,
   truncateTornTail,
   WAL_ENTRY_DATA_BYTES_MAX,
   WAL_SEGMENT_BYTES_DEFAULT,
@@ -360,6 +361,18 @@ export class FileRaftStorage implements PersistentRaftStorage {
         `${describeWalEnd(dir, recovered)}, but ${watermarkPath} says it held ${describeWatermark(watermark)}: ` +
           'the WAL was emptied, truncated or removed',
       );
+    }
+    if (recovered.nextSeq === 1) {
+      // An empty WAL beside a snapshot file: the snapshot is only ever written for a WAL that
+      // then records it, so the WAL (and with it the term, the vote and the log) was lost —
+      // even when its watermark went with it.
+      const [orphan] = await snapshotFilesIn(dir);
+      if (orphan !== undefined) {
+        throw walLost(
+          `the WAL in ${dir} holds no record, but ${join(dir, orphan)} says this node held a snapshot: ` +
+            'the WAL was emptied, truncated or removed (if this node crashed during its very first start, remove the data dir)',
+        );
+      }
     }
     state.setSnapshot(state.snapshotRef, await readSnapshotData(dir, state.snapshotRef));
 

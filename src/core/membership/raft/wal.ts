@@ -921,6 +921,11 @@ export async function truncateTornTail(dir: string, tornTail: TornTail): Promise
 }
 
 /** Removes temp files and snapshot files other than `keep` (leftovers of a crash). */
+/** The snapshot files in `dir` (not their temporary files), by name. */
+export async function snapshotFilesIn(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((name) => SNAPSHOT_NAME.test(name)).sort();
+}
+
 export async function removeStaleFiles(dir: string, keep: string | undefined): Promise<string[]> {
   const removed: string[] = [];
   for (const name of await readdir(dir)) {
