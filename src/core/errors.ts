@@ -55,6 +55,10 @@ export const ErrorCode = {
   /** The node id is held by another live process (or one gone for less than the reclaim
    * window) at another address. */
   IdInUse: 'RDB_ID_IN_USE',
+  /** A node asks to join with no Raft state under the id of a voter of the configuration: its
+   * data dir was lost, or another process uses its id. A voter that forgot its log and vote
+   * must not vote again; it is removed first and joins anew. */
+  MemberStateLost: 'RDB_MEMBER_STATE_LOST',
   // load balancing and resilience (src/core/lb)
   /** No endpoint the balancer may choose: none given, none live, or every one ejected. */
   LbNoCandidates: 'RDB_LB_NO_CANDIDATES',

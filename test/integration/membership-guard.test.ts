@@ -8,6 +8,8 @@
  * (c) a second process claiming n2's id (fresh data dir, another port) while n2 runs: it
  *     exits 1 with RDB_ID_IN_USE naming n2's address, and the real n2 stays alive in every
  *     node's gossip and a voter at its own address in every node's `cluster status`;
+ * (c2) the same advertising n2's own address (so it looks like n2 restarting): it has no Raft
+ *     state while n2 is a voter, so it exits 1 with RDB_MEMBER_STATE_LOST;
  * (d) the real n2 restarted on its data dir, on the same address, is back at once; restarted
  *     on another port, its new address is taken once the old one has been gone for the
  *     reclaim window;
@@ -216,6 +218,38 @@ describe('Raft membership requires gossip membership', () => {
     // Whatever the impostor said on its way out, the real n2 stays alive and a voter at its
     // own address everywhere.
     const deadline = performance.now() + 4000;
+    while (performance.now() < deadline) {
+      await memberEverywhere('n2', real.address);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    assert.equal(real.child.exitCode, null);
+  });
+
+  test("(c2) a second process claiming n2 and advertising n2's own address exits 1 with RDB_MEMBER_STATE_LOST", async () => {
+    const real = nodes.get('n2')!;
+    const seeds = [nodes.get('n1')!.address, nodes.get('n3')!.address].join(',');
+    const impostor = await runCli(
+      [
+        'node',
+        'start',
+        '--id',
+        'n2',
+        '--listen',
+        '127.0.0.1:0',
+        '--advertise',
+        real.address,
+        '--data-dir',
+        join(home.dir, 'n2-impostor-advertising'),
+        '--join',
+        seeds,
+      ],
+      env(),
+      30_000,
+    );
+    assert.equal(impostor.code, 1, describeResult(impostor));
+    assert.match(impostor.stderr, /Error: node n2 is a voter of cluster .* with no Raft state/);
+    assert.match(impostor.stderr, /Hint: .*empty --data-dir/);
+    const deadline = performance.now() + 3000;
     while (performance.now() < deadline) {
       await memberEverywhere('n2', real.address);
       await new Promise((resolve) => setTimeout(resolve, 200));

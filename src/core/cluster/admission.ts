@@ -66,8 +66,11 @@ export class Admission {
         'a node belongs to one cluster: start it with a fresh --data-dir to join this one',
       );
     }
+    // A joiner sends no cluster id (it has no Raft state); a member passing on another
+    // member's new address sends the cluster's (forwarding.forwardAddress).
+    const withoutState = request.clusterId === '';
     return this.forwarding.onLeader(
-      () => this.joinAsLeader(request.id, request.address),
+      () => this.joinAsLeader(request.id, request.address, withoutState),
       request.forwarded,
       (leader, timeoutMs) => ask(leader, 'joinRequest', { ...request, forwarded: true }, timeoutMs),
     );
@@ -79,10 +82,31 @@ export class Admission {
    * (RDB_ID_IN_USE), and a new node only once this leader's gossip has it alive at that
    * address (waiting up to joinGossipWaitMs, else RDB_JOIN_NOT_IN_GOSSIP).
    */
-  private async joinAsLeader(id: NodeId, address: string): Promise<JoinReply> {
+  private async joinAsLeader(
+    id: NodeId,
+    address: string,
+    withoutState: boolean,
+  ): Promise<JoinReply> {
     const { ctx } = this;
     const inUse = this.idClaims.idInUse(id, address);
     if (inUse !== null) throw inUse;
+    const current = ctx.requireMember();
+    const clusterId = current.config.clusterId;
+    const progress = current.status().progress[id];
+    const hadState = ctx.lastHeardMs.has(id) || (progress !== undefined && progress.match > 0);
+    if (withoutState && current.config.voters.has(id) && hadState) {
+      // A voter restarted with its data dir never asks to join (it is a member already): this
+      // one has no log and no vote, yet this leader has heard from a process of this id, so it
+      // once had them. Letting it vote again could elect two leaders in one term. A founding
+      // voter that never got the founding configuration (it found the cluster first) was
+      // never heard from: it joins and gets the snapshot.
+      ctx.counters.increment('cluster.joins_refused.member_state_lost');
+      fail(
+        ErrorCode.MemberStateLost,
+        `node ${id} is a voter of cluster ${clusterId} but asks to join with no Raft state: its data dir was lost, or another process is using its id`,
+        `if ${id}'s data is lost: stop this process; once the cluster has removed ${id} (automatically, deadVoterRemoveAfterMs after gossip sees it dead), start it again with an empty --data-dir`,
+      );
+    }
     if (!ctx.requireMember().config.isMember(id)) await this.waitAliveInGossip(id, address);
     const deadline = ctx.clock.nowMs() + ctx.timeouts.proposalTimeoutMs;
     await this.forwarding.ensureAddress(id, address);

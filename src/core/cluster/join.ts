@@ -68,6 +68,19 @@ export class Join {
           return;
         } catch (error) {
           const reason = (error as Error).message;
+          if (isRdbnetError(error, ErrorCode.MemberStateLost)) {
+            // Retrying cannot help until the cluster removed this id: stop, saying why.
+            ctx.log.error('cannot join: a voter of this id exists', {
+              target: target.address,
+              reason,
+            });
+            ctx.resolveFailed(
+              new RdbnetError(ErrorCode.MemberStateLost, reason, {
+                hint: `if this node's data is lost: stop it; once the cluster has removed ${ctx.id} (deadVoterRemoveAfterMs after gossip sees it dead), start it again with an empty --data-dir`,
+              }),
+            );
+            return;
+          }
           if (isRdbnetError(error, ErrorCode.IdInUse)) {
             // Another process is this node, as far as the cluster knows: give up and stop.
             ctx.log.error('cannot join: node id in use', {
