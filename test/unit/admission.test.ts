@@ -103,7 +103,7 @@ describe('sourceKey', () => {
   test('IPv4, IPv4-mapped IPv6 and IPv6 /64 prefixes', () => {
     assert.equal(sourceKey('127.0.0.2'), '127.0.0.2');
     assert.equal(sourceKey('::ffff:127.0.0.2'), '127.0.0.2');
-    assert.equal(sourceKey('::FFFF:10.1.2.3'), '10.1.2.3');
+    assert.equal(sourceKey('::FFFF:127.1.2.3'), '127.1.2.3');
     assert.equal(sourceKey('::1'), '0:0:0:0::/64');
     assert.equal(sourceKey('2001:db8:1:2:3:4:5:6'), '2001:db8:1:2::/64');
     assert.equal(sourceKey('2001:db8:1:2::7'), '2001:db8:1:2::/64');

@@ -22,7 +22,7 @@ export const ENDPOINT_ID_LENGTH_MAX = 255;
 
 const ID_PATTERN = /^[^\s,=]+$/;
 
-/** `a`, `a=3` or `10.0.0.1:7000=0.5` → an endpoint; bad text is RDB_USAGE naming `source`. */
+/** `a`, `a=3` or `127.0.0.1:7000=0.5` → an endpoint; bad text is RDB_USAGE naming `source`. */
 export function parseEndpointSpec(spec: string, source = '--nodes'): Endpoint {
   const at = spec.lastIndexOf('=');
   const id = at === -1 ? spec : spec.slice(0, at);
