@@ -14,9 +14,11 @@ export const HealthExitCode = { healthy: 0, degraded: 1, critical: 2, unknown: 3
 export function exitCodeForError(code: string): number {
   switch (code) {
     case ErrorCode.Usage:
+    case ErrorCode.DiscoverySyntax:
       return ExitCode.Usage;
     case ErrorCode.NodeUnreachable:
     case ErrorCode.HandshakeTimeout:
+    case ErrorCode.DiscoveryUnreachable:
       return ExitCode.Unreachable;
     default:
       return ExitCode.Failed;

@@ -66,6 +66,16 @@ export const ErrorCode = {
   CircuitOpen: 'RDB_CIRCUIT_OPEN',
   /** The peer's token bucket is empty: the request was dropped, not sent. */
   RateLimited: 'RDB_RATE_LIMITED',
+  // discovery (src/core/discovery)
+  /** A discovery spec that does not parse: unknown provider or key, a bad value (exit 64). */
+  DiscoverySyntax: 'RDB_DISCOVERY_SYNTAX',
+  /** The discovery source (DNS server, etcd, Consul, an API) could not be reached (exit 69). */
+  DiscoveryUnreachable: 'RDB_DISCOVERY_UNREACHABLE',
+  /** The source answered with an error, or with no node where one was required (exit 1). */
+  DiscoveryFailed: 'RDB_DISCOVERY_FAILED',
+  /** Candidates belong to two or more different clusters: the node joins none until told
+   * which with --cluster-id. */
+  DiscoveryAmbiguous: 'RDB_DISCOVERY_AMBIGUOUS',
   // local configuration and files
   ConfigInvalid: 'RDB_CONFIG_INVALID',
   /** Damage found in a node's on-disk state (a Raft log record that fails its checksum, say). */

@@ -1,0 +1,3 @@
+export * from './provider.ts';
+export * from './registry.ts';
+export * from './spec.ts';

@@ -1,0 +1,22 @@
+/**
+ * The providers this build knows, by name. Each provider lives in providers/NAME.ts and
+ * exports one ProviderFactory; adding one is one import and one line here.
+ */
+
+import type { DiscoveryProvider, ProviderContext, ProviderFactory } from './provider.ts';
+import { type DiscoverySpec, parseSpec } from './spec.ts';
+
+const FACTORIES: readonly ProviderFactory[] = [];
+
+export const PROVIDERS: ReadonlyMap<string, ProviderFactory> = new Map(
+  FACTORIES.map((factory) => [factory.name, factory]),
+);
+
+/** Parses, checks and builds: a bad spec throws RDB_DISCOVERY_SYNTAX before any I/O. */
+export function openProvider(
+  text: string,
+  ctx: ProviderContext,
+): { spec: DiscoverySpec; provider: DiscoveryProvider } {
+  const { spec, factory } = parseSpec(text, PROVIDERS);
+  return { spec, provider: factory.create(spec.args, ctx) };
+}
