@@ -5,9 +5,10 @@
 
 import type { DiscoveryProvider, ProviderContext, ProviderFactory } from './provider.ts';
 import { broadcastProvider } from './providers/broadcast.ts';
+import { mdnsProvider } from './providers/mdns.ts';
 import { type DiscoverySpec, parseSpec } from './spec.ts';
 
-const FACTORIES: readonly ProviderFactory[] = [broadcastProvider];
+const FACTORIES: readonly ProviderFactory[] = [broadcastProvider, mdnsProvider];
 
 export const PROVIDERS: ReadonlyMap<string, ProviderFactory> = new Map(
   FACTORIES.map((factory) => [factory.name, factory]),
