@@ -10,10 +10,18 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { DiscoveredNode } from '../../src/core/discovery/provider.ts';
 import { mdnsProvider } from '../../src/core/discovery/providers/mdns.ts';
+import {
+  decodeMessage,
+  emptyMessage,
+  encodeMessage,
+  isResponse,
+  RecordType,
+} from '../../src/core/discovery/providers/mdns-codec.ts';
 import { systemClock } from '../../src/core/runtime/index.ts';
 import { type Avahi, avahiUnavailable, startAvahi } from '../helpers/avahi.ts';
 import {
@@ -233,6 +241,41 @@ describe('provider=mdns between two rdbnet providers over loopback multicast', (
       await watching;
       await announcer.close?.();
       await browser.close?.();
+    }
+  });
+
+  test('a flood of queries gets at most one multicast answer per second', async () => {
+    const announcer = mdnsProvider.create(spec, ctx);
+    const registration = await announcer.register?.(
+      { id: 'loop-2', address: '127.0.0.1:7401', meta: {} },
+      new AbortController().signal,
+    );
+    const socket = createSocket({ type: 'udp4', reuseAddr: true });
+    let answers = 0;
+    socket.on('message', (packet) => {
+      const message = decodeMessage(packet);
+      // Query answers carry the PTR alone; announcements carry every record.
+      if (isResponse(message) && message.answers.length === 1) answers++;
+    });
+    try {
+      await new Promise<void>((resolve) => socket.bind(5353, '0.0.0.0', () => resolve()));
+      socket.addMembership('224.0.0.251', '127.0.0.1');
+      socket.setMulticastInterface('127.0.0.1');
+      const query = emptyMessage();
+      query.questions = [{ name: `${spec.get('service')}.local`, type: RecordType.PTR }];
+      const packet = encodeMessage(query);
+      for (let i = 0; i < 20; i++) {
+        await new Promise<void>((resolve) =>
+          socket.send(packet, 5353, '224.0.0.251', () => resolve()),
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      // One; two only if the 20 sends themselves took over a second on a loaded machine.
+      assert.ok(answers >= 1 && answers <= 2, `${answers} answers to 20 queries`);
+    } finally {
+      socket.close();
+      await registration?.close();
+      await announcer.close?.();
     }
   });
 });

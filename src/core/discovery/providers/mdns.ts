@@ -51,6 +51,14 @@ export const MDNS_TIMEOUT_MS_DEFAULT = 2000;
 export const MDNS_QUERY_INTERVAL_MAX_MS = 60_000;
 /** How often a browser drops expired records and asks for what is missing. */
 const MAINTENANCE_INTERVAL_MS = 1000;
+/** Questions for missing records asked per maintenance round, at most. */
+const MISSING_QUESTIONS_MAX = 32;
+/**
+ * A record is multicast in answer to queries at most once per this (RFC 6762 §6 asks one
+ * second), so a flood of queries cannot make this node flood the link. Announcements and
+ * goodbyes are not limited.
+ */
+export const MDNS_ANSWER_REPEAT_MIN_MS = 1000;
 /** RFC 6762 §10: host-bound records (SRV, A) live 120 s, the others 75 min. */
 const TTL_HOST_RECORDS_S = 120;
 const TTL_OTHER_RECORDS_S = 4500;
@@ -141,20 +149,31 @@ class MulticastEndpoint {
     return new MulticastEndpoint(socket, addresses);
   }
 
-  /** Sends to the group on every interface; resolves with how many sends failed. */
+  /**
+   * Sends to the group on every interface; resolves with how many sends failed. Never
+   * rejects: a send after close, or a vanished interface, is a failure counted here.
+   */
   async multicast(packet: Buffer): Promise<number> {
     let failures = 0;
     for (const address of this.addresses) {
-      this.socket.setMulticastInterface(address);
-      failures += await new Promise<number>((resolve) =>
-        this.socket.send(packet, MDNS_PORT, MDNS_GROUP, (error) => resolve(error ? 1 : 0)),
-      );
+      failures += await new Promise<number>((resolve) => {
+        try {
+          this.socket.setMulticastInterface(address);
+          this.socket.send(packet, MDNS_PORT, MDNS_GROUP, (error) => resolve(error ? 1 : 0));
+        } catch {
+          resolve(1);
+        }
+      });
     }
     return failures;
   }
 
   unicast(packet: Buffer, to: RemoteInfo): void {
-    this.socket.send(packet, to.port, to.address, () => {});
+    try {
+      this.socket.send(packet, to.port, to.address, () => {});
+    } catch {
+      // closed meanwhile: the asker asks again
+    }
   }
 
   close(): void {
@@ -355,12 +374,20 @@ export class MdnsProvider implements DiscoveryProvider {
     }
   }
 
+  /** Never rejects: a name that cannot be encoded or a failed send is logged and skipped. */
   private async ask(endpoint: MulticastEndpoint, questions: Question[]): Promise<void> {
     if (questions.length === 0) return;
     const query = emptyMessage();
-    query.questions = questions;
+    query.questions = questions.slice(0, MISSING_QUESTIONS_MAX);
+    let packet: Buffer;
+    try {
+      packet = encodeMessage(query);
+    } catch (error) {
+      this.logOnce(`provider=${NAME}: cannot ask: ${(error as Error).message}`);
+      return;
+    }
     this.stats.queriesSent++;
-    const failures = await endpoint.multicast(encodeMessage(query));
+    const failures = await endpoint.multicast(packet);
     if (failures > 0) this.logOnce(`provider=${NAME}: ${failures} query sends failed`);
   }
 
@@ -448,12 +475,25 @@ export class MdnsProvider implements DiscoveryProvider {
     signal.throwIfAborted();
     const addresses = interfaceAddresses(this.options);
     const own = ownRecords(self, this.options, addresses);
+    const lastAnsweredAtMs = new Map<ResourceRecord, number>();
     const endpoint = await MulticastEndpoint.open(addresses, (packet, from) => {
       const message = this.decode(packet, from);
       if (message === undefined) return;
       const legacy = from.port !== MDNS_PORT;
       const response = answerQuery(message, own);
       if (response === undefined) return;
+      if (!legacy) {
+        const nowMs = this.ctx.clock.nowMs();
+        const due = (record: ResourceRecord): boolean =>
+          nowMs - (lastAnsweredAtMs.get(record) ?? Number.NEGATIVE_INFINITY) >=
+          MDNS_ANSWER_REPEAT_MIN_MS;
+        response.answers = response.answers.filter(due);
+        if (response.answers.length === 0) return;
+        response.additionals = response.additionals.filter(due);
+        for (const record of [...response.answers, ...response.additionals]) {
+          lastAnsweredAtMs.set(record, nowMs);
+        }
+      }
       this.stats.responsesSent++;
       if (legacy) {
         // RFC 6762 §6.7: a one-shot asker gets a unicast DNS answer with its id and question.
