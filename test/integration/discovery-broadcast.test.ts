@@ -95,7 +95,9 @@ class Driver {
   /** SIGTERM (the registration says goodbye) and wait for the exit code. */
   stop(): Promise<number | null> {
     return new Promise((resolve) => {
-      if (this.child.exitCode !== null) return resolve(this.child.exitCode);
+      if (this.child.exitCode !== null || this.child.signalCode !== null) {
+        return resolve(this.child.exitCode);
+      }
       this.child.once('exit', (code) => resolve(code));
       this.child.kill('SIGTERM');
     });
@@ -213,6 +215,22 @@ describe('provider=broadcast between two network namespaces', { skip }, () => {
     } finally {
       await a.stop();
       await sniffer.stop();
+      await listener.stop();
+    }
+  });
+
+  test('a node killed without a goodbye is forgotten after three of its intervals', async () => {
+    const listener = new Driver(pair.b.ns, ['watch', spec], KEY);
+    const a = new Driver(pair.a.ns, ['register', spec, 'node-k', `${pair.a.address}:7403`], KEY);
+    try {
+      await listener.until('node-k listed', (line) =>
+        (line.nodes ?? []).some((node) => node.id === 'node-k'),
+      );
+      a.child.kill('SIGKILL');
+      // ttl = 3 × 200 ms; the bound only keeps a broken expiry from hanging the test.
+      await listener.until('node-k forgotten', (line) => line.nodes?.length === 0, 10_000);
+    } finally {
+      await a.stop();
       await listener.stop();
     }
   });

@@ -13,6 +13,7 @@ import {
   ReplayGuard,
   sealAnnouncement,
 } from '../../src/core/discovery/providers/broadcast-codec.ts';
+import { LiveNodeTable } from '../../src/core/discovery/providers/lan-table.ts';
 import { broadcastAddressOf, durationKey } from '../../src/core/discovery/providers/lan-values.ts';
 import { isRdbnetError } from '../../src/core/errors.ts';
 import { systemClock } from '../../src/core/runtime/index.ts';
@@ -181,5 +182,46 @@ describe('LAN value helpers', () => {
     assert.equal(broadcastAddressOf('169.254.1.2', '255.255.0.0'), '169.254.255.255');
     assert.equal(broadcastAddressOf('127.0.0.1', '255.0.0.0'), '127.255.255.255');
     assert.equal(broadcastAddressOf('169.254.7.9', '255.255.255.252'), '169.254.7.11');
+  });
+});
+
+describe('live node table (what a LAN listener believes)', () => {
+  const node = (address: string) => ({ address, id: address, source: 's', meta: {} });
+
+  test('a node lives for its ttl unless heard of again; a refresh that changes nothing is no change', () => {
+    const table = new LiveNodeTable(4);
+    assert.equal(table.upsert('a', node('127.0.0.1:1'), 0, 1000), true);
+    assert.equal(table.upsert('a', node('127.0.0.1:1'), 500, 1000), false);
+    assert.equal(table.expire(1400), false);
+    assert.equal(table.nextExpiryMs(), 1500);
+    assert.equal(table.expire(1500), true);
+    assert.deepEqual(table.list(), []);
+  });
+
+  test('a moved node is a change; remove is a goodbye; the list is sorted by address', () => {
+    const table = new LiveNodeTable(4);
+    table.upsert('b', node('127.0.0.2:1'), 0, 1000);
+    table.upsert('a', node('127.0.0.1:1'), 0, 1000);
+    assert.equal(table.upsert('a', node('127.0.0.3:1'), 0, 1000), true);
+    assert.deepEqual(
+      table.list().map((n) => n.address),
+      ['127.0.0.2:1', '127.0.0.3:1'],
+    );
+    assert.equal(table.remove('a'), true);
+    assert.equal(table.remove('a'), false);
+  });
+
+  test('full: new nodes are refused and counted, known ones still refresh', () => {
+    const table = new LiveNodeTable(2);
+    table.upsert('a', node('127.0.0.1:1'), 0, 1000);
+    table.upsert('b', node('127.0.0.2:1'), 0, 1000);
+    assert.equal(table.upsert('c', node('127.0.0.3:1'), 0, 1000), false);
+    assert.equal(table.refused, 1);
+    table.upsert('a', node('127.0.0.1:1'), 900, 1000);
+    table.expire(1000);
+    assert.deepEqual(
+      table.list().map((n) => n.id),
+      ['127.0.0.1:1'],
+    );
   });
 });
