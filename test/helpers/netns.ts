@@ -72,11 +72,12 @@ export async function removeStaleNamespaces(): Promise<string[]> {
   return removed;
 }
 
-export async function createNamespace(tag: string): Promise<string> {
+/** A fresh namespace; its loopback is brought up unless `loopbackUp: false` (no interface at all). */
+export async function createNamespace(tag: string, options: { loopbackUp?: boolean } = {}) {
   const name = `${PREFIX}${tag}-${process.pid}-${counter++}`;
   await ip(['netns', 'add', name]);
   made.add(name);
-  await ip(['-n', name, 'link', 'set', 'lo', 'up']);
+  if (options.loopbackUp !== false) await ip(['-n', name, 'link', 'set', 'lo', 'up']);
   return name;
 }
 

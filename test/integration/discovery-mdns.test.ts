@@ -25,6 +25,7 @@ import {
 import { systemClock } from '../../src/core/runtime/index.ts';
 import { type Avahi, avahiUnavailable, startAvahi } from '../helpers/avahi.ts';
 import {
+  createNamespace,
   createVethPair,
   destroyAllNamespaces,
   execIn,
@@ -198,6 +199,33 @@ describe('provider=mdns against a real avahi-daemon in a network namespace', {
     } finally {
       await stop(publisher, 'SIGKILL');
       await stop(watcher, 'SIGKILL');
+    }
+  });
+});
+
+describe('provider=mdns with no multicast-capable interface', {
+  skip: await netnsUnavailable(),
+}, () => {
+  after(async () => {
+    await destroyAllNamespaces();
+  });
+
+  test('discover and register are unreachable (exit 69) naming the group and address', async () => {
+    await removeStaleNamespaces();
+    const ns = await createNamespace('mdnone', { loopbackUp: false });
+    for (const args of [
+      ['discover', 'provider=mdns timeout=300ms'],
+      ['register', 'provider=mdns', 'n1', '127.0.0.1:7400'],
+    ]) {
+      const failure = await execIn(ns, process.execPath, [DRIVER, ...args]).then(
+        () => assert.fail(`${args[0]} succeeded with no interface`),
+        (error: { code: number; stdout: string }) => error,
+      );
+      assert.equal(failure.code, 69, failure.stdout);
+      assert.match(
+        failure.stdout,
+        /RDB_DISCOVERY_UNREACHABLE.*provider=mdns: cannot use 224\.0\.0\.251:5353 on 127\.0\.0\.1/,
+      );
     }
   });
 });
