@@ -1,0 +1,272 @@
+/**
+ * provider=etcd against a real etcd (Debian etcd-server) on loopback: three registrations from
+ * three separate processes are seen by a watch and by `etcdctl get --prefix`; a registrant
+ * killed -9 disappears once its lease expires (ttl=2s); one stopped gracefully is gone at once;
+ * a lease revoked behind a registrant's back is noticed at the next keep-alive and the node is
+ * registered again; endpoints fail over; an etcd nobody listens on is RDB_DISCOVERY_UNREACHABLE
+ * naming it. Every wait is bounded; every process is killed in teardown.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import {
+  type DiscoveredNode,
+  type DiscoveryProvider,
+  openProvider,
+} from '../../src/core/discovery/index.ts';
+import { isRdbnetError } from '../../src/core/errors.ts';
+import { systemClock } from '../../src/core/runtime/index.ts';
+import { type EtcdServer, etcdMissing, freePort, startEtcd } from '../helpers/etcd-server.ts';
+import { poller, REPO_ROOT } from '../helpers/processes.ts';
+
+/** A lease of 2 s expires within a few seconds of etcd's 500 ms expiry sweep; generous bound. */
+const LEASE_GONE_MS_MAX = 20_000;
+const until = poller(100);
+const missing = etcdMissing();
+
+interface Registrant {
+  child: ChildProcess;
+  id: string;
+  stdout(): string;
+}
+
+const registrants: Registrant[] = [];
+
+/** Starts a registrant process and waits until it says it registered. */
+async function startRegistrant(spec: string, id: string, address: string): Promise<Registrant> {
+  const child = spawn(
+    process.execPath,
+    [join(REPO_ROOT, 'test', 'helpers', 'discovery-registrant.ts'), spec, id, address],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk) => {
+    stdout += chunk;
+  });
+  child.stderr?.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  const registrant = { child, id, stdout: () => stdout };
+  registrants.push(registrant);
+  await until(
+    `registrant ${id} registered (stderr: ${stderr})`,
+    async () => {
+      if (child.exitCode !== null) throw new Error(`registrant ${id} exited: ${stderr}`);
+      return stdout.includes('registered') ? true : undefined;
+    },
+    20_000,
+  );
+  return registrant;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+const logs: string[] = [];
+function open(spec: string): DiscoveryProvider {
+  return openProvider(spec, {
+    env: {},
+    clock: systemClock,
+    log: (level, message) => logs.push(`${level}: ${message}`),
+  }).provider;
+}
+
+function ids(nodes: DiscoveredNode[]): string[] {
+  return nodes.map((node) => node.id ?? '?').sort();
+}
+
+/** The lease a key is attached to (64-bit: read from the text, JSON numbers would round it). */
+async function leaseOf(etcd: EtcdServer, key: string): Promise<bigint> {
+  const json = await etcd.etcdctl(['get', key, '-w', 'json']);
+  const match = /"lease":(\d+)/.exec(json);
+  assert.ok(match !== null, `no lease on ${key}: ${json}`);
+  return BigInt(match[1]!);
+}
+
+describe('provider=etcd against a real etcd', { skip: missing }, () => {
+  let etcd: EtcdServer;
+
+  before(async () => {
+    etcd = await startEtcd();
+  });
+
+  after(async () => {
+    for (const { child } of registrants) {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+    await Promise.all(registrants.map(({ child }) => exited(child)));
+    await etcd?.stop();
+  });
+
+  test('registrations from three processes: a watch and etcdctl see them, kill -9 expires, a stop deregisters at once', async () => {
+    const spec = `provider=etcd endpoints=${etcd.endpoint} prefix=/rdbnet/t1 ttl=2s`;
+    const watcher = open(spec);
+    const seen: DiscoveredNode[][] = [];
+    const stopWatch = new AbortController();
+    const watching = watcher.watch!((nodes) => seen.push(nodes), stopWatch.signal);
+    try {
+      await until('the watch reports the empty prefix', async () =>
+        seen.length > 0 ? true : undefined,
+      );
+      assert.deepEqual(seen[0], []);
+
+      const n1 = await startRegistrant(spec, 'n1', '127.0.0.1:7401');
+      const n2 = await startRegistrant(spec, 'n2', '127.0.0.1:7402');
+      const n3 = await startRegistrant(spec, 'n3', '[::1]:7403');
+      await until('the watch sees n1, n2 and n3', async () =>
+        seen.some((nodes) => ids(nodes).join() === 'n1,n2,n3') ? true : undefined,
+      );
+
+      const found = await watcher.discover(AbortSignal.timeout(10_000));
+      assert.deepEqual(
+        found.map(({ id, address, source, meta }) => ({ id, address, source, meta })),
+        [
+          {
+            id: 'n1',
+            address: '127.0.0.1:7401',
+            source: 'etcd:/rdbnet/t1/n1',
+            meta: { role: 'test' },
+          },
+          {
+            id: 'n2',
+            address: '127.0.0.1:7402',
+            source: 'etcd:/rdbnet/t1/n2',
+            meta: { role: 'test' },
+          },
+          { id: 'n3', address: '[::1]:7403', source: 'etcd:/rdbnet/t1/n3', meta: { role: 'test' } },
+        ],
+      );
+
+      // What an operator sees: one key per node, the node's JSON as the value, under a lease.
+      const listing = (await etcd.etcdctl(['get', '--prefix', '/rdbnet/t1/'])).trim().split('\n');
+      assert.deepEqual(
+        listing.filter((_, i) => i % 2 === 0),
+        ['/rdbnet/t1/n1', '/rdbnet/t1/n2', '/rdbnet/t1/n3'],
+      );
+      assert.deepEqual(JSON.parse(listing[1]!), {
+        id: 'n1',
+        address: '127.0.0.1:7401',
+        meta: { role: 'test' },
+      });
+      const leases = (await etcd.etcdctl(['lease', 'list'])).trim();
+      assert.match(leases, /found 3 leases/, leases);
+
+      // kill -9: nothing deregisters; the lease runs out and the key goes with it.
+      n2.child.kill('SIGKILL');
+      await exited(n2.child);
+      await until(
+        'n2 disappears once its lease expired',
+        async () => (ids(seen.at(-1)!).join() === 'n1,n3' ? true : undefined),
+        LEASE_GONE_MS_MAX,
+      );
+      assert.equal((await etcd.etcdctl(['get', '/rdbnet/t1/n2'])).trim(), '');
+
+      // A graceful stop revokes the lease and deletes the key before the process says so.
+      n3.child.kill('SIGTERM');
+      await until('n3 deregistered', async () =>
+        n3.stdout().includes('deregistered') ? true : undefined,
+      );
+      assert.equal((await etcd.etcdctl(['get', '/rdbnet/t1/n3'])).trim(), '');
+      await until('the watch sees n3 leave', async () =>
+        ids(seen.at(-1)!).join() === 'n1' ? true : undefined,
+      );
+      assert.ok(n1.child.exitCode === null, 'n1 still runs');
+      // Every list the watch reported is whole and sorted, never a partial update.
+      for (const nodes of seen) assert.deepEqual(ids(nodes), [...ids(nodes)].sort());
+    } finally {
+      stopWatch.abort();
+      await watching;
+      await watcher.close?.();
+    }
+  });
+
+  test('a lease revoked behind a registrant is noticed at the next keep-alive and the node registers again', async () => {
+    const spec = `provider=etcd endpoints=${etcd.endpoint} prefix=/rdbnet/t2 ttl=3s`;
+    await startRegistrant(spec, 'r1', '127.0.0.1:7411');
+    const lease = await leaseOf(etcd, '/rdbnet/t2/r1');
+    await etcd.etcdctl(['lease', 'revoke', lease.toString(16)]);
+    assert.equal((await etcd.etcdctl(['get', '/rdbnet/t2/r1'])).trim(), '');
+    const provider = open(spec);
+    try {
+      const back = await until(
+        'r1 registered again under a new lease',
+        async () => {
+          const nodes = await provider.discover(AbortSignal.timeout(5_000));
+          return nodes.length === 1 ? nodes : undefined;
+        },
+        15_000,
+      );
+      assert.equal(back[0]!.id, 'r1');
+      assert.notEqual(await leaseOf(etcd, '/rdbnet/t2/r1'), lease);
+    } finally {
+      await provider.close?.();
+    }
+  });
+
+  test('endpoints fail over to the next; none answering is RDB_DISCOVERY_UNREACHABLE naming them', async () => {
+    const dead = `127.0.0.1:${await freePort()}`;
+    const failover = open(`provider=etcd endpoints=${dead},${etcd.endpoint} prefix=/rdbnet/t3`);
+    try {
+      assert.deepEqual(await failover.discover(AbortSignal.timeout(10_000)), []);
+    } finally {
+      await failover.close?.();
+    }
+    const unreachable = open(`provider=etcd endpoints=${dead} prefix=/rdbnet/t3 timeout=2s`);
+    try {
+      await assert.rejects(unreachable.discover(AbortSignal.timeout(10_000)), (error) => {
+        assert.ok(isRdbnetError(error, 'RDB_DISCOVERY_UNREACHABLE'), String(error));
+        assert.match(
+          error.message,
+          new RegExp(`provider=etcd: no endpoint answered: ${dead} \\(connection refused\\)`),
+        );
+        assert.doesNotMatch(error.message, /\n/);
+        return true;
+      });
+      await assert.rejects(
+        unreachable.register!(
+          { id: 'x', address: '127.0.0.1:7400', meta: {} },
+          AbortSignal.timeout(10_000),
+        ),
+        (error) => isRdbnetError(error, 'RDB_DISCOVERY_UNREACHABLE'),
+      );
+      const watchStop = new AbortController();
+      await assert.rejects(
+        unreachable.watch!(() => {}, watchStop.signal),
+        (error) => isRdbnetError(error, 'RDB_DISCOVERY_UNREACHABLE'),
+      );
+    } finally {
+      await unreachable.close?.();
+    }
+  });
+
+  test('a value someone else wrote under the prefix is skipped with one warning', async () => {
+    await etcd.etcdctl(['put', '/rdbnet/t4/stray', 'not json']);
+    await etcd.etcdctl([
+      'put',
+      '/rdbnet/t4/ok',
+      JSON.stringify({ id: 'ok', address: '127.0.0.1:7420', meta: {} }),
+    ]);
+    await etcd.etcdctl([
+      'put',
+      '/rdbnet/t40/other-cluster',
+      JSON.stringify({ id: 'x', address: '127.0.0.1:7999' }),
+    ]);
+    const provider = open(`provider=etcd endpoints=${etcd.endpoint} prefix=/rdbnet/t4`);
+    try {
+      const nodes = await provider.discover(AbortSignal.timeout(10_000));
+      assert.deepEqual(ids(nodes), ['ok']);
+      await provider.discover(AbortSignal.timeout(10_000));
+      assert.equal(
+        logs.filter((line) => line.includes('/rdbnet/t4/stray')).length,
+        1,
+        logs.join('\n'),
+      );
+    } finally {
+      await provider.close?.();
+    }
+  });
+});
