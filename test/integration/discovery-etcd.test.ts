@@ -7,8 +7,6 @@
  * naming it. Every wait is bounded; every process is killed in teardown.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   type DiscoveredNode,
@@ -18,53 +16,13 @@ import {
 import { isRdbnetError } from '../../src/core/errors.ts';
 import { systemClock } from '../../src/core/runtime/index.ts';
 import { type EtcdServer, etcdMissing, freePort, startEtcd } from '../helpers/etcd-server.ts';
-import { poller, REPO_ROOT } from '../helpers/processes.ts';
+import { poller } from '../helpers/processes.ts';
+import { killAllRegistrants, startRegistrant } from '../helpers/registrants.ts';
 
 /** A lease of 2 s expires within a few seconds of etcd's 500 ms expiry sweep; generous bound. */
 const LEASE_GONE_MS_MAX = 20_000;
 const until = poller(100);
 const missing = etcdMissing();
-
-interface Registrant {
-  child: ChildProcess;
-  id: string;
-  stdout(): string;
-}
-
-const registrants: Registrant[] = [];
-
-/** Starts a registrant process and waits until it says it registered. */
-async function startRegistrant(spec: string, id: string, address: string): Promise<Registrant> {
-  const child = spawn(
-    process.execPath,
-    [join(REPO_ROOT, 'test', 'helpers', 'discovery-registrant.ts'), spec, id, address],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr?.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  const registrant = { child, id, stdout: () => stdout };
-  registrants.push(registrant);
-  await until(
-    `registrant ${id} registered (stderr: ${stderr})`,
-    async () => {
-      if (child.exitCode !== null) throw new Error(`registrant ${id} exited: ${stderr}`);
-      return stdout.includes('registered') ? true : undefined;
-    },
-    20_000,
-  );
-  return registrant;
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
-}
 
 const logs: string[] = [];
 function open(spec: string): DiscoveryProvider {
@@ -95,10 +53,7 @@ describe('provider=etcd against a real etcd', { skip: missing }, () => {
   });
 
   after(async () => {
-    for (const { child } of registrants) {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    }
-    await Promise.all(registrants.map(({ child }) => exited(child)));
+    await killAllRegistrants();
     await etcd?.stop();
   });
 
@@ -157,7 +112,7 @@ describe('provider=etcd against a real etcd', { skip: missing }, () => {
 
       // kill -9: nothing deregisters; the lease runs out and the key goes with it.
       n2.child.kill('SIGKILL');
-      await exited(n2.child);
+      await n2.exited();
       await until(
         'n2 disappears once its lease expired',
         async () => (ids(seen.at(-1)!).join() === 'n1,n3' ? true : undefined),

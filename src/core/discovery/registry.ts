@@ -4,10 +4,11 @@
  */
 
 import type { DiscoveryProvider, ProviderContext, ProviderFactory } from './provider.ts';
+import { consulProvider } from './providers/consul.ts';
 import { etcdProvider } from './providers/etcd.ts';
 import { type DiscoverySpec, parseSpec } from './spec.ts';
 
-const FACTORIES: readonly ProviderFactory[] = [etcdProvider];
+const FACTORIES: readonly ProviderFactory[] = [etcdProvider, consulProvider];
 
 export const PROVIDERS: ReadonlyMap<string, ProviderFactory> = new Map(
   FACTORIES.map((factory) => [factory.name, factory]),

@@ -27,9 +27,9 @@ import type {
 import { HttpUnreachable, httpCall, httpStream } from './kv/http.ts';
 import {
   abortablePause,
+  checkSelfRegistration,
   decodeRegistrationValue,
   encodeRegistrationValue,
-  REGISTRATION_ID_PATTERN,
   sameNodeLists,
 } from './kv/registrations.ts';
 import {
@@ -552,17 +552,6 @@ function listOf(entries: Map<string, DiscoveredNode>): DiscoveredNode[] {
   return [...entries.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([, node]) => node);
-}
-
-/** Checks what a node registers before anything is written. */
-export function checkSelfRegistration(provider: string, self: SelfRegistration): void {
-  if (!REGISTRATION_ID_PATTERN.test(self.id)) {
-    throw new RdbnetError(
-      ErrorCode.DiscoverySyntax,
-      `provider=${provider}: node id "${self.id}" cannot be registered (letters, digits, . _ -; at most 63)`,
-    );
-  }
-  parseHostPortKey(provider, 'address', self.address);
 }
 
 /**

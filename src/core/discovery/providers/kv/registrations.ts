@@ -3,9 +3,10 @@
  * under, the JSON value etcd stores (`{"id","address","meta"}`), comparing node lists so a
  * watch reports only changes, and a pause that an abort ends early.
  */
+import { ErrorCode, RdbnetError } from '../../../errors.ts';
 import type { Timers } from '../../../runtime/timers.ts';
 import type { DiscoveredNode, SelfRegistration } from '../../provider.ts';
-import { parseHostPortText } from './values.ts';
+import { parseHostPortKey, parseHostPortText } from './values.ts';
 
 /** Node ids as the rest of rdbnet names them (security/identity.ts): safe in a key and a URL. */
 export const REGISTRATION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -60,4 +61,15 @@ export function abortablePause(timers: Timers, ms: number, signal: AbortSignal):
     const handle = timers.setTimer(ms, done);
     signal.addEventListener('abort', done, { once: true });
   });
+}
+
+/** Checks what a node registers before anything is written. */
+export function checkSelfRegistration(provider: string, self: SelfRegistration): void {
+  if (!REGISTRATION_ID_PATTERN.test(self.id)) {
+    throw new RdbnetError(
+      ErrorCode.DiscoverySyntax,
+      `provider=${provider}: node id "${self.id}" cannot be registered (letters, digits, . _ -; at most 63)`,
+    );
+  }
+  parseHostPortKey(provider, 'address', self.address);
 }
