@@ -37,55 +37,99 @@ export function freePort(): Promise<number> {
   });
 }
 
+export interface EtcdTlsFiles {
+  /** PEM files: etcd's server certificate and key, and the CA client certificates must chain to. */
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+}
+
 export interface EtcdServer {
   /** `127.0.0.1:PORT` of the client listener. */
   endpoint: string;
   /** Runs etcdctl against this server; resolves with its stdout. */
   etcdctl(args: string[]): Promise<string>;
+  /** Kills etcd with SIGKILL and waits until it is gone; keeps its data dir and ports. */
+  kill(): Promise<void>;
+  /** Starts it again on the same ports and data dir; resolves when it is healthy. */
+  restart(): Promise<void>;
   /** Kills etcd (SIGKILL) and removes its data dir; idempotent. */
   stop(): Promise<void>;
 }
 
-export async function startEtcd(): Promise<EtcdServer> {
+/**
+ * One etcd member on loopback. With `tls`, clients must speak HTTPS and present a certificate
+ * signed by the CA (`--client-cert-auth`); etcdctl is then given the same files.
+ */
+export async function startEtcd(options: { tls?: EtcdTlsFiles } = {}): Promise<EtcdServer> {
   const dataDir = await mkdtemp(join(tmpdir(), 'rdbnet-etcd-'));
   const clientPort = await freePort();
   const peerPort = await freePort();
-  const client = `http://127.0.0.1:${clientPort}`;
+  const scheme = options.tls === undefined ? 'http' : 'https';
+  const client = `${scheme}://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
-  const child: ChildProcess = spawn(
-    'etcd',
-    [
-      '--name=rdbnet-test',
-      `--data-dir=${dataDir}`,
-      `--listen-client-urls=${client}`,
-      `--advertise-client-urls=${client}`,
-      `--listen-peer-urls=${peer}`,
-      `--initial-advertise-peer-urls=${peer}`,
-      `--initial-cluster=rdbnet-test=${peer}`,
-      '--log-level=error',
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  const tlsArgs =
+    options.tls === undefined
+      ? []
+      : [
+          `--cert-file=${options.tls.certFile}`,
+          `--key-file=${options.tls.keyFile}`,
+          `--trusted-ca-file=${options.tls.caFile}`,
+          '--client-cert-auth',
+        ];
+  const etcdctlTls =
+    options.tls === undefined
+      ? []
+      : [
+          `--cacert=${options.tls.caFile}`,
+          `--cert=${options.tls.certFile}`,
+          `--key=${options.tls.keyFile}`,
+        ];
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
   let stderr = '';
-  child.stderr?.on('data', (chunk) => {
-    stderr = (stderr + chunk).slice(-4000);
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  let stopped = false;
-  const stop = async () => {
-    if (!stopped) {
-      stopped = true;
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await exited;
+  const spawnEtcd = () => {
+    const started = spawn(
+      'etcd',
+      [
+        '--name=rdbnet-test',
+        `--data-dir=${dataDir}`,
+        `--listen-client-urls=${client}`,
+        `--advertise-client-urls=${client}`,
+        `--listen-peer-urls=${peer}`,
+        `--initial-advertise-peer-urls=${peer}`,
+        `--initial-cluster=rdbnet-test=${peer}`,
+        '--log-level=error',
+        ...tlsArgs,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    started.stderr?.on('data', (chunk) => {
+      stderr = (stderr + chunk).slice(-4000);
+    });
+    exited = new Promise<void>((resolve) => started.once('exit', () => resolve()));
+    child = started;
+  };
+  const kill = async () => {
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
     }
-    await rm(dataDir, { recursive: true, force: true });
+    await exited;
+  };
+  let removed = false;
+  const stop = async () => {
+    await kill();
+    if (!removed) {
+      removed = true;
+      await rm(dataDir, { recursive: true, force: true });
+    }
   };
   const endpoint = `127.0.0.1:${clientPort}`;
   const etcdctl = (args: string[]) =>
     new Promise<string>((resolve, reject) => {
       execFile(
         'etcdctl',
-        [`--endpoints=${endpoint}`, '--command-timeout=5s', ...args],
+        [`--endpoints=${client}`, '--command-timeout=5s', ...etcdctlTls, ...args],
         { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 20_000 },
         (error, stdout, errout) =>
           error
@@ -93,17 +137,32 @@ export async function startEtcd(): Promise<EtcdServer> {
             : resolve(stdout),
       );
     });
-  const deadline = performance.now() + ETCD_READY_MS_MAX;
-  for (;;) {
-    try {
-      await etcdctl(['endpoint', 'health']);
-      return { endpoint, etcdctl, stop };
-    } catch (error) {
-      if (child.exitCode !== null || performance.now() > deadline) {
-        await stop();
-        throw new Error(`etcd did not become healthy: ${String(error)}\n${stderr}`);
+  const healthy = async () => {
+    const deadline = performance.now() + ETCD_READY_MS_MAX;
+    for (;;) {
+      try {
+        await etcdctl(['endpoint', 'health']);
+        return;
+      } catch (error) {
+        if (child?.exitCode !== null || performance.now() > deadline) {
+          await stop();
+          throw new Error(`etcd did not become healthy: ${String(error)}\n${stderr}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200));
       }
-      await new Promise((resolve) => setTimeout(resolve, 200));
     }
-  }
+  };
+  spawnEtcd();
+  await healthy();
+  return {
+    endpoint,
+    etcdctl,
+    kill,
+    async restart() {
+      await kill();
+      spawnEtcd();
+      await healthy();
+    },
+    stop,
+  };
 }

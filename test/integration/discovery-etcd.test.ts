@@ -7,6 +7,8 @@
  * naming it. Every wait is bounded; every process is killed in teardown.
  */
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   type DiscoveredNode,
@@ -15,8 +17,13 @@ import {
 } from '../../src/core/discovery/index.ts';
 import { isRdbnetError } from '../../src/core/errors.ts';
 import { systemClock } from '../../src/core/runtime/index.ts';
+import {
+  createCertificateAuthority,
+  issueClientCertificate,
+  issueNodeCertificate,
+} from '../../src/core/security/pki.ts';
 import { type EtcdServer, etcdMissing, freePort, startEtcd } from '../helpers/etcd-server.ts';
-import { poller } from '../helpers/processes.ts';
+import { poller, tempHome } from '../helpers/processes.ts';
 import { killAllRegistrants, startRegistrant } from '../helpers/registrants.ts';
 
 /** A lease of 2 s expires within a few seconds of etcd's 500 ms expiry sweep; generous bound. */
@@ -222,6 +229,118 @@ describe('provider=etcd against a real etcd', { skip: missing }, () => {
       );
     } finally {
       await provider.close?.();
+    }
+  });
+
+  // Last: it restarts the shared etcd.
+  test('a watch survives etcd going away: it reconnects with backoff, re-reads and sees what changed meanwhile', async () => {
+    const put = (id: string, port: number) =>
+      etcd.etcdctl([
+        'put',
+        `/rdbnet/t5/${id}`,
+        JSON.stringify({ id, address: `127.0.0.1:${port}`, meta: {} }),
+      ]);
+    await put('w1', 7451);
+    const watcher = open(`provider=etcd endpoints=${etcd.endpoint} prefix=/rdbnet/t5 timeout=1s`);
+    const seen: DiscoveredNode[][] = [];
+    const stopWatch = new AbortController();
+    const logsBefore = logs.length;
+    const watching = watcher.watch!((nodes) => seen.push(nodes), stopWatch.signal);
+    try {
+      await until('the watch sees w1', async () =>
+        ids(seen.at(-1) ?? []).join() === 'w1' ? true : undefined,
+      );
+      await etcd.kill();
+      await until(
+        'the watch notices etcd is gone',
+        async () =>
+          logs.slice(logsBefore).some((line) => line.includes('provider=etcd: watch broke'))
+            ? true
+            : undefined,
+        20_000,
+      );
+      await etcd.restart();
+      await put('w2', 7452);
+      await until(
+        'the watch, reconnected, sees w2',
+        async () => (ids(seen.at(-1)!).join() === 'w1,w2' ? true : undefined),
+        30_000,
+      );
+      await etcd.etcdctl(['del', '/rdbnet/t5/w1']);
+      await until('and keeps following changes', async () =>
+        ids(seen.at(-1)!).join() === 'w2' ? true : undefined,
+      );
+    } finally {
+      stopWatch.abort();
+      await watching;
+      await watcher.close?.();
+    }
+  });
+});
+
+describe('provider=etcd over TLS with client certificates, against a real etcd', {
+  skip: missing,
+}, () => {
+  let etcd: EtcdServer;
+  let dir: { dir: string; cleanup(): Promise<void> };
+  let files: { ca: string; cert: string; key: string; serverCert: string; serverKey: string };
+
+  before(async () => {
+    dir = await tempHome('rdbnet-etcd-tls-');
+    const ca = createCertificateAuthority({ cluster: 'etcdtest' });
+    const server = issueNodeCertificate({
+      ca,
+      cluster: 'etcdtest',
+      nodeId: 'etcd',
+      hosts: ['127.0.0.1'],
+    });
+    const client = issueClientCertificate({ ca, cluster: 'etcdtest', name: 'rdbnet' });
+    files = {
+      ca: join(dir.dir, 'ca.crt'),
+      cert: join(dir.dir, 'client.crt'),
+      key: join(dir.dir, 'client.key'),
+      serverCert: join(dir.dir, 'etcd.crt'),
+      serverKey: join(dir.dir, 'etcd.key'),
+    };
+    await writeFile(files.ca, ca.certPem);
+    await writeFile(files.cert, client.certPem);
+    await writeFile(files.key, client.keyPem, { mode: 0o600 });
+    await writeFile(files.serverCert, server.certPem);
+    await writeFile(files.serverKey, server.keyPem, { mode: 0o600 });
+    etcd = await startEtcd({
+      tls: { certFile: files.serverCert, keyFile: files.serverKey, caFile: files.ca },
+    });
+  });
+
+  after(async () => {
+    await etcd?.stop();
+    await dir?.cleanup();
+  });
+
+  test('tls=true with ca=, cert= and key= registers and discovers; without the client certificate etcd refuses', async () => {
+    const base = `provider=etcd endpoints=${etcd.endpoint} prefix=/rdbnet/tls ttl=5s tls=true ca=${files.ca}`;
+    const provider = open(`${base} cert=${files.cert} key=${files.key}`);
+    try {
+      const registration = await provider.register!(
+        { id: 's1', address: '127.0.0.1:7461', meta: {} },
+        AbortSignal.timeout(10_000),
+      );
+      assert.deepEqual(ids(await provider.discover(AbortSignal.timeout(10_000))), ['s1']);
+      assert.match(await etcd.etcdctl(['get', '--prefix', '/rdbnet/tls/']), /\/rdbnet\/tls\/s1/);
+      await registration.close();
+      assert.equal((await etcd.etcdctl(['get', '--prefix', '/rdbnet/tls/'])).trim(), '');
+    } finally {
+      await provider.close?.();
+    }
+    const noClientCert = open(`${base} timeout=3s`);
+    try {
+      await assert.rejects(noClientCert.discover(AbortSignal.timeout(10_000)), (error) => {
+        assert.ok(isRdbnetError(error, 'RDB_DISCOVERY_UNREACHABLE'), String(error));
+        assert.match(error.message, new RegExp(`no endpoint answered: ${etcd.endpoint}`));
+        return true;
+      });
+    } finally {
+      await noClientCert.close?.();
     }
   });
 });
