@@ -391,7 +391,16 @@ class EtcdProvider implements DiscoveryProvider {
       if (node !== undefined) entries.set(key, node);
       else this.noteBadValue(key, problem ?? 'unreadable');
     }
-    return { entries, revision: BigInt(answer.header?.revision ?? '0') };
+    const revision = /^\d{1,20}$/.test(answer.header?.revision ?? '')
+      ? BigInt(answer.header!.revision!)
+      : undefined;
+    if (revision === undefined) {
+      throw new RdbnetError(
+        ErrorCode.DiscoveryFailed,
+        'provider=etcd: the range answer carries no revision to watch from',
+      );
+    }
+    return { entries, revision };
   }
 
   async discover(signal: AbortSignal): Promise<DiscoveredNode[]> {
@@ -437,8 +446,8 @@ class EtcdProvider implements DiscoveryProvider {
 
   /**
    * Follows one watch stream from `startRevision`, applying events to `entries`. Returns when
-   * the stream must be re-opened after a fresh read (compaction, cancel, idle); throws when it
-   * broke.
+   * the stream must be re-opened after a fresh read (the revision was compacted, or the stream
+   * stayed idle); throws when it broke or etcd cancelled it.
    */
   private async follow(
     entries: Map<string, DiscoveredNode>,
@@ -502,7 +511,13 @@ class EtcdProvider implements DiscoveryProvider {
           const result = line.result ?? {};
           if (result.created === true) onCreated();
           if (result.compact_revision !== undefined && result.compact_revision !== '0') return;
-          if (result.canceled === true) return;
+          if (result.canceled === true) {
+            // etcd cancels a watch it will not serve (permission, a bad range): back off.
+            throw new RdbnetError(
+              ErrorCode.DiscoveryFailed,
+              `provider=etcd: ${endpoint.text} cancelled the watch: ${result.cancel_reason ?? 'no reason given'}`,
+            );
+          }
           const events = result.events ?? [];
           if (events.length === 0) continue;
           for (const event of events) {

@@ -5,6 +5,7 @@
  * an `HttpUnreachable` naming the endpoint, so a caller can try the next endpoint or report
  * RDB_DISCOVERY_UNREACHABLE; an answer too large is RDB_DISCOVERY_FAILED.
  */
+import { StringDecoder } from 'node:string_decoder';
 import { type Dispatcher, request } from 'undici';
 import { ErrorCode, RdbnetError } from '../../../errors.ts';
 import type { Timers } from '../../../runtime/timers.ts';
@@ -90,90 +91,125 @@ async function readCapped(
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** Starts the request; settles when the headers arrived (the body is still to be read). */
-async function start(call: HttpCall): Promise<{
+interface Started {
   answer: Dispatcher.ResponseData;
-  deadline: AbortController;
-  disarm: () => void;
-}> {
-  const deadline = new AbortController();
-  const timer = call.timers.setTimer(call.timeoutMs, () => deadline.abort());
-  const disarm = () => call.timers.clearTimer(timer);
+  /** True once the deadline aborted the request. */
+  timedOut(): boolean;
+  /** Stops the deadline (a stream, once its headers are in). */
+  clearDeadline(): void;
+  /** Stops forwarding the caller's abort; call when the request is over. */
+  detach(): void;
+}
+
+/**
+ * Starts the request; settles when the headers arrived (the body is still to be read). The
+ * caller's signal is forwarded by a listener removed when the request is over, not through
+ * AbortSignal.any, so a long-lived signal does not collect one dependent per request.
+ */
+async function start(call: HttpCall): Promise<Started> {
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = call.timers.setTimer(call.timeoutMs, () => {
+    timedOut = true;
+    controller.abort();
+  });
+  const forwardAbort = () => controller.abort(call.signal.reason);
+  if (call.signal.aborted) forwardAbort();
+  else call.signal.addEventListener('abort', forwardAbort, { once: true });
+  const started: Omit<Started, 'answer'> = {
+    timedOut: () => timedOut,
+    clearDeadline: () => call.timers.clearTimer(timer),
+    detach: () => call.signal.removeEventListener('abort', forwardAbort),
+  };
   try {
     const answer = await request(call.url, {
       method: call.method,
       headers: { 'content-type': 'application/json', ...call.headers },
       body: call.body,
-      signal: AbortSignal.any([call.signal, deadline.signal]),
+      signal: controller.signal,
       dispatcher: call.dispatcher,
     });
-    return { answer, deadline, disarm };
+    return { answer, ...started };
   } catch (error) {
-    disarm();
-    throw classify(call, deadline, error);
+    started.clearDeadline();
+    started.detach();
+    throw classify(call, started.timedOut(), error);
   }
 }
 
-function classify(call: HttpCall, deadline: AbortController, error: unknown): unknown {
+function classify(call: HttpCall, timedOut: boolean, error: unknown): unknown {
   if (call.signal.aborted) return call.signal.reason;
   if (error instanceof RdbnetError) return error;
-  if (deadline.signal.aborted) {
-    return new HttpUnreachable(call.endpoint, `no answer within ${call.timeoutMs} ms`);
-  }
+  if (timedOut) return new HttpUnreachable(call.endpoint, `no answer within ${call.timeoutMs} ms`);
   return new HttpUnreachable(call.endpoint, describeNetworkError(error));
 }
 
 /** One request and its whole answer, within `timeoutMs` and `bytesMax`. */
 export async function httpCall(call: HttpCall): Promise<HttpAnswer> {
-  const { answer, deadline, disarm } = await start(call);
+  const started = await start(call);
+  const { answer } = started;
   try {
     const text = await readCapped(call, answer.body, () => answer.body.destroy());
     return { status: answer.statusCode, headers: answer.headers, text };
   } catch (error) {
-    throw classify(call, deadline, error);
+    throw classify(call, started.timedOut(), error);
   } finally {
-    disarm();
+    started.clearDeadline();
+    started.detach();
   }
 }
 
 /**
  * A streaming request (etcd's watch): `timeoutMs` bounds the wait for the headers only; the
- * body is read line by line, each line at most `bytesMax`, until the server ends it or
- * `signal` aborts. A connection that dies mid-stream ends `lines` with an HttpUnreachable.
+ * body is read line by line, each line at most `bytesMax` characters, until the server ends
+ * it or `signal` aborts. A connection that dies mid-stream ends `lines` with an
+ * HttpUnreachable. Read `lines` or `text()` to the end (or break out): either releases it.
  */
 export async function httpStream(call: HttpCall): Promise<HttpStream> {
-  const { answer, deadline, disarm } = await start(call);
-  disarm();
-  const body = answer.body;
+  const started = await start(call);
+  started.clearDeadline();
+  const body = started.answer.body;
+  const release = () => {
+    body.destroy();
+    started.detach();
+  };
   async function* lines(): AsyncGenerator<string> {
+    const decoder = new StringDecoder('utf8');
     let pending = '';
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
-        pending += chunk.toString('utf8');
-        let newline = pending.indexOf('\n');
+        // Search only the new text for a newline: a long line costs linear time, not quadratic.
+        let searchFrom = pending.length;
+        pending += decoder.write(chunk);
+        let newline = pending.indexOf('\n', searchFrom);
         while (newline >= 0) {
           const line = pending.slice(0, newline).trim();
           pending = pending.slice(newline + 1);
           if (line !== '') yield line;
-          newline = pending.indexOf('\n');
+          searchFrom = 0;
+          newline = pending.indexOf('\n', searchFrom);
         }
-        if (Buffer.byteLength(pending) > call.bytesMax) {
-          body.destroy();
-          throw tooLarge(call, 'a streamed line');
-        }
+        if (pending.length > call.bytesMax) throw tooLarge(call, 'a streamed line');
       }
-      if (pending.trim() !== '') yield pending.trim();
+      const rest = (pending + decoder.end()).trim();
+      if (rest !== '') yield rest;
     } catch (error) {
-      throw classify(call, deadline, error);
+      throw classify(call, false, error);
     } finally {
-      body.destroy();
+      release();
     }
   }
   return {
-    status: answer.statusCode,
-    headers: answer.headers,
+    status: started.answer.statusCode,
+    headers: started.answer.headers,
     lines: lines(),
-    text: () => readCapped(call, body, () => body.destroy()),
+    text: async () => {
+      try {
+        return await readCapped(call, body, () => body.destroy());
+      } finally {
+        release();
+      }
+    },
   };
 }
 
