@@ -120,14 +120,15 @@ export class EmulatedConsul {
     };
   }
 
-  async start(): Promise<string> {
+  /** Listens on 127.0.0.1:`port` (0: one from the kernel); resolves with `host:port`. */
+  async start(port = 0): Promise<string> {
     this.server = createServer((request, response) => {
       this.handle(request, response).catch((error) => {
         response.statusCode = 500;
         response.end(String(error));
       });
     });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', resolve));
     this.address = `127.0.0.1:${(this.server.address() as AddressInfo).port}`;
     this.reaper = setInterval(() => this.reap(), this.options.reapIntervalMs);
     return this.address;

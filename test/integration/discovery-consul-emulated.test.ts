@@ -255,3 +255,65 @@ describe('provider=consul with ACLs on the emulated agent', () => {
     }
   });
 });
+
+describe('provider=consul across an emulated agent restart', () => {
+  let consul = new EmulatedConsul();
+
+  after(async () => {
+    await killAllRegistrants();
+    await consul.stop();
+  });
+
+  test('the agent restarts with no state: the watch reconnects with backoff and the registrant registers again', async () => {
+    await consul.start();
+    const address = consul.address;
+    const spec = `provider=consul address=${address} service=restart ttl=2s timeout=1s`;
+    await startRegistrant(spec, 'r1', '127.0.0.1:7541');
+    const watcher = open(spec);
+    const seen: DiscoveredNode[][] = [];
+    const stopWatch = new AbortController();
+    const logsBefore = logs.length;
+    const watching = watcher.watch!((nodes) => seen.push(nodes), stopWatch.signal);
+    try {
+      await until('the watch sees r1', async () =>
+        ids(seen.at(-1) ?? []).join() === 'r1' ? true : undefined,
+      );
+      await consul.stop();
+      await until(
+        'the watch notices the agent is gone',
+        async () =>
+          logs
+            .slice(logsBefore)
+            .some((line) => line.includes('provider=consul: watch query failed'))
+            ? true
+            : undefined,
+        20_000,
+      );
+      consul = new EmulatedConsul();
+      await consul.start(Number(address.split(':')[1]));
+      await until(
+        'r1 registered again with the new agent',
+        async () =>
+          consul.catalog().find((s) => s.id === 'r1')?.status === 'passing' ? true : undefined,
+        20_000,
+      );
+      // Something only the new agent knows, so only a reconnected watch can report it.
+      const other = open(spec);
+      const r2 = await other.register!(
+        { id: 'r2', address: '127.0.0.1:7542', meta: {} },
+        AbortSignal.timeout(10_000),
+      );
+      await until(
+        'the watch, reconnected, reports r1 and r2',
+        async () => (ids(seen.at(-1)!).join() === 'r1,r2' ? true : undefined),
+        30_000,
+      );
+      await r2.close();
+      await other.close?.();
+    } finally {
+      stopWatch.abort();
+      await watching;
+      await watcher.close?.();
+    }
+  });
+});
