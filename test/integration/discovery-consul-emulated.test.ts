@@ -185,6 +185,22 @@ describe('provider=consul against the emulated Consul agent', () => {
     }
   });
 
+  test('close() ends a running watch and refuses new registrations', async () => {
+    const provider = open(`provider=consul address=${consul.address} service=closing`);
+    const seen: DiscoveredNode[][] = [];
+    const watching = provider.watch!((nodes) => seen.push(nodes), new AbortController().signal);
+    await until('the watch reports', async () => (seen.length > 0 ? true : undefined));
+    await provider.close!();
+    await watching;
+    await assert.rejects(
+      provider.register!(
+        { id: 'late', address: '127.0.0.1:7400', meta: {} },
+        AbortSignal.timeout(5_000),
+      ),
+      (error) => isRdbnetError(error, 'RDB_DISCOVERY_FAILED'),
+    );
+  });
+
   test('an unreachable agent is RDB_DISCOVERY_UNREACHABLE naming it', async () => {
     const dead = `127.0.0.1:${await freePort()}`;
     const provider = open(`provider=consul address=${dead} timeout=2s`);

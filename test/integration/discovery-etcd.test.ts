@@ -205,6 +205,15 @@ describe('provider=etcd against a real etcd', { skip: missing }, () => {
     }
   });
 
+  test('close() ends a running watch', async () => {
+    const provider = open(`provider=etcd endpoints=${etcd.endpoint} prefix=/rdbnet/t6`);
+    const seen: DiscoveredNode[][] = [];
+    const watching = provider.watch!((nodes) => seen.push(nodes), new AbortController().signal);
+    await until('the watch reports', async () => (seen.length > 0 ? true : undefined));
+    await provider.close!();
+    await watching;
+  });
+
   test('a value someone else wrote under the prefix is skipped with one warning', async () => {
     await etcd.etcdctl(['put', '/rdbnet/t4/stray', 'not json']);
     await etcd.etcdctl([

@@ -366,7 +366,8 @@ class ConsulProvider implements DiscoveryProvider {
     let last: DiscoveredNode[] | undefined;
     let index = 0n;
     let attempt = 0;
-    while (!signal.aborted) {
+    // Ends when the caller aborts, or when close() released the sockets under it.
+    while (!signal.aborted && this.closed === undefined) {
       const startedMs = this.ctx.clock.nowMs();
       let pauseMs = 0;
       try {
@@ -379,7 +380,7 @@ class ConsulProvider implements DiscoveryProvider {
         }
         pauseMs = Math.max(0, CONSUL_WATCH_CALLS_GAP_MS - (this.ctx.clock.nowMs() - startedMs));
       } catch (error) {
-        if (signal.aborted) break;
+        if (signal.aborted || this.closed !== undefined) break;
         // The first query decides: an agent that cannot be reached at all is the caller's error.
         if (last === undefined) throw error;
         index = 0n;

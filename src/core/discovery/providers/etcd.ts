@@ -417,7 +417,8 @@ class EtcdProvider implements DiscoveryProvider {
       onChange(nodes);
     };
     let attempt = 0;
-    while (!signal.aborted) {
+    // Ends when the caller aborts, or when close() released the sockets under it.
+    while (!signal.aborted && this.closed === undefined) {
       let pauseMs = 0;
       try {
         const { entries, revision } = await this.readAll(signal);
@@ -426,7 +427,7 @@ class EtcdProvider implements DiscoveryProvider {
           attempt = 0;
         });
       } catch (error) {
-        if (signal.aborted) break;
+        if (signal.aborted || this.closed !== undefined) break;
         // The first read decides: an etcd that cannot be reached at all is the caller's error.
         if (last === undefined) throw error;
         pauseMs = backoffDelayMs(
