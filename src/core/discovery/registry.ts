@@ -5,10 +5,17 @@
 
 import type { DiscoveryProvider, ProviderContext, ProviderFactory } from './provider.ts';
 import { broadcastProvider } from './providers/broadcast.ts';
+import { consulProvider } from './providers/consul.ts';
+import { etcdProvider } from './providers/etcd.ts';
 import { mdnsProvider } from './providers/mdns.ts';
 import { type DiscoverySpec, parseSpec } from './spec.ts';
 
-const FACTORIES: readonly ProviderFactory[] = [broadcastProvider, mdnsProvider];
+const FACTORIES: readonly ProviderFactory[] = [
+  etcdProvider,
+  consulProvider,
+  mdnsProvider,
+  broadcastProvider,
+];
 
 export const PROVIDERS: ReadonlyMap<string, ProviderFactory> = new Map(
   FACTORIES.map((factory) => [factory.name, factory]),
