@@ -4,9 +4,10 @@
  */
 
 import type { DiscoveryProvider, ProviderContext, ProviderFactory } from './provider.ts';
+import { k8sProvider } from './providers/k8s.ts';
 import { type DiscoverySpec, parseSpec } from './spec.ts';
 
-const FACTORIES: readonly ProviderFactory[] = [];
+const FACTORIES: readonly ProviderFactory[] = [k8sProvider];
 
 export const PROVIDERS: ReadonlyMap<string, ProviderFactory> = new Map(
   FACTORIES.map((factory) => [factory.name, factory]),
