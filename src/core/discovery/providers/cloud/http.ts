@@ -28,7 +28,7 @@ export interface HttpCall {
   /** Provider name, for the one-line error. */
   provider: string;
   url: URL;
-  method?: 'GET' | 'POST';
+  method?: 'GET' | 'POST' | 'PUT';
   headers?: Record<string, string>;
   body?: string;
   timeoutMs: number;
