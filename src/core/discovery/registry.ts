@@ -5,11 +5,17 @@
 
 import type { DiscoveryProvider, ProviderContext, ProviderFactory } from './provider.ts';
 import { awsProvider } from './providers/aws.ts';
+import { azureProvider } from './providers/azure.ts';
 import { gceProvider } from './providers/gce.ts';
 import { k8sProvider } from './providers/k8s.ts';
 import { type DiscoverySpec, parseSpec } from './spec.ts';
 
-const FACTORIES: readonly ProviderFactory[] = [k8sProvider, awsProvider, gceProvider];
+const FACTORIES: readonly ProviderFactory[] = [
+  k8sProvider,
+  awsProvider,
+  gceProvider,
+  azureProvider,
+];
 
 export const PROVIDERS: ReadonlyMap<string, ProviderFactory> = new Map(
   FACTORIES.map((factory) => [factory.name, factory]),
