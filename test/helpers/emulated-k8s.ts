@@ -54,6 +54,8 @@ export interface EmulatedK8s {
   compact(): void;
   /** Ends every open watch (as an API server restart does); clients re-watch. */
   dropWatches(): void;
+  /** While true, watch requests get 403 Forbidden (an RBAC role without `watch`). */
+  refuseWatches: boolean;
   close(): Promise<void>;
 }
 
@@ -101,6 +103,7 @@ export async function startEmulatedK8s(): Promise<EmulatedK8s> {
   const watchers = new Set<(event: WatchEvent) => void>();
   const openResponses = new Set<ServerResponse>();
   const requests: string[] = [];
+  const flags = { refuseWatches: false };
 
   const record = (namespace: string, type: WatchEvent['type'], object: EmulatedSlice): void => {
     const event = { rv, namespace, type, object };
@@ -135,6 +138,15 @@ export async function startEmulatedK8s(): Promise<EmulatedK8s> {
     }
 
     if (url.searchParams.get('watch') === '1' || url.searchParams.get('watch') === 'true') {
+      if (flags.refuseWatches) {
+        status(
+          res,
+          403,
+          'Forbidden',
+          `endpointslices.discovery.k8s.io is forbidden: User "system:serviceaccount:db:rdbnet" cannot watch resource "endpointslices" in API group "discovery.k8s.io" in the namespace "${namespace}"`,
+        );
+        return;
+      }
       const from = Number(url.searchParams.get('resourceVersion') ?? rv);
       res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
       openResponses.add(res);
@@ -246,6 +258,12 @@ export async function startEmulatedK8s(): Promise<EmulatedK8s> {
     },
     dropWatches() {
       for (const res of openResponses) res.end();
+    },
+    get refuseWatches() {
+      return flags.refuseWatches;
+    },
+    set refuseWatches(refuse: boolean) {
+      flags.refuseWatches = refuse;
     },
     async close() {
       for (const res of openResponses) res.destroy();

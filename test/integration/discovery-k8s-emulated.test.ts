@@ -318,6 +318,46 @@ describe('provider=k8s (emulated API server)', () => {
   });
 });
 
+describe('provider=k8s watch refused (RBAC without watch)', () => {
+  test('after repeated 403s on watch the provider polls the list instead', async () => {
+    api.refuseWatches = true;
+    api.put('polled', slice('p-a', 'rdbnet', [{ ip: '127.0.0.71', ready: true }]));
+    const ctx = inCluster();
+    const { provider } = openProvider('provider=k8s service=rdbnet namespace=polled', ctx);
+    const controller = new AbortController();
+    const seen: string[][] = [];
+    const watching = provider.watch!(
+      (nodes) => seen.push(nodes.map((n) => n.address)),
+      controller.signal,
+    );
+    try {
+      const deadline = Date.now() + 30_000;
+      const refusals = () => ctx.lines.filter((l) => l.includes('watch refused (HTTP 403')).length;
+      while (refusals() < 3) {
+        assert.ok(Date.now() < deadline, `never refused three times: ${ctx.lines.join(' | ')}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.deepEqual(seen, [['127.0.0.71:7400']]);
+      api.put('polled', slice('p-b', 'rdbnet', [{ ip: '127.0.0.72', ready: true }]));
+      while (
+        JSON.stringify(seen.at(-1)) !== JSON.stringify(['127.0.0.71:7400', '127.0.0.72:7400'])
+      ) {
+        assert.ok(
+          Date.now() < deadline,
+          `the poll never showed the new slice: ${JSON.stringify(seen)}`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.equal(refusals(), 3, 'no more watch attempts once polling');
+    } finally {
+      controller.abort();
+      await watching;
+      await provider.close?.();
+      api.refuseWatches = false;
+    }
+  });
+});
+
 describe('provider=k8s spec checks (before any I/O)', () => {
   for (const [spec, key] of [
     ['provider=k8s service=Not_A_Name', 'service'],

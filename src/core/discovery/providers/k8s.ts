@@ -18,6 +18,7 @@ import { badValue, joinHostPort, nameArg, timeoutArg } from './cloud/args.ts';
 import {
   apiFailed,
   createAgent,
+  discardBody,
   endpointOf,
   httpCall,
   parseJsonBody,
@@ -360,7 +361,7 @@ class K8sProvider implements DiscoveryProvider {
             };
             const object = event.object ?? {};
             if (event.type === 'ERROR') {
-              response.body.destroy();
+              discardBody(response.body);
               if (object.code === 410) return { kind: 'gone' };
               return { kind: 'refused', reason: object.message ?? 'watch error' };
             }
@@ -374,7 +375,7 @@ class K8sProvider implements DiscoveryProvider {
             emit(slices);
           }
           if (pending.length > WATCH_EVENT_BYTES_MAX) {
-            response.body.destroy();
+            discardBody(response.body);
             throw new RdbnetError(
               ErrorCode.DiscoveryFailed,
               `provider=k8s: a watch event over ${WATCH_EVENT_BYTES_MAX} bytes`,

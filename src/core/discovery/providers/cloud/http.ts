@@ -57,6 +57,18 @@ export function createAgent(tls?: {
   });
 }
 
+/**
+ * Stops reading a response body. undici's body emits 'error' ("Request aborted") when
+ * destroyed; with no listener that would be an uncaught exception, so one is added first.
+ */
+export function discardBody(body: {
+  on(event: 'error', listener: () => void): unknown;
+  destroy(): unknown;
+}): void {
+  body.on('error', () => {});
+  body.destroy();
+}
+
 function unreachable(provider: string, url: URL, reason: string, cause: unknown): RdbnetError {
   return new RdbnetError(
     ErrorCode.DiscoveryUnreachable,
@@ -96,7 +108,7 @@ export async function httpCall(call: HttpCall): Promise<HttpResponse> {
     });
     const declared = Number(response.headers['content-length'] ?? Number.NaN);
     if (Number.isFinite(declared) && declared > bodyBytesMax) {
-      response.body.destroy();
+      discardBody(response.body);
       throw tooLarge(call, declared, bodyBytesMax);
     }
     const chunks: Buffer[] = [];
@@ -104,7 +116,7 @@ export async function httpCall(call: HttpCall): Promise<HttpResponse> {
     for await (const chunk of response.body) {
       received += (chunk as Buffer).length;
       if (received > bodyBytesMax) {
-        response.body.destroy();
+        discardBody(response.body);
         throw tooLarge(call, received, bodyBytesMax);
       }
       chunks.push(chunk as Buffer);
