@@ -239,3 +239,13 @@ describe('azure', () => {
     assert.equal(nodes[0]!.meta['resourceGroup'], 'rg-1');
   });
 });
+
+test('every cloud provider is registered and its README example parses with its own keys', async () => {
+  const { PROVIDERS } = await import('../../src/core/discovery/registry.ts');
+  const { parseSpec } = await import('../../src/core/discovery/spec.ts');
+  for (const name of ['k8s', 'aws', 'gce', 'azure']) {
+    const factory = PROVIDERS.get(name);
+    assert.ok(factory !== undefined, `${name} is registered`);
+    assert.equal(parseSpec(factory.example, PROVIDERS).spec.provider, name);
+  }
+});

@@ -77,11 +77,11 @@ function unreachable(provider: string, url: URL, reason: string, cause: unknown)
   );
 }
 
+/** What went wrong, for the one line: undici's message (it names the errno), else the code. */
 function reasonOf(error: unknown): string {
-  const err = error as { code?: string; message?: string; cause?: unknown };
-  const code = err?.code ?? (err?.cause as { code?: string } | undefined)?.code;
-  const message = err?.message ?? String(error);
-  return code !== undefined && !message.includes(code) ? `${code} ${message}` : message;
+  const err = error as { code?: string; message?: string; cause?: { code?: string } };
+  if (typeof err?.message === 'string' && err.message !== '') return err.message;
+  return err?.code ?? err?.cause?.code ?? String(error);
 }
 
 /**
@@ -95,7 +95,7 @@ export async function httpCall(call: HttpCall): Promise<HttpResponse> {
   let timedOut = false;
   const timer = call.clock.setTimer(call.timeoutMs, () => {
     timedOut = true;
-    deadline.abort(new Error(`no answer within ${call.timeoutMs} ms`));
+    deadline.abort();
   });
   const signal = AbortSignal.any([call.signal, deadline.signal]);
   try {
