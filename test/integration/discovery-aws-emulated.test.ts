@@ -183,6 +183,14 @@ describe('provider=aws (emulated EC2 verifying SigV4)', () => {
     assert.match(await answer.body.text(), /<Code>SignatureDoesNotMatch<\/Code>/);
   });
 
+  test('a clock ten minutes off: RequestExpired (the signature carries the time)', async () => {
+    const ctx = envCreds();
+    const skewed = { ...ctx, clock: { ...ctx.clock, wallMs: () => Date.now() - 10 * 60_000 } };
+    const error = await rejection(() => discover(spec(), skewed));
+    assert.equal(error.code, ErrorCode.DiscoveryFailed);
+    assert.match(error.message, /^provider=aws: HTTP 400: RequestExpired: Request has expired\./);
+  });
+
   test('NextToken pagination: 2500 matching instances in three pages', async () => {
     const big = await startEmulatedEc2({ region: 'us-east-1' });
     try {

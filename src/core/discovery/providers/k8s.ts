@@ -329,6 +329,9 @@ class K8sProvider implements DiscoveryProvider {
           headers: this.headers(connection),
           dispatcher,
           signal: AbortSignal.any([signal, deadline.signal]),
+          // The answer's head comes at once; the body is a stream quiet between events.
+          headersTimeout: this.opts.timeoutMs,
+          bodyTimeout: (WATCH_SECONDS + 30) * 1000,
         });
       } catch (error) {
         if (signal.aborted) return { kind: 'ended', resourceVersion };
