@@ -239,7 +239,10 @@ describe('provider=aws (emulated EC2 verifying SigV4)', () => {
   });
 
   test('IMDSv2 instance role: region and temporary credentials from the (loopback) metadata service', async () => {
-    const ctx = testContext({ AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url });
+    const ctx = testContext({
+      AWS_EC2_METADATA_DISABLED: 'false',
+      AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url,
+    });
     const nodes = await discover(spec(), ctx);
     assert.equal(nodes.length, 2);
     assert.ok(imds.requests.includes('PUT /latest/api/token'));
