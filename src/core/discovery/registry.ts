@@ -4,15 +4,23 @@
  */
 
 import type { DiscoveryProvider, ProviderContext, ProviderFactory } from './provider.ts';
+import { awsProvider } from './providers/aws.ts';
+import { azureProvider } from './providers/azure.ts';
 import { broadcastProvider } from './providers/broadcast.ts';
 import { consulProvider } from './providers/consul.ts';
 import { etcdProvider } from './providers/etcd.ts';
+import { gceProvider } from './providers/gce.ts';
+import { k8sProvider } from './providers/k8s.ts';
 import { mdnsProvider } from './providers/mdns.ts';
 import { type DiscoverySpec, parseSpec } from './spec.ts';
 
 const FACTORIES: readonly ProviderFactory[] = [
   etcdProvider,
   consulProvider,
+  k8sProvider,
+  awsProvider,
+  gceProvider,
+  azureProvider,
   mdnsProvider,
   broadcastProvider,
 ];
