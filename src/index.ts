@@ -19,7 +19,7 @@ import type {
 } from './core/dataplane/dataplane.ts';
 import type { DataPlaneLimits } from './core/dataplane/limits.ts';
 import type { TopicHandler } from './core/dataplane/topics.ts';
-import { assert } from './core/errors.ts';
+import { assert, ErrorCode, RdbnetError } from './core/errors.ts';
 import { RdbnetNode } from './core/node/node.ts';
 import { createLogger, type Logger } from './core/runtime/log.ts';
 
@@ -73,6 +73,11 @@ export interface LeaderEvent {
 }
 
 type Listener<T> = (event: T) => void;
+
+/** waitForMembers(): how long by default and at most, and how often it looks. */
+const MEMBERS_WAIT_DEFAULT_MS = 10_000;
+const MEMBERS_WAIT_MAX_MS = 600_000;
+const MEMBERS_POLL_MS = 50;
 
 /** A running node, in this process. */
 export class Node {
@@ -180,6 +185,31 @@ export class Node {
   /** The gossip view, this node included. */
   members(): DataPlaneMember[] {
     return this.node.members();
+  }
+
+  /**
+   * Resolves once `count` members (this node included) are alive in this node's gossip
+   * view; RDB_DEADLINE_PASSED after `timeoutMs` (default 10 s, at most 10 minutes).
+   */
+  async waitForMembers(count: number, timeoutMs = MEMBERS_WAIT_DEFAULT_MS): Promise<void> {
+    if (!Number.isInteger(count) || count < 1) {
+      throw new RdbnetError(ErrorCode.Usage, `count must be a positive integer, got ${count}`);
+    }
+    if (!(timeoutMs > 0 && timeoutMs <= MEMBERS_WAIT_MAX_MS)) {
+      throw new RdbnetError(ErrorCode.Usage, `timeoutMs must be from 1 to ${MEMBERS_WAIT_MAX_MS}`);
+    }
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const alive = this.members().filter((m) => m.isSelf || m.state === 'alive').length;
+      if (alive >= count) return;
+      if (performance.now() >= deadline) {
+        throw new RdbnetError(
+          ErrorCode.DeadlinePassed,
+          `${alive} of ${count} members alive after ${timeoutMs} ms`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, MEMBERS_POLL_MS));
+    }
   }
 
   /** Membership events about other members; returns the unsubscribe. */
