@@ -27,6 +27,8 @@ class SimDataPlanes {
   readonly tcp: SimNetwork<SimPeerPacket>;
   readonly peers: SimPeerNetwork;
   readonly planes = new Map<string, DataPlane>();
+  /** Gossip states every node's view reports (alive unless set). */
+  readonly states = new Map<string, string>();
 
   readonly seed: number;
 
@@ -61,7 +63,7 @@ class SimDataPlanes {
             (member): DataPlaneMember => ({
               id: member,
               address: addressOf(member),
-              state: 'alive',
+              state: this.states.get(member) ?? 'alive',
               groups: member === 'n1' || member === 'n2' ? ['hot'] : [],
               score: 1,
               rttMs: null,
@@ -149,6 +151,40 @@ describe('data plane patterns in virtual time', () => {
       sim.run(sim.plane('n2').scatterGather({ all: true }, 'read', '', { deadlineMs: 10 })),
       (error: unknown) => isRdbnetError(error, ErrorCode.QuorumNotReached),
     );
+  });
+
+  test('a dead member among explicit targets is a miss; the caller can stop waiting', async () => {
+    const sim = new SimDataPlanes(19);
+    sim.states.set('n3', 'dead');
+    const { value } = await sim.run(
+      sim.plane('n1').quorum({ ids: ['n2', 'n3', 'n4'] }, 'echo', 'w', { acks: 2 }),
+    );
+    assert.deepEqual(value.acked.sort(), ['n2', 'n4']);
+    assert.deepEqual(
+      value.missing.map((miss) => [miss.id, miss.code]),
+      [['n3', 'RDB_TARGET_DEAD']],
+    );
+    await assert.rejects(sim.run(sim.plane('n1').request('n3', 'echo', 'x')), (error: unknown) =>
+      isRdbnetError(error, ErrorCode.TargetDead),
+    );
+    await assert.rejects(
+      sim.run(sim.plane('n1').request({ ids: ['n9'] }, 'echo', 'x')),
+      (error: unknown) => isRdbnetError(error, ErrorCode.TargetUnknown),
+    );
+    for (const id of IDS) sim.slow(id, 'slow', 10_000);
+    const caller = new AbortController();
+    sim.queue.setTimer(50, () => caller.abort());
+    const { value: stopped, elapsedMs } = await sim.run(
+      sim.plane('n1').fanOut({ all: true }, 'slow', '', {
+        concurrency: 2,
+        deadlineMs: 30_000,
+        signal: caller.signal,
+      }),
+    );
+    assert.equal(stopped.responses.length, 0);
+    assert.equal(stopped.partial, true);
+    assert.ok(elapsedMs <= 51, `took ${elapsedMs}`);
+    assert.equal(sim.plane('n1').stats()['dataplane.running'], 0, 'the local handler was told');
   });
 
   test('fanOut keeps at most `concurrency` requests in flight', async () => {

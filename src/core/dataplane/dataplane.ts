@@ -95,7 +95,7 @@ export interface AckResult {
 export interface GatherResult {
   responses: { id: string; reply: Uint8Array }[];
   missing: TopicMiss[];
-  /** Some target did not answer (the result holds what came back in time). */
+  /** Some target did not answer, or was no longer waited for (the caller stopped). */
   partial: boolean;
 }
 export interface QuorumResult {
@@ -134,6 +134,17 @@ const PING_PAYLOAD_BYTES = 16;
 /** An absent bytes field decodes as protobufjs's shared empty array, not a Uint8Array. */
 export function bytesOf(field: Uint8Array | undefined | null): Uint8Array {
   return field instanceof Uint8Array ? field : new Uint8Array(field ?? 0);
+}
+
+interface ManyOutcome {
+  ok: { id: string; reply: Uint8Array }[];
+  missing: TopicMiss[];
+  cancelled: string[];
+}
+
+/** A member messages may be sent to: this node, or one gossip calls alive or suspect. */
+function isLive(member: DataPlaneMember): boolean {
+  return member.isSelf || member.state === 'alive' || member.state === 'suspect';
 }
 
 const KIND_NAMES: Record<number, TopicDelivery['kind']> = {
@@ -246,7 +257,7 @@ export class DataPlane {
     const result: GatherResult = {
       responses: outcome.ok,
       missing: outcome.missing,
-      partial: outcome.missing.length > 0,
+      partial: outcome.missing.length + outcome.cancelled.length > 0,
     };
     if (result.responses.length < minResponses) {
       throw new QuorumError(
@@ -308,7 +319,11 @@ export class DataPlane {
         this.deliver(member, topic, bytes, TopicKindCode.Request, deadlineAtMs, signal),
       signal: options.signal,
     });
-    return { responses: outcome.ok, missing: outcome.missing, partial: outcome.missing.length > 0 };
+    return {
+      responses: outcome.ok,
+      missing: outcome.missing,
+      partial: outcome.missing.length + outcome.cancelled.length > 0,
+    };
   }
 
   /** RTTs measured here: to one member, or to every alive member. */
@@ -543,6 +558,15 @@ export class DataPlane {
       }
       return first;
     }
+    const member = this.known(id);
+    if (!isLive(member)) {
+      throw new RdbnetError(ErrorCode.TargetDead, `member ${id} is ${member.state}`);
+    }
+    return member;
+  }
+
+  /** A member of the view, whatever its state; RDB_TARGET_UNKNOWN when there is none. */
+  private known(id: string): DataPlaneMember {
     const member = this.members().find((candidate) => candidate.id === id);
     if (member === undefined) {
       throw new RdbnetError(
@@ -551,9 +575,6 @@ export class DataPlane {
         { hint: '`rdbnet cluster members` lists the members' },
       );
     }
-    if (!member.isSelf && member.state !== 'alive' && member.state !== 'suspect') {
-      throw new RdbnetError(ErrorCode.TargetDead, `member ${id} is ${member.state}`);
-    }
     return member;
   }
 
@@ -561,8 +582,9 @@ export class DataPlane {
   private many(target: Target): DataPlaneMember[] {
     if (typeof target === 'string' || 'id' in target) return [this.single(target)];
     if ('ids' in target) {
-      const ids = [...new Set(target.ids)];
-      return ids.map((id) => this.single(id));
+      // A dead one stays a target: it becomes a miss (RDB_TARGET_DEAD) of a many-target call,
+      // so a quorum of W of N still counts it among the N.
+      return [...new Set(target.ids)].map((id) => this.known(id));
     }
     if ('all' in target) return this.alive();
     if ('group' in target) {
@@ -621,6 +643,9 @@ export class DataPlane {
     signal: AbortSignal | undefined,
   ): Promise<Uint8Array> {
     const id = randomUuid(this.random);
+    if (!isLive(member)) {
+      throw new RdbnetError(ErrorCode.TargetDead, `member ${member.id} is ${member.state}`);
+    }
     if (member.isSelf) {
       const reply = this.accept(
         { topic, kind, id },
@@ -709,8 +734,9 @@ export class DataPlane {
 
   /**
    * Calls `call` for each member with at most `concurrency` in flight, until `stopAfter`
-   * succeeded (the rest are aborted: `cancelled`), every call finished, or the caller's
-   * signal aborts. Every failure is a miss with its code.
+   * succeeded or the caller's signal aborts (what is still running or not yet started is
+   * `cancelled`, and a local handler sees its signal abort), or every call finished. Every
+   * failure is a miss with its code.
    */
   private runMany(
     members: readonly DataPlaneMember[],
@@ -720,60 +746,52 @@ export class DataPlane {
       call(member: DataPlaneMember, signal: AbortSignal): Promise<Uint8Array>;
       signal?: AbortSignal | undefined;
     },
-  ): Promise<{
-    ok: { id: string; reply: Uint8Array }[];
-    missing: TopicMiss[];
-    cancelled: string[];
-  }> {
-    const ok: { id: string; reply: Uint8Array }[] = [];
-    const missing: TopicMiss[] = [];
-    const cancelled: string[] = [];
+  ): Promise<ManyOutcome> {
+    const outcome: ManyOutcome = { ok: [], missing: [], cancelled: [] };
     const controller = new AbortController();
-    plan.signal?.addEventListener('abort', () => controller.abort(), { once: true });
     const concurrency = Math.max(1, plan.concurrency ?? this.init.limits.fanOutConcurrencyMax);
-    let next = 0;
-    let inFlight = 0;
     const pending = new Set<string>();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        if (ok.length >= plan.stopAfter || controller.signal.aborted) {
-          controller.abort();
-          cancelled.push(...pending, ...members.slice(next).map((member) => member.id));
-          next = members.length;
-          pending.clear();
-          resolve({ ok, missing, cancelled });
-          return;
-        }
-        if (inFlight === 0 && next >= members.length) resolve({ ok, missing, cancelled });
+    let next = 0;
+    let finished = false;
+    return new Promise<ManyOutcome>((resolve) => {
+      const finish = (): void => {
+        if (finished) return;
+        finished = true;
+        plan.signal?.removeEventListener('abort', stopEarly);
+        outcome.cancelled.push(...pending, ...members.slice(next).map((member) => member.id));
+        pending.clear();
+        next = members.length;
+        controller.abort();
+        resolve(outcome);
       };
+      const stopEarly = (): void => finish();
+      if (plan.signal?.aborted === true) return finish();
+      plan.signal?.addEventListener('abort', stopEarly, { once: true });
+      const settled = (member: DataPlaneMember): boolean => !finished && pending.delete(member.id);
       const launch = (): void => {
-        while (inFlight < concurrency && next < members.length && !controller.signal.aborted) {
+        if (outcome.ok.length >= plan.stopAfter) return finish();
+        while (!finished && pending.size < concurrency && next < members.length) {
           const member = members[next++]!;
-          inFlight++;
           pending.add(member.id);
           plan.call(member, controller.signal).then(
             (reply) => {
-              inFlight--;
-              if (!pending.delete(member.id)) return;
-              ok.push({ id: member.id, reply });
-              done();
+              if (!settled(member)) return;
+              outcome.ok.push({ id: member.id, reply });
               launch();
             },
             (error: unknown) => {
-              inFlight--;
-              if (!pending.delete(member.id)) return;
+              if (!settled(member)) return;
               const typed = isRdbnetError(error) ? error : null;
-              missing.push({
+              outcome.missing.push({
                 id: member.id,
                 code: typed?.code ?? ErrorCode.Internal,
                 message: typed?.message ?? String(error),
               });
-              done();
               launch();
             },
           );
         }
-        if (members.length === 0) resolve({ ok, missing, cancelled });
+        if (pending.size === 0 && next >= members.length) finish();
       };
       launch();
     });
