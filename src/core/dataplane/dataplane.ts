@@ -765,11 +765,17 @@ export class DataPlane {
         resolve(outcome);
       };
       const stopEarly = (): void => finish();
-      if (plan.signal?.aborted === true) return finish();
+      if (plan.signal?.aborted === true) {
+        finish();
+        return;
+      }
       plan.signal?.addEventListener('abort', stopEarly, { once: true });
       const settled = (member: DataPlaneMember): boolean => !finished && pending.delete(member.id);
       const launch = (): void => {
-        if (outcome.ok.length >= plan.stopAfter) return finish();
+        if (outcome.ok.length >= plan.stopAfter) {
+          finish();
+          return;
+        }
         while (!finished && pending.size < concurrency && next < members.length) {
           const member = members[next++]!;
           pending.add(member.id);
