@@ -19,10 +19,10 @@ export interface BroadcastResult {
 
 export default class Broadcast extends RdbnetCommand<BroadcastResult> {
   static override summary =
-    'Send a message to a topic on every alive member (or every member of a group).';
+    'Send a message to a topic on every live member (or every live member of a group).';
   static override description =
     'The node given by --node sends the message to every member its gossip view calls alive ' +
-    '(itself included), or with --group to every alive member of that group (node config ' +
+    'or suspect (itself included), or with --group to every such member of that group (node config ' +
     '`groups`), and lists who acknowledged it and who did not. Exit 1 when any member is missing.';
   static override examples = [
     '<%= config.bin %> <%= command.id %> --topic echo --data hi',

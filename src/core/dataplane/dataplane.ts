@@ -214,7 +214,8 @@ export class DataPlane {
     return { from: member.id, reply, latencyMs: this.clock.nowMs() - startedMs };
   }
 
-  /** To every alive member (this node too): who acknowledged, who did not and why. */
+  /** To every live member (alive or suspect; this node too): who acknowledged, who did not
+   * and why. Members gossip has declared dead or left are not sent to. */
   async broadcast(
     topic: string,
     payload: Uint8Array | string,
@@ -544,8 +545,10 @@ export class DataPlane {
     return this.init.members();
   }
 
+  /** Members a broadcast reaches: alive and suspect ones (a suspect member may well answer;
+   * if it does not, it is a miss with its code, never dropped silently). */
   private alive(): DataPlaneMember[] {
-    return this.members().filter((member) => member.isSelf || member.state === 'alive');
+    return this.members().filter(isLive);
   }
 
   /** One member by id: RDB_TARGET_UNKNOWN when gossip has none, RDB_TARGET_DEAD when down. */
@@ -590,10 +593,7 @@ export class DataPlane {
     if ('group' in target) {
       const members = this.alive().filter((member) => member.groups.includes(target.group));
       if (members.length === 0) {
-        throw new RdbnetError(
-          ErrorCode.TargetUnknown,
-          `no alive member in group "${target.group}"`,
-        );
+        throw new RdbnetError(ErrorCode.TargetUnknown, `no live member in group "${target.group}"`);
       }
       return members;
     }
