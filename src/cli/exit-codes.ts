@@ -15,10 +15,13 @@ export function exitCodeForError(code: string): number {
   switch (code) {
     case ErrorCode.Usage:
     case ErrorCode.DiscoverySyntax:
+    case ErrorCode.TopicInvalid:
+    case ErrorCode.MessageTooLarge:
       return ExitCode.Usage;
     case ErrorCode.NodeUnreachable:
     case ErrorCode.HandshakeTimeout:
     case ErrorCode.DiscoveryUnreachable:
+    case ErrorCode.TargetDead:
       return ExitCode.Unreachable;
     default:
       return ExitCode.Failed;

@@ -67,6 +67,12 @@ export const nodeConfigFlags = {
       'founds the cluster); 1 to 64. [env: RDBNET_BOOTSTRAP_EXPECT]',
     helpValue: 'n',
   }),
+  groups: Flags.string({
+    description:
+      "Groups this node belongs to, comma-separated (at most 8), for the data plane's multicast; " +
+      'gossiped to every member. [env: RDBNET_GROUPS]',
+    helpValue: 'name,…',
+  }),
   config: Flags.string({
     description:
       'JSON config file (fields as in `rdbnet node config --json`); the environment and flags override it.',
@@ -88,6 +94,7 @@ export interface NodeConfigFlagValues {
   insecure?: boolean | undefined;
   join?: string | undefined;
   'bootstrap-expect'?: string | undefined;
+  groups?: string | undefined;
   config?: string | undefined;
   'log-level'?: string | undefined;
 }
@@ -112,6 +119,7 @@ export async function resolveNodeConfigFromFlags(
     insecure: flags.insecure,
     join,
     bootstrapExpect: flags['bootstrap-expect'],
+    groups: flags.groups,
     logLevel: flags['log-level'],
   };
   return resolveNodeConfigWithSources({

@@ -66,6 +66,25 @@ export const ErrorCode = {
   CircuitOpen: 'RDB_CIRCUIT_OPEN',
   /** The peer's token bucket is empty: the request was dropped, not sent. */
   RateLimited: 'RDB_RATE_LIMITED',
+  // the data plane (src/core/dataplane)
+  /** No handler is registered for the topic on the receiving node (exit 1). */
+  TopicUnknown: 'RDB_TOPIC_UNKNOWN',
+  /** A topic name that is empty, too long or has characters outside [A-Za-z0-9._:/-], or
+   * more topics than the node's topicsMax (exit 64). */
+  TopicInvalid: 'RDB_TOPIC_INVALID',
+  /** No member of the node's gossip view has that id, or no member is in that group (exit 1). */
+  TargetUnknown: 'RDB_TARGET_UNKNOWN',
+  /** The target is a member that gossip reports suspect, dead or left, or that could not be
+   * reached (exit 69). */
+  TargetDead: 'RDB_TARGET_DEAD',
+  /** The message's deadline passed before it was delivered or answered (exit 1). */
+  DeadlinePassed: 'RDB_DEADLINE_PASSED',
+  /** The payload is larger than the node's messageBytesMax (exit 64). */
+  MessageTooLarge: 'RDB_MESSAGE_TOO_LARGE',
+  /** The receiver's topic queue is full: the sender should slow down (exit 1). */
+  QueueFull: 'RDB_QUEUE_FULL',
+  /** A quorum or a scatter-gather got fewer answers than it needed before its deadline (exit 1). */
+  QuorumNotReached: 'RDB_QUORUM_NOT_REACHED',
   // discovery (src/core/discovery)
   /** A discovery spec that does not parse: unknown provider or key, a bad value (exit 64). */
   DiscoverySyntax: 'RDB_DISCOVERY_SYNTAX',

@@ -166,6 +166,13 @@ describe('precedence', () => {
     assert.deepEqual(config.join, ['127.0.0.1:7301', '127.0.0.1:7302']);
     assert.equal(config.raft.preVote, false);
     assert.equal(config.bootstrapExpect, 3);
+    assert.deepEqual(config.groups, []);
+    const grouped = nodeConfig.resolveNodeConfig(
+      {},
+      { groups: ['replicas', 'eu'] },
+      { ...HOME_ENV, RDBNET_GROUPS: 'cache, replicas,cache' },
+    );
+    assert.deepEqual(grouped.groups, ['cache', 'replicas']);
   });
 
   test('RDBNET_CERTS_DIR still lets a node create missing certificates there', () => {
@@ -288,6 +295,20 @@ describe('bad values', () => {
       where: /file/,
       source: 'file',
       inputs: { file: { advertise: '0.0.0.0:7000' } },
+    },
+    {
+      name: 'a group name with a slash',
+      field: 'groups',
+      where: /RDBNET_GROUPS/,
+      source: 'env',
+      inputs: { env: { RDBNET_GROUPS: 'replicas,bad/group' } },
+    },
+    {
+      name: 'nine groups',
+      field: 'groups',
+      where: /flag --groups/,
+      source: 'flag',
+      inputs: { flags: { groups: 'g1,g2,g3,g4,g5,g6,g7,g8,g9' } },
     },
     {
       name: 'a node id with a space',

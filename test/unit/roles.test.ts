@@ -170,6 +170,8 @@ describe('the operation table', () => {
     'certs.verify': 'RA',
     'keys.list': 'RA',
     'lb.status': 'RA',
+    'dataplane.ping': 'RAN',
+    'dataplane.message': 'AN',
     'certs.rotate': 'A',
     'certs.install': 'A',
     'certs.trust-bundle': 'A',

@@ -24,9 +24,13 @@ import type {
   MemberEventsReply,
   MemberEventsRequest,
   MembersReply,
+  PingReply,
+  PingRequest,
   ProveIdentityRequest,
   RevocationsRequest,
   StatusReply,
+  TopicMessage,
+  TopicReply,
   TrustBundleRequest,
 } from '../protocol/messages.ts';
 import type { PeerIdentity, PeerRequestHandler } from '../rpc/peer.ts';
@@ -46,6 +50,22 @@ export interface AdminSource {
   membership: MembershipRequests | null;
   /** `rdbnet lb status`: the resilience state of the requests the node sends its peers. */
   lbStatus?(): LbStatusReply;
+  /** Messages to topics and RTTs (src/core/dataplane); null until gossip runs. */
+  dataPlane?: DataPlaneRequests | null;
+}
+
+/** The data plane as the admin API reaches it. */
+export interface DataPlaneRequests {
+  /** A message to a topic; `fromName` is the sender's certificate name. */
+  handle(message: TopicMessage, fromName: string): Promise<TopicReply>;
+  ping(request: PingRequest): Promise<PingReply>;
+}
+
+function dataPlaneOf(source: AdminSource): DataPlaneRequests {
+  if (source.dataPlane === undefined || source.dataPlane === null) {
+    throw new RdbnetError(ErrorCode.NotMember, 'the data plane is not running yet');
+  }
+  return source.dataPlane;
 }
 
 /** The gossip layer as the admin API reaches it. */
@@ -159,6 +179,16 @@ function answerer(source: AdminSource): PeerRequestHandler {
           throw new RdbnetError(ErrorCode.MethodUnknown, 'this node keeps no load-balancing state');
         }
         return { lbStatusReply: source.lbStatus() };
+      case 'topicRequest': {
+        const from = connection.peer === null ? connection.remoteAddress : connection.peer.id;
+        return dataPlaneOf(source)
+          .handle(request.body as TopicMessage, from)
+          .then((topicReply) => ({ topicReply }));
+      }
+      case 'pingRequest':
+        return dataPlaneOf(source)
+          .ping(request.body as PingRequest)
+          .then((pingReply) => ({ pingReply }));
       case 'echoRequest':
         return { echoReply: { data: (request.body as EchoMessage).data } };
       case 'certRotateRequest': {

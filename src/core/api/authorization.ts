@@ -54,7 +54,17 @@ export const OPERATIONS = {
     needs: 'read',
     does: "lb status: the node's per-peer breakers, ejections, latency",
   },
+  'dataplane.ping': {
+    needs: 'read',
+    nodesToo: true,
+    does: 'ping: RTTs the node measures to members (members ask each other for ping --all)',
+  },
   // Changes: admin client certificates.
+  'dataplane.message': {
+    needs: 'admin',
+    nodesToo: true,
+    does: 'send, request, broadcast: a message to a topic handler (members forward them)',
+  },
   'certs.rotate': { needs: 'admin', does: 'certs rotate: a new node key and its CSR' },
   'certs.install': { needs: 'admin', does: 'certs rotate: install the signed certificate' },
   'certs.trust-bundle': { needs: 'admin', does: 'certs rotate --ca: replace the trust bundle' },
@@ -142,6 +152,10 @@ export function operationOf(request: DecodedEnvelope): Operation | null {
       return 'member.join';
     case 'removeMemberRequest':
       return 'member.remove';
+    case 'topicRequest':
+      return 'dataplane.message';
+    case 'pingRequest':
+      return 'dataplane.ping';
     default:
       return null;
   }

@@ -111,6 +111,9 @@ export function resolveClusterTunables(given: Partial<ClusterTunables> = {}): Cl
 
 export interface ClusterServiceInit {
   id: NodeId;
+  /** Called when this node learns of a new Raft leader ('' while none is known): the
+   * library's leader events. */
+  onLeaderChange?(leader: string, term: number): void;
   dataDir: string;
   /** The certificates' cluster name (the handshake's cluster id). */
   clusterName: string;

@@ -329,6 +329,7 @@ export class ClusterService {
         onLeaderChange: (leader, term) => {
           init.counters.increment('cluster.leader_changes');
           init.log.info('raft leader', { leader: leader || null, term });
+          init.onLeaderChange?.(leader, term);
         },
         onApplied: (change) => {
           const { record } = change;

@@ -44,6 +44,7 @@ import { DEFAULT_CLUSTER, DEFAULT_LISTEN, defaultDataDir, rdbnetHome } from './h
 import {
   addressList,
   boolean,
+  groupList,
   hostPort,
   integer,
   name,
@@ -156,6 +157,12 @@ export interface NodeConfig extends ClusterTunables {
    * the preset's gossip deadReclaimMs — lan 5000 ms, wan 30000 ms, local 2000 ms.
    */
   idReclaimAfterMs: number;
+  /**
+   * Named groups this node belongs to, for the data plane's multicast (gossiped with the
+   * node's address, so every member knows every member's groups). At most 8 names of at
+   * most 32 characters. Default none.
+   */
+  groups: string[];
 }
 
 /** Default of NodeConfig.deadVoterRemoveAfterMs (the lan preset's). */
@@ -224,6 +231,7 @@ export interface NodeConfigFile {
   deadVoterCheckIntervalMs?: number | null;
   logLevel?: string | null;
   raft?: Partial<RaftTimings> | null;
+  groups?: string[] | string | null;
 }
 
 type Loose<T> = { [K in keyof T]?: T[K] | string | null | undefined };
@@ -345,6 +353,7 @@ const FIELDS: readonly Field[] = [
   field('insecure', boolean(), byDefault(false), '--insecure'),
   field('join', addressList(), byDefault(undefined), '--join'),
   field('bootstrapExpect', integer(1, 64), byDefault(undefined), '--bootstrap-expect'),
+  field('groups', groupList(), byDefault([]), '--groups'),
   field('connectionsMax', integer(1, Number.MAX_SAFE_INTEGER), byDefault(4096)),
   field(
     'unauthenticatedConnectionsMax',
@@ -641,6 +650,7 @@ export function resolveNodeConfigWithSources(inputs: NodeConfigInputs = {}): Res
     ...(Object.fromEntries(CLUSTER_TUNABLE_KEYS.map((key) => [key, get(key)])) as ClusterTunables),
     logLevel: get('logLevel'),
     raft,
+    groups: get('groups'),
   };
   // Listed in field order (the preset was resolved first).
   const ordered = Object.fromEntries(FIELDS.map((f) => [f.path, sources[f.path]!]));
@@ -668,6 +678,7 @@ export interface NodeConfigJson {
   insecure: boolean;
   join: string[] | null;
   bootstrapExpect: number | null;
+  groups: string[];
   connectionsMax: number;
   unauthenticatedConnectionsMax: number;
   unauthenticatedConnectionsPerSourceMax: number;
@@ -700,6 +711,7 @@ export function nodeConfigJson(config: NodeConfig): NodeConfigJson {
     insecure: config.insecure,
     join: config.join === undefined ? null : [...config.join],
     bootstrapExpect: config.bootstrapExpect ?? null,
+    groups: [...config.groups],
     connectionsMax: config.connectionsMax,
     unauthenticatedConnectionsMax: config.unauthenticatedConnectionsMax,
     unauthenticatedConnectionsPerSourceMax: config.unauthenticatedConnectionsPerSourceMax,

@@ -141,3 +141,34 @@ export function parseAddressList(text: string): string[] {
   }
   return out;
 }
+
+/** Group names (identity.ts's name rules, at most 32 characters each and 8 groups, so they fit
+ * in gossip's metadata): a JSON array of strings or one comma-separated string. */
+export function groupList(): Parse<string[]> {
+  return (value) => {
+    let items: string[];
+    if (typeof value === 'string') items = value.split(/[\s,]+/);
+    else if (Array.isArray(value) && value.every((item) => typeof item === 'string')) {
+      items = value as string[];
+    } else {
+      throw new ValueProblem(`expected group names, got ${shown(value)}`);
+    }
+    const groups = [...new Set(items.filter((item) => item !== ''))];
+    for (const group of groups) {
+      rethrown(() => validateName('group name', group));
+      if (group.length > GROUP_NAME_CHARS_MAX) {
+        throw new ValueProblem(
+          `group name "${group}" is longer than ${GROUP_NAME_CHARS_MAX} characters`,
+        );
+      }
+    }
+    if (groups.length > GROUPS_MAX) {
+      throw new ValueProblem(`at most ${GROUPS_MAX} groups, got ${groups.length}`);
+    }
+    return groups;
+  };
+}
+
+/** Bounds of the node config's `groups` (the data plane's groupsMax, groupNameBytesMax). */
+export const GROUPS_MAX = 8;
+export const GROUP_NAME_CHARS_MAX = 32;

@@ -63,12 +63,28 @@ export function gossipKeyringPath(certsDir: string): string {
 }
 
 /**
- * A node's gossip metadata: JSON `{"address": "<host:port>"}`, the address it advertises for
+ * A node's gossip metadata: JSON `{"address": "<host:port>", "groups": [...]}`: the address it advertises for
  * the binary protocol (joins, Raft). Gossip runs on the listen host and port, which can
- * differ from it; the cluster service matches gossip members to join requests by it.
+ * differ from it; the cluster service matches gossip members to join requests by it. The groups (absent when none) route the data plane's multicast.
  */
-export function encodeNodeMeta(address: string): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify({ address }));
+export function encodeNodeMeta(address: string, groups: readonly string[] = []): Uint8Array {
+  return new TextEncoder().encode(
+    JSON.stringify(groups.length === 0 ? { address } : { address, groups }),
+  );
+}
+
+/** The groups a member names in its metadata (the data plane's multicast); none without. */
+export function nodeGroupsOf(member: Pick<MemberView, 'meta'>): string[] {
+  if (member.meta.length === 0) return [];
+  try {
+    const parsed = JSON.parse(new TextDecoder().decode(member.meta)) as { groups?: unknown };
+    if (Array.isArray(parsed.groups)) {
+      return parsed.groups.filter((group): group is string => typeof group === 'string');
+    }
+  } catch {
+    // Another version's metadata: no groups known.
+  }
+  return [];
 }
 
 /** The address a member advertises (see encodeNodeMeta); its gossip address without one. */
@@ -167,6 +183,8 @@ export type NodeGossipInit = NodeGossipPeers & {
   preset: SwimPreset;
   /** The address the node advertises for the binary protocol (gossiped, see encodeNodeMeta). */
   advertise: string;
+  /** The node's groups (node config `groups`), gossiped with its address. */
+  groups?: readonly string[];
   /** How long a member must be dead or left before its id may move to another address
    * (the node's idReclaimAfterMs; replaces the preset's deadReclaimMs). */
   deadReclaimMs: number;
@@ -231,7 +249,7 @@ export class NodeGossip {
         clusterId: init.clusterId,
         stream: streamOverPeers(links, resilience),
         swim: { ...SWIM_PRESETS[init.preset], deadReclaimMs: init.deadReclaimMs },
-        meta: encodeNodeMeta(init.advertise),
+        meta: encodeNodeMeta(init.advertise, init.groups ?? []),
         logger: init.log,
         clock,
         random: init.random ?? systemRandom,

@@ -10,9 +10,12 @@ import {
   type ClusterRequests,
   type MembershipRequests,
 } from '../api/admin.ts';
+import { PeerLinks } from '../cluster/peers.ts';
 import { ClusterService } from '../cluster/service.ts';
 import { raftCoreConfig } from '../cluster/timings.ts';
 import { clusterTunablesOf, NODE_PRESETS, type NodeConfig } from '../config/node-config.ts';
+import { DataPlane, type DataPlaneMember } from '../dataplane/dataplane.ts';
+import { type DataPlaneLimits, dataPlaneLimits } from '../dataplane/limits.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import { clusterHealth } from '../health/cluster-health.ts';
 import type { PeerResilience } from '../lb/registry.ts';
@@ -53,10 +56,19 @@ import {
   loadNodeKeyring,
   NodeGossip,
   nodeAddressOf,
+  nodeGroupsOf,
 } from './gossip.ts';
 import { createPeerResilience, lbStatusReply } from './resilience.ts';
 
 export type NodeState = 'starting' | 'running' | 'stopping' | 'stopped';
+
+/** What an embedding program may add to a node it starts in-process (the library API). */
+export interface NodeStartOptions {
+  /** The data plane's bounds; DATA_PLANE_LIMITS_DEFAULT for what is not given. */
+  dataPlane?: Partial<DataPlaneLimits>;
+  /** A new Raft leader became known ('' while none is). */
+  onLeaderChange?(leader: string, term: number): void;
+}
 
 /** Members asked over TCP by one health request, and how long each may take. */
 const DIAGNOSE_MEMBERS_MAX = 8;
@@ -85,6 +97,10 @@ export class RdbnetNode implements AdminSource {
   private nodeCertificates: NodeCertificates | null = null;
   private clusterService: ClusterService | null = null;
   private gossip: NodeGossip | null = null;
+  /** Messages to topics (src/core/dataplane); null until gossip runs. */
+  private dataPlaneService: DataPlane | null = null;
+  /** The data plane's own links to peers, apart from gossip's and Raft's. */
+  private dataLinks: PeerLinks | null = null;
   private readonly budget: MemoryBudget;
   private readonly connectionLog = new LogLimiter({
     intervalMs: CONNECTION_LOG_INTERVAL_MS,
@@ -103,7 +119,12 @@ export class RdbnetNode implements AdminSource {
     this.budget = new MemoryBudget(config.bufferedBytesMax);
   }
 
-  static async start(config: NodeConfig, log: Logger): Promise<RdbnetNode> {
+  static async start(
+    config: NodeConfig,
+    log: Logger,
+    options: NodeStartOptions = {},
+  ): Promise<RdbnetNode> {
+    const limits = dataPlaneLimits(options.dataPlane);
     const record = await readOrCreateNodeRecord(config.dataDir, config.id);
     const unlock = await lockDataDir(config.dataDir);
     try {
@@ -146,6 +167,7 @@ export class RdbnetNode implements AdminSource {
       // a data dir that left its cluster stops the start here.
       node.clusterService = await ClusterService.open({
         id: record.id,
+        ...(options.onLeaderChange === undefined ? {} : { onLeaderChange: options.onLeaderChange }),
         dataDir: config.dataDir,
         clusterName: clusterId,
         seeds: config.join,
@@ -197,6 +219,7 @@ export class RdbnetNode implements AdminSource {
           keyringPath: config.insecure ? null : gossipKeyringPath(config.certsDir),
           preset: NODE_PRESETS[config.preset].gossip,
           advertise: node.address,
+          groups: config.groups,
           deadReclaimMs: config.idReclaimAfterMs,
           clusterId,
           // A restarted member also knows its peers from the Raft configuration.
@@ -209,7 +232,9 @@ export class RdbnetNode implements AdminSource {
           log,
           resilience: node.resilience,
         });
+        node.startDataPlane(limits);
       } catch (error) {
+        node.dataLinks?.close();
         await node.gossip?.stop();
         await node.server?.close(0);
         await node.clusterService.stop();
@@ -220,6 +245,64 @@ export class RdbnetNode implements AdminSource {
       await unlock();
       throw error;
     }
+  }
+
+  private startDataPlane(limits: DataPlaneLimits): void {
+    const local = {
+      id: this.id,
+      clusterId: this.clusterId,
+      role: 'node' as const,
+      softwareVersion: SOFTWARE_VERSION,
+    };
+    this.dataLinks = new PeerLinks({
+      local,
+      tls: () => this.nodeCertificates?.tls ?? null,
+      options: this.config.connection,
+    });
+    this.dataPlaneService = new DataPlane({
+      selfId: this.id,
+      limits,
+      peers: this.dataLinks,
+      counters: this.counters,
+      members: () => this.dataPlaneMembers(),
+    });
+  }
+
+  /** The gossip view as the data plane routes by it: advertised addresses and groups. */
+  private dataPlaneMembers(): DataPlaneMember[] {
+    const gossip = this.gossip;
+    if (gossip === null) return [];
+    return gossip.driver.members().map((member) => ({
+      id: member.id,
+      address: nodeAddressOf(member),
+      state: member.state,
+      groups: nodeGroupsOf(member),
+      score: member.isSelf ? 1 : member.score,
+      rttMs: member.rttMs === undefined || !Number.isFinite(member.rttMs) ? null : member.rttMs,
+      isSelf: member.isSelf,
+    }));
+  }
+
+  /** Subscribes to gossip's membership events (join, suspect, alive, dead, left, update)
+   * about other members; returns the unsubscribe. Nothing is reported before gossip runs. */
+  onMemberEvent(
+    listener: (event: { type: string; id: string; address: string }) => void,
+  ): () => void {
+    const gossip = this.gossip;
+    if (gossip === null) return () => {};
+    return gossip.driver.on('event', (event) =>
+      listener({ type: event.type, id: event.id, address: event.address }),
+    );
+  }
+
+  /** Members of the gossip view, as the data plane routes to them (itself included). */
+  members(): DataPlaneMember[] {
+    return this.dataPlaneMembers();
+  }
+
+  /** The data plane: topics, send/request/broadcast/…; null until the node runs. */
+  get dataPlane(): DataPlane | null {
+    return this.dataPlaneService;
   }
 
   /** Resolves when this node left its cluster (`rdbnet cluster leave`): it should stop. */
@@ -383,6 +466,7 @@ export class RdbnetNode implements AdminSource {
     this.log.info('node stopping', { graceMs: this.config.shutdownGraceMs });
     // Leave gossip first (bounded), while the node still answers push-pull.
     await this.gossip?.stop();
+    this.dataLinks?.close();
     await this.clusterService?.stop();
     await this.server?.close(this.config.shutdownGraceMs);
     if (this.connectionLogTimer !== null) clearInterval(this.connectionLogTimer);
@@ -420,6 +504,7 @@ export class RdbnetNode implements AdminSource {
         ...(this.gossip === null ? {} : gossipCounters(this.gossip.stats())),
         ...(this.server === null ? {} : transportCounters(this.server.stats(), this.budget)),
         ...this.resilience.counters(),
+        ...this.dataPlaneService?.stats(),
         'frames.in': framesIn,
         'frames.out': framesOut,
       },

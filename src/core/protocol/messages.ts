@@ -374,6 +374,50 @@ export interface LbStatusReply {
   peers: LbPeerStatus[];
 }
 
+// ---- the data plane (src/core/dataplane)
+
+export const TopicKindCode = { Send: 0, Request: 1, Broadcast: 2, Multicast: 3 } as const;
+export type TopicKindCode = (typeof TopicKindCode)[keyof typeof TopicKindCode];
+
+export interface TopicMessage {
+  topic: string;
+  payload: Uint8Array;
+  /** Milliseconds left until the sender's deadline when sent; 0: the receiver's default. */
+  deadlineMs: number;
+  id: string;
+  kind: TopicKindCode;
+  /** Target node id; empty: the node that receives it. */
+  to: string;
+  group: string;
+  forwarded: boolean;
+}
+export interface TopicMiss {
+  id: string;
+  code: string;
+  message: string;
+}
+export interface TopicReply {
+  payload: Uint8Array;
+  from: string;
+  acked: string[];
+  missing: TopicMiss[];
+}
+export interface PingRequest {
+  to: string;
+  all: boolean;
+  forwarded: boolean;
+}
+export interface PingRtt {
+  from: string;
+  to: string;
+  /** Negative when it failed (then `error` holds the code). */
+  rttMs: number;
+  error: string;
+}
+export interface PingReply {
+  rtts: PingRtt[];
+}
+
 /** One message per frame payload; exactly one field is set. */
 export type Envelope =
   | { hello: Hello }
@@ -426,7 +470,11 @@ export type Envelope =
   | { clusterJoinRequest: ClusterJoinRequest }
   | { clusterJoinReply: ClusterJoinReply }
   | { lbStatusRequest: Record<string, never> }
-  | { lbStatusReply: LbStatusReply };
+  | { lbStatusReply: LbStatusReply }
+  | { topicRequest: TopicMessage }
+  | { topicReply: TopicReply }
+  | { pingRequest: PingRequest }
+  | { pingReply: PingReply };
 
 /** Names of the Envelope oneof fields, e.g. 'statusRequest'. */
 export type EnvelopeKind = Envelope extends infer E ? (E extends unknown ? keyof E : never) : never;

@@ -47,6 +47,8 @@ export const REPLY_OF = {
   keyringRequest: 'keyringReply',
   clusterJoinRequest: 'clusterJoinReply',
   lbStatusRequest: 'lbStatusReply',
+  topicRequest: 'topicReply',
+  pingRequest: 'pingReply',
 } as const satisfies Partial<Record<EnvelopeKind, EnvelopeKind>>;
 
 /** Kinds that are neither a request nor its reply: the handshake and the error frame. */

@@ -1,0 +1,89 @@
+/**
+ * Flags and input shared by the data-plane commands (`send`, `request`, `broadcast`): the
+ * topic, the payload (`--data STRING|@file|-`) and the deadline; everything is read and
+ * checked before a connection is opened.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { Flags } from '@oclif/core';
+import { DATA_PLANE_LIMITS_DEFAULT } from '../core/dataplane/limits.ts';
+import { validateTopicName } from '../core/dataplane/topics.ts';
+import { ErrorCode, RdbnetError } from '../core/errors.ts';
+
+/** The most a command reads for --data: a node's default messageBytesMax (1 MiB). */
+export const DATA_BYTES_MAX = DATA_PLANE_LIMITS_DEFAULT.messageBytesMax;
+/** Extra wait for the node's answer beyond the message's deadline, so that the node's own
+ * RDB_DEADLINE_PASSED arrives before the connection's timeout. */
+export const REPLY_SLACK_MS = 1000;
+
+export const topicFlags = {
+  topic: Flags.string({
+    description: 'Topic the message goes to (every node answers `echo`).',
+    required: true,
+    helpValue: 'name',
+  }),
+  data: Flags.string({
+    description: `The payload: a string, @file to read a file, or - to read stdin (at most ${DATA_BYTES_MAX} bytes).`,
+    default: '',
+    helpValue: 'string|@file|-',
+  }),
+  deadline: Flags.integer({
+    description: 'Milliseconds until the message must be delivered (and answered, for request).',
+    default: DATA_PLANE_LIMITS_DEFAULT.deadlineDefaultMs,
+    min: 1,
+    max: DATA_PLANE_LIMITS_DEFAULT.deadlineMaxMs,
+    helpValue: 'ms',
+  }),
+};
+
+function tooLarge(bytes: number, where: string): RdbnetError {
+  return new RdbnetError(
+    ErrorCode.MessageTooLarge,
+    `--data ${where} is ${bytes} bytes; at most ${DATA_BYTES_MAX}`,
+  );
+}
+
+/** The payload --data names, read whole (bounded); a file that cannot be read is a usage error. */
+export async function readData(value: string): Promise<Uint8Array> {
+  if (value === '-') {
+    if (process.stdin.isTTY) {
+      throw new RdbnetError(
+        ErrorCode.Usage,
+        '--data - reads the payload from stdin, which is a terminal',
+        {
+          hint: 'pipe the payload in, e.g. echo hi | rdbnet request … --data -',
+        },
+      );
+    }
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    for await (const chunk of process.stdin) {
+      const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
+      bytes += buffer.length;
+      if (bytes > DATA_BYTES_MAX) throw tooLarge(bytes, 'from stdin');
+      chunks.push(buffer);
+    }
+    return new Uint8Array(Buffer.concat(chunks));
+  }
+  if (value.startsWith('@')) {
+    const path = value.slice(1);
+    try {
+      const info = await stat(path);
+      if (info.size > DATA_BYTES_MAX) throw tooLarge(info.size, `file ${path}`);
+      return new Uint8Array(await readFile(path));
+    } catch (error) {
+      if (error instanceof RdbnetError) throw error;
+      throw new RdbnetError(
+        ErrorCode.Usage,
+        `cannot read --data file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      );
+    }
+  }
+  const bytes = new TextEncoder().encode(value);
+  if (bytes.length > DATA_BYTES_MAX) throw tooLarge(bytes.length, 'string');
+  return bytes;
+}
+
+/** The topic, checked as a node would (RDB_TOPIC_INVALID, exit 64) before anything is sent. */
+export function checkTopic(topic: string): string {
+  return validateTopicName(topic, DATA_PLANE_LIMITS_DEFAULT);
+}

@@ -1,0 +1,71 @@
+import { Flags } from '@oclif/core';
+import { RdbnetCommand } from '../cli/base-command.ts';
+import { checkTopic, REPLY_SLACK_MS, readData, topicFlags } from '../cli/dataplane.ts';
+import { nodeFlags, withNode } from '../cli/node-client.ts';
+import { type PayloadEncoding, payloadText } from '../core/dataplane/encoding.ts';
+import { TopicKindCode } from '../core/protocol/messages.ts';
+import { validateName } from '../core/security/identity.ts';
+
+export interface RequestResult {
+  to: string;
+  topic: string;
+  /** The handler's reply: UTF-8 text when it is valid UTF-8, base64 otherwise. */
+  reply: string;
+  encoding: PayloadEncoding;
+  /** From the command's send to the reply, as this command measured it. */
+  latencyMs: number;
+}
+
+export default class Request extends RdbnetCommand<RequestResult> {
+  static override summary = "Send a message to a topic on a member and print the handler's reply.";
+  static override description =
+    'The node given by --node forwards the message to the member --to (by its id in the ' +
+    "node's gossip view) and returns the reply of that member's topic handler. Every node " +
+    'answers the topic `echo` with what it was sent. Errors: RDB_TOPIC_UNKNOWN (no handler), ' +
+    'RDB_TARGET_UNKNOWN (no such member), RDB_TARGET_DEAD (exit 69), RDB_DEADLINE_PASSED, ' +
+    'RDB_MESSAGE_TOO_LARGE (exit 64), RDB_QUEUE_FULL.';
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --to n2 --topic echo --data hi',
+    '<%= config.bin %> <%= command.id %> --to n2 --topic echo --data @payload.bin --json | jq -r .reply',
+  ];
+  static override flags = {
+    ...nodeFlags,
+    to: Flags.string({
+      description: 'Id of the member to deliver to.',
+      required: true,
+      helpValue: 'id',
+    }),
+    ...topicFlags,
+  };
+
+  protected override async execute(): Promise<RequestResult> {
+    const { flags } = await this.parse(Request);
+    const to = validateName('node id', flags.to);
+    const topic = checkTopic(flags.topic);
+    const payload = await readData(flags.data);
+    return withNode(flags, async (node) => {
+      const startedMs = performance.now();
+      const reply = await node.ask(
+        'topicRequest',
+        {
+          topic,
+          payload,
+          deadlineMs: flags.deadline,
+          id: '',
+          kind: TopicKindCode.Request,
+          to,
+          group: '',
+          forwarded: false,
+        },
+        flags.deadline + REPLY_SLACK_MS,
+      );
+      const latencyMs = Number((performance.now() - startedMs).toFixed(3));
+      const { text, encoding } = payloadText(reply.payload ?? new Uint8Array(0));
+      return { to, topic, reply: text, encoding, latencyMs };
+    });
+  }
+
+  protected override render(result: RequestResult): void {
+    this.log(result.reply);
+  }
+}

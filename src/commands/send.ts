@@ -1,0 +1,62 @@
+import { Flags } from '@oclif/core';
+import { RdbnetCommand } from '../cli/base-command.ts';
+import { checkTopic, REPLY_SLACK_MS, readData, topicFlags } from '../cli/dataplane.ts';
+import { nodeFlags, withNode } from '../cli/node-client.ts';
+import { TopicKindCode } from '../core/protocol/messages.ts';
+import { validateName } from '../core/security/identity.ts';
+
+export interface SendResult {
+  to: string;
+  topic: string;
+  /** Payload bytes sent. */
+  bytes: number;
+  /** The member's topic queue took the message (its handler runs later; no reply). */
+  queued: true;
+}
+
+export default class Send extends RdbnetCommand<SendResult> {
+  static override summary =
+    'Send a one-way message to a topic on a member (acknowledged at its queue).';
+  static override description =
+    'The node given by --node forwards the message to the member --to; the command succeeds ' +
+    "once that member's topic queue has taken it. The handler's answer is not returned (see " +
+    '`rdbnet request`). Errors as for `rdbnet request`; a full queue is RDB_QUEUE_FULL.';
+  static override examples = ['<%= config.bin %> <%= command.id %> --to n2 --topic echo --data hi'];
+  static override flags = {
+    ...nodeFlags,
+    to: Flags.string({
+      description: 'Id of the member to deliver to.',
+      required: true,
+      helpValue: 'id',
+    }),
+    ...topicFlags,
+  };
+
+  protected override async execute(): Promise<SendResult> {
+    const { flags } = await this.parse(Send);
+    const to = validateName('node id', flags.to);
+    const topic = checkTopic(flags.topic);
+    const payload = await readData(flags.data);
+    const reply = await withNode(flags, (node) =>
+      node.ask(
+        'topicRequest',
+        {
+          topic,
+          payload,
+          deadlineMs: flags.deadline,
+          id: '',
+          kind: TopicKindCode.Send,
+          to,
+          group: '',
+          forwarded: false,
+        },
+        flags.deadline + REPLY_SLACK_MS,
+      ),
+    );
+    return { to: reply.from || to, topic, bytes: payload.length, queued: true };
+  }
+
+  protected override render(result: SendResult): void {
+    this.log(`sent ${result.bytes} bytes to ${result.topic} on ${result.to} (queued)`);
+  }
+}

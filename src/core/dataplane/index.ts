@@ -1,0 +1,4 @@
+export * from './dataplane.ts';
+export * from './encoding.ts';
+export * from './limits.ts';
+export * from './topics.ts';

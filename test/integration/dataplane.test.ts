@@ -1,0 +1,350 @@
+/**
+ * The data plane from a shell (issue 13's "done when"): three real `rdbnet node start`
+ * processes with mutual TLS on loopback; `rdbnet request --to n2 --topic echo --data hi`,
+ * `rdbnet ping --all` and `rdbnet broadcast --topic echo --data hi` — every member answers.
+ * Then bad input: an unknown topic or target, an oversize payload, a passed deadline, a
+ * stopped receiver and a dead target (kill -9), each a typed error with its exit code.
+ */
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import {
+  type CliResult,
+  describeResult,
+  killAllNodes,
+  type NodeProcess,
+  parseJson,
+  poller,
+  runCli,
+  runCliWithInput,
+  startNode,
+  tempHome,
+} from '../helpers/processes.ts';
+
+const until = poller(200);
+const home = await tempHome('rdbnet-dataplane-');
+const env = { RDBNET_HOME: home.dir };
+const nodes = new Map<string, NodeProcess>();
+const IDS = ['n1', 'n2', 'n3'];
+
+function cli(args: string[]): Promise<CliResult> {
+  return runCli(args, env, 30_000);
+}
+
+function errorCode(result: CliResult): string {
+  return parseJson<{ error: { code: string } }>(result).error.code;
+}
+
+before(async () => {
+  const n1 = await startNode(
+    ['--id', 'n1', '--listen', '127.0.0.1:0', '--data-dir', join(home.dir, 'n1')],
+    env,
+    60_000,
+  );
+  nodes.set('n1', n1);
+  for (const id of ['n2', 'n3']) {
+    const node = await startNode(
+      [
+        '--id',
+        id,
+        '--listen',
+        '127.0.0.1:0',
+        '--data-dir',
+        join(home.dir, id),
+        '--join',
+        n1.address,
+      ],
+      env,
+      60_000,
+    );
+    nodes.set(id, node);
+  }
+  for (const id of IDS) {
+    await until(
+      `three alive members on ${id}`,
+      async () => {
+        const result = await cli([
+          'cluster',
+          'members',
+          '--node',
+          nodes.get(id)!.address,
+          '--json',
+        ]);
+        if (result.code !== 0) return undefined;
+        const { members } = parseJson<{ members: { state: string }[] }>(result);
+        return members.filter((m) => m.state === 'alive').length === 3 ? true : undefined;
+      },
+      60_000,
+    );
+  }
+});
+
+after(async () => {
+  for (const node of nodes.values()) {
+    if (node.child.signalCode === null && node.child.exitCode === null) node.child.kill('SIGCONT');
+  }
+  await killAllNodes();
+  await home.cleanup();
+});
+
+describe('rdbnet request, send, broadcast, ping against three nodes', () => {
+  test('request --to n2 --topic echo --data hi: n2 answers, through n1', async () => {
+    const n1 = nodes.get('n1')!.address;
+    const human = await cli([
+      'request',
+      '--to',
+      'n2',
+      '--topic',
+      'echo',
+      '--data',
+      'hi',
+      '--node',
+      n1,
+    ]);
+    assert.equal(human.code, 0, describeResult(human));
+    assert.equal(human.stdout, 'hi\n');
+    const json = await cli([
+      'request',
+      '--to',
+      'n2',
+      '--topic',
+      'echo',
+      '--data',
+      'hi',
+      '--node',
+      n1,
+      '--json',
+    ]);
+    assert.equal(json.code, 0, describeResult(json));
+    const reply = parseJson<Record<string, unknown>>(json);
+    assert.deepEqual(
+      { ...reply, latencyMs: typeof reply['latencyMs'] },
+      { to: 'n2', topic: 'echo', reply: 'hi', encoding: 'utf8', latencyMs: 'number' },
+    );
+    // Bytes that are not UTF-8 come back as base64; a file and stdin are payloads too.
+    const file = join(home.dir, 'payload.bin');
+    await writeFile(file, Buffer.from([0xff, 0x00, 0xfe]));
+    const binary = parseJson<{ reply: string; encoding: string }>(
+      await cli([
+        'request',
+        '--to',
+        'n3',
+        '--topic',
+        'echo',
+        '--data',
+        `@${file}`,
+        '--node',
+        n1,
+        '--json',
+      ]),
+    );
+    assert.deepEqual(binary, {
+      ...binary,
+      reply: Buffer.from([0xff, 0x00, 0xfe]).toString('base64'),
+      encoding: 'base64',
+    });
+    const piped = await runCliWithInput(
+      ['request', '--to', 'n1', '--topic', 'echo', '--data', '-', '--node', n1],
+      'from stdin',
+      env,
+    );
+    assert.equal(piped.stdout, 'from stdin\n', describeResult(piped));
+    const sent = await cli([
+      'send',
+      '--to',
+      'n3',
+      '--topic',
+      'echo',
+      '--data',
+      'hi',
+      '--node',
+      n1,
+      '--json',
+    ]);
+    assert.equal(sent.code, 0, describeResult(sent));
+    assert.deepEqual(parseJson(sent), { to: 'n3', topic: 'echo', bytes: 2, queued: true });
+  });
+
+  test('ping --all: an RTT for every ordered pair, measured by the members', async () => {
+    const result = await cli(['ping', '--all', '--node', nodes.get('n2')!.address, '--json']);
+    assert.equal(result.code, 0, describeResult(result));
+    const { matrix, errors } = parseJson<{
+      matrix: Record<string, Record<string, number>>;
+      errors: unknown[];
+    }>(result);
+    assert.deepEqual(errors, []);
+    assert.deepEqual(Object.keys(matrix).sort(), IDS);
+    for (const from of IDS) {
+      assert.deepEqual(
+        Object.keys(matrix[from]!).sort(),
+        IDS.filter((id) => id !== from),
+      );
+      for (const rtt of Object.values(matrix[from]!))
+        assert.ok(rtt >= 0 && rtt < 5000, String(rtt));
+    }
+    const one = parseJson<{ matrix: Record<string, Record<string, number>> }>(
+      await cli(['ping', '--to', 'n3', '--node', nodes.get('n1')!.address, '--json']),
+    );
+    assert.deepEqual(Object.keys(one.matrix), ['n1']);
+    assert.deepEqual(Object.keys(one.matrix['n1']!), ['n3']);
+    const human = await cli(['ping', '--all', '--node', nodes.get('n1')!.address]);
+    assert.equal(human.code, 0, describeResult(human));
+    assert.match(human.stdout, /n1.*n2.*n3/);
+  });
+
+  test('broadcast --topic echo --data hi: every member acknowledges', async () => {
+    const result = await cli([
+      'broadcast',
+      '--topic',
+      'echo',
+      '--data',
+      'hi',
+      '--node',
+      nodes.get('n3')!.address,
+      '--json',
+    ]);
+    assert.equal(result.code, 0, describeResult(result));
+    assert.deepEqual(parseJson(result), { topic: 'echo', group: null, acked: IDS, missing: [] });
+  });
+
+  test('bad input: unknown topic, unknown target, bad topic, oversize payload (nothing sent)', async () => {
+    const n1 = nodes.get('n1')!.address;
+    const unknownTopic = await cli([
+      'request',
+      '--to',
+      'n2',
+      '--topic',
+      'nope',
+      '--data',
+      'x',
+      '--node',
+      n1,
+      '--json',
+    ]);
+    assert.equal(unknownTopic.code, 1, describeResult(unknownTopic));
+    assert.equal(errorCode(unknownTopic), 'RDB_TOPIC_UNKNOWN');
+    const unknownTarget = await cli([
+      'request',
+      '--to',
+      'n9',
+      '--topic',
+      'echo',
+      '--node',
+      n1,
+      '--json',
+    ]);
+    assert.equal(unknownTarget.code, 1, describeResult(unknownTarget));
+    assert.equal(errorCode(unknownTarget), 'RDB_TARGET_UNKNOWN');
+    const badTopic = await cli([
+      'send',
+      '--to',
+      'n2',
+      '--topic',
+      'no spaces',
+      '--node',
+      n1,
+      '--json',
+    ]);
+    assert.equal(badTopic.code, 64, describeResult(badTopic));
+    assert.equal(errorCode(badTopic), 'RDB_TOPIC_INVALID');
+    const big = join(home.dir, 'big.bin');
+    await writeFile(big, Buffer.alloc(1024 * 1024 + 1));
+    // Refused before any connection: an unreachable --node does not matter.
+    const oversize = await cli([
+      'request',
+      '--to',
+      'n2',
+      '--topic',
+      'echo',
+      '--data',
+      `@${big}`,
+      '--node',
+      '127.0.0.1:1',
+      '--json',
+    ]);
+    assert.equal(oversize.code, 64, describeResult(oversize));
+    assert.equal(errorCode(oversize), 'RDB_MESSAGE_TOO_LARGE');
+    const missingFile = await cli([
+      'request',
+      '--to',
+      'n2',
+      '--topic',
+      'echo',
+      '--data',
+      '@/nonexistent/x',
+      '--node',
+      n1,
+    ]);
+    assert.equal(missingFile.code, 64, describeResult(missingFile));
+  });
+
+  test('a passed deadline, a stopped receiver, then a dead target (kill -9)', async () => {
+    const n1 = nodes.get('n1')!.address;
+    const n3 = nodes.get('n3')!;
+    // A deadline of 1 ms has passed by the time n1 would forward the message: refused before
+    // anything is sent to n3.
+    const passed = await cli([
+      'request',
+      '--to',
+      'n3',
+      '--topic',
+      'echo',
+      '--deadline',
+      '1',
+      '--node',
+      n1,
+      '--json',
+    ]);
+    assert.equal(passed.code, 1, describeResult(passed));
+    assert.equal(errorCode(passed), 'RDB_DEADLINE_PASSED');
+    // n3 stops answering (SIGSTOP). While gossip still counts it alive the request waits out
+    // its deadline; once gossip has declared it dead (about 2-3 s on lan timings, and starting
+    // the command may take that long on a busy machine) it is refused as dead. Either way a
+    // typed error, within the deadline and the command's own bound.
+    n3.child.kill('SIGSTOP');
+    try {
+      const late = await cli([
+        'request',
+        '--to',
+        'n3',
+        '--topic',
+        'echo',
+        '--deadline',
+        '300',
+        '--node',
+        n1,
+        '--json',
+      ]);
+      const code = errorCode(late);
+      assert.ok(
+        (late.code === 1 && code === 'RDB_DEADLINE_PASSED') ||
+          (late.code === 69 && code === 'RDB_TARGET_DEAD'),
+        describeResult(late),
+      );
+    } finally {
+      n3.child.kill('SIGCONT');
+    }
+    await n3.kill();
+    const dead = await until(
+      'n3 reported dead to the sender',
+      async () => {
+        const result = await cli([
+          'request',
+          '--to',
+          'n3',
+          '--topic',
+          'echo',
+          '--deadline',
+          '1000',
+          '--node',
+          n1,
+          '--json',
+        ]);
+        return result.code === 69 ? result : undefined;
+      },
+      30_000,
+    );
+    assert.equal(errorCode(dead), 'RDB_TARGET_DEAD');
+  });
+});
