@@ -11,15 +11,11 @@ import {
   type MembershipRequests,
 } from '../api/admin.ts';
 import type { ClusterService } from '../cluster/service.ts';
-import { raftCoreConfig } from '../cluster/timings.ts';
-import { clusterTunablesOf, NODE_PRESETS, type NodeConfig } from '../config/node-config.ts';
-import { ErrorCode, RdbnetError } from '../errors.ts';
+import type { NodeConfig } from '../config/node-config.ts';
 import { clusterHealth } from '../health/cluster-health.ts';
 import type { PeerResilience } from '../lb/registry.ts';
 import { type PeerInfo, PROTOCOL_VERSION } from '../protocol/handshake.ts';
 import type {
-  CertInfoReply,
-  CertRotateReply,
   HealthReply,
   KeyringRequest,
   LbStatusReply,
@@ -30,12 +26,12 @@ import type {
 } from '../protocol/messages.ts';
 import { Counters, type Logger, LogLimiter, type TimerHandle } from '../runtime/index.ts';
 import type { Keyring } from '../security/keyring.ts';
-import type { KeyBits } from '../security/pki.ts';
 import { formatHostPort } from '../transport/address.ts';
 import { SOFTWARE_VERSION } from '../version.ts';
-import type { NodeCertificates } from './certificates.ts';
+import { clusterServiceInit, localEndpointOf, type NodeParts, nodeGossipInit } from './assemble.ts';
+import { certificateAdmin, type NodeCertificates } from './certificates.ts';
 import { type NodeEnvironment, productionEnvironment } from './environment.ts';
-import { gossipCounters, gossipKeyringPath, NodeGossip, nodeAddressOf } from './gossip.ts';
+import { gossipCounters, NodeGossip } from './gossip.ts';
 import type { NodeListener } from './listener.ts';
 import { lbStatusReply } from './resilience.ts';
 
@@ -135,81 +131,32 @@ export class RdbnetNode implements AdminSource {
 
   /** Opens the cluster service, listens, starts it and gossip; undoes what ran on a failure. */
   private async assemble(keyring: Keyring): Promise<void> {
-    const { config, environment, log, id, clusterId } = this;
-    const local = { id, clusterId, role: 'node' as const, softwareVersion: SOFTWARE_VERSION };
-    const tls = () => this.nodeCertificates?.tls ?? null;
+    const parts: NodeParts = {
+      id: this.id,
+      clusterId: this.clusterId,
+      config: this.config,
+      environment: this.environment,
+      log: this.log,
+      counters: this.counters,
+      resilience: this.resilience,
+      tls: () => this.nodeCertificates?.tls ?? null,
+      gossip: () => this.gossip,
+    };
     // The Raft storage is opened (and verified) before the node listens: a damaged log or
     // a data dir that left its cluster stops the start here.
-    const clusterService = await environment.openCluster({
-      id,
-      dataDir: config.dataDir,
-      clusterName: clusterId,
-      seeds: config.join,
-      bootstrapExpect: config.bootstrapExpect,
-      local,
-      tls,
-      connection: config.connection,
-      log,
-      counters: this.counters,
-      clock: environment.clock,
-      random: environment.random,
-      ...(environment.peers === undefined ? {} : { transport: environment.peers }),
-      deadVoterRemoveAfterMs: config.deadVoterRemoveAfterMs,
-      // The preset's (or overridden) Raft timings: ticks for the core, deadlines for the service.
-      tickMs: config.raft.tickMs,
-      raft: raftCoreConfig(config.raft),
-      timeouts: {
-        proposalTimeoutMs: config.raft.proposalTimeoutMs,
-        forwardDeadlineMs: config.raft.forwardDeadlineMs,
-        transferTimeoutMs: config.raft.transferTimeoutMs,
-      },
-      idReclaimAfterMs: config.idReclaimAfterMs,
-      tunables: clusterTunablesOf(config),
-      // Gossip starts after the cluster service; until then there is no view.
-      onSeeds: (seeds) => {
-        this.gossip?.driver.join(seeds).catch((error: unknown) => {
-          log.warn('gossip join through new seeds gave up', { reason: (error as Error).message });
-        });
-      },
-      gossip: () => {
-        const gossip = this.gossip;
-        if (gossip === null) return null;
-        const now = environment.clock.nowMs();
-        return gossip.driver.members().map((member) => ({
-          id: member.id,
-          state: member.state,
-          inStateMs: now - member.stateChangedAtMs,
-          address: nodeAddressOf(member),
-        }));
-      },
-    });
+    const clusterService = await this.environment.openCluster(clusterServiceInit(parts));
     this.clusterService = clusterService;
     try {
       await this.listen();
       await clusterService.start(this.address);
-      // Gossip binds UDP on the listen host and the bound TCP port number.
-      const wildcard = config.listen.host === '0.0.0.0' || config.listen.host === '::';
-      this.gossip = await NodeGossip.start({
-        id,
-        host: wildcard ? config.advertise.host : config.listen.host,
-        port: Number(this.boundAddress.split(':').pop()),
-        keyring,
-        keyringPath: config.insecure ? null : gossipKeyringPath(config.certsDir),
-        preset: NODE_PRESETS[config.preset].gossip,
-        advertise: this.address,
-        deadReclaimMs: config.idReclaimAfterMs,
-        clusterId,
-        // A restarted member also knows its peers from the Raft configuration.
-        seeds: [...new Set([...(config.join ?? []), ...clusterService.memberAddresses()])],
-        ...(environment.peers === undefined
-          ? { links: { local, tls, options: config.connection } }
-          : { peers: environment.peers }),
-        ...(environment.datagrams === undefined ? {} : { datagrams: environment.datagrams }),
-        clock: environment.clock,
-        random: environment.random,
-        log,
-        resilience: this.resilience,
-      });
+      this.gossip = await NodeGossip.start(
+        nodeGossipInit(parts, {
+          keyring,
+          boundAddress: this.boundAddress,
+          advertise: this.address,
+          memberAddresses: clusterService.memberAddresses(),
+        }),
+      );
     } catch (error) {
       await this.gossip?.stop();
       await this.listener?.close(0);
@@ -469,44 +416,14 @@ export class RdbnetNode implements AdminSource {
   }
 
   private answersOverTcp(address: string): Promise<boolean> {
-    const local = {
-      id: this.id,
-      clusterId: this.clusterId,
-      role: 'node' as const,
-      softwareVersion: SOFTWARE_VERSION,
-    };
     const tls = this.nodeCertificates?.tls ?? null;
-    return this.environment.answersStatus(address, local, tls, DIAGNOSE_TIMEOUT_MS);
+    return this.environment.answersStatus(address, localEndpointOf(this), tls, DIAGNOSE_TIMEOUT_MS);
   }
 
   /** Certificate operations for the admin API; null on --insecure nodes. */
   get certificates(): CertificateAdmin | null {
     const certificates = this.nodeCertificates;
-    if (certificates === null) return null;
-    return {
-      beginRotation: (keyBits: number): CertRotateReply => {
-        if (keyBits !== 2048 && keyBits !== 3072 && keyBits !== 4096) {
-          throw new RdbnetError(
-            ErrorCode.Usage,
-            `key bits must be 2048, 3072 or 4096, not ${keyBits}`,
-          );
-        }
-        const begun = certificates.beginRotation(keyBits as KeyBits);
-        return { ...begun, nodeId: this.id, clusterId: this.clusterId };
-      },
-      installCertificate: async (certPem: string) => {
-        const info = await certificates.installCertificate(certPem);
-        return { serial: info.serial, notAfter: info.notAfter };
-      },
-      setTrustBundle: (bundlePem: string) => certificates.setTrustBundle(bundlePem),
-      setRevocations: (serials: string[]) => certificates.setRevocations(serials),
-      info: (): CertInfoReply => ({
-        certPem: certificates.tls.cert,
-        bundlePem: certificates.tls.ca,
-        revokedSerials: certificates.revokedSerials,
-      }),
-      proveIdentity: (nonce: Uint8Array) => certificates.proveIdentity(nonce),
-    };
+    return certificates === null ? null : certificateAdmin(certificates, this.id, this.clusterId);
   }
 
   /** SIGHUP: re-read certificates, trust bundle and revocation list from the certs dir. */
