@@ -113,7 +113,14 @@ export async function listenTransport(init: NodeListenInit): Promise<NodeListene
       },
     },
   });
-  const bound = await server.listen(config.listen.host, config.listen.port);
+  let bound: Awaited<ReturnType<TransportServer['listen']>>;
+  try {
+    bound = await server.listen(config.listen.host, config.listen.port);
+  } catch (error) {
+    // Not listening (the port is taken): stop what listen() started (its sweep timer).
+    await server.close(0);
+    throw error;
+  }
   return {
     boundAddress: formatHostPort({ host: bound.address, port: bound.port }),
     get tls() {
