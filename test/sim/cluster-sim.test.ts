@@ -1,13 +1,16 @@
 /**
- * Whole nodes on the simulator: each simulated node is the cluster service `rdbnet node
- * start` runs (ClusterService: discovery, bootstrap, joins, Raft driver, chores, leave) and
- * its gossip (NodeGossip), answering every request through the node's own entry point
- * (adminHandler), on one EventQueue (virtual time), SimPeerNetwork (node-to-node Envelopes),
- * SimDatagrams (SWIM) and MemoryStorage (Raft; a restart is a new ClusterService on the same
- * storage). Operator requests (cluster status, bootstrap, join, leave, transfer-leader) come
- * from a simulated client (role client, admin) through the same adminHandler.
+ * Whole nodes on the simulator: each simulated node is an RdbnetNode — the same object
+ * `rdbnet node start` runs, built by the same RdbnetNode.start — on a simulated
+ * NodeEnvironment (src/core/sim/node-process.ts): one EventQueue (virtual time), a seeded
+ * Random per process, SimPeerNetwork (node-to-node Envelopes and the node's listener),
+ * SimDatagrams (SWIM) and MemoryStorage (Raft; a restart is a new process on the same
+ * storage, a crash is kill -9: the process's timers and sockets are gone). Operator requests
+ * (cluster status, bootstrap, join, leave, transfer-leader, node status, health, members) come
+ * from a simulated client (role client, admin) through the node's own admin handler.
  *
- * Each seed picks one scenario and its faults; the invariants are checked after every event.
+ * Each seed picks one scenario and its faults; the invariants are checked after every event,
+ * and what every node answers over the admin API is checked against the Raft state whenever
+ * the cluster has converged.
  *
  *   CLUSTER_SIM_SEEDS=<n>  seeds in the sweep (default 500)
  *   CLUSTER_SIM_FIRST_SEED=<n>  the sweep's first seed (default 1)
@@ -15,34 +18,27 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type AdminSource, adminHandler } from '../../src/core/api/admin.ts';
 import type { RaftDriver } from '../../src/core/cluster/driver.ts';
 import { memoryLeftMarker } from '../../src/core/cluster/left-marker.ts';
-import { ClusterService } from '../../src/core/cluster/service.ts';
-import { DEAD_VOTER_REMOVE_AFTER_MS_DEFAULT } from '../../src/core/config/node-config.ts';
-import { ErrorCode, isRdbnetError, RdbnetError } from '../../src/core/errors.ts';
+import type { ClusterService } from '../../src/core/cluster/service.ts';
+import { type NodeConfig, resolveNodeConfig } from '../../src/core/config/node-config.ts';
+import { ErrorCode, isRdbnetError } from '../../src/core/errors.ts';
 import { MemoryStorage } from '../../src/core/membership/raft/storage.ts';
 import { decodeConfChange } from '../../src/core/membership/raft/types.ts';
-import { SWIM_PRESETS } from '../../src/core/membership/swim/index.ts';
-import { NodeGossip, nodeAddressOf } from '../../src/core/node/gossip.ts';
-import type {
-  KeyringRequest,
-  MemberEventsReply,
-  MembersReply,
-} from '../../src/core/protocol/messages.ts';
+import { RdbnetNode } from '../../src/core/node/node.ts';
 import type { PeerTransport } from '../../src/core/rpc/peer.ts';
 import { peerSender } from '../../src/core/rpc/peer.ts';
 import { type ReplyBody, type RequestKind, request } from '../../src/core/rpc/request.ts';
-import { Counters, createLogger, type Random, seededRandom } from '../../src/core/runtime/index.ts';
+import { createLogger, type Random, seededRandom } from '../../src/core/runtime/index.ts';
 import { Keyring } from '../../src/core/security/keyring.ts';
 import { SimDatagrams } from '../../src/core/sim/datagrams.ts';
 import { EventQueue, type NetworkFaults, SimNetwork } from '../../src/core/sim/index.ts';
+import { type SimDataDir, SimNodeProcess } from '../../src/core/sim/node-process.ts';
 import {
   SimPeerNetwork,
   type SimPeerPacket,
   simPeerPacketBytes,
 } from '../../src/core/sim/peers.ts';
-import { connectionOptions } from '../../src/core/transport/options.ts';
 
 const SEEDS = Number(process.env['CLUSTER_SIM_SEEDS'] ?? 500);
 const REPLAY_SEED = process.env['CLUSTER_SIM_SEED'];
@@ -84,20 +80,46 @@ function replayCommand(seed: number): string {
   return `CLUSTER_SIM_SEED=${seed} node_modules/.bin/node --test test/sim/cluster-sim.test.ts`;
 }
 
-/** One simulated node: what survives a crash (its Raft storage, its left marker) and what
- * does not (the running service and gossip). */
+/** One simulated node: what survives a crash (its data dir: Raft storage, left marker) and
+ * what does not (the process and the RdbnetNode it runs). */
 interface SimNode {
   readonly id: string;
   readonly index: number;
   readonly address: string;
   readonly storage: MemoryStorage;
-  readonly marker: ReturnType<typeof memoryLeftMarker>;
+  readonly dataDir: SimDataDir;
+  /** The running node; null once it stops or is killed (even while a stop is under way). */
+  rdbnet: RdbnetNode | null;
+  /** Its cluster service (the process's), for the invariants; null when not running. */
   cluster: ClusterService | null;
-  gossip: NodeGossip | null;
-  transport: PeerTransport | null;
+  /** The process, until it has fully stopped or was killed. */
+  process: SimNodeProcess | null;
   incarnation: number;
   /** Left its cluster at its own request (the node stopped). */
   left: boolean;
+}
+
+/** `rdbnet node start --insecure --id <id> --listen <address> --cluster sim-cluster` with
+ * --join and --bootstrap-expect as given, lan preset, and 30 s for a bootstrap. */
+function simNodeConfig(
+  node: SimNode,
+  seeds: readonly string[] | undefined,
+  bootstrapExpect: number | undefined,
+): NodeConfig {
+  const config = resolveNodeConfig(
+    {
+      id: node.id,
+      cluster: CLUSTER_NAME,
+      insecure: true,
+      listen: node.address,
+      dataDir: `/sim/${node.id}`,
+      bootstrapWaitMs: 30_000,
+      logLevel: 'warn',
+    },
+    {},
+    {},
+  );
+  return { ...config, join: seeds === undefined ? undefined : [...seeds], bootstrapExpect };
 }
 
 class SimCluster {
@@ -147,15 +169,16 @@ class SimCluster {
 
   newNode(): SimNode {
     const index = this.nodes.length + 1;
+    const storage = new MemoryStorage();
     const node: SimNode = {
       id: `n${index}`,
       index,
       address: `127.0.0.${index}:${PORT}`,
-      storage: new MemoryStorage(),
-      marker: memoryLeftMarker(),
+      storage,
+      dataDir: { storage, leftMarker: memoryLeftMarker(), locked: false },
+      rdbnet: null,
       cluster: null,
-      gossip: null,
-      transport: null,
+      process: null,
       incarnation: 0,
       left: false,
     };
@@ -164,7 +187,7 @@ class SimCluster {
   }
 
   running(): SimNode[] {
-    return this.nodes.filter((node) => node.cluster !== null);
+    return this.nodes.filter((node) => node.rdbnet !== null);
   }
 
   /** Starts `node` as `rdbnet node start --join seeds [--bootstrap-expect N]` would. */
@@ -173,7 +196,7 @@ class SimCluster {
     seeds: readonly string[] | undefined,
     bootstrapExpect?: number,
   ): Promise<void> {
-    assert.equal(node.cluster, null, `${node.id} is already running`);
+    assert.equal(node.process, null, `${node.id} is already running`);
     node.incarnation += 1;
     const { id, address } = node;
     this.udp.setDown(address, false);
@@ -185,134 +208,68 @@ class SimCluster {
       now: () => this.queue.wallMs(),
       write: (line) => this.note(`${id} log ${line.trim()}`),
     });
-    const source: AdminSource = {
-      status: () => notSimulated('status'),
-      health: () => notSimulated('health'),
-      healthDiagnosed: () => notSimulated('health'),
-      certificates: null,
-      get cluster() {
-        return node.cluster;
-      },
-      get membership() {
-        const running = node.gossip;
-        if (running === null) return null;
-        return {
-          onStream: (from: string, payload: Uint8Array) => running.onStream(from, payload),
-          members: (): MembersReply => ({ id, members: running.members() }),
-          events: (afterSeq: number): MemberEventsReply => ({ id, ...running.events(afterSeq) }),
-          keyring: (keyringRequest: KeyringRequest, fromId: string) =>
-            running.keyringRequest(keyringRequest, fromId),
-        };
-      },
-    };
-    const transport = this.peers.attach(
+    const process = new SimNodeProcess({
+      id,
       address,
-      { id, role: 'node', authenticated: true },
-      adminHandler(source),
-    );
-    node.transport = transport;
-    const nodeRandom = seededRandom(
-      (this.seed ^
-        Math.imul(node.index, 0x9e37_79b9) ^
-        Math.imul(node.incarnation, 0x85eb_ca6b)) >>>
-        0,
-    );
-    let cluster: ClusterService;
+      pid: node.index * 1000 + node.incarnation,
+      queue: this.queue,
+      random: seededRandom(
+        (this.seed ^
+          Math.imul(node.index, 0x9e37_79b9) ^
+          Math.imul(node.incarnation, 0x85eb_ca6b)) >>>
+          0,
+      ),
+      peers: this.peers,
+      datagrams: this.datagrams,
+      dataDir: node.dataDir,
+      keyring: this.keyring,
+    });
+    node.process = process;
+    let rdbnet: RdbnetNode;
     try {
-      cluster = await ClusterService.onStorage(
-        {
-          id,
-          dataDir: '',
-          clusterName: CLUSTER_NAME,
-          seeds,
-          bootstrapExpect,
-          local: { id, clusterId: CLUSTER_NAME, role: 'node', softwareVersion: 'sim' },
-          tls: () => null,
-          connection: connectionOptions(),
-          log,
-          counters: new Counters(),
-          clock: this.queue,
-          random: nodeRandom,
-          transport,
-          leftMarker: node.marker,
-          // As a node runs with the lan preset: a voter gossip reports dead for this long is removed.
-          deadVoterRemoveAfterMs: DEAD_VOTER_REMOVE_AFTER_MS_DEFAULT,
-          tunables: { bootstrapWaitMs: 30_000 },
-          onSeeds: (more) => {
-            node.gossip?.driver.join(more).catch(() => {});
-          },
-          gossip: () => {
-            const gossip = node.gossip;
-            if (gossip === null) return null;
-            const now = this.queue.nowMs();
-            return gossip.driver.members().map((member) => ({
-              id: member.id,
-              state: member.state,
-              inStateMs: now - member.stateChangedAtMs,
-              address: nodeAddressOf(member),
-            }));
-          },
-        },
-        node.storage,
-      );
+      rdbnet = await RdbnetNode.start(simNodeConfig(node, seeds, bootstrapExpect), log, {
+        environment: process.environment,
+      });
     } catch (error) {
-      // Refused (a node that left): like a process that exits before it listens.
-      this.peers.detach(address);
-      node.transport = null;
+      // Refused (a node that left): the process exits before it listens.
+      await process.kill();
+      node.process = null;
       throw error;
     }
-    node.cluster = cluster;
+    node.rdbnet = rdbnet;
+    node.cluster = process.cluster;
     const incarnation = node.incarnation;
-    cluster.left.then(() => {
-      if (node.incarnation !== incarnation || node.cluster !== cluster) return;
+    rdbnet.left.then(() => {
+      if (node.incarnation !== incarnation || node.rdbnet !== rdbnet) return;
       // The node stops once it has left, as `rdbnet node start` does.
       this.note(`${id} left; stopping`);
       node.left = true;
       void this.stop(node, 'graceful');
     });
-    cluster.failed.then((error) => {
-      if (node.incarnation !== incarnation || node.cluster !== cluster) return;
+    rdbnet.failed.then((error) => {
+      if (node.incarnation !== incarnation || node.rdbnet !== rdbnet) return;
       this.note(`${id} failed: ${error.message}`);
       void this.stop(node, 'graceful');
-    });
-    await cluster.start(address);
-    node.gossip = await NodeGossip.start({
-      id,
-      host: address.split(':')[0]!,
-      port: PORT,
-      keyring: this.keyring,
-      keyringPath: null,
-      clusterId: CLUSTER_NAME,
-      seeds: [...new Set([...(seeds ?? []), ...cluster.memberAddresses()])],
-      peers: transport,
-      datagrams: this.datagrams.bind,
-      clock: this.queue,
-      random: seededRandom(nodeRandom.int(0x7fff_ffff)),
-      log,
-      preset: 'lan',
-      advertise: address,
-      deadReclaimMs: SWIM_PRESETS.lan.deadReclaimMs,
     });
     this.note(`${id} started (incarnation ${incarnation}) seeds=${(seeds ?? []).join(',')}`);
   }
 
-  /** kill -9 (`crash`: nothing more leaves the node) or the node stopping by itself. */
+  /** kill -9 (`crash`: none of its code runs again) or the node stopping by itself (its own
+   * RdbnetNode.stop, which needs the simulation running: gossip's leave is bounded in time). */
   async stop(node: SimNode, how: 'crash' | 'graceful'): Promise<void> {
-    const { cluster, gossip } = node;
-    if (cluster === null) return;
+    const { rdbnet, process } = node;
+    if (rdbnet === null || process === null) return;
+    node.rdbnet = null;
     node.cluster = null;
-    node.gossip = null;
     if (how === 'crash') {
       this.udp.setDown(node.address, true);
       this.tcp.setDown(node.address, true);
-      this.peers.detach(node.address);
-      await gossip?.driver.close();
     } else {
-      await gossip?.stop();
-      this.peers.detach(node.address);
+      await rdbnet.stop();
+      assert.equal(rdbnet.state, 'stopped', `seed ${this.seed}: ${node.id} stopped`);
     }
-    await cluster.stop();
-    node.transport = null;
+    await process.kill();
+    if (node.process === process) node.process = null;
     this.note(`${node.id} ${how === 'crash' ? 'killed' : 'stopped'}`);
   }
 
@@ -497,8 +454,9 @@ class SimCluster {
       if (applied !== -1 && config.appliedIndex !== applied) return false;
       applied = config.appliedIndex;
       if (driver.status().commit !== config.appliedIndex) return false;
+      const gossip = node.rdbnet!.membership?.members().members ?? [];
       for (const other of members) {
-        const seen = node.gossip?.driver.members().find((member) => member.id === other.id);
+        const seen = gossip.find((member) => member.id === other.id);
         if (seen?.state !== 'alive') return false;
       }
     }
@@ -521,7 +479,44 @@ class SimCluster {
       leaders.add(status.leader);
     }
     assert.equal(leaders.size, 1, `seed ${this.seed}: status names one leader (${[...leaders]})`);
+    await this.checkNodeAnswers(voters);
     this.note(`converged: ${what}`);
+  }
+
+  /**
+   * What every running node answers about itself over the admin API (`node status`,
+   * `health`, `members`), once converged, against the Raft state: it runs, in this cluster,
+   * at its address; its health sees every voter alive and a quorum; its gossip lists every
+   * voter alive.
+   */
+  async checkNodeAnswers(voters: readonly string[]): Promise<void> {
+    for (const node of this.running()) {
+      const status = await this.settle(
+        `${node.id} node status`,
+        this.ask(node, 'statusRequest', {}),
+      );
+      const seen = `seed ${this.seed}: ${node.id}`;
+      assert.deepEqual(
+        [status.id, status.state, status.address, status.clusterId, status.tls],
+        [node.id, 'running', node.address, CLUSTER_NAME, false],
+        `${seen} node status`,
+      );
+      const health = await this.settle(`${node.id} health`, this.ask(node, 'healthRequest', {}));
+      const problems = health.nodes.flatMap((entry) => entry.problems);
+      assert.ok(health.quorum, `${seen} health reports no quorum: ${problems.join('; ')}`);
+      for (const id of voters) {
+        const entry = health.nodes.find((candidate) => candidate.id === id);
+        assert.ok(
+          entry?.state === 'alive' && entry.ready,
+          `${seen} health: voter ${id} is ${entry?.state ?? 'absent'} (${problems.join('; ')})`,
+        );
+      }
+      const members = await this.settle(`${node.id} members`, this.ask(node, 'membersRequest', {}));
+      for (const id of voters) {
+        const member = members.members.find((candidate) => candidate.id === id);
+        assert.equal(member?.state, 'alive', `${seen} members: voter ${id}`);
+      }
+    }
   }
 
   leader(): SimNode {
@@ -551,10 +546,6 @@ class SimCluster {
 /** The service's Raft driver, read for the invariants only (null while not a member). */
 function driverOf(cluster: ClusterService): RaftDriver | null {
   return cluster.raftDriver;
-}
-
-function notSimulated(what: string): never {
-  throw new RdbnetError(ErrorCode.MethodUnknown, `${what} is not part of this simulation`);
 }
 
 // -------------------------------------------------------------------------- scenarios
@@ -644,7 +635,7 @@ const scenarios: Record<ScenarioName, (sim: SimCluster) => Promise<void>> = {
       survivors.some((node) => driverOf(node.cluster!)?.isLeader === true),
     );
     await sim.runFor(sim.random.int(5000));
-    // Restart: a new ClusterService on the same storage, seeded from its configuration.
+    // Restart: a new process on the same storage, seeded from its configuration.
     await sim.start(leader, []);
     const all = joiner === undefined ? nodes : [...nodes, joiner];
     await sim.converge('restarted the killed leader', ids(all));
@@ -666,7 +657,7 @@ const scenarios: Record<ScenarioName, (sim: SimCluster) => Promise<void>> = {
       sim.ask(leader, 'leaveRequest', { force: false }),
     );
     assert.deepEqual({ ...reply }, { left: true, id: leader.id }, `seed ${sim.seed}: leave reply`);
-    await sim.runUntil('the leaver stopped', () => leader.transport === null);
+    await sim.runUntil('the leaver stopped', () => leader.process === null);
     const stay = nodes.filter((node) => node !== leader);
     await sim.converge('after the leader left', ids(stay));
     sim.checkLeftRemoved();
@@ -748,7 +739,7 @@ async function runSeed(seed: number): Promise<SimCluster> {
   return sim;
 }
 
-describe('whole nodes on the simulator (ClusterService + NodeGossip + adminHandler)', () => {
+describe('whole RdbnetNodes on the simulator', () => {
   if (REPLAY_SEED !== undefined) {
     test(`replay seed ${REPLAY_SEED}`, async () => {
       const sim = await runSeed(Number(REPLAY_SEED));

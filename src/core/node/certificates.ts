@@ -5,7 +5,9 @@
  * touching the open ones. The node's private key is made here and never leaves the machine.
  */
 import { sign, X509Certificate } from 'node:crypto';
+import type { CertificateAdmin } from '../api/admin.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
+import type { CertInfoReply, CertRotateReply } from '../protocol/messages.ts';
 import type { Counters, Logger } from '../runtime/index.ts';
 import {
   CERT_FILE_MODE,
@@ -266,4 +268,37 @@ export class NodeCertificates {
 function issuerIn(certPem: string, cas: X509Certificate[]): X509Certificate | undefined {
   const leaf = new X509Certificate(certPem);
   return cas.find((ca) => leaf.checkIssued(ca) && leaf.verify(ca.publicKey));
+}
+
+/** A node's certificates as the admin API operates them (`rdbnet certs rotate`, trust
+ * bundle and revocation pushes, `certs info`, identity proofs). */
+export function certificateAdmin(
+  certificates: NodeCertificates,
+  nodeId: string,
+  clusterId: string,
+): CertificateAdmin {
+  return {
+    beginRotation: (keyBits: number): CertRotateReply => {
+      if (keyBits !== 2048 && keyBits !== 3072 && keyBits !== 4096) {
+        throw new RdbnetError(
+          ErrorCode.Usage,
+          `key bits must be 2048, 3072 or 4096, not ${keyBits}`,
+        );
+      }
+      const begun = certificates.beginRotation(keyBits as KeyBits);
+      return { ...begun, nodeId, clusterId };
+    },
+    installCertificate: async (certPem: string) => {
+      const info = await certificates.installCertificate(certPem);
+      return { serial: info.serial, notAfter: info.notAfter };
+    },
+    setTrustBundle: (bundlePem: string) => certificates.setTrustBundle(bundlePem),
+    setRevocations: (serials: string[]) => certificates.setRevocations(serials),
+    info: (): CertInfoReply => ({
+      certPem: certificates.tls.cert,
+      bundlePem: certificates.tls.ca,
+      revokedSerials: certificates.revokedSerials,
+    }),
+    proveIdentity: (nonce: Uint8Array) => certificates.proveIdentity(nonce),
+  };
 }

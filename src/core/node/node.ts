@@ -11,18 +11,14 @@ import {
   type MembershipRequests,
 } from '../api/admin.ts';
 import { PeerLinks } from '../cluster/peers.ts';
-import { ClusterService } from '../cluster/service.ts';
-import { raftCoreConfig } from '../cluster/timings.ts';
-import { clusterTunablesOf, NODE_PRESETS, type NodeConfig } from '../config/node-config.ts';
+import type { ClusterService } from '../cluster/service.ts';
+import type { NodeConfig } from '../config/node-config.ts';
 import { DataPlane, type DataPlaneMember } from '../dataplane/dataplane.ts';
 import { type DataPlaneLimits, dataPlaneLimits } from '../dataplane/limits.ts';
-import { ErrorCode, RdbnetError } from '../errors.ts';
 import { clusterHealth } from '../health/cluster-health.ts';
 import type { PeerResilience } from '../lb/registry.ts';
 import { type PeerInfo, PROTOCOL_VERSION } from '../protocol/handshake.ts';
 import type {
-  CertInfoReply,
-  CertRotateReply,
   HealthReply,
   KeyringRequest,
   LbStatusReply,
@@ -31,44 +27,28 @@ import type {
   NodeHealth,
   StatusReply,
 } from '../protocol/messages.ts';
-import { request } from '../rpc/request.ts';
-import {
-  Counters,
-  type LogFields,
-  type Logger,
-  LogLimiter,
-  systemClock,
-} from '../runtime/index.ts';
-import type { KeyBits } from '../security/pki.ts';
-import type { TlsMaterial } from '../security/tls.ts';
-import { formatHostPort, parseHostPort } from '../transport/address.ts';
-import { dial } from '../transport/dial.ts';
-import { MemoryBudget } from '../transport/memory-budget.ts';
-import { connectionOptions } from '../transport/options.ts';
-import { TransportServer, type TransportServerStats } from '../transport/server.ts';
+import { Counters, type Logger, LogLimiter, type TimerHandle } from '../runtime/index.ts';
+import type { Keyring } from '../security/keyring.ts';
+import { formatHostPort } from '../transport/address.ts';
 import { SOFTWARE_VERSION } from '../version.ts';
-import { NodeCertificates } from './certificates.ts';
-import { loadNodeCredentials } from './credentials.ts';
-import { lockDataDir, readOrCreateNodeRecord } from './data-dir.ts';
-import {
-  gossipCounters,
-  gossipKeyringPath,
-  loadNodeKeyring,
-  NodeGossip,
-  nodeAddressOf,
-  nodeGroupsOf,
-} from './gossip.ts';
-import { createPeerResilience, lbStatusReply } from './resilience.ts';
+import { clusterServiceInit, localEndpointOf, type NodeParts, nodeGossipInit } from './assemble.ts';
+import { certificateAdmin, type NodeCertificates } from './certificates.ts';
+import { type NodeEnvironment, productionEnvironment } from './environment.ts';
+import { gossipCounters, NodeGossip, nodeAddressOf, nodeGroupsOf } from './gossip.ts';
+import type { NodeListener } from './listener.ts';
+import { lbStatusReply } from './resilience.ts';
 
-export type NodeState = 'starting' | 'running' | 'stopping' | 'stopped';
-
-/** What an embedding program may add to a node it starts in-process (the library API). */
+/** What an embedding program may add to a node it starts in-process (the library API), and
+ * the environment it runs on (the real one by default; the simulator passes its own). */
 export interface NodeStartOptions {
+  environment?: NodeEnvironment;
   /** The data plane's bounds; DATA_PLANE_LIMITS_DEFAULT for what is not given. */
   dataPlane?: Partial<DataPlaneLimits>;
   /** A new Raft leader became known ('' while none is). */
   onLeaderChange?(leader: string, term: number): void;
 }
+
+export type NodeState = 'starting' | 'running' | 'stopping' | 'stopped';
 
 /** Members asked over TCP by one health request, and how long each may take. */
 const DIAGNOSE_MEMBERS_MAX = 8;
@@ -86,160 +66,81 @@ export class RdbnetNode implements AdminSource {
   readonly id: string;
   readonly clusterId: string;
   readonly config: NodeConfig;
-  readonly counters = new Counters();
+  readonly counters: Counters;
   state: NodeState = 'starting';
   private readonly log: Logger;
-  private readonly startedAtMs = systemClock.nowMs();
-  private readonly startedAtWallMs = systemClock.wallMs();
-  private server: TransportServer | null = null;
+  private readonly environment: NodeEnvironment;
+  private readonly startedAtMs: number;
+  private readonly startedAtWallMs: number;
+  private listener: NodeListener | null = null;
   private unlock: (() => Promise<void>) | null = null;
-  private listenAddress = '';
   private nodeCertificates: NodeCertificates | null = null;
   private clusterService: ClusterService | null = null;
   private gossip: NodeGossip | null = null;
   /** Messages to topics (src/core/dataplane); null until gossip runs. */
   private dataPlaneService: DataPlane | null = null;
-  /** The data plane's own links to peers, apart from gossip's and Raft's. */
+  /** The data plane's own links to peers, apart from gossip's and Raft's (none when the
+   * environment brings a transport: the simulator's). */
   private dataLinks: PeerLinks | null = null;
-  private readonly budget: MemoryBudget;
-  private readonly connectionLog = new LogLimiter({
-    intervalMs: CONNECTION_LOG_INTERVAL_MS,
-    burst: CONNECTION_LOG_BURST,
-    clock: systemClock,
-  });
-  private connectionLogTimer: NodeJS.Timeout | null = null;
+  private readonly connectionLog: LogLimiter;
+  private connectionLogTimer: TimerHandle | null = null;
   /** Breaker, retry budget, rate limit and latency per peer, for what this node sends. */
-  readonly resilience: PeerResilience = createPeerResilience();
+  readonly resilience: PeerResilience;
 
-  private constructor(config: NodeConfig, id: string, clusterId: string, log: Logger) {
+  private constructor(
+    config: NodeConfig,
+    id: string,
+    clusterId: string,
+    log: Logger,
+    environment: NodeEnvironment,
+    counters: Counters,
+  ) {
     this.config = config;
+    this.counters = counters;
     this.id = id;
     this.clusterId = clusterId;
     this.log = log;
-    this.budget = new MemoryBudget(config.bufferedBytesMax);
+    this.environment = environment;
+    this.startedAtMs = environment.clock.nowMs();
+    this.startedAtWallMs = environment.clock.wallMs();
+    this.connectionLog = new LogLimiter({
+      intervalMs: CONNECTION_LOG_INTERVAL_MS,
+      burst: CONNECTION_LOG_BURST,
+      clock: environment.clock,
+    });
+    this.resilience = environment.resilience();
   }
 
+  /**
+   * Starts a node on `environment` (by default the real one: files, sockets, system time):
+   * its record and lock in the data dir, certificates, gossip keyring, Raft storage, then
+   * the listener, the cluster service and gossip.
+   */
   static async start(
     config: NodeConfig,
     log: Logger,
     options: NodeStartOptions = {},
   ): Promise<RdbnetNode> {
-    const limits = dataPlaneLimits(options.dataPlane);
-    const record = await readOrCreateNodeRecord(config.dataDir, config.id);
-    const unlock = await lockDataDir(config.dataDir);
+    const environment = options.environment ?? productionEnvironment();
+    const record = await environment.nodeRecord(config);
+    const unlock = await environment.lockDataDir(config);
     try {
-      let clusterId = config.cluster;
-      let credentials: Awaited<ReturnType<typeof loadNodeCredentials>> | null = null;
-      if (!config.insecure) {
-        const hosts = [
-          ...new Set([config.listen.host, config.advertise.host, 'localhost', '127.0.0.1', '::1']),
-        ].filter((host) => host !== '0.0.0.0' && host !== '::');
-        credentials = await loadNodeCredentials({
-          certsDir: config.certsDir,
-          nodeId: record.id,
-          createMissing: config.certsDirIsDefault,
-          defaultCluster: config.cluster,
-          hosts,
-        });
-        for (const file of credentials.created) log.info('created certificate file', { file });
-        clusterId = credentials.identity.cluster;
-      } else {
-        log.warn(
-          'running without TLS (--insecure): connections are neither encrypted nor authenticated',
-        );
-      }
-      // Read before anything listens: a missing keyring stops the start here.
-      const keyring = await loadNodeKeyring(config, log);
-      const node = new RdbnetNode(config, record.id, clusterId, log);
-      node.unlock = unlock;
-      if (credentials !== null) {
-        node.nodeCertificates = await NodeCertificates.load({
-          certsDir: config.certsDir,
-          nodeId: record.id,
-          identity: credentials.identity,
-          tls: credentials.tls,
-          log,
-          counters: node.counters,
-          onChange: (material) => node.server?.updateTls(material),
-        });
-      }
-      // The Raft storage is opened (and verified) before the node listens: a damaged log or
-      // a data dir that left its cluster stops the start here.
-      node.clusterService = await ClusterService.open({
-        id: record.id,
-        ...(options.onLeaderChange === undefined ? {} : { onLeaderChange: options.onLeaderChange }),
-        dataDir: config.dataDir,
-        clusterName: clusterId,
-        seeds: config.join,
-        bootstrapExpect: config.bootstrapExpect,
-        local: { id: record.id, clusterId, role: 'node', softwareVersion: SOFTWARE_VERSION },
-        tls: () => node.nodeCertificates?.tls ?? null,
-        connection: config.connection,
+      let node: RdbnetNode | null = null;
+      const counters = new Counters();
+      const loaded = await environment.certificates({
+        config,
+        nodeId: record.id,
         log,
-        counters: node.counters,
-        deadVoterRemoveAfterMs: config.deadVoterRemoveAfterMs,
-        // The preset's (or overridden) Raft timings: ticks for the core, deadlines for the service.
-        tickMs: config.raft.tickMs,
-        raft: raftCoreConfig(config.raft),
-        timeouts: {
-          proposalTimeoutMs: config.raft.proposalTimeoutMs,
-          forwardDeadlineMs: config.raft.forwardDeadlineMs,
-          transferTimeoutMs: config.raft.transferTimeoutMs,
-        },
-        idReclaimAfterMs: config.idReclaimAfterMs,
-        tunables: clusterTunablesOf(config),
-        // Gossip starts after the cluster service; until then there is no view.
-        onSeeds: (seeds) => {
-          node.gossip?.driver.join(seeds).catch((error: unknown) => {
-            log.warn('gossip join through new seeds gave up', { reason: (error as Error).message });
-          });
-        },
-        gossip: () => {
-          const gossip = node.gossip;
-          if (gossip === null) return null;
-          const now = systemClock.nowMs();
-          return gossip.driver.members().map((member) => ({
-            id: member.id,
-            state: member.state,
-            inStateMs: now - member.stateChangedAtMs,
-            address: nodeAddressOf(member),
-          }));
-        },
+        counters,
+        onChange: (material) => node?.listener?.updateTls(material),
       });
-      try {
-        await node.listen(credentials?.tls ?? null);
-        await node.clusterService.start(node.address);
-        // Gossip binds UDP on the listen host and the bound TCP port number.
-        const wildcard = config.listen.host === '0.0.0.0' || config.listen.host === '::';
-        node.gossip = await NodeGossip.start({
-          id: record.id,
-          host: wildcard ? config.advertise.host : config.listen.host,
-          port: Number(node.listenAddress.split(':').pop()),
-          keyring,
-          keyringPath: config.insecure ? null : gossipKeyringPath(config.certsDir),
-          preset: NODE_PRESETS[config.preset].gossip,
-          advertise: node.address,
-          groups: config.groups,
-          deadReclaimMs: config.idReclaimAfterMs,
-          clusterId,
-          // A restarted member also knows its peers from the Raft configuration.
-          seeds: [...new Set([...(config.join ?? []), ...node.clusterService.memberAddresses()])],
-          links: {
-            local: { id: record.id, clusterId, role: 'node', softwareVersion: SOFTWARE_VERSION },
-            tls: () => node.nodeCertificates?.tls ?? null,
-            options: config.connection,
-          },
-          log,
-          resilience: node.resilience,
-        });
-        node.startDataPlane(limits);
-      } catch (error) {
-        node.dataLinks?.close();
-        await node.gossip?.stop();
-        await node.server?.close(0);
-        await node.clusterService.stop();
-        throw error;
-      }
+      // Read before anything listens: a missing keyring stops the start here.
+      const keyring = await environment.keyring(config, log);
+      const clusterId = loaded?.clusterId ?? config.cluster;
+      node = new RdbnetNode(config, record.id, clusterId, log, environment, counters);
+      node.unlock = unlock;
+      node.nodeCertificates = loaded?.certificates ?? null;
+      await node.assemble(keyring, options);
       return node;
     } catch (error) {
       await unlock();
@@ -247,40 +148,65 @@ export class RdbnetNode implements AdminSource {
     }
   }
 
-  private startDataPlane(limits: DataPlaneLimits): void {
-    const local = {
+  /** Opens the cluster service, listens, starts it and gossip; undoes what ran on a failure. */
+  private async assemble(keyring: Keyring, options: NodeStartOptions): Promise<void> {
+    const parts: NodeParts = {
       id: this.id,
       clusterId: this.clusterId,
-      role: 'node' as const,
-      softwareVersion: SOFTWARE_VERSION,
-    };
-    this.dataLinks = new PeerLinks({
-      local,
+      config: this.config,
+      environment: this.environment,
+      log: this.log,
+      counters: this.counters,
+      resilience: this.resilience,
       tls: () => this.nodeCertificates?.tls ?? null,
-      options: this.config.connection,
+      gossip: () => this.gossip,
+    };
+    // The Raft storage is opened (and verified) before the node listens: a damaged log or
+    // a data dir that left its cluster stops the start here.
+    const clusterService = await this.environment.openCluster({
+      ...clusterServiceInit(parts),
+      ...(options.onLeaderChange === undefined ? {} : { onLeaderChange: options.onLeaderChange }),
     });
+    this.clusterService = clusterService;
+    try {
+      await this.listen();
+      await clusterService.start(this.address);
+      this.gossip = await NodeGossip.start(
+        nodeGossipInit(parts, {
+          keyring,
+          boundAddress: this.boundAddress,
+          advertise: this.address,
+          memberAddresses: clusterService.memberAddresses(),
+        }),
+      );
+      this.startDataPlane(dataPlaneLimits(options.dataPlane));
+    } catch (error) {
+      this.dataLinks?.close();
+      await this.gossip?.stop();
+      await this.listener?.close(0);
+      this.stopConnectionLogTimer();
+      await clusterService.stop();
+      throw error;
+    }
+  }
+
+  private startDataPlane(limits: DataPlaneLimits): void {
+    let peers = this.environment.peers;
+    if (peers === undefined) {
+      this.dataLinks = new PeerLinks({
+        local: localEndpointOf(this),
+        tls: () => this.nodeCertificates?.tls ?? null,
+        options: this.config.connection,
+      });
+      peers = this.dataLinks;
+    }
     this.dataPlaneService = new DataPlane({
       selfId: this.id,
       limits,
-      peers: this.dataLinks,
+      peers,
       counters: this.counters,
-      members: () => this.dataPlaneMembers(),
+      members: () => this.members(),
     });
-  }
-
-  /** The gossip view as the data plane routes by it: advertised addresses and groups. */
-  private dataPlaneMembers(): DataPlaneMember[] {
-    const gossip = this.gossip;
-    if (gossip === null) return [];
-    return gossip.driver.members().map((member) => ({
-      id: member.id,
-      address: nodeAddressOf(member),
-      state: member.state,
-      groups: nodeGroupsOf(member),
-      score: member.isSelf ? 1 : member.score,
-      rttMs: member.rttMs === undefined || !Number.isFinite(member.rttMs) ? null : member.rttMs,
-      isSelf: member.isSelf,
-    }));
   }
 
   /** Subscribes to gossip's membership events (join, suspect, alive, dead, left, update)
@@ -295,9 +221,20 @@ export class RdbnetNode implements AdminSource {
     );
   }
 
-  /** Members of the gossip view, as the data plane routes to them (itself included). */
+  /** Members of the gossip view, as the data plane routes to them (itself included):
+   * advertised addresses and groups. */
   members(): DataPlaneMember[] {
-    return this.dataPlaneMembers();
+    const gossip = this.gossip;
+    if (gossip === null) return [];
+    return gossip.driver.members().map((member) => ({
+      id: member.id,
+      address: nodeAddressOf(member),
+      state: member.state,
+      groups: nodeGroupsOf(member),
+      score: member.isSelf ? 1 : member.score,
+      rttMs: member.rttMs === undefined || !Number.isFinite(member.rttMs) ? null : member.rttMs,
+      isSelf: member.isSelf,
+    }));
   }
 
   /** The data plane: topics, send/request/broadcast/…; null until the node runs. */
@@ -332,15 +269,6 @@ export class RdbnetNode implements AdminSource {
     );
   }
 
-  /** Logs a line about a refused or failed connection, unless too many came lately. */
-  private connectionWarning(kind: string, msg: string, fields: LogFields): void {
-    if (this.connectionLog.admit(kind)) this.log.warn(msg, fields);
-  }
-
-  private connectionInfo(kind: string, msg: string, fields: LogFields): void {
-    if (this.connectionLog.admit(kind)) this.log.info(msg, fields);
-  }
-
   private logSuppressedConnections(): void {
     const summary = this.connectionLog.takeSummary();
     if (summary === null) return;
@@ -351,25 +279,16 @@ export class RdbnetNode implements AdminSource {
     });
   }
 
-  private async listen(tls: TlsMaterial | null): Promise<void> {
-    const log = this.log;
+  private async listen(): Promise<void> {
+    const { log, config } = this;
+    const tls = this.nodeCertificates?.tls ?? null;
     const counters = this.counters;
-    const config = this.config;
-    this.server = new TransportServer({
-      local: {
-        id: this.id,
-        clusterId: this.clusterId,
-        role: 'node',
-        softwareVersion: SOFTWARE_VERSION,
-      },
+    this.listener = await this.environment.listen({
+      id: this.id,
+      clusterId: this.clusterId,
+      config,
       tls,
-      options: config.connection,
-      connectionsMax: config.connectionsMax,
-      unauthenticatedConnectionsMax: config.unauthenticatedConnectionsMax,
-      unauthenticatedConnectionsPerSourceMax: config.unauthenticatedConnectionsPerSourceMax,
-      ...(config.idleTimeoutMs === 0 ? {} : { idleTimeoutMs: config.idleTimeoutMs }),
-      budget: this.budget,
-      exempt: (peer) => this.isClusterPeer(peer),
+      certificates: this.nodeCertificates,
       handler: adminHandler(this, {
         onForbidden: (operation, connection, error) => {
           counters.increment('auth.forbidden');
@@ -383,81 +302,57 @@ export class RdbnetNode implements AdminSource {
           });
         },
       }),
-      ...(this.nodeCertificates === null
-        ? {}
-        : { admit: this.nodeCertificates.admit.bind(this.nodeCertificates) }),
-      events: {
-        onOpen: (connection) => {
-          counters.increment('connections.accepted');
-          log.debug('connection open', {
-            remote: connection.remoteAddress,
-            peer: connection.peer?.id,
-            role: connection.peer?.role,
-          });
-        },
-        onClose: (connection, error) => {
-          counters.increment('frames.in', connection.framesIn);
-          counters.increment('frames.out', connection.framesOut);
-          if (error !== undefined && error.code !== ErrorCode.ConnectionClosed) {
-            counters.increment(`connections.failed.${error.code}`);
-            this.connectionInfo(`closed.${error.code}`, 'connection closed', {
-              remote: connection.remoteAddress,
-              code: error.code,
-              reason: error.message,
-            });
-          }
-        },
-        onProtocolError: (connection, error) => {
-          counters.increment(`protocol.errors.${error.code}`);
-          // Refused in the handshake (a hello whose role or id the certificate does not back).
-          if (connection.peer === null) counters.increment(`connections.rejected.${error.code}`);
-          this.connectionWarning(`protocol.${error.code}`, 'protocol error from peer', {
-            remote: connection.remoteAddress,
-            code: error.code,
-            reason: error.message,
-          });
-        },
-        onRejected: (remote, error) => {
-          counters.increment(`connections.rejected.${error.code}`);
-          this.connectionWarning(`rejected.${error.code}`, 'connection rejected', {
-            remote,
-            code: error.code,
-            reason: error.message,
-          });
-        },
+      log,
+      counters,
+      isClusterPeer: (peer) => this.isClusterPeer(peer),
+      connectionLine: (level, kind, msg, fields) => {
+        if (this.connectionLog.admit(kind)) log[level](msg, fields);
       },
     });
-    this.connectionLogTimer = setInterval(
-      () => this.logSuppressedConnections(),
-      CONNECTION_LOG_INTERVAL_MS,
-    );
-    this.connectionLogTimer.unref();
-    const bound = await this.server.listen(this.config.listen.host, this.config.listen.port);
-    this.listenAddress = formatHostPort({ host: bound.address, port: bound.port });
+    this.armConnectionLogTimer();
     this.state = 'running';
     log.info('node running', {
       id: this.id,
       cluster: this.clusterId,
-      listen: this.listenAddress,
+      listen: this.boundAddress,
       advertise: this.address,
       tls: tls !== null,
-      certsDir: tls === null ? undefined : this.config.certsDir,
-      dataDir: this.config.dataDir,
+      certsDir: tls === null ? undefined : config.certsDir,
+      dataDir: config.dataDir,
       version: SOFTWARE_VERSION,
     });
+  }
+
+  /** Every CONNECTION_LOG_INTERVAL_MS: one summary of the connection lines held back. */
+  private armConnectionLogTimer(): void {
+    this.connectionLogTimer = this.environment.clock.setTimer(
+      CONNECTION_LOG_INTERVAL_MS,
+      () => {
+        this.logSuppressedConnections();
+        if (this.connectionLogTimer !== null) this.armConnectionLogTimer();
+      },
+      { unref: true },
+    );
+  }
+
+  private stopConnectionLogTimer(): void {
+    if (this.connectionLogTimer === null) return;
+    this.environment.clock.clearTimer(this.connectionLogTimer);
+    this.connectionLogTimer = null;
   }
 
   /** The address others reach this node at (the bound port when listening on port 0). */
   get address(): string {
     const port =
       this.config.advertise.port === 0
-        ? Number(this.listenAddress.split(':').pop())
+        ? Number(this.boundAddress.split(':').pop())
         : this.config.advertise.port;
     return formatHostPort({ host: this.config.advertise.host, port });
   }
 
+  /** host:port the node listens on ('' until it does). */
   get boundAddress(): string {
-    return this.listenAddress;
+    return this.listener?.boundAddress ?? '';
   }
 
   async stop(): Promise<void> {
@@ -468,8 +363,8 @@ export class RdbnetNode implements AdminSource {
     await this.gossip?.stop();
     this.dataLinks?.close();
     await this.clusterService?.stop();
-    await this.server?.close(this.config.shutdownGraceMs);
-    if (this.connectionLogTimer !== null) clearInterval(this.connectionLogTimer);
+    await this.listener?.close(this.config.shutdownGraceMs);
+    this.stopConnectionLogTimer();
     this.logSuppressedConnections();
     await this.unlock?.();
     this.state = 'stopped';
@@ -477,36 +372,30 @@ export class RdbnetNode implements AdminSource {
   }
 
   status(): StatusReply {
-    const connections = this.server?.connections ?? new Set();
-    let framesIn = this.counters.get('frames.in');
-    let framesOut = this.counters.get('frames.out');
-    for (const connection of connections) {
-      framesIn += connection.framesIn;
-      framesOut += connection.framesOut;
-    }
+    const open = this.listener?.openConnections() ?? { count: 0, framesIn: 0, framesOut: 0 };
     return {
       id: this.id,
       address: this.address,
       version: SOFTWARE_VERSION,
       protocolVersion: PROTOCOL_VERSION,
-      uptimeMs: Math.round(systemClock.nowMs() - this.startedAtMs),
+      uptimeMs: Math.round(this.environment.clock.nowMs() - this.startedAtMs),
       state: this.state,
       clusterId: this.clusterId,
       startedAtMs: this.startedAtWallMs,
-      pid: process.pid,
-      tls: this.server?.tls ?? false,
-      connections: connections.size,
+      pid: this.environment.pid,
+      tls: this.listener?.tls ?? false,
+      connections: open.count,
       preset: this.config.preset,
       raft: this.clusterService?.raftTimings() ?? { ...this.config.raft },
       counters: {
         ...this.counters.snapshot(),
         ...this.clusterService?.counters(),
         ...(this.gossip === null ? {} : gossipCounters(this.gossip.stats())),
-        ...(this.server === null ? {} : transportCounters(this.server.stats(), this.budget)),
+        ...this.listener?.counters(),
         ...this.resilience.counters(),
         ...this.dataPlaneService?.stats(),
-        'frames.in': framesIn,
-        'frames.out': framesOut,
+        'frames.in': this.counters.get('frames.in') + open.framesIn,
+        'frames.out': this.counters.get('frames.out') + open.framesOut,
       },
     };
   }
@@ -604,85 +493,19 @@ export class RdbnetNode implements AdminSource {
     return reply;
   }
 
-  private async answersOverTcp(address: string): Promise<boolean> {
-    try {
-      const connection = await dial({
-        address: parseHostPort(address),
-        local: {
-          id: this.id,
-          clusterId: this.clusterId,
-          role: 'node',
-          softwareVersion: SOFTWARE_VERSION,
-        },
-        tls: this.nodeCertificates?.tls ?? null,
-        options: connectionOptions({
-          handshakeTimeoutMs: DIAGNOSE_TIMEOUT_MS,
-          requestTimeoutMs: DIAGNOSE_TIMEOUT_MS,
-        }),
-      });
-      try {
-        await request(connection, 'statusRequest', {});
-        return true;
-      } finally {
-        connection.close();
-      }
-    } catch {
-      return false;
-    }
+  private answersOverTcp(address: string): Promise<boolean> {
+    const tls = this.nodeCertificates?.tls ?? null;
+    return this.environment.answersStatus(address, localEndpointOf(this), tls, DIAGNOSE_TIMEOUT_MS);
   }
 
   /** Certificate operations for the admin API; null on --insecure nodes. */
   get certificates(): CertificateAdmin | null {
     const certificates = this.nodeCertificates;
-    if (certificates === null) return null;
-    return {
-      beginRotation: (keyBits: number): CertRotateReply => {
-        if (keyBits !== 2048 && keyBits !== 3072 && keyBits !== 4096) {
-          throw new RdbnetError(
-            ErrorCode.Usage,
-            `key bits must be 2048, 3072 or 4096, not ${keyBits}`,
-          );
-        }
-        const begun = certificates.beginRotation(keyBits as KeyBits);
-        return { ...begun, nodeId: this.id, clusterId: this.clusterId };
-      },
-      installCertificate: async (certPem: string) => {
-        const info = await certificates.installCertificate(certPem);
-        return { serial: info.serial, notAfter: info.notAfter };
-      },
-      setTrustBundle: (bundlePem: string) => certificates.setTrustBundle(bundlePem),
-      setRevocations: (serials: string[]) => certificates.setRevocations(serials),
-      info: (): CertInfoReply => ({
-        certPem: certificates.tls.cert,
-        bundlePem: certificates.tls.ca,
-        revokedSerials: certificates.revokedSerials,
-      }),
-      proveIdentity: (nonce: Uint8Array) => certificates.proveIdentity(nonce),
-    };
+    return certificates === null ? null : certificateAdmin(certificates, this.id, this.clusterId);
   }
 
   /** SIGHUP: re-read certificates, trust bundle and revocation list from the certs dir. */
   async reloadCertificates(): Promise<void> {
     await this.nodeCertificates?.reload();
   }
-}
-
-/** Connection limits and the memory budget as `node status` counters (some are gauges). */
-function transportCounters(
-  stats: TransportServerStats,
-  budget: MemoryBudget,
-): Record<string, number> {
-  const memory = budget.stats();
-  return {
-    'connections.authenticated': stats.authenticated,
-    'connections.preauth.open': stats.unauthenticated,
-    'connections.preauth.evicted': stats.preauthEvicted,
-    'connections.preauth.timed_out': stats.preauthTimedOut,
-    'connections.limit_refused': stats.connectionLimitRefused,
-    'connections.idle_closed': stats.idleClosed,
-    'memory.buffered_bytes': memory.bufferedBytes,
-    'memory.buffered_bytes_peak': memory.bufferedBytesPeak,
-    'memory.buffered_bytes_max': memory.bufferedBytesMax,
-    'memory.budget_refusals': memory.refusals,
-  };
 }

@@ -7,7 +7,7 @@ import { ErrorCode, isRdbnetError } from '../errors.ts';
 import { DEFAULT_RETRY_BUDGET_CONFIG } from '../lb/config.ts';
 import { PeerResilience } from '../lb/registry.ts';
 import type { GossipMember, LbPeerStatus, LbStatusReply } from '../protocol/messages.ts';
-import { systemClock, systemRandom } from '../runtime/index.ts';
+import { type Random, systemClock, systemRandom, type TimedClock } from '../runtime/index.ts';
 
 /** Errors that say the peer (or the path to it) is failing. A peer that answers with an
  * error of its own (RDB_FORBIDDEN, RDB_NOT_LEADER, …) is up: it counts as a success. */
@@ -36,14 +36,18 @@ export function isRetryable(error: unknown): boolean {
   return isRdbnetError(error) && RETRYABLE_CODES.has(error.code);
 }
 
-/** The node's registry, with the defaults of src/core/lb/config.ts. */
-export function createPeerResilience(): PeerResilience {
+/** The node's registry, with the defaults of src/core/lb/config.ts, on `clock` (and its
+ * timers, which never hold the process up) and `random`. */
+export function createPeerResilience(
+  clock: TimedClock = systemClock,
+  random: Random = systemRandom,
+): PeerResilience {
   return new PeerResilience({
-    clock: systemClock,
-    random: systemRandom,
+    clock,
+    random,
     sleep: (ms) =>
       new Promise((resolve) => {
-        setTimeout(resolve, ms).unref();
+        clock.setTimer(ms, () => resolve(), { unref: true });
       }),
     peerFailure: isPeerFailure,
     retryable: isRetryable,
