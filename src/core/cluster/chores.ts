@@ -97,8 +97,10 @@ export class Chores {
       const address = ctx.addressOf(id);
       if (address === undefined) continue;
       if (!ctx.transport.isCold(address)) continue;
+      // Once a second at most, so one attempt: a voter that stays unreachable opens its
+      // breaker, and the dials stop until the breaker lets a probe through.
       request(
-        ctx.peer(address),
+        ctx.guardedPeer(address, 1),
         'peerExchangeRequest',
         this.discovery.exchangeInfo(),
         ctx.tunables.peerRequestTimeoutMs,
@@ -119,7 +121,7 @@ export class Chores {
       const address = ctx.addressOf(id);
       if (address === undefined) continue;
       request(
-        ctx.peer(address),
+        ctx.guardedPeer(address),
         'peerExchangeRequest',
         this.discovery.exchangeInfo(),
         ctx.tunables.peerRequestTimeoutMs,

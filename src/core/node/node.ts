@@ -166,6 +166,9 @@ export class RdbnetNode implements AdminSource {
         },
         idReclaimAfterMs: config.idReclaimAfterMs,
         tunables: clusterTunablesOf(config),
+        // Forwards to the leader, the status hop, joins and link upkeep share the breakers,
+        // retry budgets and limits of gossip's requests (`rdbnet lb status`).
+        peerGuard: node.resilience,
         // Gossip starts after the cluster service; until then there is no view.
         onSeeds: (seeds) => {
           node.gossip?.driver.join(seeds).catch((error: unknown) => {
