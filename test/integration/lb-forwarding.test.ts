@@ -137,8 +137,9 @@ describe("the node's forwarding through breaker, budget and balancer", () => {
       );
     }
     leader = await leaderOf('n1');
-    [follower, other] = ids.filter((id) => id !== leader);
-    assert.ok(follower !== undefined && other !== undefined);
+    const followers = ids.filter((id) => id !== leader);
+    follower = followers[0]!;
+    other = followers[1]!;
 
     const before = await lbPeer(follower, leader);
     const moved = await cli<{ leader: string }>([

@@ -25,6 +25,7 @@ import { MemoryStorage } from '../../src/core/membership/raft/storage.ts';
 import { decodeConfChange } from '../../src/core/membership/raft/types.ts';
 import { SWIM_PRESETS } from '../../src/core/membership/swim/index.ts';
 import { NodeGossip, nodeAddressOf } from '../../src/core/node/gossip.ts';
+import { createPeerResilience } from '../../src/core/node/resilience.ts';
 import type {
   KeyringRequest,
   MemberEventsReply,
@@ -33,7 +34,13 @@ import type {
 import type { PeerTransport } from '../../src/core/rpc/peer.ts';
 import { peerSender } from '../../src/core/rpc/peer.ts';
 import { type ReplyBody, type RequestKind, request } from '../../src/core/rpc/request.ts';
-import { Counters, createLogger, type Random, seededRandom } from '../../src/core/runtime/index.ts';
+import {
+  Counters,
+  createLogger,
+  type Random,
+  seededRandom,
+  sleep,
+} from '../../src/core/runtime/index.ts';
 import { Keyring } from '../../src/core/security/keyring.ts';
 import { SimDatagrams } from '../../src/core/sim/datagrams.ts';
 import { EventQueue, type NetworkFaults, SimNetwork } from '../../src/core/sim/index.ts';
@@ -217,6 +224,18 @@ class SimCluster {
         Math.imul(node.incarnation, 0x85eb_ca6b)) >>>
         0,
     );
+    // The node's breakers, budgets and limits, on virtual time, with randomness of their own
+    // (so Raft's draws stay those of the seed).
+    const resilience = createPeerResilience({
+      clock: this.queue,
+      random: seededRandom(
+        (this.seed ^
+          Math.imul(node.index, 0x6c62_7265) ^
+          Math.imul(node.incarnation, 0x7369_6d21)) >>>
+          0,
+      ),
+      sleep: (ms) => sleep(this.queue, ms),
+    });
     let cluster: ClusterService;
     try {
       cluster = await ClusterService.onStorage(
@@ -235,6 +254,7 @@ class SimCluster {
           random: nodeRandom,
           transport,
           leftMarker: node.marker,
+          peerGuard: resilience,
           // As a node runs with the lan preset: a voter gossip reports dead for this long is removed.
           deadVoterRemoveAfterMs: DEAD_VOTER_REMOVE_AFTER_MS_DEFAULT,
           tunables: { bootstrapWaitMs: 30_000 },
@@ -292,6 +312,7 @@ class SimCluster {
       preset: 'lan',
       advertise: address,
       deadReclaimMs: SWIM_PRESETS.lan.deadReclaimMs,
+      resilience,
     });
     this.note(`${id} started (incarnation ${incarnation}) seeds=${(seeds ?? []).join(',')}`);
   }

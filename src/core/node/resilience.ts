@@ -7,7 +7,7 @@ import { ErrorCode, isRdbnetError } from '../errors.ts';
 import { DEFAULT_RETRY_BUDGET_CONFIG } from '../lb/config.ts';
 import { PeerResilience } from '../lb/registry.ts';
 import type { GossipMember, LbPeerStatus, LbStatusReply } from '../protocol/messages.ts';
-import { systemClock, systemRandom } from '../runtime/index.ts';
+import { type Clock, type Random, systemClock, systemRandom } from '../runtime/index.ts';
 
 /** Errors that say the peer (or the path to it) is failing. A peer that answers with an
  * error of its own (RDB_FORBIDDEN, RDB_NOT_LEADER, …) is up: it counts as a success. */
@@ -36,15 +36,20 @@ export function isRetryable(error: unknown): boolean {
   return isRdbnetError(error) && RETRYABLE_CODES.has(error.code);
 }
 
-/** The node's registry, with the defaults of src/core/lb/config.ts. */
-export function createPeerResilience(): PeerResilience {
-  return new PeerResilience({
+/** The node's registry, with the defaults of src/core/lb/config.ts, on the system's clock and
+ * randomness unless given others (the simulator's, which also sleeps on virtual time). */
+export function createPeerResilience(
+  runtime: { clock: Clock; random: Random; sleep(ms: number): Promise<void> } = {
     clock: systemClock,
     random: systemRandom,
     sleep: (ms) =>
       new Promise((resolve) => {
         setTimeout(resolve, ms).unref();
       }),
+  },
+): PeerResilience {
+  return new PeerResilience({
+    ...runtime,
     peerFailure: isPeerFailure,
     retryable: isRetryable,
   });
