@@ -784,16 +784,24 @@ class Rendezvous implements Picker {
     const key = keyHash | 0;
     if (blocked === table.ejected && table.ejectedCount === 0) {
       // Nothing ejected (the usual case): no per-endpoint check in the loop, and the first
-      // endpoint's score starts the race (every compare stays on 32-bit integers).
+      // endpoint's score starts the race (every compare stays on 32-bit integers). Two
+      // endpoints a turn: the loop's own bookkeeping is a good part of the cost per endpoint.
       let best = 0;
       let bestScore = rendezvousScore(key, seeds[0]!);
-      for (let i = 1; i < count; i++) {
-        const score = rendezvousScore(key, seeds[i]!);
-        if (score > bestScore) {
+      let i = 1;
+      for (; i + 1 < count; i += 2) {
+        const first = rendezvousScore(key, seeds[i]!);
+        const second = rendezvousScore(key, seeds[i + 1]!);
+        if (first > bestScore) {
           best = i;
-          bestScore = score;
+          bestScore = first;
+        }
+        if (second > bestScore) {
+          best = i + 1;
+          bestScore = second;
         }
       }
+      if (i < count && rendezvousScore(key, seeds[i]!) > bestScore) best = i;
       return best;
     }
     let best = -1;
