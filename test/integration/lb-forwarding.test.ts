@@ -6,6 +6,8 @@
  *   follower's breaker and budget: the leader's entry in the follower's `lb status --json`
  *   counts one more guarded call (and request), with its latency and a closed breaker; the
  *   `cluster status` hop from a follower to the leader is counted the same way.
+ * - A joiner's join request is a guarded call on the joiner, to the leader or to its seed, which
+ *   then forwards it to the leader as a guarded call of its own.
  * - After kill -9 of a follower, the leader's requests to it (the link upkeep to every voter)
  *   fail until its breaker opens; then they are refused at once with RDB_CIRCUIT_OPEN, without
  *   a dial: `breakerRejected` grows while `failures` stops growing (a probe every open period
@@ -238,5 +240,49 @@ describe("the node's forwarding through breaker, budget and balancer", () => {
     ]);
     assert.equal(moved.leader, follower);
     assert.equal((await lbPeer(follower, leader)).breaker, 'closed');
+    leader = follower;
+  });
+
+  test('a join is a guarded call from the joiner, and forwarded through a follower, one from it', async () => {
+    assert.ok(leader !== '', 'the first tests set up the cluster');
+    const seed = ids.find((id) => id !== leader && id !== other)!;
+    const seedBefore = await lbPeer(seed, leader);
+    await start('n4', nodes.get(seed)!.address);
+    await until(
+      'n4 a member on the leader',
+      async () => {
+        const status = await cli<{ members: { id: string }[] }>([
+          'cluster',
+          'status',
+          '--node',
+          nodes.get(leader)!.address,
+        ]);
+        return status.members.some((member) => member.id === 'n4') ? true : undefined;
+      },
+      CLUSTER_READY_MS_MAX,
+    );
+    const joiner = await cli<{ peers: PeerJson[] }>([
+      'lb',
+      'status',
+      '--node',
+      nodes.get('n4')!.address,
+    ]);
+    const toLeader = joiner.peers.find((peer) => peer.id === leader);
+    const toSeed = joiner.peers.find((peer) => peer.id === seed);
+    const seedAfter = await lbPeer(seed, leader);
+    const report = JSON.stringify({ toLeader, toSeed, seedBefore, seedAfter });
+    // Sent straight to the leader when the joiner knew it, else to the seed, which forwarded it.
+    if ((toLeader?.calls ?? 0) >= 1) {
+      assert.equal(toLeader!.breaker, 'closed', report);
+      console.log(
+        `lb forwarding: n4's join went to the leader ${leader} (calls ${toLeader!.calls})`,
+      );
+    } else {
+      assert.ok((toSeed?.calls ?? 0) >= 1, report);
+      assert.ok(seedAfter.calls >= seedBefore.calls + 1, report);
+      console.log(
+        `lb forwarding: n4's join went through ${seed}, whose entry for ${leader}: calls ${seedBefore.calls} → ${seedAfter.calls}`,
+      );
+    }
   });
 });
