@@ -228,9 +228,10 @@ describe('lb simulate', () => {
     assert.equal(result.keys, 1_000_000);
     assert.ok(result.maxOverMean <= 1.05, `max/mean ${result.maxOverMean}`);
     assert.equal(result.idealMovedFraction, 0.01);
-    // The removed node's 1% must move; Maglev moves a little more (its table is rebuilt).
+    // The removed node's 1% must move; Maglev moves a little more (its table is rebuilt), and
+    // the issue's goal is at most 1/N + 0.5 percentage points.
     assert.ok(
-      result.movedFraction! >= 0.01 && result.movedFraction! <= 0.02,
+      result.movedFraction! >= 0.01 && result.movedFraction! <= 0.015,
       `${result.movedFraction}`,
     );
     assert.equal(result.slowShare, null);

@@ -243,6 +243,99 @@ describe('lb: hashing strategies', () => {
     assert.ok(max / 5000 <= 1.05, `max/mean ${max / 5000}`);
   });
 
+  test('maglev: removing one of 100 moves at most 1/N + 0.5 points of the 65,537 slots, whichever one leaves', () => {
+    // The issue's goal, measured on the table itself (every key of a slot moves with it). The
+    // paper's fill by turns moves about 1.56 % here; the fill by position about 1.3 %.
+    const ids = nodes(100)
+      .map((e) => e.id)
+      .sort();
+    const ones = (n: number) => new Float64Array(n).fill(1);
+    const before = buildMaglevTable(ids, ones(100), 65_537);
+    const moved: number[] = [];
+    for (const gone of ['n1', 'n37', 'n50', 'n77', 'n100']) {
+      const rest = ids.filter((id) => id !== gone);
+      const after = buildMaglevTable(rest, ones(99), 65_537);
+      let changed = 0;
+      for (let slot = 0; slot < 65_537; slot++) {
+        if (ids[before[slot]!] !== rest[after[slot]!]) changed++;
+      }
+      moved.push(changed / 65_537);
+    }
+    for (const share of moved) assert.ok(share <= 0.01 + 0.005, `moved ${moved.join(', ')}`);
+  });
+
+  test('maglev: every endpoint owns its weighted share of the table, floor or ceiling', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 8 }), { minLength: 1, maxLength: 40 }),
+        fc.constantFrom(251, 1009, 65_537),
+        (weights, size) => {
+          const ids = weights.map((_, i) => `e${String(i).padStart(3, '0')}`);
+          const table = buildMaglevTable(ids, Float64Array.from(weights), size);
+          const owned = new Int32Array(ids.length);
+          for (const owner of table) {
+            assert.ok(owner >= 0 && owner < ids.length);
+            owned[owner]!++;
+          }
+          const total = weights.reduce((a, b) => a + b, 0);
+          for (const [i, weight] of weights.entries()) {
+            const exact = (size * weight) / total;
+            assert.ok(owned[i]! >= Math.floor(exact) && owned[i]! <= Math.ceil(exact), `${i}`);
+          }
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  test('property: rendezvous with equal weights shares keys evenly, and a change moves only what it must', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 30 }), fc.nat(), (size, which) => {
+        const set = nodes(size);
+        const keys = 20_000;
+        const mean = keys / size;
+        // Six standard deviations of the binomial: fails only on a real bias.
+        const slack = 6 * Math.sqrt(mean * (1 - 1 / size));
+        const b = balancer('rendezvous', set);
+        const per = counts(b, keys);
+        assert.equal(per.size, size);
+        for (const [id, held] of per) {
+          assert.ok(Math.abs(held - mean) <= slack, `${id} holds ${held}, mean ${mean}`);
+        }
+        // A newcomer takes keys from everyone and moves nothing else.
+        const grown = balancer('rendezvous', [...set, { id: 'new', weight: 1 }]);
+        // A leaver's keys go to the others about evenly, and nothing else moves.
+        const gone = set[which % size]!.id;
+        const shrunk = balancer(
+          'rendezvous',
+          set.filter((e) => e.id !== gone),
+        );
+        const inherited = new Map<string, number>();
+        let orphans = 0;
+        for (let k = 0; k < keys; k++) {
+          const was = b.pick(`key-${k}`)!;
+          const withNew = grown.pick(`key-${k}`)!;
+          assert.ok(withNew === was || withNew === 'new', `key-${k}: ${was} → ${withNew}`);
+          const without = shrunk.pick(`key-${k}`)!;
+          if (was !== gone) {
+            assert.equal(without, was);
+            continue;
+          }
+          orphans++;
+          inherited.set(without, (inherited.get(without) ?? 0) + 1);
+        }
+        if (size > 2) {
+          const share = orphans / (size - 1);
+          const spread = 6 * Math.sqrt(share) + 2;
+          for (const [id, got] of inherited) {
+            assert.ok(Math.abs(got - share) <= spread, `${id} inherited ${got} of ${orphans}`);
+          }
+        }
+      }),
+      { numRuns: 25 },
+    );
+  });
+
   test('maglev refuses a table no larger than the endpoints', () => {
     assert.throws(
       () =>

@@ -493,6 +493,60 @@ describe('lb: per-peer registry', () => {
     assert.equal(await peers.call('gossip', async () => 'guarded'), 'guarded');
   });
 
+  test('attemptsMax 1: a retryable failure is not tried again (a forwarded change); calls counts guarded requests', async () => {
+    const { peers } = registry();
+    let sent = 0;
+    await assert.rejects(
+      peers.call(
+        'leader',
+        async () => {
+          sent++;
+          throw new RdbnetError(ErrorCode.ConnectionClosed, 'lost');
+        },
+        undefined,
+        { attemptsMax: 1 },
+      ),
+      (error) => isRdbnetError(error, ErrorCode.ConnectionClosed),
+    );
+    assert.equal(sent, 1);
+    // Without the override the configuration's three attempts; never more than it allows.
+    sent = 0;
+    await peers
+      .call('leader', async () => {
+        sent++;
+        throw new RdbnetError(ErrorCode.ConnectionClosed, 'lost');
+      })
+      .catch(() => {});
+    assert.equal(sent, 3);
+    sent = 0;
+    await peers
+      .call(
+        'other',
+        async () => {
+          sent++;
+          throw new RdbnetError(ErrorCode.ConnectionClosed, 'lost');
+        },
+        undefined,
+        { attemptsMax: 50 },
+      )
+      .catch(() => {});
+    assert.equal(sent, 3);
+    await peers.observe('leader', async () => {});
+    const [status] = peers.status();
+    assert.equal(status!.address, 'leader');
+    assert.equal(status!.requests, 3);
+    assert.equal(status!.calls, 2);
+    assert.equal(status!.retryBudget.retries, 2);
+    assert.equal(peers.available('leader'), true, 'four failures in a row: still closed');
+    await peers
+      .call('leader', async () => {
+        throw new RdbnetError(ErrorCode.NodeUnreachable, 'down');
+      })
+      .catch(() => {});
+    assert.equal(peers.available('leader'), false, 'the fifth opened the breaker');
+    assert.equal(peers.available('never-seen'), true);
+  });
+
   test('bounded: beyond peersMax the least recently used idle peer is evicted and counted', async () => {
     const { clock, peers } = registry({ peersMax: 3 });
     for (const address of ['a', 'b', 'c', 'd']) {

@@ -222,6 +222,7 @@ describe('PeerLinks as the PeerTransport (real links on 127.0.0.1)', () => {
     });
     try {
       assert.equal(links.isCold(address), true);
+      assert.equal(links.isOpen(address), false);
       const reply = await request(
         peerSender(links, address),
         'echoRequest',
@@ -230,6 +231,7 @@ describe('PeerLinks as the PeerTransport (real links on 127.0.0.1)', () => {
       );
       assert.equal(text(reply.data), 'over tcp');
       assert.equal(links.isCold(address), false);
+      assert.equal(links.isOpen(address), true);
       // A cluster request reaches the cluster service with the peer's identity (--insecure:
       // claimed, not proven).
       const status = await links.request(
@@ -250,6 +252,7 @@ describe('PeerLinks as the PeerTransport (real links on 127.0.0.1)', () => {
       });
       links.retain(new Set());
       assert.equal(links.isCold(address), true, 'retain closed the link');
+      assert.equal(links.isOpen(address), false);
       links.close();
       await assert.rejects(links.request(address, { statusRequest: {} }, 100), (error) => {
         assert.equal(codeOf(error), ErrorCode.ConnectionClosed);

@@ -22,6 +22,10 @@ export interface LbStatusPeer {
   errorRate: number;
   requests: number;
   failures: number;
+  /** Of the requests, those sent through the breaker, retry budget and limits (forwards to
+   * the leader, the status hop, joins, keyring forwards, link upkeep); the others (gossip
+   * push-pull, Raft batches, discovery) are measured only. */
+  calls: number;
   retries: number;
   retriesRefused: number;
   retryBalance: number;
@@ -42,7 +46,8 @@ export default class LbStatus extends RdbnetCommand<LbStatusResult> {
   static override summary =
     "The node's view of its peers: circuit breakers, ejections, in-flight, latency, drops.";
   static override description =
-    'For every peer the node sends requests to (gossip push-pull, forwarded keyring changes) and ' +
+    'For every peer the node sends requests to (gossip push-pull, Raft batches, forwards to the ' +
+    'leader, the status hop, joins, forwarded keyring changes) and ' +
     'every other gossip member: the circuit breaker (closed, open, half-open; times opened, calls ' +
     'refused), outlier ejections, requests in flight, peak-EWMA latency, error rate, requests, ' +
     'failures, retries (and those the retry budget refused), and requests the rate limit dropped.';
@@ -76,6 +81,7 @@ export default class LbStatus extends RdbnetCommand<LbStatusResult> {
         errorRate: peer.errorRate,
         requests: peer.requests,
         failures: peer.failures,
+        calls: peer.calls,
         retries: peer.retries,
         retriesRefused: peer.retriesRefused,
         retryBalance: peer.retryBalance,
@@ -103,6 +109,7 @@ export default class LbStatus extends RdbnetCommand<LbStatusResult> {
           'latency',
           'errors',
           'requests',
+          'guarded',
           'failures',
           'retries',
           'rate-limited',
@@ -122,6 +129,7 @@ export default class LbStatus extends RdbnetCommand<LbStatusResult> {
           peer.latencyEwmaMs === null ? '-' : `${peer.latencyEwmaMs.toFixed(2)} ms`,
           `${(peer.errorRate * 100).toFixed(1)}%`,
           peer.requests,
+          peer.calls,
           peer.failures,
           peer.retriesRefused > 0
             ? `${peer.retries} (${peer.retriesRefused} refused)`

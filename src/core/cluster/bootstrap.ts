@@ -249,8 +249,9 @@ export class Bootstrap {
     const { ctx } = this;
     for (;;) {
       try {
+        // Its own retry loop waits for a voter that is not up yet: measured, never refused.
         await ask(
-          ctx.peer(voter.address),
+          ctx.observedPeer(voter.address),
           'bootstrapCommitRequest',
           request,
           ctx.tunables.peerRequestTimeoutMs * 2,

@@ -96,9 +96,15 @@ export class Chores {
       if (id === ctx.id) continue;
       const address = ctx.addressOf(id);
       if (address === undefined) continue;
-      if (!ctx.transport.isCold(address)) continue;
+      // A link that is redialing counts as not warm: a voter that went away keeps being asked
+      // for, through its breaker, so it stays reachable the moment it is back — and once it
+      // has failed long enough to open the breaker, the asking stops (refused at once, no
+      // waiting on a dial) until the breaker lets a probe through.
+      const open = ctx.transport.isOpen?.(address) ?? !ctx.transport.isCold(address);
+      if (open) continue;
+      // Once a second at most, so one attempt.
       request(
-        ctx.peer(address),
+        ctx.guardedPeer(address, 1),
         'peerExchangeRequest',
         this.discovery.exchangeInfo(),
         ctx.tunables.peerRequestTimeoutMs,
@@ -119,7 +125,7 @@ export class Chores {
       const address = ctx.addressOf(id);
       if (address === undefined) continue;
       request(
-        ctx.peer(address),
+        ctx.guardedPeer(address),
         'peerExchangeRequest',
         this.discovery.exchangeInfo(),
         ctx.tunables.peerRequestTimeoutMs,

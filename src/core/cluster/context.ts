@@ -16,7 +16,7 @@ import { ErrorCode } from '../errors.ts';
 import { DEFAULT_TICK_MS } from '../membership/raft/config.ts';
 import type { NodeId } from '../membership/raft/types.ts';
 import type { ConfChangeTiming } from '../protocol/messages.ts';
-import { type PeerTransport, peerSender } from '../rpc/peer.ts';
+import { PEER_REQUEST_TIMEOUT_DEFAULT_MS, type PeerTransport, peerSender } from '../rpc/peer.ts';
 import type { RequestSender } from '../rpc/request.ts';
 import {
   type Clock,
@@ -39,6 +39,7 @@ import {
   type ClusterState,
   type ClusterTunables,
   type GossipLiveness,
+  type PeerGuard,
   resolveClusterTunables,
 } from './init.ts';
 import { type LeftMarkerStore, leftMarkerFile } from './left-marker.ts';
@@ -96,6 +97,9 @@ export class ClusterContext {
   readonly storage: ClusterRaftStorage;
   /** Every node-to-node request goes through it (see peer()). */
   readonly transport: PeerTransport;
+  /** Breaker, retry budget and limits around requests to peers (see guardedPeer); null when
+   * the node gave none (requests then go straight to the transport). */
+  readonly peerGuard: PeerGuard | null;
   readonly leftMarker: LeftMarkerStore;
   readonly peers: KnownPeers;
   readonly addresses: AddressBook;
@@ -148,6 +152,7 @@ export class ClusterContext {
     this.transport =
       init.transport ??
       new PeerLinks({ local: init.local, tls: init.tls, options: init.connection });
+    this.peerGuard = init.peerGuard ?? null;
     this.leftMarker = init.leftMarker ?? leftMarkerFile(init.dataDir);
     this.peers = new KnownPeers(init.id, this.clock);
     this.addresses = new AddressBook((id) => this.driver?.config.addresses.get(id), this.peers);
@@ -173,6 +178,57 @@ export class ClusterContext {
   /** The node at `address` as a RequestSender, for request() (rpc/request.ts). */
   peer(address: string): RequestSender {
     return peerSender(this.transport, address);
+  }
+
+  /**
+   * The node at `address` behind the peer guard: a request is refused at once while the
+   * peer's breaker is open (RDB_CIRCUIT_OPEN) or a limit is reached, and a failure that
+   * surely did not run there (unreachable, closed before an answer) is retried within the
+   * request's timeout and the retry budget — at most `attemptsMax` attempts in all (1 for a
+   * request that must not run twice, or whose caller retries on its own schedule).
+   */
+  guardedPeer(address: string, attemptsMax?: number): RequestSender {
+    const guard = this.peerGuard;
+    if (guard === null) return this.peer(address);
+    const options = attemptsMax === undefined ? undefined : { attemptsMax };
+    return {
+      request: (envelope, timeoutMs = PEER_REQUEST_TIMEOUT_DEFAULT_MS) =>
+        guard.call(
+          address,
+          (remainingMs) =>
+            this.transport.request(
+              address,
+              envelope,
+              Math.max(1, Math.min(timeoutMs, remainingMs ?? timeoutMs)),
+            ),
+          this.clock.nowMs() + timeoutMs,
+          options,
+        ),
+    };
+  }
+
+  /** The node at `address`, measured by the peer guard (latency, in flight, errors for `lb
+   * status` and the balancer) but never refused or retried: for traffic that keeps its own
+   * schedule (Raft batches, discovery exchanges, the founding configuration). */
+  observedPeer(address: string): RequestSender {
+    const guard = this.peerGuard;
+    if (guard === null) return this.peer(address);
+    return {
+      request: (envelope, timeoutMs = PEER_REQUEST_TIMEOUT_DEFAULT_MS) =>
+        guard.observe(address, () => this.transport.request(address, envelope, timeoutMs)),
+    };
+  }
+
+  /** False while the peer guard refuses `address` (breaker open, ejected). */
+  peerAvailable(address: string): boolean {
+    return this.peerGuard?.available(address) ?? true;
+  }
+
+  /** One of `addresses` by the peer guard's balancer (skipping unavailable peers), else the
+   * first; undefined for none. */
+  pickPeer(addresses: readonly string[]): string | undefined {
+    if (addresses.length === 0) return undefined;
+    return this.peerGuard?.pick(addresses) ?? addresses[0];
   }
 
   get clusterId(): string {

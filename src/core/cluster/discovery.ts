@@ -104,8 +104,10 @@ export class Discovery {
       if (this.exchanging.has(address)) return;
       this.exchanging.add(address);
       try {
+        // Rounds keep their own pace, and a seed not up yet must not be shut out by a breaker
+        // once it is: measured only.
         const reply = await request(
-          ctx.peer(address),
+          ctx.observedPeer(address),
           'peerExchangeRequest',
           this.exchangeInfo(),
           ctx.tunables.peerRequestTimeoutMs,

@@ -30,6 +30,8 @@ const FORWARD_RETRY_CODES = new Set<string>([
   ErrorCode.ConnectionClosed,
   ErrorCode.HandshakeTimeout,
   ErrorCode.RequestTimeout,
+  // The leader's breaker is open: it has been failing; an election may replace it.
+  ErrorCode.CircuitOpen,
 ]);
 
 /** The Raft core's proposal refusals, in this layer's error codes. */
@@ -93,7 +95,9 @@ export class Forwarding {
         const address = leader === NONE ? undefined : ctx.addressOf(leader);
         if (address !== undefined && remaining > 0) {
           try {
-            return await remote(ctx.peer(address), Math.max(1, remaining));
+            // One attempt per hop: the loop here retries (with the next leader), and a
+            // forwarded membership change must not be sent twice by the guard's retries.
+            return await remote(ctx.guardedPeer(address, 1), Math.max(1, remaining));
           } catch (error) {
             if (!isRdbnetError(error) || !FORWARD_RETRY_CODES.has(error.code)) throw error;
             lastError = error;
@@ -177,8 +181,9 @@ export class Forwarding {
     const leaderAddress = leader === NONE ? undefined : ctx.addressOf(leader);
     if (leaderAddress === undefined) return;
     this.addressForwardedMs.set(id, now);
+    // Setting an address twice changes nothing: the guard may retry it.
     request(
-      ctx.peer(leaderAddress),
+      ctx.guardedPeer(leaderAddress),
       'joinRequest',
       { id, address, clusterId: driver.config.clusterId, forwarded: true },
       ctx.timeouts.forwardDeadlineMs,

@@ -159,4 +159,34 @@ export interface ClusterServiceInit {
   gossip?: () => readonly GossipLiveness[] | null;
   /** `cluster join --seeds` gave new seeds: gossip should join through them too. */
   onSeeds?: (seeds: readonly string[]) => void;
+  /**
+   * The resilience the node puts around what it sends its peers (the node's PeerResilience,
+   * shared with gossip): forwards to the leader, the status hop, joins and the links' upkeep
+   * go through its breaker, retry budget and limits; Raft batches and discovery exchanges,
+   * which keep their own schedules, are only measured. Absent: requests go straight out.
+   */
+  peerGuard?: PeerGuard;
+}
+
+/**
+ * What the cluster service needs of src/core/lb's PeerResilience (which is one), so this layer
+ * does not depend on the balancer's.
+ */
+export interface PeerGuard {
+  /** Sends through the peer's rate limit, concurrency limit and circuit breaker (a refusal is
+   * RDB_RATE_LIMITED, RDB_INFLIGHT_LIMIT or RDB_CIRCUIT_OPEN), retrying what may be retried
+   * within the deadline, the retry budget and `options.attemptsMax`. */
+  call<T>(
+    address: string,
+    work: (remainingMs: number | undefined) => Promise<T>,
+    deadlineMs?: number,
+    options?: { attemptsMax?: number },
+  ): Promise<T>;
+  /** Sends whatever the guards say, measured (latency, in flight, errors) and counted. */
+  observe<T>(address: string, work: () => Promise<T>): Promise<T>;
+  /** False while the peer's breaker is open or it is ejected. */
+  available(address: string): boolean;
+  /** One of `addresses` by the balancer (p2c over latency, in flight and errors), leaving out
+   * unavailable ones; null when none is left. */
+  pick(addresses: readonly string[]): string | null;
 }

@@ -52,13 +52,21 @@ export class Join {
     let lastReason = '';
     while (ctx.state === 'joining' && !ctx.stopping) {
       const targets = ctx.peers.fresh().filter((peer) => peer.clusterId !== '');
-      // Prefer a node that names a leader, and the leader itself when we know where it is.
+      // Prefer the leader when a node names it and its breaker lets requests through;
+      // otherwise any member the balancer picks (it forwards to the leader).
       const leaderId = targets.find((peer) => peer.leader !== '')?.leader;
-      const target = targets.find((peer) => peer.id === leaderId) ?? targets[0];
+      const leader = targets.find((peer) => peer.id === leaderId);
+      const pickedAddress =
+        leader !== undefined && ctx.peerAvailable(leader.address)
+          ? leader.address
+          : ctx.pickPeer(targets.map((peer) => peer.address));
+      const target = targets.find((peer) => peer.address === pickedAddress) ?? leader;
       if (target !== undefined) {
         try {
+          // One attempt: this loop retries on its own schedule, and a join must not be
+          // proposed twice by the guard's retries.
           const reply = await request(
-            ctx.peer(target.address),
+            ctx.guardedPeer(target.address, 1),
             'joinRequest',
             { id: ctx.id, address: ctx.address, clusterId: '', forwarded: false },
             ctx.timeouts.forwardDeadlineMs + ctx.tunables.peerRequestTimeoutMs,

@@ -89,6 +89,11 @@ export class PeerLinks implements PeerTransport {
     return state === undefined || state === 'idle' || state === 'failed';
   }
 
+  /** PeerTransport: the link is open now (not idle, dialing, backing off or failed). */
+  isOpen(address: string): boolean {
+    return this.links.get(address)?.state === 'open';
+  }
+
   /** Closes every link whose address is not in `keep`. */
   retain(keep: ReadonlySet<string>): void {
     for (const [address, link] of this.links) {

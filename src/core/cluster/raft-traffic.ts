@@ -40,8 +40,9 @@ export class RaftTraffic {
       return;
     }
     counters.increment('raft.messages_out', messages.length);
+    // Raft keeps its own heartbeats and retries: measured, never refused or retried here.
     request(
-      ctx.peer(address),
+      ctx.observedPeer(address),
       'raftBatch',
       { messages: messages.map(messageToWire), to },
       ctx.tunables.peerRequestTimeoutMs,
@@ -106,7 +107,7 @@ export class RaftTraffic {
       const address = ctx.addressOf(member.id);
       if (address === undefined) continue;
       request(
-        ctx.peer(address),
+        ctx.guardedPeer(address),
         'clusterStatusRequest',
         { localOnly: true },
         ctx.tunables.peerRequestTimeoutMs,

@@ -109,7 +109,7 @@ export class ClusterStatus {
     if (address === undefined) return local;
     try {
       const remote = await ask(
-        ctx.peer(address),
+        ctx.guardedPeer(address),
         'clusterStatusRequest',
         { localOnly: true },
         ctx.tunables.peerRequestTimeoutMs,

@@ -760,61 +760,72 @@ class MaglevPicker implements Picker {
   }
 }
 
-/** Highest random weight: the endpoint whose hash with the key scores best; weighted as
- * weight / −ln(u) (u the hash in (0, 1)), so shares follow the weights and removal moves
- * only the removed endpoint's keys. The loop mixes signed 32-bit integers only (no heap
- * numbers): the ranking is the same total order either way. */
+/** Highest random weight: the endpoint whose score with the key is best; weighted as
+ * weight / −ln(u) (u the score in (0, 1)), so shares follow the weights and removal moves
+ * only the removed endpoint's keys. The key is hashed once (murmur3, by the caller); each
+ * endpoint's score is then one cheap 32-bit mix of the key with the endpoint's seed, itself
+ * a full murmur3 hash of its id precomputed here: two well-mixed words need no full
+ * finalizer to rank independently. Equal weights rank the scores themselves (signed 32-bit
+ * integers, no heap numbers, no log); −ln(u) is paid only when the weights differ. */
 class Rendezvous implements Picker {
   private readonly table: EndpointTable;
-  private readonly hashes: Int32Array;
+  private readonly seeds: Int32Array;
 
   constructor(table: EndpointTable) {
     this.table = table;
-    this.hashes = Int32Array.from(table.ids, (id) => hashString(id) | 0);
+    this.seeds = Int32Array.from(table.ids, (id) => hashString(id, RENDEZVOUS_SEED) | 0);
   }
 
   pick(keyHash: number, blocked: Uint8Array): number {
-    const hashes = this.hashes;
+    const table = this.table;
+    if (!table.uniformWeights) return this.pickWeighted(keyHash | 0, blocked);
+    const seeds = this.seeds;
+    const count = seeds.length;
     const key = keyHash | 0;
-    let best = -1;
-    if (this.table.uniformWeights) {
-      let bestScore = 0;
-      if (blocked === this.table.ejected && this.table.ejectedCount === 0) {
-        // Nothing ejected (the usual case): no per-endpoint check in the loop.
-        for (let i = 0; i < hashes.length; i++) {
-          let h = key ^ hashes[i]!;
-          h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-          h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-          h ^= h >>> 16;
-          if (best < 0 || h > bestScore) {
-            best = i;
-            bestScore = h;
-          }
-        }
-        return best;
-      }
-      for (let i = 0; i < hashes.length; i++) {
-        if (blocked[i] !== 0) continue;
-        let h = key ^ hashes[i]!;
-        h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-        h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-        h ^= h >>> 16;
-        if (best < 0 || h > bestScore) {
+    if (blocked === table.ejected && table.ejectedCount === 0) {
+      // Nothing ejected (the usual case): no per-endpoint check in the loop, and the first
+      // endpoint's score starts the race (every compare stays on 32-bit integers). Two
+      // endpoints a turn: the loop's own bookkeeping is a good part of the cost per endpoint.
+      let best = 0;
+      let bestScore = rendezvousScore(key, seeds[0]!);
+      let i = 1;
+      for (; i + 1 < count; i += 2) {
+        const first = rendezvousScore(key, seeds[i]!);
+        const second = rendezvousScore(key, seeds[i + 1]!);
+        if (first > bestScore) {
           best = i;
-          bestScore = h;
+          bestScore = first;
+        }
+        if (second > bestScore) {
+          best = i + 1;
+          bestScore = second;
         }
       }
+      if (i < count && rendezvousScore(key, seeds[i]!) > bestScore) best = i;
       return best;
     }
-    const weights = this.table.weights;
-    let bestScore = -1;
-    for (let i = 0; i < hashes.length; i++) {
+    let best = -1;
+    let bestScore = 0;
+    for (let i = 0; i < count; i++) {
       if (blocked[i] !== 0) continue;
-      let h = key ^ hashes[i]!;
-      h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-      h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-      h ^= h >>> 16;
-      const score = weights[i]! / -Math.log((h + 2147483648.5) / 4294967296);
+      const score = rendezvousScore(key, seeds[i]!);
+      if (best < 0 || score > bestScore) {
+        best = i;
+        bestScore = score;
+      }
+    }
+    return best;
+  }
+
+  private pickWeighted(key: number, blocked: Uint8Array): number {
+    const seeds = this.seeds;
+    const weights = this.table.weights;
+    let best = -1;
+    let bestScore = -1;
+    for (let i = 0; i < seeds.length; i++) {
+      if (blocked[i] !== 0) continue;
+      const u = (rendezvousScore(key, seeds[i]!) + 2147483648.5) / 4294967296;
+      const score = weights[i]! / -Math.log(u);
       if (score > bestScore) {
         best = i;
         bestScore = score;
@@ -822,4 +833,15 @@ class Rendezvous implements Picker {
     }
     return best;
   }
+}
+
+/** Seed of the endpoints' rendezvous hashes (apart from every other use of their ids). */
+const RENDEZVOUS_SEED = 0x68727721; // 'hrw!'
+
+/** One endpoint's score for one key: a multiply, a shift-xor and a multiply (the first and
+ * last steps of a murmur-style finalizer) over key ⊕ seed; a signed 32-bit integer. */
+function rendezvousScore(key: number, seed: number): number {
+  let h = Math.imul(key ^ seed, 0x9e3779b1);
+  h ^= h >>> 15;
+  return Math.imul(h, 0x85ebca6b);
 }

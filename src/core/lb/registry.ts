@@ -58,6 +58,13 @@ export interface PeerResilienceInit {
   retryable?(error: unknown): boolean;
 }
 
+/** How one call() may differ from the registry's configuration. */
+export interface CallOptions {
+  /** Attempts at most, the first included, below the retry configuration's: 1 for a request
+   * that must not run twice (a forwarded membership change). Default: the configuration's. */
+  attemptsMax?: number;
+}
+
 /** What `rdbnet lb status` shows for one peer. */
 export interface PeerStatus {
   address: string;
@@ -71,9 +78,12 @@ export interface PeerStatus {
   latencyEwmaMs: number | null;
   /** EWMA of failures, 0..1. */
   errorRate: number;
-  /** Requests (first attempts) and attempts that failed. */
+  /** Requests (first attempts, through call() or observe()) and attempts that failed. */
   requests: number;
   failures: number;
+  /** Of those requests, the ones sent through call(): guarded by the breaker, the budget and
+   * the limits (observe() only measures). */
+  calls: number;
   retryBudget: RetryBudgetSnapshot;
   /** Requests the token bucket dropped. */
   rateLimited: number;
@@ -100,6 +110,7 @@ interface PeerEntry {
   errorAtMs: number;
   requests: number;
   failures: number;
+  calls: number;
   lastError: string;
   usedAtMs: number;
 }
@@ -146,12 +157,13 @@ export class PeerResilience {
    * Sends one request to `address` through every guard: RDB_RATE_LIMITED when the bucket is
    * empty, RDB_INFLIGHT_LIMIT at the concurrency limit, RDB_CIRCUIT_OPEN while the breaker
    * refuses; otherwise `work` runs (given the milliseconds left before `deadlineMs`) and is
-   * retried on retryable errors with backoff while the budget allows.
+   * retried on retryable errors with backoff while the budget allows (and `options` allow).
    */
   async call<T>(
     address: string,
     work: (remainingMs: number | undefined) => Promise<T>,
     deadlineMs?: number,
+    options?: CallOptions,
   ): Promise<T> {
     this.maybeTick();
     const entry = this.entry(address);
@@ -168,10 +180,12 @@ export class PeerResilience {
       );
     }
     entry.requests++;
+    entry.calls++;
     try {
       return await entry.retrying.execute(
         (_attempt, remainingMs) => this.measured(entry, () => work(remainingMs)),
         deadlineMs,
+        options?.attemptsMax,
       );
     } finally {
       entry.concurrency.release();
@@ -222,6 +236,17 @@ export class PeerResilience {
       : this.choices[0];
   }
 
+  /**
+   * False while `address` is ejected or its breaker is open (a call would be refused or the
+   * balancer would skip it); true for a peer not tracked yet.
+   */
+  available(address: string): boolean {
+    this.maybeTick();
+    const entry = this.peers.get(address);
+    if (entry === undefined) return true;
+    return !this.outliers.isEjected(address) && entry.breaker.state !== 'open';
+  }
+
   /** Every tracked peer, by address. */
   status(): PeerStatus[] {
     this.maybeTick();
@@ -243,6 +268,7 @@ export class PeerResilience {
           errorRate: round3(decayedValue(entry.errorRate, entry.errorAtMs, now, this.decayMs)),
           requests: entry.requests,
           failures: entry.failures,
+          calls: entry.calls,
           retryBudget: entry.budget.snapshot(),
           rateLimited: entry.bucket.dropped,
           concurrencyRejected: entry.concurrency.rejected,
@@ -396,6 +422,7 @@ export class PeerResilience {
       errorAtMs: 0,
       requests: 0,
       failures: 0,
+      calls: 0,
       lastError: '',
       usedAtMs: clock.nowMs(),
     };

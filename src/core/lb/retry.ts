@@ -46,12 +46,19 @@ export class Retrying {
    * Runs `work` (given the attempt number, from 0, and the milliseconds left before the
    * deadline, or undefined without one) until it succeeds, an error is not retryable, the
    * attempts or the budget run out, or the deadline passes; then rethrows the last error.
+   * `attemptsMax` overrides the configured attempts for this call only (1: no retry, for a
+   * request that must not run twice); it never raises them above the configuration's.
    */
   async execute<T>(
     work: (attempt: number, remainingMs: number | undefined) => Promise<T>,
     deadlineMs?: number,
+    attemptsMax?: number,
   ): Promise<T> {
     const { budget, breaker, clock } = this.init;
+    const attempts =
+      attemptsMax === undefined
+        ? this.config.attemptsMax
+        : Math.max(1, Math.min(this.config.attemptsMax, Math.floor(attemptsMax)));
     const startedMs = clock.nowMs();
     budget.deposit(startedMs);
     for (let attempt = 0; ; attempt++) {
@@ -77,7 +84,7 @@ export class Retrying {
         if (this.peerFailure(error)) breaker?.failed(permit);
         else breaker?.succeeded(permit);
         this.init.onAttempt?.(attempt, false);
-        if (attempt + 1 >= this.config.attemptsMax || !this.retryable(error)) throw error;
+        if (attempt + 1 >= attempts || !this.retryable(error)) throw error;
         const delay = backoffDelayMs(
           attempt,
           this.config.backoffBaseMs,

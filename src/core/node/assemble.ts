@@ -75,6 +75,9 @@ export function clusterServiceInit(parts: NodeParts): ClusterServiceInit {
     },
     idReclaimAfterMs: config.idReclaimAfterMs,
     tunables: clusterTunablesOf(config),
+    // Forwards to the leader, the status hop, joins and link upkeep share the breakers,
+    // retry budgets and limits of gossip's requests (`rdbnet lb status`).
+    peerGuard: parts.resilience,
     onSeeds: (seeds) => {
       parts
         .gossip()

@@ -88,6 +88,7 @@ export function lbStatusReply(
       errorRate: peer.errorRate,
       requests: peer.requests,
       failures: peer.failures,
+      calls: peer.calls,
       retries: peer.retryBudget.retries,
       retriesRefused: peer.retryBudget.refused,
       retryBalance: peer.retryBudget.balance,
@@ -116,6 +117,7 @@ export function lbStatusReply(
       errorRate: 0,
       requests: 0,
       failures: 0,
+      calls: 0,
       retries: 0,
       retriesRefused: 0,
       // A fresh budget holds its per-second floor for one window.

@@ -360,6 +360,8 @@ export interface LbPeerStatus {
   errorRate: number;
   requests: number;
   failures: number;
+  /** Of the requests, those sent through the breaker, budget and limits. */
+  calls: number;
   retries: number;
   retriesRefused: number;
   retryBalance: number;

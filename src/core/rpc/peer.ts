@@ -37,6 +37,11 @@ export interface PeerTransport {
    * for a dial and a handshake (a transport without connections is never cold).
    */
   isCold(address: string): boolean;
+  /**
+   * True when a connection to `address` is open now (not cold, not dialing, not waiting to
+   * redial). Optional: a transport without connections leaves it out (never cold either).
+   */
+  isOpen?(address: string): boolean;
   /** Lets go of whatever is kept for addresses not in `keep` (open connections). */
   retain(keep: ReadonlySet<string>): void;
   /** Ends every exchange; later requests are refused with RDB_CONNECTION_CLOSED. */
