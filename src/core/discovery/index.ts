@@ -1,3 +1,5 @@
 export * from './provider.ts';
 export * from './registry.ts';
+export * from './resolve.ts';
 export * from './spec.ts';
+export * from './spec-values.ts';

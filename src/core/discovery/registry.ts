@@ -4,9 +4,11 @@
  */
 
 import type { DiscoveryProvider, ProviderContext, ProviderFactory } from './provider.ts';
+import { dnsProvider } from './providers/dns.ts';
+import { staticProvider } from './providers/static.ts';
 import { type DiscoverySpec, parseSpec } from './spec.ts';
 
-const FACTORIES: readonly ProviderFactory[] = [];
+const FACTORIES: readonly ProviderFactory[] = [staticProvider, dnsProvider];
 
 export const PROVIDERS: ReadonlyMap<string, ProviderFactory> = new Map(
   FACTORIES.map((factory) => [factory.name, factory]),
