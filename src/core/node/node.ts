@@ -13,6 +13,15 @@ import {
 import { ClusterService } from '../cluster/service.ts';
 import { raftCoreConfig } from '../cluster/timings.ts';
 import { clusterTunablesOf, NODE_PRESETS, type NodeConfig } from '../config/node-config.ts';
+import {
+  checkRegistrable,
+  closeSources,
+  type DiscoverySource,
+  openSources,
+  type ProviderContext,
+  RetryJoin,
+  SelfRegistrations,
+} from '../discovery/index.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import { clusterHealth } from '../health/cluster-health.ts';
 import type { PeerResilience } from '../lb/registry.ts';
@@ -35,6 +44,7 @@ import {
   type Logger,
   LogLimiter,
   systemClock,
+  systemRandom,
 } from '../runtime/index.ts';
 import type { KeyBits } from '../security/pki.ts';
 import type { TlsMaterial } from '../security/tls.ts';
@@ -94,6 +104,11 @@ export class RdbnetNode implements AdminSource {
   private connectionLogTimer: NodeJS.Timeout | null = null;
   /** Breaker, retry budget, rate limit and latency per peer, for what this node sends. */
   readonly resilience: PeerResilience = createPeerResilience();
+  /** --retry-join lookups (null without --retry-join, or once stopped). */
+  private retryJoin: RetryJoin | null = null;
+  /** --register registrations (null without --register). */
+  private registrations: SelfRegistrations | null = null;
+  private discoverySources: DiscoverySource[] = [];
 
   private constructor(config: NodeConfig, id: string, clusterId: string, log: Logger) {
     this.config = config;
@@ -104,6 +119,40 @@ export class RdbnetNode implements AdminSource {
   }
 
   static async start(config: NodeConfig, log: Logger): Promise<RdbnetNode> {
+    // Discovery specs are built (their values checked) before anything is read or written: a
+    // bad spec, or --register with a provider that cannot register, changes nothing (exit 64).
+    const discoveryContext: ProviderContext = {
+      env: process.env,
+      clock: systemClock,
+      log: (level, message, fields) => log[level](message, { ...fields }),
+    };
+    const retryJoinSources =
+      config.retryJoin.length === 0 ? [] : openSources(config.retryJoin, discoveryContext);
+    const registerSources =
+      config.register.length === 0 ? [] : openSources(config.register, discoveryContext);
+    checkRegistrable(registerSources);
+    const discoverySources = [...retryJoinSources, ...registerSources];
+    try {
+      return await RdbnetNode.startWith(
+        config,
+        log,
+        retryJoinSources,
+        registerSources,
+        discoverySources,
+      );
+    } catch (error) {
+      await closeSources(discoverySources);
+      throw error;
+    }
+  }
+
+  private static async startWith(
+    config: NodeConfig,
+    log: Logger,
+    retryJoinSources: DiscoverySource[],
+    registerSources: DiscoverySource[],
+    discoverySources: DiscoverySource[],
+  ): Promise<RdbnetNode> {
     const record = await readOrCreateNodeRecord(config.dataDir, config.id);
     const unlock = await lockDataDir(config.dataDir);
     try {
@@ -148,8 +197,10 @@ export class RdbnetNode implements AdminSource {
         id: record.id,
         dataDir: config.dataDir,
         clusterName: clusterId,
-        seeds: config.join,
+        // --retry-join alone still means "wait for a cluster", as an empty --join does.
+        seeds: config.join ?? (config.retryJoin.length > 0 ? [] : undefined),
         bootstrapExpect: config.bootstrapExpect,
+        clusterId: config.clusterId,
         local: { id: record.id, clusterId, role: 'node', softwareVersion: SOFTWARE_VERSION },
         tls: () => node.nodeCertificates?.tls ?? null,
         connection: config.connection,
@@ -215,10 +266,42 @@ export class RdbnetNode implements AdminSource {
         await node.clusterService.stop();
         throw error;
       }
+      node.discoverySources = discoverySources;
+      node.startDiscovery(retryJoinSources, registerSources);
       return node;
     } catch (error) {
       await unlock();
       throw error;
+    }
+  }
+
+  /** --retry-join lookups until a member; --register registrations. */
+  private startDiscovery(retryJoin: DiscoverySource[], register: DiscoverySource[]): void {
+    const service = this.clusterService!;
+    if (retryJoin.length > 0 && service.state !== 'member') {
+      this.retryJoin = new RetryJoin({
+        sources: retryJoin,
+        clock: systemClock,
+        random: systemRandom,
+        log: this.log,
+        self: this.address,
+        isMember: () => service.state === 'member' || service.state === 'left',
+        onSeeds: (addresses) => service.addDiscoveredSeeds(addresses),
+      });
+      this.retryJoin.start();
+    }
+    if (register.length > 0) {
+      this.registrations = new SelfRegistrations({
+        sources: register,
+        clock: systemClock,
+        random: systemRandom,
+        log: this.log,
+      });
+      this.registrations.start({
+        id: this.id,
+        address: this.address,
+        meta: { cluster: service.clusterId, clusterName: this.clusterId },
+      });
     }
   }
 
@@ -381,6 +464,10 @@ export class RdbnetNode implements AdminSource {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.state = 'stopping';
     this.log.info('node stopping', { graceMs: this.config.shutdownGraceMs });
+    // Deregister first (bounded), so nobody is sent here while the node goes.
+    await this.retryJoin?.stop();
+    await this.registrations?.close();
+    await closeSources(this.discoverySources);
     // Leave gossip first (bounded), while the node still answers push-pull.
     await this.gossip?.stop();
     await this.clusterService?.stop();
