@@ -1,0 +1,242 @@
+/**
+ * bench:discovery — what finding peers through discovery costs at cluster formation: from
+ * the spawn of N fresh nodes (20; quick mode 4) to one cluster where every node is a Raft
+ * member of the same cluster and sees N alive in gossip, for each contender:
+ *
+ *   static --join      every node given the N addresses (--join a,b,c...) — the baseline
+ *   dns --retry-join   every node given `--retry-join "provider=dns name=_rdbnet._tcp.db.internal
+ *                      server=127.0.0.1:PORT"` against a real dnsmasq holding N SRV records
+ *
+ * all with --bootstrap-expect 3 and the local preset, in the same run, trials alternating
+ * contenders so that machine load hits both alike. Goal (issue 12): discovery adds ≤ 1 s to
+ * static joins (median against median). More contenders (etcd once its provider lands) are
+ * one entry in CONTENDERS.
+ *
+ * Settings (env; full value first, quick mode second): DISCOVERY_BENCH_NODES (20; 4),
+ * DISCOVERY_BENCH_TRIALS (3; 1). Prints a table; writes bench/results/discovery.json.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Table from 'cli-table3';
+import { dnsmasqBinary, freeTcpPorts, startDnsmasq } from '../test/helpers/dnsmasq.ts';
+import {
+  Admin,
+  kill9,
+  percentile,
+  QUICK,
+  round,
+  setting,
+  sleep,
+  track,
+  until,
+  writeResults,
+} from './harness.ts';
+
+const NODES = setting('DISCOVERY_BENCH_NODES', 20, 4);
+const TRIALS = setting('DISCOVERY_BENCH_TRIALS', 3, 1);
+/** The longest one formation may take before the trial counts as failed. */
+const FORMATION_TIMEOUT_MS = 120_000;
+const SRV_NAME = '_rdbnet._tcp.db.internal';
+const BIN = new URL('../bin/run.js', import.meta.url).pathname;
+
+interface Contender {
+  name: string;
+  /** Starts what the contender needs once per run (a DNS server); returns its flags maker. */
+  setup(ports: number[]): Promise<{ args(addresses: string[]): string[]; stop(): Promise<void> }>;
+}
+
+const CONTENDERS: Contender[] = [
+  {
+    name: 'static --join',
+    setup: async () => ({
+      args: (addresses) => ['--join', addresses.join(',')],
+      stop: async () => {},
+    }),
+  },
+  {
+    name: 'dns --retry-join',
+    setup: async (ports) => {
+      const dns = await startDnsmasq({
+        srv: ports.map((port, i) => ({ name: SRV_NAME, target: `n${i + 1}.db.internal`, port })),
+        hosts: ports.map((_, i) => [`n${i + 1}.db.internal`, '127.0.0.1'] as [string, string]),
+      });
+      const spec = `provider=dns name=${SRV_NAME} server=${dns.server}`;
+      return { args: () => ['--retry-join', spec], stop: () => dns.stop() };
+    },
+  },
+];
+
+function startNode(home: string, dataRoot: string, id: string, port: number, extra: string[]) {
+  return track(
+    spawn(
+      process.execPath,
+      [
+        BIN,
+        'node',
+        'start',
+        '--id',
+        id,
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--data-dir',
+        join(dataRoot, id),
+        '--bootstrap-expect',
+        '3',
+        '--preset',
+        'local',
+        '--log-level',
+        'warn',
+        ...extra,
+      ],
+      {
+        env: { ...process.env, RDBNET_HOME: home, CI: 'true' },
+        stdio: ['ignore', 'ignore', 'ignore'],
+      },
+    ),
+  );
+}
+
+/** One formation: spawn N nodes, wait for one cluster where everyone sees N alive. */
+async function formation(
+  home: string,
+  dataRoot: string,
+  ports: number[],
+  args: string[],
+): Promise<number> {
+  const admin = new Admin(join(home, 'certs'));
+  const addresses = ports.map((port) => `127.0.0.1:${port}`);
+  const started = performance.now();
+  const children = ports.map((port, i) =>
+    startNode(home, dataRoot, `n${String(i + 1).padStart(2, '0')}`, port, args),
+  );
+  try {
+    await until(
+      `${ports.length} nodes in one cluster, each seeing ${ports.length} alive`,
+      async () => {
+        const clusters = new Set<string>();
+        for (const address of addresses) {
+          const status = await admin.status(address);
+          if (status.state !== 'member' || status.clusterId === '') return undefined;
+          clusters.add(status.clusterId);
+          const members = await admin.members(address);
+          if (members.filter((member) => member.state === 'alive').length < ports.length)
+            return undefined;
+        }
+        return clusters.size === 1 ? true : undefined;
+      },
+      FORMATION_TIMEOUT_MS,
+      50,
+    );
+    return performance.now() - started;
+  } finally {
+    admin.close();
+    await Promise.all(children.map((child) => kill9(child)));
+  }
+}
+
+if (dnsmasqBinary() === null) {
+  console.error(
+    'bench:discovery: dnsmasq is not installed (apt-get install dnsmasq; .ci/run installs it)',
+  );
+  process.exit(1);
+}
+const root = await mkdtemp(join(tmpdir(), 'rdbnet-bench-discovery-'));
+try {
+  const ports = await freeTcpPorts(NODES);
+  // One untimed formation first: it creates the CA, the gossip keyring and every node's
+  // certificate under the shared RDBNET_HOME, so no timed run pays for key generation.
+  const warmup = await CONTENDERS[0]!.setup(ports);
+  try {
+    await formation(
+      root,
+      join(root, 'warmup'),
+      ports,
+      warmup.args(ports.map((port) => `127.0.0.1:${port}`)),
+    );
+  } catch (error) {
+    console.error(`warm-up formation failed (not counted): ${(error as Error).message}`);
+  } finally {
+    await warmup.stop();
+  }
+  const samples = new Map<string, number[]>(CONTENDERS.map((c) => [c.name, []]));
+  const failures: string[] = [];
+  let run = 0;
+  for (let trial = 0; trial < TRIALS; trial++) {
+    // Alternate which contender goes first.
+    const order = trial % 2 === 0 ? CONTENDERS : [...CONTENDERS].reverse();
+    for (const contender of order) {
+      const dataRoot = join(root, `run-${run++}`);
+      const setup = await contender.setup(ports);
+      try {
+        const ms = await formation(
+          root,
+          dataRoot,
+          ports,
+          setup.args(ports.map((port) => `127.0.0.1:${port}`)),
+        );
+        samples.get(contender.name)!.push(ms);
+        console.error(
+          `${contender.name}, ${NODES} nodes, trial ${trial + 1}/${TRIALS}: ${ms.toFixed(0)} ms`,
+        );
+      } catch (error) {
+        failures.push(`${contender.name} trial ${trial + 1}: ${(error as Error).message}`);
+        console.error(`${contender.name} trial ${trial + 1} failed: ${(error as Error).message}`);
+      } finally {
+        await setup.stop();
+      }
+      await sleep(500);
+    }
+  }
+  const rows = CONTENDERS.map((contender) => {
+    const list = samples.get(contender.name)!;
+    return {
+      contender: contender.name,
+      nodes: NODES,
+      trials: list.length,
+      medianMs: list.length === 0 ? null : round(percentile(list, 50)),
+      minMs: list.length === 0 ? null : round(Math.min(...list)),
+      maxMs: list.length === 0 ? null : round(Math.max(...list)),
+      samplesMs: list.map(round),
+    };
+  });
+  const baseline = rows[0]!.medianMs;
+  const table = new Table({
+    head: ['contender', 'nodes', 'trials', 'median ms', 'min ms', 'max ms', 'vs static'],
+  });
+  for (const row of rows) {
+    const delta =
+      row.medianMs === null || baseline === null
+        ? ''
+        : `${row.medianMs - baseline >= 0 ? '+' : ''}${round(row.medianMs - baseline)} ms`;
+    table.push([
+      row.contender,
+      row.nodes,
+      row.trials,
+      row.medianMs ?? '-',
+      row.minMs ?? '-',
+      row.maxMs ?? '-',
+      delta,
+    ]);
+  }
+  console.log(table.toString());
+  const dnsMedian = rows[1]!.medianMs;
+  const addedMs = dnsMedian === null || baseline === null ? null : round(dnsMedian - baseline);
+  const file = await writeResults('discovery', {
+    quick: QUICK,
+    nodes: NODES,
+    trials: TRIALS,
+    measured:
+      'spawn of N fresh nodes → every node a member of one cluster and seeing N alive in gossip',
+    goal: 'dns --retry-join adds ≤ 1000 ms to static --join (medians)',
+    addedMs,
+    goalMet: addedMs === null ? null : addedMs <= 1000,
+    contenders: rows,
+    failures,
+  });
+  console.log(`results: ${file}`);
+  if (failures.length > 0 && rows.some((row) => row.trials === 0)) process.exitCode = 1;
+} finally {
+  await rm(root, { recursive: true, force: true });
+}
