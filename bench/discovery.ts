@@ -37,7 +37,13 @@ import {
 const NODES = setting('DISCOVERY_BENCH_NODES', 20, 4);
 const TRIALS = setting('DISCOVERY_BENCH_TRIALS', 3, 1);
 /** The longest one formation may take before the trial counts as failed. */
-const FORMATION_TIMEOUT_MS = 120_000;
+const FORMATION_TIMEOUT_MS = 180_000;
+/** Between two looks at every node: the looks themselves load the nodes being timed. */
+const POLL_MS = 200;
+/** The operator's deadlines per request; generous, this machine may be shared and loaded. */
+const ADMIN_TIMEOUT_MS = 5000;
+/** Bytes of each node's stderr kept, quoted when a formation fails. */
+const STDERR_KEPT_BYTES = 4000;
 const SRV_NAME = '_rdbnet._tcp.db.internal';
 const BIN = new URL('../bin/run.js', import.meta.url).pathname;
 
@@ -92,7 +98,7 @@ function startNode(home: string, dataRoot: string, id: string, port: number, ext
       ],
       {
         env: { ...process.env, RDBNET_HOME: home, CI: 'true' },
-        stdio: ['ignore', 'ignore', 'ignore'],
+        stdio: ['ignore', 'ignore', 'pipe'],
       },
     ),
   );
@@ -105,29 +111,42 @@ async function formation(
   ports: number[],
   args: string[],
 ): Promise<number> {
-  const admin = new Admin(join(home, 'certs'));
+  const admin = new Admin(join(home, 'certs'), ADMIN_TIMEOUT_MS);
   const addresses = ports.map((port) => `127.0.0.1:${port}`);
   const started = performance.now();
   const children = ports.map((port, i) =>
     startNode(home, dataRoot, `n${String(i + 1).padStart(2, '0')}`, port, args),
   );
+  // A node that exits on its own ends the trial at once, quoting what it said.
+  const stderr = children.map(() => '');
+  const early: string[] = [];
+  children.forEach((child, i) => {
+    child.stderr!.on('data', (chunk) => {
+      stderr[i] = (stderr[i] + String(chunk)).slice(-STDERR_KEPT_BYTES);
+    });
+    child.once('exit', (code, signal) => {
+      if (signal !== 'SIGKILL')
+        early.push(`${addresses[i]} exited (${code ?? signal}): ${stderr[i]}`);
+    });
+  });
   try {
     await until(
       `${ports.length} nodes in one cluster, each seeing ${ports.length} alive`,
       async () => {
+        if (early.length > 0) throw new Error(early[0]);
         const clusters = new Set<string>();
         for (const address of addresses) {
-          const status = await admin.status(address);
+          const status = await admin.status(address, ADMIN_TIMEOUT_MS);
           if (status.state !== 'member' || status.clusterId === '') return undefined;
           clusters.add(status.clusterId);
-          const members = await admin.members(address);
+          const members = await admin.members(address, ADMIN_TIMEOUT_MS);
           if (members.filter((member) => member.state === 'alive').length < ports.length)
             return undefined;
         }
         return clusters.size === 1 ? true : undefined;
       },
       FORMATION_TIMEOUT_MS,
-      50,
+      POLL_MS,
     );
     return performance.now() - started;
   } finally {
@@ -135,6 +154,9 @@ async function formation(
     await Promise.all(children.map((child) => kill9(child)));
   }
 }
+
+// A stopped bench takes its nodes with it (harness.ts kills them on exit).
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(1));
 
 if (dnsmasqBinary() === null) {
   console.error(

@@ -5,6 +5,7 @@
  * candidates come from the static provider.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { after, test } from 'node:test';
 import {
   describeResult,
@@ -118,4 +119,44 @@ test('two clusters among the candidates: join none until --cluster-id says which
     (await clusterOf(a.address)).members.map((member) => member.id),
     ['a1'],
   );
+});
+
+test('node start refuses bad discovery input with exit 64, before it writes anything', async () => {
+  const home = await tempHome('rdbnet-disc-bad-');
+  homes.push(home);
+  const env = { RDBNET_HOME: home.dir };
+  const cases: [string[], RegExp][] = [
+    [
+      ['--retry-join', 'provider=dns nmae=x'],
+      /invalid retryJoin from flag --retry-join: provider=dns: unknown key "nmae"/,
+    ],
+    [
+      ['--retry-join', 'provider=dns name=x timeout=soon'],
+      /provider=dns: timeout must be a duration/,
+    ],
+    [
+      ['--register', 'provider=static addrs=127.0.0.1:7001'],
+      /provider=static cannot register a node/,
+    ],
+    [
+      ['--register', '127.0.0.1:7001'],
+      /invalid register from flag --register: "127\.0\.0\.1:7001" is not a discovery spec/,
+    ],
+    [['--cluster-id', 'two words'], /invalid clusterId from flag --cluster-id/],
+  ];
+  for (const [args, message] of cases) {
+    const dataDir = `${home.dir}/never`;
+    const result = await runCli([
+      'node',
+      'start',
+      '--listen',
+      '127.0.0.1:0',
+      '--data-dir',
+      dataDir,
+      ...args,
+    ]);
+    assert.equal(result.code, 64, `${args.join(' ')}: ${describeResult(result)}`);
+    assert.match(result.stderr, message);
+    assert.equal(existsSync(dataDir), false, 'nothing written');
+  }
 });
