@@ -15,7 +15,7 @@
  */
 import { promises as dnsPromises } from 'node:dns';
 import { isIP } from 'node:net';
-import { ErrorCode, RdbnetError } from '../../errors.ts';
+import { ErrorCode, isRdbnetError, RdbnetError } from '../../errors.ts';
 import { type Random, systemRandom } from '../../runtime/index.ts';
 import type { TimedClock } from '../../runtime/timers.ts';
 import { formatHostPort, parseHostPort } from '../../transport/address.ts';
@@ -216,11 +216,18 @@ export class DnsProvider implements DiscoveryProvider {
         new Promise<never>((_, reject) => {
           // c-ares has its own timeout; this one also covers its retries and a stuck socket.
           timer = this.ctx.clock.setTimer(timeoutMs * 2, () =>
-            reject(Object.assign(new Error('query timed out'), { code: 'ETIMEOUT' })),
+            reject(
+              new RdbnetError(
+                ErrorCode.DiscoveryUnreachable,
+                `provider=dns: ${this.where} did not answer the ${what} query for ${name} within ${timeoutMs * 2} ms`,
+                { hint: 'check server= and that the DNS server is running' },
+              ),
+            ),
           );
         }),
       ]);
     } catch (error) {
+      if (isRdbnetError(error)) throw error;
       const code = (error as NodeJS.ErrnoException).code ?? '';
       if (signal.aborted) throw signal.reason;
       if (NOT_FOUND.has(code)) return null;
