@@ -15,7 +15,7 @@
  * Settings (env; full value first, quick mode second): DISCOVERY_BENCH_NODES (20; 4),
  * DISCOVERY_BENCH_TRIALS (3; 1). Prints a table; writes bench/results/discovery.json.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,6 +74,8 @@ const CONTENDERS: Contender[] = [
   },
 ];
 
+const nodeId = (i: number) => `n${String(i).padStart(2, '0')}`;
+
 function startNode(home: string, dataRoot: string, id: string, port: number, extra: string[]) {
   return track(
     spawn(
@@ -114,9 +116,7 @@ async function formation(
   const admin = new Admin(join(home, 'certs'), ADMIN_TIMEOUT_MS);
   const addresses = ports.map((port) => `127.0.0.1:${port}`);
   const started = performance.now();
-  const children = ports.map((port, i) =>
-    startNode(home, dataRoot, `n${String(i + 1).padStart(2, '0')}`, port, args),
-  );
+  const children = ports.map((port, i) => startNode(home, dataRoot, nodeId(i + 1), port, args));
   // A node that exits on its own ends the trial at once, quoting what it said.
   const stderr = children.map(() => '');
   const early: string[] = [];
@@ -167,20 +167,28 @@ if (dnsmasqBinary() === null) {
 const root = await mkdtemp(join(tmpdir(), 'rdbnet-bench-discovery-'));
 try {
   const ports = await freeTcpPorts(NODES);
-  // One untimed formation first: it creates the CA, the gossip keyring and every node's
-  // certificate under the shared RDBNET_HOME, so no timed run pays for key generation.
-  const warmup = await CONTENDERS[0]!.setup(ports);
+  // Everything a start would create, made before anything is timed, one at a time (nodes
+  // started together would queue on the certificates directory's lock): the CA and admin
+  // client, each node's certificate, and the gossip keyring (by one node started alone).
+  const cli = (args: string[]) =>
+    execFileSync(process.execPath, [BIN, ...args], {
+      env: { ...process.env, RDBNET_HOME: root, CI: 'true' },
+      stdio: 'ignore',
+    });
+  cli(['certs', 'init']);
+  for (let i = 1; i <= NODES; i++) cli(['certs', 'issue', '--node-id', nodeId(i)]);
+  const first = startNode(root, join(root, 'warmup'), nodeId(1), ports[0]!, []);
+  const admin = new Admin(join(root, 'certs'), ADMIN_TIMEOUT_MS);
   try {
-    await formation(
-      root,
-      join(root, 'warmup'),
-      ports,
-      warmup.args(ports.map((port) => `127.0.0.1:${port}`)),
+    await until(
+      'the warm-up node answers',
+      () => admin.status(`127.0.0.1:${ports[0]}`),
+      60_000,
+      POLL_MS,
     );
-  } catch (error) {
-    console.error(`warm-up formation failed (not counted): ${(error as Error).message}`);
   } finally {
-    await warmup.stop();
+    admin.close();
+    await kill9(first);
   }
   const samples = new Map<string, number[]>(CONTENDERS.map((c) => [c.name, []]));
   const failures: string[] = [];
