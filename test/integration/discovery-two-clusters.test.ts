@@ -146,15 +146,10 @@ test('node start refuses bad discovery input with exit 64, before it writes anyt
   ];
   for (const [args, message] of cases) {
     const dataDir = `${home.dir}/never`;
-    const result = await runCli([
-      'node',
-      'start',
-      '--listen',
-      '127.0.0.1:0',
-      '--data-dir',
-      dataDir,
-      ...args,
-    ]);
+    const result = await runCli(
+      ['node', 'start', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...args],
+      env,
+    );
     assert.equal(result.code, 64, `${args.join(' ')}: ${describeResult(result)}`);
     assert.match(result.stderr, message);
     assert.equal(existsSync(dataDir), false, 'nothing written');
