@@ -73,6 +73,29 @@ export const nodeConfigFlags = {
       'gossiped to every member. [env: RDBNET_GROUPS]',
     helpValue: 'name,…',
   }),
+  'retry-join': Flags.string({
+    description:
+      'Find seeds through discovery: a spec such as "provider=dns name=_rdbnet._tcp.db.internal server=127.0.0.1:5353" ' +
+      'or host:port addresses; repeatable, mixable with --join. Looked up again with exponential backoff and jitter, ' +
+      'each attempt logged, until the node is a member; --bootstrap-expect works as with --join. A node that finds ' +
+      'two clusters joins none until --cluster-id says which. [env: RDBNET_RETRY_JOIN, one entry a line or a JSON array]',
+    helpValue: 'spec',
+    multiple: true,
+  }),
+  register: Flags.string({
+    description:
+      'Register this node with a discovery provider that supports it (etcd, consul), e.g. ' +
+      '"provider=etcd endpoints=127.0.0.1:2379 prefix=/rdbnet/c1"; repeatable; deregistered on `cluster leave` and ' +
+      'on a graceful stop. A provider that cannot register is refused (exit 64). [env: RDBNET_REGISTER]',
+    helpValue: 'spec',
+    multiple: true,
+  }),
+  'cluster-id': Flags.string({
+    description:
+      'Join only the cluster with this id (`cluster status` shows it): needed when discovery finds two clusters; ' +
+      'the node then never bootstraps one. [env: RDBNET_CLUSTER_ID]',
+    helpValue: 'id',
+  }),
   config: Flags.string({
     description:
       'JSON config file (fields as in `rdbnet node config --json`); the environment and flags override it.',
@@ -95,6 +118,9 @@ export interface NodeConfigFlagValues {
   join?: string | undefined;
   'bootstrap-expect'?: string | undefined;
   groups?: string | undefined;
+  'retry-join'?: string[] | undefined;
+  register?: string[] | undefined;
+  'cluster-id'?: string | undefined;
   config?: string | undefined;
   'log-level'?: string | undefined;
 }
@@ -120,6 +146,9 @@ export async function resolveNodeConfigFromFlags(
     join,
     bootstrapExpect: flags['bootstrap-expect'],
     groups: flags.groups,
+    retryJoin: flags['retry-join'],
+    register: flags.register,
+    clusterId: flags['cluster-id'],
     logLevel: flags['log-level'],
   };
   return resolveNodeConfigWithSources({

@@ -111,6 +111,9 @@ export class ClusterContext {
   stopping = false;
   /** The cluster a join reply (or a leave) named, for status before the driver knows it. */
   joinedClusterId = '';
+  /** The cluster ids a pending node found among its candidates when there were two or more
+   * and no --cluster-id chose (RDB_DISCOVERY_AMBIGUOUS); empty otherwise. */
+  ambiguousClusters: string[] = [];
   /** Members this node's configuration does not know yet, vouched for by a member (see
    * RaftTraffic.askVouch); forgotten once their removal is applied. */
   readonly vouched = new Set<NodeId>();

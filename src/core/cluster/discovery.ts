@@ -32,6 +32,8 @@ export class Discovery {
   private readonly selfAddresses = new Set<string>();
   /** Seeds added at run time by `cluster join --seeds`, bounded by DISCOVERY_TARGETS_MAX. */
   private readonly extraSeeds = new Set<string>();
+  /** Seeds found by `--retry-join` lookups: replaced by each lookup's answer, bounded too. */
+  private discoveredSeeds: readonly string[] = [];
   private timer: { cancel(): void } | null = null;
   private running: Promise<void> | null = null;
 
@@ -78,6 +80,11 @@ export class Discovery {
     }
   }
 
+  /** Seeds from a `--retry-join` lookup: they replace the previous lookup's. */
+  setDiscoveredSeeds(seeds: readonly string[]): void {
+    this.discoveredSeeds = [...new Set(seeds)].slice(0, DISCOVERY_TARGETS_MAX);
+  }
+
   /** One round now unless one is running, or the node no longer looks for a cluster. */
   tick(): void {
     const { state } = this.ctx;
@@ -96,7 +103,11 @@ export class Discovery {
   /** One exchange with every seed and known peer, then a look at what was learnt. */
   async round(): Promise<void> {
     const { ctx } = this;
-    const targets = new Set<string>([...(ctx.init.seeds ?? []), ...this.extraSeeds]);
+    const targets = new Set<string>([
+      ...(ctx.init.seeds ?? []),
+      ...this.extraSeeds,
+      ...this.discoveredSeeds,
+    ]);
     for (const peer of ctx.peers.values()) targets.add(peer.address);
     targets.delete(ctx.address);
     for (const address of this.selfAddresses) targets.delete(address);

@@ -121,6 +121,11 @@ export interface ClusterServiceInit {
   seeds: readonly string[] | undefined;
   /** --bootstrap-expect: bootstrap automatically once this many nodes know each other. */
   bootstrapExpect: number | undefined;
+  /**
+   * --cluster-id: the only cluster this node may join (it then never bootstraps one). Absent:
+   * any one cluster its candidates belong to — and none while they belong to two or more.
+   */
+  clusterId?: string | undefined;
   local: LocalEndpoint;
   tls(): TlsMaterial | null;
   connection: ConnectionOptions;

@@ -39,8 +39,12 @@ export class Join {
     this.hooks = hooks;
   }
 
-  /** pending → joining: asks to be added until it is, or the node stops. */
-  start(): void {
+  /** The cluster being joined: only its members are asked. */
+  private clusterId = '';
+
+  /** pending → joining `clusterId`: asks to be added until it is, or the node stops. */
+  start(clusterId: string): void {
+    this.clusterId = clusterId;
     this.ctx.state = 'joining';
     this.joinLoop().catch((error: unknown) => {
       this.ctx.log.error('join failed', { reason: String((error as Error).message) });
@@ -51,7 +55,9 @@ export class Join {
     const { ctx } = this;
     let lastReason = '';
     while (ctx.state === 'joining' && !ctx.stopping) {
-      const targets = ctx.peers.fresh().filter((peer) => peer.clusterId !== '');
+      const targets = ctx.peers
+        .fresh()
+        .filter((peer) => peer.clusterId !== '' && peer.clusterId === this.clusterId);
       // Prefer the leader when a node names it and its breaker lets requests through;
       // otherwise any member the balancer picks (it forwards to the leader).
       const leaderId = targets.find((peer) => peer.leader !== '')?.leader;
@@ -164,6 +170,13 @@ export class Join {
     // Read again at every turn: discovery changes it while we wait.
     while ((ctx.state as ClusterState) !== 'member') {
       if (ctx.stopping) fail(ErrorCode.ConnectionClosed, `node ${ctx.id} is stopping`);
+      if (ctx.ambiguousClusters.length > 1) {
+        fail(
+          ErrorCode.DiscoveryAmbiguous,
+          `node ${ctx.id} found ${ctx.ambiguousClusters.length} clusters among its candidates (${ctx.ambiguousClusters.join(', ')}) and joins none`,
+          'restart it with --cluster-id ID naming the one to join',
+        );
+      }
       if (ctx.clock.nowMs() >= deadline) {
         fail(
           ErrorCode.RequestTimeout,

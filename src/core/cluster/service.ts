@@ -44,6 +44,7 @@ import type {
   TransferLeaderRequest,
 } from '../protocol/messages.ts';
 import type { PeerIdentity } from '../rpc/peer.ts';
+import type { KnownPeer } from './address-book.ts';
 import { Admission } from './admission.ts';
 import { Bootstrap } from './bootstrap.ts';
 import { Chores } from './chores.ts';
@@ -362,14 +363,63 @@ export class ClusterService {
     driver.start();
   }
 
+  /**
+   * Two or more clusters among the candidates and no --cluster-id: joining either would be a
+   * guess (a retry-join that quietly picks one is how operators end up with split clusters),
+   * so the node joins none, logs the ids (once per change) and counts it; `cluster join`
+   * fails with RDB_DISCOVERY_AMBIGUOUS while it lasts.
+   */
+  private refuseAmbiguous(clusters: string[], inCluster: readonly KnownPeer[]): void {
+    const { ctx } = this;
+    if (ctx.ambiguousClusters.join(',') === clusters.join(',')) return;
+    ctx.ambiguousClusters = clusters;
+    ctx.init.counters.increment('cluster.discovery_ambiguous');
+    ctx.log.error('two or more clusters among the candidates: joining none', {
+      code: ErrorCode.DiscoveryAmbiguous,
+      clusters: clusters.map((cluster) => ({
+        cluster,
+        nodes: inCluster
+          .filter((peer) => peer.clusterId === cluster)
+          .map((peer) => `${peer.id}@${peer.address}`)
+          .slice(0, 8),
+      })),
+      hint: 'restart this node with --cluster-id ID naming the cluster to join',
+    });
+  }
+
+  /** `--retry-join` found these seeds: exchange with them from the next round (now). */
+  addDiscoveredSeeds(seeds: readonly string[]): void {
+    const { ctx } = this;
+    if (ctx.stopping || ctx.state === 'member' || ctx.state === 'left') return;
+    this.discovery.setDiscoveredSeeds(seeds);
+    ctx.init.onSeeds?.(seeds);
+    this.discovery.repeat();
+    this.discovery.tick();
+  }
+
   /** After each discovery round of a pending node: join a cluster found, or bootstrap once
    * --bootstrap-expect nodes know each other (the lowest id among them founds it). */
   private afterDiscovery(): void {
     const { ctx } = this;
     if (ctx.state !== 'pending' || this.bootstrapper.busy) return;
     const inCluster = ctx.peers.fresh().filter((peer) => peer.clusterId !== '');
-    if (inCluster.length > 0) {
-      this.joiner.start();
+    const wanted = ctx.init.clusterId;
+    const clusters = [...new Set(inCluster.map((peer) => peer.clusterId))].sort();
+    if (wanted !== undefined) {
+      // Told which: join that one only, and never found another.
+      if (clusters.includes(wanted)) this.joiner.start(wanted);
+      return;
+    }
+    if (clusters.length > 1) {
+      this.refuseAmbiguous(clusters, inCluster);
+      return;
+    }
+    if (ctx.ambiguousClusters.length > 0) {
+      ctx.log.info('one cluster among the candidates again', { cluster: clusters[0] ?? null });
+      ctx.ambiguousClusters = [];
+    }
+    if (clusters.length === 1) {
+      this.joiner.start(clusters[0]!);
       return;
     }
     const expect = ctx.init.bootstrapExpect;

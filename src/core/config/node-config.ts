@@ -45,6 +45,8 @@ import {
   addressList,
   boolean,
   groupList,
+  clusterIdValue,
+  discoveryEntries,
   hostPort,
   integer,
   name,
@@ -136,6 +138,26 @@ export interface NodeConfig extends ClusterTunables {
    */
   bootstrapExpect: number | undefined;
   /**
+   * Discovery entries (`--retry-join`, repeatable): specs such as
+   * `provider=dns name=_rdbnet._tcp.db.internal` or plain host:port addresses. The node looks
+   * them up and uses what they name as seeds, again with exponential backoff and full jitter
+   * (RETRY_JOIN_BASE_MS..RETRY_JOIN_CAP_MS, each attempt logged with its outcome) until it is a
+   * member. Given (non-empty), the node waits for a cluster as with --join. Default: none.
+   */
+  retryJoin: string[];
+  /**
+   * Discovery specs this node registers itself with (`--register`, repeatable), for providers
+   * that can (etcd, consul); deregistered on `cluster leave` and on a graceful stop. A provider
+   * without registration is refused at start. Default: none.
+   */
+  register: string[];
+  /**
+   * The Raft cluster id this node may join (`--cluster-id`). Without it a node that finds two
+   * or more clusters among its candidates joins none (RDB_DISCOVERY_AMBIGUOUS in its log);
+   * with it, it joins only that one and never bootstraps. Default: undefined (any one cluster).
+   */
+  clusterId: string | undefined;
+  /**
    * The Raft leader removes a voter that gossip (SWIM) reports `dead` continuously for
    * longer than this, one at a time and only when quorum stays safe: the voters left alive
    * must be a majority of the new voter set, and a cluster of 3 or more voters is never
@@ -220,6 +242,9 @@ export interface NodeConfigFile {
   connection?: Partial<ConnectionOptions> | null;
   join?: string[] | string | null;
   bootstrapExpect?: number | null;
+  retryJoin?: string[] | string | null;
+  register?: string[] | string | null;
+  clusterId?: string | null;
   deadVoterRemoveAfterMs?: number | null;
   idReclaimAfterMs?: number | null;
   discoveryIntervalMs?: number | null;
@@ -354,6 +379,9 @@ const FIELDS: readonly Field[] = [
   field('join', addressList(), byDefault(undefined), '--join'),
   field('bootstrapExpect', integer(1, 64), byDefault(undefined), '--bootstrap-expect'),
   field('groups', groupList(), byDefault([]), '--groups'),
+  field('retryJoin', discoveryEntries(false), byDefault([]), '--retry-join'),
+  field('register', discoveryEntries(true), byDefault([]), '--register'),
+  field('clusterId', clusterIdValue(), byDefault(undefined), '--cluster-id'),
   field('connectionsMax', integer(1, Number.MAX_SAFE_INTEGER), byDefault(4096)),
   field(
     'unauthenticatedConnectionsMax',
@@ -645,6 +673,9 @@ export function resolveNodeConfigWithSources(inputs: NodeConfigInputs = {}): Res
     connection,
     join: get('join'),
     bootstrapExpect: get('bootstrapExpect'),
+    retryJoin: get('retryJoin'),
+    register: get('register'),
+    clusterId: get('clusterId'),
     deadVoterRemoveAfterMs: get('deadVoterRemoveAfterMs'),
     idReclaimAfterMs: get('idReclaimAfterMs'),
     ...(Object.fromEntries(CLUSTER_TUNABLE_KEYS.map((key) => [key, get(key)])) as ClusterTunables),
@@ -679,6 +710,9 @@ export interface NodeConfigJson {
   join: string[] | null;
   bootstrapExpect: number | null;
   groups: string[];
+  retryJoin: string[];
+  register: string[];
+  clusterId: string | null;
   connectionsMax: number;
   unauthenticatedConnectionsMax: number;
   unauthenticatedConnectionsPerSourceMax: number;
@@ -712,6 +746,9 @@ export function nodeConfigJson(config: NodeConfig): NodeConfigJson {
     join: config.join === undefined ? null : [...config.join],
     bootstrapExpect: config.bootstrapExpect ?? null,
     groups: [...config.groups],
+    retryJoin: [...config.retryJoin],
+    register: [...config.register],
+    clusterId: config.clusterId ?? null,
     connectionsMax: config.connectionsMax,
     unauthenticatedConnectionsMax: config.unauthenticatedConnectionsMax,
     unauthenticatedConnectionsPerSourceMax: config.unauthenticatedConnectionsPerSourceMax,

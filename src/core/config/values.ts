@@ -4,6 +4,8 @@
  * and which source). Environment variables and command-line flags are text, so a `textual`
  * value is parsed from a string; a config file's JSON value must already have the right type.
  */
+import { PROVIDERS } from '../discovery/registry.ts';
+import { isSpec, parseSpec } from '../discovery/spec.ts';
 import { isRdbnetError } from '../errors.ts';
 import { validateName } from '../security/identity.ts';
 import { formatHostPort, type HostPort, parseHostPort } from '../transport/address.ts';
@@ -172,3 +174,63 @@ export function groupList(): Parse<string[]> {
 /** Bounds of the node config's `groups` (the data plane's groupsMax, groupNameBytesMax). */
 export const GROUPS_MAX = 8;
 export const GROUP_NAME_CHARS_MAX = 32;
+/** Most discovery entries one field holds (`--retry-join`, `--register`). */
+export const DISCOVERY_ENTRIES_FIELD_MAX = 32;
+
+/**
+ * Discovery entries (`--retry-join`, `--register`): a JSON array of strings (a file, or text
+ * starting with `[`), repeated flags, or text with one entry a line. Each entry is a spec
+ * (`provider=dns name=...`, checked against the known providers and their keys) or, unless
+ * `specsOnly`, host:port addresses (comma-separated).
+ */
+export function discoveryEntries(specsOnly: boolean): Parse<string[]> {
+  return (value, textual) => {
+    let items: unknown[];
+    if (Array.isArray(value)) items = value;
+    else if (typeof value === 'string' && textual && value.trim().startsWith('[')) {
+      try {
+        items = JSON.parse(value) as unknown[];
+      } catch {
+        throw new ValueProblem(`expected a JSON array of strings, got ${shown(value)}`);
+      }
+      if (!Array.isArray(items))
+        throw new ValueProblem(`expected a JSON array, got ${shown(value)}`);
+    } else if (typeof value === 'string') items = value.split('\n');
+    else throw new ValueProblem(`expected discovery specs, got ${shown(value)}`);
+    const out: string[] = [];
+    for (const item of items) {
+      if (typeof item !== 'string') {
+        throw new ValueProblem(`expected discovery specs as strings, got ${shown(item)}`);
+      }
+      const entry = item.trim();
+      if (entry === '') continue;
+      if (isSpec(entry)) rethrown(() => parseSpec(entry, PROVIDERS));
+      else if (specsOnly) {
+        throw new ValueProblem(
+          `${shown(entry)} is not a discovery spec`,
+          'write "provider=NAME key=value ..." (a provider that can register: see rdbnet discover --help)',
+        );
+      } else {
+        rethrown(() => parseAddressList(entry));
+      }
+      if (!out.includes(entry)) out.push(entry);
+    }
+    if (out.length > DISCOVERY_ENTRIES_FIELD_MAX) {
+      throw new ValueProblem(`${out.length} entries; at most ${DISCOVERY_ENTRIES_FIELD_MAX}`);
+    }
+    return out;
+  };
+}
+
+/** A Raft cluster id as `cluster status` shows it. */
+export function clusterIdValue(): Parse<string> {
+  return (value) => {
+    if (typeof value !== 'string' || !/^[A-Za-z0-9._-]{1,128}$/.test(value)) {
+      throw new ValueProblem(
+        `expected a cluster id (letters, digits, . _ -), got ${shown(value)}`,
+        'the id `rdbnet cluster status` shows as clusterId',
+      );
+    }
+    return value;
+  };
+}

@@ -8,13 +8,17 @@ import { awsProvider } from './providers/aws.ts';
 import { azureProvider } from './providers/azure.ts';
 import { broadcastProvider } from './providers/broadcast.ts';
 import { consulProvider } from './providers/consul.ts';
+import { dnsProvider } from './providers/dns.ts';
 import { etcdProvider } from './providers/etcd.ts';
 import { gceProvider } from './providers/gce.ts';
 import { k8sProvider } from './providers/k8s.ts';
 import { mdnsProvider } from './providers/mdns.ts';
+import { staticProvider } from './providers/static.ts';
 import { type DiscoverySpec, parseSpec } from './spec.ts';
 
 const FACTORIES: readonly ProviderFactory[] = [
+  staticProvider,
+  dnsProvider,
   etcdProvider,
   consulProvider,
   k8sProvider,

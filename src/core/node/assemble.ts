@@ -54,7 +54,9 @@ export function clusterServiceInit(parts: NodeParts): ClusterServiceInit {
     id: parts.id,
     dataDir: config.dataDir,
     clusterName: parts.clusterId,
-    seeds: config.join,
+    // --retry-join alone still means "wait for a cluster", as an empty --join does.
+    seeds: config.join ?? (config.retryJoin.length > 0 ? [] : undefined),
+    clusterId: config.clusterId,
     bootstrapExpect: config.bootstrapExpect,
     local: localEndpointOf(parts),
     tls: parts.tls,

@@ -15,6 +15,15 @@ import type { ClusterService } from '../cluster/service.ts';
 import type { NodeConfig } from '../config/node-config.ts';
 import { DataPlane, type DataPlaneMember } from '../dataplane/dataplane.ts';
 import { type DataPlaneLimits, dataPlaneLimits } from '../dataplane/limits.ts';
+import {
+  checkRegistrable,
+  closeSources,
+  type DiscoverySource,
+  openSources,
+  type ProviderContext,
+  RetryJoin,
+  SelfRegistrations,
+} from '../discovery/index.ts';
 import { clusterHealth } from '../health/cluster-health.ts';
 import type { PeerResilience } from '../lb/registry.ts';
 import { type PeerInfo, PROTOCOL_VERSION } from '../protocol/handshake.ts';
@@ -86,6 +95,11 @@ export class RdbnetNode implements AdminSource {
   private connectionLogTimer: TimerHandle | null = null;
   /** Breaker, retry budget, rate limit and latency per peer, for what this node sends. */
   readonly resilience: PeerResilience;
+  /** --retry-join lookups (null without --retry-join, or once stopped). */
+  private retryJoin: RetryJoin | null = null;
+  /** --register registrations (null without --register). */
+  private registrations: SelfRegistrations | null = null;
+  private discoverySources: DiscoverySource[] = [];
 
   private constructor(
     config: NodeConfig,
@@ -122,6 +136,21 @@ export class RdbnetNode implements AdminSource {
     options: NodeStartOptions = {},
   ): Promise<RdbnetNode> {
     const environment = options.environment ?? productionEnvironment();
+    // Discovery specs are built (their values checked) before anything is read or written: a
+    // bad spec, or --register with a provider that cannot register, changes nothing (exit 64).
+    // The real sources are opened once the gossip key (broadcast's) is known.
+    const discoveryContext = (gossipKey: Uint8Array): ProviderContext => ({
+      env: process.env,
+      clock: environment.clock,
+      log: (level, message, fields) => log[level](message, { ...fields }),
+      gossipKey,
+    });
+    const checked = openSources(
+      [...config.retryJoin, ...config.register],
+      discoveryContext(new Uint8Array(32)),
+    );
+    checkRegistrable(checked.slice(config.retryJoin.length));
+    await closeSources(checked);
     const record = await environment.nodeRecord(config);
     const unlock = await environment.lockDataDir(config);
     try {
@@ -140,11 +169,52 @@ export class RdbnetNode implements AdminSource {
       node = new RdbnetNode(config, record.id, clusterId, log, environment, counters);
       node.unlock = unlock;
       node.nodeCertificates = loaded?.certificates ?? null;
-      await node.assemble(keyring, options);
+      const context = discoveryContext(keyring.primaryBytes());
+      const retryJoin = openSources(config.retryJoin, context);
+      const register = openSources(config.register, context);
+      node.discoverySources = [...retryJoin, ...register];
+      try {
+        await node.assemble(keyring, options);
+      } catch (error) {
+        await closeSources(node.discoverySources);
+        throw error;
+      }
+      node.startDiscovery(retryJoin, register);
       return node;
     } catch (error) {
       await unlock();
       throw error;
+    }
+  }
+
+  /** --retry-join lookups until a member; --register registrations. */
+  private startDiscovery(retryJoin: DiscoverySource[], register: DiscoverySource[]): void {
+    const service = this.clusterService!;
+    const { clock, random } = this.environment;
+    if (retryJoin.length > 0 && service.state !== 'member') {
+      this.retryJoin = new RetryJoin({
+        sources: retryJoin,
+        clock,
+        random,
+        log: this.log,
+        self: this.address,
+        isMember: () => service.state === 'member' || service.state === 'left',
+        onSeeds: (addresses) => service.addDiscoveredSeeds(addresses),
+      });
+      this.retryJoin.start();
+    }
+    if (register.length > 0) {
+      this.registrations = new SelfRegistrations({
+        sources: register,
+        clock,
+        random,
+        log: this.log,
+      });
+      this.registrations.start({
+        id: this.id,
+        address: this.address,
+        meta: { cluster: service.clusterId, clusterName: this.clusterId },
+      });
     }
   }
 
@@ -359,6 +429,10 @@ export class RdbnetNode implements AdminSource {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.state = 'stopping';
     this.log.info('node stopping', { graceMs: this.config.shutdownGraceMs });
+    // Deregister first (bounded), so nobody is sent here while the node goes.
+    await this.retryJoin?.stop();
+    await this.registrations?.close();
+    await closeSources(this.discoverySources);
     // Leave gossip first (bounded), while the node still answers push-pull.
     await this.gossip?.stop();
     this.dataLinks?.close();

@@ -157,6 +157,11 @@ export class Keyring {
   }
 
   /** Every installed key, base64, primary first. */
+  /** The primary key's bytes (a copy): what discovery's broadcast derives its own key from. */
+  primaryBytes(): Uint8Array {
+    return Uint8Array.from(this.keys[0]!.bytes);
+  }
+
   list(): string[] {
     return this.keys.map((k) => k.text);
   }

@@ -1,0 +1,278 @@
+/**
+ * bench:discovery — what finding peers through discovery costs at cluster formation: from
+ * the spawn of N fresh nodes (20; quick mode 4) to one cluster where every node is a Raft
+ * member of the same cluster and sees N alive in gossip, for each contender:
+ *
+ *   static --join      every node given the N addresses (--join a,b,c...) — the baseline
+ *   dns --retry-join   every node given `--retry-join "provider=dns name=_rdbnet._tcp.db.internal
+ *                      server=127.0.0.1:PORT"` against a real dnsmasq holding N SRV records
+ *
+ * all with --bootstrap-expect 3 and the local preset, in the same run, trials alternating
+ * contenders so that machine load hits both alike. Goal (issue 12): discovery adds ≤ 1 s to
+ * static joins (median against median). More contenders (etcd once its provider lands) are
+ * one entry in CONTENDERS.
+ *
+ * Settings (env; full value first, quick mode second): DISCOVERY_BENCH_NODES (20; 4),
+ * DISCOVERY_BENCH_TRIALS (3; 1). Prints a table; writes bench/results/discovery.json.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Table from 'cli-table3';
+import { dnsmasqBinary, freeTcpPorts, startDnsmasq } from '../test/helpers/dnsmasq.ts';
+import {
+  Admin,
+  kill9,
+  percentile,
+  QUICK,
+  round,
+  setting,
+  sleep,
+  track,
+  until,
+  writeResults,
+} from './harness.ts';
+
+const NODES = setting('DISCOVERY_BENCH_NODES', 20, 4);
+const TRIALS = setting('DISCOVERY_BENCH_TRIALS', 3, 1);
+/** The longest one formation may take before the trial counts as failed. */
+const FORMATION_TIMEOUT_MS = 180_000;
+/** Between two looks at every node: the looks themselves load the nodes being timed. */
+const POLL_MS = 200;
+/** The operator's deadlines per request; generous, this machine may be shared and loaded. */
+const ADMIN_TIMEOUT_MS = 5000;
+/** Bytes of each node's stderr kept, quoted when a formation fails. */
+const STDERR_KEPT_BYTES = 4000;
+const SRV_NAME = '_rdbnet._tcp.db.internal';
+/** Completed formations per contender below which the goal is not judged. */
+const MEDIAN_TRIALS_MIN = 3;
+const BIN = new URL('../bin/run.js', import.meta.url).pathname;
+
+interface Contender {
+  name: string;
+  /** Starts what the contender needs once per run (a DNS server); returns its flags maker. */
+  setup(ports: number[]): Promise<{ args(addresses: string[]): string[]; stop(): Promise<void> }>;
+}
+
+const CONTENDERS: Contender[] = [
+  {
+    name: 'static --join',
+    setup: async () => ({
+      args: (addresses) => ['--join', addresses.join(',')],
+      stop: async () => {},
+    }),
+  },
+  {
+    name: 'dns --retry-join',
+    setup: async (ports) => {
+      const dns = await startDnsmasq({
+        srv: ports.map((port, i) => ({ name: SRV_NAME, target: `n${i + 1}.db.internal`, port })),
+        hosts: ports.map((_, i) => [`n${i + 1}.db.internal`, '127.0.0.1'] as [string, string]),
+      });
+      const spec = `provider=dns name=${SRV_NAME} server=${dns.server}`;
+      return { args: () => ['--retry-join', spec], stop: () => dns.stop() };
+    },
+  },
+];
+
+const nodeId = (i: number) => `n${String(i).padStart(2, '0')}`;
+
+function startNode(home: string, dataRoot: string, id: string, port: number, extra: string[]) {
+  return track(
+    spawn(
+      process.execPath,
+      [
+        BIN,
+        'node',
+        'start',
+        '--id',
+        id,
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--data-dir',
+        join(dataRoot, id),
+        '--bootstrap-expect',
+        '3',
+        '--preset',
+        'local',
+        '--log-level',
+        'warn',
+        ...extra,
+      ],
+      {
+        env: { ...process.env, RDBNET_HOME: home, CI: 'true' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    ),
+  );
+}
+
+/** One formation: spawn N nodes, wait for one cluster where everyone sees N alive. */
+async function formation(
+  home: string,
+  dataRoot: string,
+  ports: number[],
+  args: string[],
+): Promise<number> {
+  const admin = new Admin(join(home, 'certs'), ADMIN_TIMEOUT_MS);
+  const addresses = ports.map((port) => `127.0.0.1:${port}`);
+  const started = performance.now();
+  const children = ports.map((port, i) => startNode(home, dataRoot, nodeId(i + 1), port, args));
+  // A node that exits on its own ends the trial at once, quoting what it said.
+  const stderr = children.map(() => '');
+  const early: string[] = [];
+  children.forEach((child, i) => {
+    child.stderr!.on('data', (chunk) => {
+      stderr[i] = (stderr[i] + String(chunk)).slice(-STDERR_KEPT_BYTES);
+    });
+    child.once('exit', (code, signal) => {
+      if (signal !== 'SIGKILL')
+        early.push(`${addresses[i]} exited (${code ?? signal}): ${stderr[i]}`);
+    });
+  });
+  try {
+    await until(
+      `${ports.length} nodes in one cluster, each seeing ${ports.length} alive`,
+      async () => {
+        if (early.length > 0) throw new Error(early[0]);
+        const clusters = new Set<string>();
+        for (const address of addresses) {
+          const status = await admin.status(address, ADMIN_TIMEOUT_MS);
+          if (status.state !== 'member' || status.clusterId === '') return undefined;
+          clusters.add(status.clusterId);
+          const members = await admin.members(address, ADMIN_TIMEOUT_MS);
+          if (members.filter((member) => member.state === 'alive').length < ports.length)
+            return undefined;
+        }
+        return clusters.size === 1 ? true : undefined;
+      },
+      FORMATION_TIMEOUT_MS,
+      POLL_MS,
+    );
+    return performance.now() - started;
+  } finally {
+    admin.close();
+    await Promise.all(children.map((child) => kill9(child)));
+  }
+}
+
+// A stopped bench takes its nodes with it (harness.ts kills them on exit).
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(1));
+
+if (dnsmasqBinary() === null) {
+  console.error(
+    'bench:discovery: dnsmasq is not installed (apt-get install dnsmasq; .ci/run installs it)',
+  );
+  process.exit(1);
+}
+const root = await mkdtemp(join(tmpdir(), 'rdbnet-bench-discovery-'));
+try {
+  const ports = await freeTcpPorts(NODES);
+  // Everything a start would create, made before anything is timed, one at a time (nodes
+  // started together would queue on the certificates directory's lock): the CA and admin
+  // client, each node's certificate, and the gossip keyring (by one node started alone).
+  const cli = (args: string[]) =>
+    execFileSync(process.execPath, [BIN, ...args], {
+      env: { ...process.env, RDBNET_HOME: root, CI: 'true' },
+      stdio: 'ignore',
+    });
+  cli(['certs', 'init']);
+  for (let i = 1; i <= NODES; i++) cli(['certs', 'issue', '--node-id', nodeId(i)]);
+  const first = startNode(root, join(root, 'warmup'), nodeId(1), ports[0]!, []);
+  const admin = new Admin(join(root, 'certs'), ADMIN_TIMEOUT_MS);
+  try {
+    await until(
+      'the warm-up node answers',
+      () => admin.status(`127.0.0.1:${ports[0]}`),
+      60_000,
+      POLL_MS,
+    );
+  } finally {
+    admin.close();
+    await kill9(first);
+  }
+  const samples = new Map<string, number[]>(CONTENDERS.map((c) => [c.name, []]));
+  const failures: string[] = [];
+  let run = 0;
+  for (let trial = 0; trial < TRIALS; trial++) {
+    // Alternate which contender goes first.
+    const order = trial % 2 === 0 ? CONTENDERS : [...CONTENDERS].reverse();
+    for (const contender of order) {
+      const dataRoot = join(root, `run-${run++}`);
+      const setup = await contender.setup(ports);
+      try {
+        const ms = await formation(
+          root,
+          dataRoot,
+          ports,
+          setup.args(ports.map((port) => `127.0.0.1:${port}`)),
+        );
+        samples.get(contender.name)!.push(ms);
+        console.error(
+          `${contender.name}, ${NODES} nodes, trial ${trial + 1}/${TRIALS}: ${ms.toFixed(0)} ms`,
+        );
+      } catch (error) {
+        failures.push(`${contender.name} trial ${trial + 1}: ${(error as Error).message}`);
+        console.error(`${contender.name} trial ${trial + 1} failed: ${(error as Error).message}`);
+      } finally {
+        await setup.stop();
+      }
+      await sleep(500);
+    }
+  }
+  const rows = CONTENDERS.map((contender) => {
+    const list = samples.get(contender.name)!;
+    return {
+      contender: contender.name,
+      nodes: NODES,
+      trials: list.length,
+      medianMs: list.length === 0 ? null : round(percentile(list, 50)),
+      minMs: list.length === 0 ? null : round(Math.min(...list)),
+      maxMs: list.length === 0 ? null : round(Math.max(...list)),
+      samplesMs: list.map(round),
+    };
+  });
+  const baseline = rows[0]!.medianMs;
+  const table = new Table({
+    head: ['contender', 'nodes', 'trials', 'median ms', 'min ms', 'max ms', 'vs static'],
+  });
+  for (const row of rows) {
+    const delta =
+      row.medianMs === null || baseline === null
+        ? ''
+        : `${row.medianMs - baseline >= 0 ? '+' : ''}${round(row.medianMs - baseline)} ms`;
+    table.push([
+      row.contender,
+      row.nodes,
+      row.trials,
+      row.medianMs ?? '-',
+      row.minMs ?? '-',
+      row.maxMs ?? '-',
+      delta,
+    ]);
+  }
+  console.log(table.toString());
+  const dnsMedian = rows[1]!.medianMs;
+  const addedMs = dnsMedian === null || baseline === null ? null : round(dnsMedian - baseline);
+  const file = await writeResults('discovery', {
+    quick: QUICK,
+    nodes: NODES,
+    trials: TRIALS,
+    measured:
+      'spawn of N fresh nodes → every node a member of one cluster and seeing N alive in gossip',
+    goal: 'dns --retry-join adds ≤ 1000 ms to static --join (medians)',
+    addedMs,
+    // Judged on medians of at least 3 completed formations each; fewer decide nothing.
+    goalMet:
+      addedMs === null || rows.some((row) => row.trials < MEDIAN_TRIALS_MIN)
+        ? null
+        : addedMs <= 1000,
+    contenders: rows,
+    failures,
+  });
+  console.log(`results: ${file}`);
+  if (failures.length > 0 && rows.some((row) => row.trials === 0)) process.exitCode = 1;
+} finally {
+  await rm(root, { recursive: true, force: true });
+}
