@@ -592,11 +592,31 @@ function writeBytesMessage(
 /** Field 1, wire type 2 (length-delimited). */
 const BYTES_FIELD_1_TAG = 0x0a;
 
+/** Where the varint readVarint read last ended. */
+let varintEnd = 0;
+
+/**
+ * The varint at buf[pos], read no further than `end`, when it is at most four bytes long (a value
+ * below 2^28; varintEnd is then where it ends); -1 otherwise, for protobufjs to read and judge.
+ */
+function readVarint(buf: Uint8Array, pos: number, end: number): number {
+  let value = 0;
+  for (let shift = 0; shift < 28 && pos < end; shift += 7) {
+    const byte = buf[pos++]!;
+    value |= (byte & 0x7f) << shift;
+    if (byte < 0x80) {
+      varintEnd = pos;
+      return value;
+    }
+  }
+  return -1;
+}
+
 /**
  * Decodes a one-`bytes`-field message at buf[start, end) when it is exactly that field, once,
- * non-empty, with a length of at most four varint bytes: an object of the message's class with
- * the field a view of `buf`, as protobufjs would give. Anything else (unknown fields, repeats,
- * an empty message) answers undefined for protobufjs to decode, and to refuse.
+ * non-empty: an object of the message's class with the field a view of `buf`, as protobufjs
+ * would give. Anything else (unknown fields, repeats, an empty message) answers undefined for
+ * protobufjs to decode, and to refuse.
  */
 function readBytesMessage(
   buf: Buffer,
@@ -604,21 +624,28 @@ function readBytesMessage(
   end: number,
   member: OneofMember,
 ): Record<string, unknown> | undefined {
-  if (end - start < 3 || buf[start] !== BYTES_FIELD_1_TAG) return undefined;
-  let pos = start + 1;
-  let length = 0;
-  for (let shift = 0; shift < 28; shift += 7) {
-    const byte = buf[pos++]!;
-    length |= (byte & 0x7f) << shift;
-    if (byte < 0x80) {
-      if (length === 0 || pos + length !== end) return undefined;
-      const body = new member.ctor();
-      body[member.bytesField!] = buf.subarray(pos, end);
-      return body;
-    }
-    if (pos >= end) return undefined;
-  }
-  return undefined;
+  if (start >= end || buf[start] !== BYTES_FIELD_1_TAG) return undefined;
+  const length = readVarint(buf, start + 1, end);
+  if (length <= 0 || varintEnd + length !== end) return undefined;
+  const body = new member.ctor();
+  body[member.bytesField!] = buf.subarray(varintEnd, end);
+  return body;
+}
+
+/** An Envelope at source[start, end) carrying a one-`bytes`-field message, decoded with no
+ * protobufjs reader at all; undefined for any other payload. */
+function decodeBytesEnvelope(
+  source: Buffer,
+  start: number,
+  end: number,
+): DecodedEnvelope | undefined {
+  const tag = readVarint(source, start, end);
+  const member = tag < 0 ? undefined : membersByTag[tag];
+  if (member?.bytesField === undefined) return undefined;
+  const length = readVarint(source, varintEnd, end);
+  if (length < 0 || varintEnd + length !== end) return undefined;
+  const body = readBytesMessage(source, varintEnd, end, member);
+  return body === undefined ? undefined : { kind: member.kind, body };
 }
 
 /**
@@ -663,6 +690,10 @@ export function decodeEnvelope(payload: Uint8Array): DecodedEnvelope {
  * result are views of `source`.
  */
 export function decodeEnvelopeAt(source: Uint8Array, start: number, end: number): DecodedEnvelope {
+  if (Buffer.isBuffer(source)) {
+    const decoded = decodeBytesEnvelope(source, start, end);
+    if (decoded !== undefined) return decoded;
+  }
   try {
     // protobufjs's Buffer reader slices and decodes strings with Buffer methods.
     reader.buf = Buffer.isBuffer(source)
@@ -674,10 +705,6 @@ export function decodeEnvelopeAt(source: Uint8Array, start: number, end: number)
     if (member !== undefined) {
       const length = reader.uint32();
       if (reader.pos + length === end) {
-        if (member.bytesField !== undefined) {
-          const body = readBytesMessage(reader.buf as Buffer, reader.pos, end, member);
-          if (body !== undefined) return { kind: member.kind, body };
-        }
         return { kind: member.kind, body: member.type.decode(reader, length) };
       }
     }
