@@ -49,6 +49,10 @@ const PROFILE_DIR =
       : process.env['BENCH_PROFILE'];
 /** Latency samples kept per contender; more completions than this are counted, not sampled. */
 const SAMPLES_MAX = 8_000_000;
+/** One buffer of latency samples (64 MB) for every contender in turn: a fresh one each would
+ * leave the earlier ones for the collector to reclaim during a later contender's run, charging
+ * that contender (the last ones, and the more they allocate, the more) for the harness. */
+const samples = new Float64Array(SAMPLES_MAX);
 
 interface Result {
   name: string;
@@ -85,7 +89,6 @@ const rethrow = (error: unknown) => {
 /** Drives `issue` with INFLIGHT concurrent loops; each loop issues its next call when one completes. */
 function drive(serverPid: number | undefined, issue: (done: () => void) => void): Promise<Run> {
   return new Promise((resolve) => {
-    const samples = new Float64Array(SAMPLES_MAX);
     let sampled = 0;
     let calls = 0;
     let measuring = false;
