@@ -13,7 +13,8 @@
  * Prints a table and writes bench/results/protocol.json.
  * Options (env): BENCH_SECONDS (5; quick mode 0.3), BENCH_WARMUP_SECONDS (1; quick 0.2),
  * BENCH_INFLIGHT (100), BENCH_PAYLOAD_BYTES (64), BENCH_QUICK=1 (see harness.ts),
- * BENCH_ONLY (comma-separated names, for profiling), BENCH_PROFILE (servers write --cpu-prof to /tmp/prof).
+ * BENCH_ONLY (comma-separated names, for profiling), BENCH_PROFILE (a directory, or 1 for /tmp/prof:
+ * servers write --cpu-prof profiles there; run the bench itself with --cpu-prof for the client).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -39,8 +40,19 @@ const PAYLOAD_BYTES = Number(process.env['BENCH_PAYLOAD_BYTES'] ?? 64);
 const WRITE_BATCH_BYTES = Number(process.env['BENCH_WRITE_BATCH_BYTES'] ?? 0);
 /** Comma-separated contender names to run alone (profiling); the JSON is only written for full runs. */
 const ONLY = process.env['BENCH_ONLY'];
+/** BENCH_PROFILE: servers write --cpu-prof profiles to this directory ('1': /tmp/prof). */
+const PROFILE_DIR =
+  process.env['BENCH_PROFILE'] === undefined || process.env['BENCH_PROFILE'] === ''
+    ? undefined
+    : process.env['BENCH_PROFILE'] === '1'
+      ? '/tmp/prof'
+      : process.env['BENCH_PROFILE'];
 /** Latency samples kept per contender; more completions than this are counted, not sampled. */
 const SAMPLES_MAX = 8_000_000;
+/** One buffer of latency samples (64 MB) for every contender in turn: a fresh one each would
+ * leave the earlier ones for the collector to reclaim during a later contender's run, charging
+ * that contender (the last ones, and the more they allocate, the more) for the harness. */
+const samples = new Float64Array(SAMPLES_MAX);
 
 interface Result {
   name: string;
@@ -77,7 +89,6 @@ const rethrow = (error: unknown) => {
 /** Drives `issue` with INFLIGHT concurrent loops; each loop issues its next call when one completes. */
 function drive(serverPid: number | undefined, issue: (done: () => void) => void): Promise<Run> {
   return new Promise((resolve) => {
-    const samples = new Float64Array(SAMPLES_MAX);
     let sampled = 0;
     let calls = 0;
     let measuring = false;
@@ -140,7 +151,7 @@ function startServer(args: string[]): Promise<{ port: number; child: ChildProces
     const child = spawn(
       process.execPath,
       [
-        ...(process.env['BENCH_PROFILE'] ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []),
+        ...(PROFILE_DIR === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`]),
         new URL('servers.ts', import.meta.url).pathname,
         ...args,
       ],
@@ -415,7 +426,11 @@ try {
     if (ONLY !== undefined && !ONLY.split(',').includes(name)) continue;
     const result = await run();
     results.push(result);
-    console.error(`${result.name}: ${Math.round(result.callsPerSec)} calls/s`);
+    console.error(
+      `${result.name}: ${Math.round(result.callsPerSec)} calls/s, p50 ${result.p50Us.toFixed(0)} µs, ` +
+        `p99 ${result.p99Us.toFixed(0)} µs, CPU µs/call client ${result.clientCpuUs.toFixed(2)} ` +
+        `server ${result.serverCpuUs?.toFixed(2) ?? '-'}`,
+    );
   }
   // A partial run (BENCH_ONLY, for profiling) has no ratios to report or results to keep.
   if (ONLY === undefined) await report(results);

@@ -12,6 +12,7 @@ import { describe, test } from 'node:test';
 import { inspect } from 'node:util';
 import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
+import protobuf from 'protobufjs';
 import { ErrorCode, RdbnetError } from '../../src/core/errors.ts';
 import { compressPayload, decompressPayload } from '../../src/core/protocol/compression.ts';
 import {
@@ -35,6 +36,7 @@ import {
   makeFlags,
   makeHello,
   OutboundBuffer,
+  PROTO_PATH,
   RoleCode,
   writeEnvelope,
 } from '../../src/core/protocol/index.ts';
@@ -779,6 +781,150 @@ describe(`protocol fuzzing (seed ${SEED})`, () => {
       assert.deepEqual(viaRange, viaCopy, `seed ${SEED}: input ${i}`);
       inputs++;
     }
+  });
+
+  test('one-bytes-field messages, coded by hand, are byte for byte and object for object what protobufjs makes', () => {
+    // The reference: protobufjs's own Envelope type, loaded apart from the one messages.ts uses.
+    const reference = protobuf.loadSync(PROTO_PATH).lookupType('rdbnet.v1.Envelope');
+    const kinds = reference.oneofs['body']!.fieldsArray.filter((field) => {
+      const type = field.resolve().resolvedType as protobuf.Type;
+      return type.fieldsArray.length === 1 && type.fieldsArray[0]!.type === 'bytes';
+    });
+    // The hand path covers these (the echo and gossip-stream messages among them); the test must see them.
+    assert.deepEqual(
+      kinds.map((field) => field.name),
+      [
+        'echoRequest',
+        'echoReply',
+        'proveIdentityRequest',
+        'gossipStreamRequest',
+        'gossipStreamReply',
+      ],
+    );
+    const random = seededRandom(SEED ^ 0x0b17);
+    const lengths = [1, 2, 127, 128, 129, 16_383, 16_384, 70_000, 2_097_152];
+    const varint = (value: number): number[] => {
+      const out: number[] = [];
+      while (value > 0x7f) {
+        out.push((value & 0x7f) | 0x80);
+        value >>>= 7;
+      }
+      out.push(value);
+      return out;
+    };
+    const field = (tag: number, content: Uint8Array): Buffer =>
+      Buffer.concat([Buffer.from(varint(tag)), Buffer.from(varint(content.length)), content]);
+    let compared = 0;
+    for (const member of kinds) {
+      const name = (member.resolve().resolvedType as protobuf.Type).fieldsArray[0]!.name;
+      const tag = (member.id << 3) | 2;
+      const decodedWithUnknowns = reference.decode(
+        field(tag, Buffer.concat([field(0x0a, Buffer.from([1, 2])), Buffer.from([0x10, 0x05])])),
+      ) as unknown as Record<string, Record<string, unknown>>;
+      const prototypeOnly = Object.create({ [name]: Buffer.from([9, 9]) }) as object;
+      // Encoding: what writeEnvelope (in place, into a frame) and encodeEnvelope (protobufjs) write.
+      const bodies: unknown[] = [
+        ...lengths.map((length) => ({ [name]: bytes(random, length) })),
+        { [name]: new Uint8Array(bytes(random, 40)) },
+        { [name]: Buffer.alloc(0) },
+        { [name]: Buffer.from([1, 2, 3]).toString('base64') },
+        {},
+        decodedWithUnknowns[member.name],
+        prototypeOnly,
+      ];
+      for (const body of bodies) {
+        const envelope = { [member.name]: body } as unknown as Envelope;
+        const expected = Buffer.from(reference.encode(envelope as never).finish());
+        const out = new OutboundBuffer(64);
+        out.appendEncoded(
+          makeFlags(FrameKind.Request, Codec.None, false),
+          1,
+          writeEnvelope,
+          envelope,
+        );
+        const wire = out.take();
+        assert.ok(
+          wire.subarray(14).equals(expected),
+          `seed ${SEED}: ${member.name} body ${inspect(body, { maxArrayLength: 4 })}`,
+        );
+        compared++;
+      }
+      // Decoding: the hand path's shapes, and every way of leaving them, against protobufjs.
+      const data = bytes(random, 300);
+      const payloads: Buffer[] = [
+        ...lengths.map((length) => field(tag, field(0x0a, bytes(random, length)))),
+        field(tag, Buffer.alloc(0)),
+        field(tag, field(0x0a, Buffer.alloc(0))),
+        field(tag, Buffer.concat([field(0x0a, data), field(0x0a, data.subarray(0, 7))])),
+        field(tag, Buffer.concat([field(0x0a, data), Buffer.from([0x10, 0x01])])),
+        field(tag, Buffer.concat([Buffer.from([0x10, 0x01]), field(0x0a, data)])),
+        // A length in a non-minimal varint, and one over four bytes long.
+        field(tag, Buffer.concat([Buffer.from([0x0a, 0x85, 0x00]), data.subarray(0, 5)])),
+        field(
+          tag,
+          Buffer.concat([Buffer.from([0x0a, 0x83, 0x80, 0x80, 0x80, 0x00]), data.subarray(0, 3)]),
+        ),
+        field(tag, Buffer.from([0x0a, 0x05, 1, 2])),
+        field(tag, Buffer.from([0x0a])),
+        field(tag, Buffer.from([0x0a, 0x80])),
+        field(tag, Buffer.from([0x0b, 0x01, 0x02])),
+      ];
+      for (let i = 0; i < 400; i++) {
+        const good = field(tag, field(0x0a, bytes(random, 1 + random.int(300))));
+        const bad = Buffer.from(good);
+        bad[random.int(bad.length)] = random.int(256);
+        payloads.push(bad, good.subarray(0, random.int(good.length)));
+      }
+      for (const payload of payloads) {
+        // In place, in the middle of a larger buffer, as frames are decoded off the socket.
+        const source = Buffer.concat([Buffer.from([0xee, 0xee]), payload, Buffer.from([0xee])]);
+        let ours: { kind: string; body: unknown } | { code: string };
+        try {
+          ours = decodeEnvelopeAt(source, 2, 2 + payload.length);
+        } catch (error) {
+          ours = { code: (error as RdbnetError).code };
+        }
+        let theirs: { kind: string; body: unknown } | { code: string };
+        try {
+          const message = reference.decode(payload) as unknown as Record<string, unknown>;
+          const kind = message['body'] as string | undefined;
+          theirs =
+            kind === undefined
+              ? { code: ErrorCode.MessageMalformed }
+              : { kind, body: message[kind] };
+        } catch {
+          theirs = { code: ErrorCode.MessageMalformed };
+        }
+        const where = `seed ${SEED}: ${member.name} payload ${payload.subarray(0, 24).toString('hex')}`;
+        compared++;
+        if ('code' in theirs || 'code' in ours) {
+          assert.deepEqual(ours, theirs, where);
+          continue;
+        }
+        assert.equal(ours.kind, theirs.kind, where);
+        const [mine, its] = [ours.body, theirs.body] as Record<string, unknown>[];
+        // Same class (so the same defaults and toJSON), same own fields, same bytes, as Buffers.
+        assert.equal(
+          Object.getPrototypeOf(mine)!.constructor.name,
+          Object.getPrototypeOf(its)!.constructor.name,
+          where,
+        );
+        assert.deepEqual(Object.keys(mine!), Object.keys(its!), where);
+        if (Object.hasOwn(its!, name)) {
+          assert.ok(Buffer.isBuffer(mine![name]), where);
+          assert.ok((mine![name] as Buffer).equals(its![name] as Buffer), where);
+        }
+        if (payload.length < 4096) {
+          assert.deepEqual(
+            JSON.parse(JSON.stringify(mine)),
+            JSON.parse(JSON.stringify(its)),
+            where,
+          );
+        }
+      }
+    }
+    inputs += compared;
+    assert.ok(compared > 4000, `seed ${SEED}: only ${compared} comparisons`);
   });
 
   test(`at least ${INPUTS_MIN} inputs were fed`, (t) => {

@@ -43,7 +43,7 @@ import {
   type TlsMaterial,
 } from '../../src/core/security/tls.ts';
 import {
-  type Connection,
+  Connection,
   type ConnectionOptions,
   connectionOptions,
   type DialInit,
@@ -1340,5 +1340,107 @@ describe('ReconnectingLink', () => {
       const gaps = await dialGaps(almostOne, 8, 10, 300);
       assert.deepEqual(gaps, [9, 19, 39, 79, 159, 299, 299]);
     });
+  });
+});
+
+describe('clock reads (the hot path reads the clock per chunk and per turn, not per frame)', () => {
+  /** A clock the test moves by hand, counting how often it is read. */
+  function manualClock() {
+    const clock = {
+      now: 0,
+      reads: 0,
+      nowMs: () => {
+        clock.reads++;
+        return clock.now;
+      },
+      wallMs: () => 0,
+    };
+    return clock;
+  }
+
+  /** A dialer and an acceptor Connection over loopback TCP, each with its own manual clock;
+   * the acceptor answers echo at once, except payloads starting with "hang". */
+  async function pair() {
+    const clientClock = manualClock();
+    const serverClock = manualClock();
+    const server = createTcpServer();
+    await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
+    const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+    const dialed = connectTcp((server.address() as { port: number }).port, HOST);
+    cleanups.push(() => {
+      dialed.destroy();
+      server.close();
+    });
+    const options = connectionOptions();
+    const acceptor = new Connection({
+      socket: await accepted,
+      side: 'acceptor',
+      local: nodeLocal,
+      options,
+      certified: null,
+      clock: serverClock,
+      handler: (request) => {
+        const data = (request.body as EchoMessage).data;
+        if (Buffer.from(data).toString().startsWith('hang')) return new Promise<Envelope>(() => {});
+        return { echoReply: { data } };
+      },
+    });
+    const dialer = new Connection({
+      socket: dialed,
+      side: 'dialer',
+      local: clientLocal,
+      options,
+      certified: null,
+      clock: clientClock,
+    });
+    cleanups.push(() => {
+      dialer.destroy(new RdbnetError(ErrorCode.ConnectionClosed, 'test over'));
+      acceptor.destroy(new RdbnetError(ErrorCode.ConnectionClosed, 'test over'));
+    });
+    await dialer.startHandshake();
+    return { dialer, clientClock, serverClock };
+  }
+
+  test('a turn of 500 requests and their 500 replies read each clock a handful of times', async () => {
+    const { dialer, clientClock, serverClock } = await pair();
+    const clientBefore = clientClock.reads;
+    const serverBefore = serverClock.reads;
+    const replies = [];
+    for (let i = 0; i < 500; i++) replies.push(dialer.request(echo(`call ${i}`)));
+    const answered = await Promise.all(replies);
+    assert.equal(answered.length, 500);
+    assert.equal(text(answered[499]!), 'call 499');
+    // Once for the turn of requests, once per chunk of replies (a few: 500 small frames).
+    const clientReads = clientClock.reads - clientBefore;
+    const serverReads = serverClock.reads - serverBefore;
+    assert.ok(clientReads >= 2 && clientReads <= 25, `client read its clock ${clientReads} times`);
+    assert.ok(serverReads >= 1 && serverReads <= 25, `server read its clock ${serverReads} times`);
+  });
+
+  test('a request in a later turn counts its deadline from a fresh reading', async () => {
+    const { dialer, clientClock } = await pair();
+    clientClock.now = 0;
+    const early = dialer.request(echo('hang early'), 600);
+    const earlyOutcome = early.then(
+      () => 'answered',
+      (error: unknown) => (error as RdbnetError).code,
+    );
+    // The next turn: the first request's reading is spent with its flush.
+    await new Promise((resolve) => setImmediate(resolve));
+    clientClock.now = 1000;
+    const late = dialer.request(echo('hang late'), 500);
+    let lateOutcome = 'pending';
+    late.then(
+      () => (lateOutcome = 'answered'),
+      (error: unknown) => (lateOutcome = (error as RdbnetError).code),
+    );
+    // Past the first deadline (600), before the second (1000 + 500): only the first times out.
+    clientClock.now = 1200;
+    assert.equal(await earlyOutcome, ErrorCode.RequestTimeout);
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    assert.equal(lateOutcome, 'pending');
+    clientClock.now = 1600;
+    await waitUntil(() => lateOutcome !== 'pending');
+    assert.equal(lateOutcome, ErrorCode.RequestTimeout);
   });
 });

@@ -34,7 +34,13 @@ import type {
   TrustBundleRequest,
 } from '../protocol/messages.ts';
 import type { PeerIdentity, PeerRequestHandler } from '../rpc/peer.ts';
-import { authorize, type Operation, operationOf, principalOf } from './authorization.ts';
+import {
+  authorize,
+  type Operation,
+  operationOf,
+  type Principal,
+  principalOf,
+} from './authorization.ts';
 
 /** What the admin API needs from a node; the node facade implements it. */
 export interface AdminSource {
@@ -124,23 +130,37 @@ export interface AdminHooks {
  */
 export function adminHandler(source: AdminSource, hooks: AdminHooks = {}): PeerRequestHandler {
   const answer = answerer(source);
+  const forbidden = (operation: Operation, connection: PeerIdentity, error: unknown): never => {
+    if (isRdbnetError(error, ErrorCode.Forbidden)) {
+      hooks.onForbidden?.(operation, connection, error);
+    }
+    throw error;
+  };
+  // A connection's peer never changes after its handshake, so neither does its principal:
+  // worked out once per peer rather than once per request (a string and an object each).
+  const principals = new WeakMap<object, Principal>();
+  const principalFor = (peer: PeerIdentity['peer']): Principal => {
+    if (peer === null) return principalOf(peer);
+    let principal = principals.get(peer);
+    if (principal === undefined) {
+      principal = principalOf(peer);
+      principals.set(peer, principal);
+    }
+    return principal;
+  };
   return (request: DecodedEnvelope, connection: PeerIdentity): Envelope | Promise<Envelope> => {
     const operation = operationOf(request);
     if (operation === null) {
       throw new RdbnetError(ErrorCode.MethodUnknown, `no handler for ${request.kind}`);
     }
-    const forbidden = (error: unknown): never => {
-      if (isRdbnetError(error, ErrorCode.Forbidden)) {
-        hooks.onForbidden?.(operation, connection, error);
-      }
-      throw error;
-    };
     try {
-      authorize(operation, principalOf(connection.peer));
+      authorize(operation, principalFor(connection.peer));
       const reply = answer(request, connection);
-      return reply instanceof Promise ? reply.catch(forbidden) : reply;
+      return reply instanceof Promise
+        ? reply.catch((error: unknown) => forbidden(operation, connection, error))
+        : reply;
     } catch (error) {
-      return forbidden(error);
+      return forbidden(operation, connection, error);
     }
   };
 }

@@ -145,7 +145,9 @@ export class RdbnetNode implements AdminSource {
       log: (level, message, fields) => log[level](message, { ...fields }),
       gossipKey,
     });
-    const checked = openSources(
+    const open = (entries: readonly string[], context: ProviderContext) =>
+      entries.length === 0 ? [] : openSources(entries, context);
+    const checked = open(
       [...config.retryJoin, ...config.register],
       discoveryContext(new Uint8Array(32)),
     );
@@ -170,8 +172,8 @@ export class RdbnetNode implements AdminSource {
       node.unlock = unlock;
       node.nodeCertificates = loaded?.certificates ?? null;
       const context = discoveryContext(keyring.primaryBytes());
-      const retryJoin = openSources(config.retryJoin, context);
-      const register = openSources(config.register, context);
+      const retryJoin = open(config.retryJoin, context);
+      const register = open(config.register, context);
       node.discoverySources = [...retryJoin, ...register];
       try {
         await node.assemble(keyring, options);

@@ -50,6 +50,17 @@ export function flagsChecksum(flags: number): boolean {
   return (flags & CHECKSUM_FLAG) !== 0;
 }
 
+/**
+ * The big-endian u32 at buf[offset], which the caller knows to be in bounds: plain byte loads,
+ * where Buffer's readUInt32BE would check the offset again, on every frame.
+ */
+function readU32(buf: Uint8Array, offset: number): number {
+  return (
+    buf[offset]! * 0x100_0000 +
+    ((buf[offset + 1]! << 16) | (buf[offset + 2]! << 8) | buf[offset + 3]!)
+  );
+}
+
 /** Bytes one frame occupies on the wire. */
 export function frameBytes(payloadBytes: number, checksum: boolean): number {
   return FRAME_HEADER_BYTES + payloadBytes + (checksum ? CHECKSUM_BYTES : 0);
@@ -211,7 +222,7 @@ export class FrameDecoder {
     }
     const end = chunk.length;
     while (end - offset >= FRAME_LENGTH_BYTES) {
-      const length = chunk.readUInt32BE(offset);
+      const length = readU32(chunk, offset);
       this.checkLength(length);
       const total = FRAME_LENGTH_BYTES + length;
       if (end - offset < total) break;
@@ -318,8 +329,9 @@ export class FrameDecoder {
     }
   }
 
+  /** source[start, start + total) is one whole frame, its length already checked. */
   private emit(source: Buffer, start: number, total: number, onFrame: FrameRangeHandler): void {
-    const flags = source.readUInt16BE(start + 4);
+    const flags = (source[start + 4]! << 8) | source[start + 5]!;
     if ((flags & RESERVED_MASK) !== 0) {
       throw new RdbnetError(
         ErrorCode.FrameMalformed,
@@ -332,11 +344,11 @@ export class FrameDecoder {
         `frame uses unknown codec ${flagsCodec(flags)}`,
       );
     }
-    const high = source.readUInt32BE(start + 6);
+    const high = readU32(source, start + 6);
     if (high > 0x1f_ffff) {
       throw new RdbnetError(ErrorCode.FrameMalformed, 'message id above 2^53 is not supported');
     }
-    const messageId = high * TWO_POW_32 + source.readUInt32BE(start + 10);
+    const messageId = high * TWO_POW_32 + readU32(source, start + 10);
     let payloadEnd = start + total;
     if (flagsChecksum(flags)) {
       payloadEnd -= CHECKSUM_BYTES;

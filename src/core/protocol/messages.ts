@@ -513,18 +513,37 @@ interface OneofMember {
   kind: EnvelopeKind;
   tag: number;
   type: protobuf.Type;
+  /** The name of the message's one field when that field is `bytes` number 1 and nothing else
+   * is declared (EchoRequest, GossipStreamRequest, …): such messages are encoded and decoded by
+   * hand (writeBytesMessage, readBytesMessage), the same bytes and the same objects as
+   * protobufjs gives, at a fraction of the cost per message. */
+  bytesField: string | undefined;
+  /** The message's class, as protobufjs decodes into it. */
+  ctor: new () => Record<string, unknown>;
 }
 const membersByKind = new Map<string, OneofMember>();
 /** By the field's tag byte(s) as a varint value: a small integer, so an array is the map. */
 const membersByTag: (OneofMember | undefined)[] = [];
 for (const field of EnvelopeType.oneofs['body']!.fieldsArray) {
-  const member = {
+  const type = field.resolve().resolvedType as protobuf.Type;
+  const member: OneofMember = {
     kind: field.name as EnvelopeKind,
     tag: (field.id << 3) | 2,
-    type: field.resolve().resolvedType as protobuf.Type,
+    type,
+    bytesField: soleBytesField(type),
+    ctor: type.ctor as unknown as new () => Record<string, unknown>,
   };
   membersByKind.set(field.name, member);
   membersByTag[member.tag] = member;
+}
+
+/** The name of `type`'s field when it has only one, a plain `bytes` numbered 1. */
+function soleBytesField(type: protobuf.Type): string | undefined {
+  const fields = type.fieldsArray;
+  const field = fields[0];
+  if (fields.length !== 1 || type.oneofsArray.length !== 0 || field === undefined) return undefined;
+  if (field.id !== 1 || field.type !== 'bytes' || field.repeated || field.map) return undefined;
+  return field.name;
 }
 
 /** Every message kind an Envelope can carry, as named in proto/rdbnet.proto. */
@@ -555,9 +574,128 @@ function envelopeMember(envelope: Envelope): OneofMember {
  */
 export function writeEnvelope(writer: protobuf.Writer, envelope: Envelope): void {
   const member = envelopeMember(envelope);
+  const body = (envelope as Record<string, unknown>)[member.kind] as Record<string, unknown>;
+  if (member.bytesField !== undefined && writeBytesMessage(writer, member, body)) return;
   writer.uint32(member.tag).fork();
-  member.type.encode((envelope as Record<string, unknown>)[member.kind] as object, writer);
+  member.type.encode(body, writer);
   writer.ldelim();
+}
+
+/** protobufjs 8 writer internals (see frame.ts): one buffer, grown by `_reserve`. */
+interface WriterInternals {
+  buf: Uint8Array;
+  pos: number;
+  _reserve(bytes: number): void;
+}
+
+/** Bytes of `value` as a protobuf varint (values below 2^32). */
+function varintBytes(value: number): number {
+  return value < 0x80
+    ? 1
+    : value < 0x4000
+      ? 2
+      : value < 0x20_0000
+        ? 3
+        : value < 0x1000_0000
+          ? 4
+          : 5;
+}
+
+function putVarint(buf: Uint8Array, pos: number, value: number): number {
+  while (value > 0x7f) {
+    buf[pos++] = (value & 0x7f) | 0x80;
+    value >>>= 7;
+  }
+  buf[pos++] = value;
+  return pos;
+}
+
+/**
+ * Writes the Envelope field of a one-`bytes`-field message: tag, length, then the message's
+ * field 1 (tag 0x0a, length, bytes), sizes known up front, so no length is patched afterwards.
+ * Only the common case, a non-empty Uint8Array of the body's own; anything else (empty, a
+ * base64 string, unknown fields kept from a decode) answers false and protobufjs encodes it.
+ */
+function writeBytesMessage(
+  writer: protobuf.Writer,
+  member: OneofMember,
+  body: Record<string, unknown>,
+): boolean {
+  const field = member.bytesField!;
+  const value = body[field];
+  if (!(value instanceof Uint8Array) || value.length === 0) return false;
+  if (!Object.hasOwn(body, field) || body['$unknowns'] !== undefined) return false;
+  const length = value.length;
+  const messageLength = 1 + varintBytes(length) + length;
+  const internals = writer as unknown as WriterInternals;
+  internals._reserve(varintBytes(member.tag) + varintBytes(messageLength) + messageLength);
+  const buf = internals.buf;
+  let pos = putVarint(buf, internals.pos, member.tag);
+  pos = putVarint(buf, pos, messageLength);
+  buf[pos++] = BYTES_FIELD_1_TAG;
+  pos = putVarint(buf, pos, length);
+  buf.set(value, pos);
+  internals.pos = pos + length;
+  return true;
+}
+
+/** Field 1, wire type 2 (length-delimited). */
+const BYTES_FIELD_1_TAG = 0x0a;
+
+/** Where the varint readVarint read last ended. */
+let varintEnd = 0;
+
+/**
+ * The varint at buf[pos], read no further than `end`, when it is at most four bytes long (a value
+ * below 2^28; varintEnd is then where it ends); -1 otherwise, for protobufjs to read and judge.
+ */
+function readVarint(buf: Uint8Array, pos: number, end: number): number {
+  let value = 0;
+  for (let shift = 0; shift < 28 && pos < end; shift += 7) {
+    const byte = buf[pos++]!;
+    value |= (byte & 0x7f) << shift;
+    if (byte < 0x80) {
+      varintEnd = pos;
+      return value;
+    }
+  }
+  return -1;
+}
+
+/**
+ * Decodes a one-`bytes`-field message at buf[start, end) when it is exactly that field, once,
+ * non-empty: an object of the message's class with the field a view of `buf`, as protobufjs
+ * would give. Anything else (unknown fields, repeats, an empty message) answers undefined for
+ * protobufjs to decode, and to refuse.
+ */
+function readBytesMessage(
+  buf: Buffer,
+  start: number,
+  end: number,
+  member: OneofMember,
+): Record<string, unknown> | undefined {
+  if (start >= end || buf[start] !== BYTES_FIELD_1_TAG) return undefined;
+  const length = readVarint(buf, start + 1, end);
+  if (length <= 0 || varintEnd + length !== end) return undefined;
+  const body = new member.ctor();
+  body[member.bytesField!] = buf.subarray(varintEnd, end);
+  return body;
+}
+
+/** An Envelope at source[start, end) carrying a one-`bytes`-field message, decoded with no
+ * protobufjs reader at all; undefined for any other payload. */
+function decodeBytesEnvelope(
+  source: Buffer,
+  start: number,
+  end: number,
+): DecodedEnvelope | undefined {
+  const tag = readVarint(source, start, end);
+  const member = tag < 0 ? undefined : membersByTag[tag];
+  if (member?.bytesField === undefined) return undefined;
+  const length = readVarint(source, varintEnd, end);
+  if (length < 0 || varintEnd + length !== end) return undefined;
+  const body = readBytesMessage(source, varintEnd, end, member);
+  return body === undefined ? undefined : { kind: member.kind, body };
 }
 
 /**
@@ -602,6 +740,10 @@ export function decodeEnvelope(payload: Uint8Array): DecodedEnvelope {
  * result are views of `source`.
  */
 export function decodeEnvelopeAt(source: Uint8Array, start: number, end: number): DecodedEnvelope {
+  if (Buffer.isBuffer(source)) {
+    const decoded = decodeBytesEnvelope(source, start, end);
+    if (decoded !== undefined) return decoded;
+  }
   try {
     // protobufjs's Buffer reader slices and decodes strings with Buffer methods.
     reader.buf = Buffer.isBuffer(source)

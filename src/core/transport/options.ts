@@ -24,7 +24,9 @@ export interface ConnectionOptions {
   inflightRequestsMax: number;
   /** Requests from the peer being handled at once; beyond it the peer gets an error reply. */
   inboundInflightMax: number;
-  /** Default deadline of a request, from the call until its response arrives. */
+  /** Default deadline of a request, from the call until its response arrives. The call's time
+   * is the clock as the first request of its event-loop turn read it (one reading serves a
+   * turn's requests); the deadline is checked every 50 ms. */
   requestTimeoutMs: number;
   /** Bytes allowed to wait for a congested socket. Past it new requests are rejected with
    * RDB_WRITE_QUEUE_FULL, and a peer that will not read its responses is disconnected. */

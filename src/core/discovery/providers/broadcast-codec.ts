@@ -10,6 +10,7 @@
  * a genuine packet sent again fails the replay guard (timestamp window + nonce cache).
  */
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { assert, ErrorCode, RdbnetError } from '../../errors.ts';
 
 const MAGIC = Buffer.from('RDBB', 'latin1');
 const VERSION = 1;
@@ -46,11 +47,12 @@ export function sealAnnouncement(
 ): Buffer {
   const payload = Buffer.from(JSON.stringify(announcement), 'utf8');
   if (payload.length > BROADCAST_PAYLOAD_BYTES_MAX) {
-    throw new RangeError(
-      `announcement is ${payload.length} bytes; at most ${BROADCAST_PAYLOAD_BYTES_MAX}`,
+    throw new RdbnetError(
+      ErrorCode.DiscoveryFailed,
+      `provider=broadcast: announcement is ${payload.length} bytes; at most ${BROADCAST_PAYLOAD_BYTES_MAX} (fewer or shorter meta labels)`,
     );
   }
-  if (nonce.length !== NONCE_BYTES) throw new RangeError(`nonce must be ${NONCE_BYTES} bytes`);
+  assert(nonce.length === NONCE_BYTES, `nonce must be ${NONCE_BYTES} bytes`);
   const header = Buffer.alloc(HEADER_BYTES);
   MAGIC.copy(header, 0);
   header.writeUInt8(VERSION, 4);

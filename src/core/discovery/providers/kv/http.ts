@@ -63,7 +63,7 @@ function describeNetworkError(error: unknown): string {
   if (code === 'ECONNREFUSED') return 'connection refused';
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return 'connect timed out';
   if (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET') return 'connection closed by the server';
-  return code === undefined || message.includes(code) ? message : `${code}: ${message}`;
+  return code === undefined ? message : `${code}: ${message}`;
 }
 
 function tooLarge(call: HttpCall, what: string): RdbnetError {
