@@ -1,0 +1,110 @@
+/**
+ * The processes bench:dataplane starts besides rdbnet nodes and nats-server, each in its own
+ * process so that the bench process measures only the requesting side:
+ *
+ *   nats-responder URL CERTS_DIR ID
+ *       A NATS responder with mutual TLS (client certificate `admin` of the bench CA): answers
+ *       `echo.ID` (one-to-one) and `echo.all` (scatter-gather: every responder answers) with
+ *       the payload it got. Prints `ready` once both subscriptions are registered at the server.
+ *   connections ADDRESS CERTS_DIR COUNT CONCURRENCY
+ *       Opens COUNT rdbnet connections (TLS 1.3, client certificate `admin`, the full Hello) to
+ *       the node at ADDRESS, at most CONCURRENCY handshakes at once, prints one JSON line
+ *       `{"opened": N, "ms": T}`, then holds them idle until its stdin closes or it is killed.
+ *
+ * Both exit 1 with one line on stderr when something fails.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { nodeDialInit } from '../src/cli/node-client.ts';
+import type { Connection } from '../src/core/transport/connection.ts';
+import { dial } from '../src/core/transport/dial.ts';
+
+/** Handshake deadline of each bench connection (a loaded machine is slow, never this slow). */
+const DIAL_TIMEOUT_MS = 30_000;
+/** File descriptors kept free beyond the connections themselves (stdio, libuv, …). */
+const FD_HEADROOM = 64;
+
+async function natsResponder(url: string, certsDir: string, id: string): Promise<void> {
+  const nc = await connect({
+    servers: url,
+    tls: {
+      caFile: join(certsDir, 'ca.crt'),
+      certFile: join(certsDir, 'client.admin.crt'),
+      keyFile: join(certsDir, 'client.admin.key'),
+    },
+    name: `responder-${id}`,
+  });
+  for (const subject of [`echo.${id}`, 'echo.all']) {
+    nc.subscribe(subject, { callback: (_error, msg) => msg.respond(msg.data) });
+  }
+  // Round trip to the server: the subscriptions are registered before `ready`.
+  await nc.flush();
+  process.stdout.write('ready\n');
+  await nc.closed();
+}
+
+/** The soft limit on open files of this process, from /proc (Linux); undefined elsewhere. */
+function openFilesLimit(): number | undefined {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((text) => text.startsWith('Max open files'));
+    const soft = line?.split(/\s{2,}/u)[1];
+    return soft === undefined || soft === 'unlimited' ? undefined : Number(soft);
+  } catch {
+    return undefined;
+  }
+}
+
+async function holdConnections(
+  address: string,
+  certsDir: string,
+  count: number,
+  concurrency: number,
+): Promise<void> {
+  const limit = openFilesLimit();
+  if (limit !== undefined && limit < count + FD_HEADROOM) {
+    throw new Error(
+      `open files limit ${limit} is below ${count + FD_HEADROOM}: raise it (ulimit -n) or open fewer connections`,
+    );
+  }
+  const init = await nodeDialInit({
+    node: address,
+    'certs-dir': certsDir,
+    client: 'admin',
+    insecure: false,
+    timeout: DIAL_TIMEOUT_MS,
+  });
+  const held: Connection[] = [];
+  const startedAt = performance.now();
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      next++;
+      held.push(await dial(init));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  process.stdout.write(
+    `${JSON.stringify({ opened: held.length, ms: Math.round(performance.now() - startedAt) })}\n`,
+  );
+  process.stdin.resume();
+  await new Promise((resolve) => process.stdin.once('close', resolve));
+  for (const connection of held) connection.close();
+}
+
+const [mode, ...args] = process.argv.slice(2);
+try {
+  if (mode === 'nats-responder' && args.length === 3) {
+    await natsResponder(args[0]!, args[1]!, args[2]!);
+  } else if (mode === 'connections' && args.length === 4) {
+    await holdConnections(args[0]!, args[1]!, Number(args[2]), Number(args[3]));
+  } else {
+    throw new Error(`usage: dataplane-children.ts nats-responder|connections … (got ${mode})`);
+  }
+  process.exit(0);
+} catch (error) {
+  console.error(`dataplane-children ${mode}: ${error instanceof Error ? error.message : error}`);
+  process.exit(1);
+}
