@@ -15,10 +15,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect } from '@nats-io/transport-node';
-import { nodeDialInit } from '../src/cli/node-client.ts';
 import type { Connection } from '../src/core/transport/connection.ts';
-import { dial } from '../src/core/transport/dial.ts';
+
+// Each mode imports only what it uses (below): on a loaded machine, a responder that also
+// loaded rdbnet's CLI modules would start seconds later.
 
 /** Handshake deadline of each bench connection (a loaded machine is slow, never this slow). */
 const DIAL_TIMEOUT_MS = 30_000;
@@ -26,6 +26,7 @@ const DIAL_TIMEOUT_MS = 30_000;
 const FD_HEADROOM = 64;
 
 async function natsResponder(url: string, certsDir: string, id: string): Promise<void> {
+  const { connect } = await import('@nats-io/transport-node');
   const nc = await connect({
     servers: url,
     tls: {
@@ -36,7 +37,11 @@ async function natsResponder(url: string, certsDir: string, id: string): Promise
     name: `responder-${id}`,
   });
   for (const subject of [`echo.${id}`, 'echo.all']) {
-    nc.subscribe(subject, { callback: (_error, msg) => msg.respond(msg.data) });
+    nc.subscribe(subject, {
+      callback: (_error, msg) => {
+        msg.respond(msg.data);
+      },
+    });
   }
   // Round trip to the server: the subscriptions are registered before `ready`.
   await nc.flush();
@@ -69,6 +74,8 @@ async function holdConnections(
       `open files limit ${limit} is below ${count + FD_HEADROOM}: raise it (ulimit -n) or open fewer connections`,
     );
   }
+  const { nodeDialInit } = await import('../src/cli/node-client.ts');
+  const { dial } = await import('../src/core/transport/dial.ts');
   const init = await nodeDialInit({
     node: address,
     'certs-dir': certsDir,

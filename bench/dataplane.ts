@@ -3,9 +3,10 @@
  * (issue 13, item 5). Prints one table and writes bench/results/dataplane.json.
  *
  *   rdbnet  five real `rdbnet node start` processes (mutual TLS, gossip, the built-in `echo`
- *           topic) and a sixth node in this process, started through the library API
- *           (`startNode` from 'rdbnet'), whose `request` and `scatterGather` go straight to
- *           the members over its node-to-node mTLS links (one connection per peer).
+ *           topic) and a sixth node in this process (their seed), started through the library
+ *           API (`startNode` from 'rdbnet'), whose `request` and `scatterGather` go straight to
+ *           the members over its node-to-node mTLS links (one connection per peer). The nodes
+ *           gossip and wait for a cluster nobody bootstraps: no Raft work while measuring.
  *   NATS    Debian's `nats-server` with mutual TLS (server certificate from the same bench CA),
  *           five responder processes (bench/dataplane-children.ts) subscribed to `echo.<id>`
  *           and `echo.all`, and a requester in this process, all with the maintained client
@@ -22,7 +23,8 @@
  *    saturate the same connection (rdbnet: the bench node's link to n1; NATS: the
  *    requester's one connection). rdbnet has no message priorities yet: the figure is what
  *    the priorities will have to improve (goal: p99 under bulk ≤ 2× idle).
- * 3. Memory per idle connection: a node process of its own (`mem`), BENCH_CONNECTIONS (1,000)
+ * 3. Memory per idle connection: a node process of its own (`mem`: started with the others,
+ *    alone and idle until measured, last), BENCH_CONNECTIONS (1,000)
  *    connections opened to it from another process with mutual TLS (client certificate
  *    `admin`), its RSS after minus before (medians of a few readings of /proc/<pid>/status),
  *    divided by the connections and scaled to 1,000 (goal ≤ 10 MB per 1,000). Its config
@@ -36,7 +38,7 @@
  * Options (env): BENCH_SECONDS (5; quick 0.5), BENCH_WARMUP_SECONDS (1; quick 0.2),
  * BENCH_ROUNDS (3; quick 1), BENCH_INFLIGHT (100), BENCH_GATHER_INFLIGHT (20),
  * BENCH_PAYLOAD_BYTES (64), BENCH_BULK_BYTES (262144), BENCH_BULK_INFLIGHT (8; quick 4),
- * BENCH_CRITICAL_SECONDS (5; quick 0.5), BENCH_CONNECTIONS (1000; quick 100),
+ * BENCH_CRITICAL_SECONDS (5; quick 0.5), BENCH_CONNECTIONS (1000; quick 50),
  * BENCH_QUICK=1 (see harness.ts). Needs `nats-server` on PATH (Debian package nats-server).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -55,6 +57,7 @@ import {
   type BenchNode,
   exited,
   freePort,
+  kill9,
   percentile,
   QUICK,
   setting,
@@ -74,7 +77,7 @@ const PAYLOAD_BYTES = setting('BENCH_PAYLOAD_BYTES', 64, 64);
 const BULK_BYTES = setting('BENCH_BULK_BYTES', 256 * 1024, 256 * 1024);
 const BULK_INFLIGHT = setting('BENCH_BULK_INFLIGHT', 8, 4);
 const CRITICAL_SECONDS = setting('BENCH_CRITICAL_SECONDS', 5, 0.5);
-const CONNECTIONS = setting('BENCH_CONNECTIONS', 1000, 100);
+const CONNECTIONS = setting('BENCH_CONNECTIONS', 1000, 50);
 /** Handshakes the connection-holding process runs at once. */
 const CONNECT_CONCURRENCY = 16;
 /** Bulk traffic runs this long before the critical requests are timed under it. */
@@ -82,8 +85,8 @@ const BULK_RAMP_MS = QUICK ? 100 : 500;
 /** Time a process is left alone before its RSS is read (sockets settle, timers run). */
 const RSS_SETTLE_MS = QUICK ? 300 : 2000;
 /** RSS readings per measurement, RSS_SAMPLE_EVERY_MS apart; their median is kept. */
-const RSS_SAMPLES = 5;
-const RSS_SAMPLE_EVERY_MS = 200;
+const RSS_SAMPLES = QUICK ? 3 : 5;
+const RSS_SAMPLE_EVERY_MS = QUICK ? 100 : 200;
 /** Deadline of every request: generous, a loaded machine must not turn into failed calls. */
 const DEADLINE_MS = 30_000;
 /** The member nodes (processes) the requests go to. */
@@ -424,10 +427,14 @@ interface Memory {
   load1: number;
 }
 
-async function measureMemory(home: string, certsDir: string): Promise<Memory> {
+/** The memory node: alone (it joins no one), started with the other nodes, measured last. */
+async function startMemoryNode(home: string): Promise<BenchNode> {
   const configFile = join(home, 'mem.json');
   await writeFile(configFile, JSON.stringify(MEMORY_NODE_CONFIG));
-  const node = await startRdbnet(home, 'mem', '', NODE_START_TIMEOUT_MS, ['--config', configFile]);
+  return startRdbnet(home, 'mem', '', NODE_START_TIMEOUT_MS, ['--config', configFile]);
+}
+
+async function measureMemory(node: BenchNode, certsDir: string): Promise<Memory> {
   const pid = node.child.pid!;
   const rssBefore = await settledRss(pid);
   const fdsBefore = openFds(pid);
@@ -446,8 +453,7 @@ async function measureMemory(home: string, certsDir: string): Promise<Memory> {
   }
   child.stdin!.end();
   await exited(child);
-  node.child.kill('SIGTERM');
-  await exited(node.child);
+  await kill9(node.child);
   const delta = rssAfter - rssBefore;
   return {
     connections: CONNECTIONS,
@@ -489,6 +495,9 @@ const ms = (us: number) => (us / 1000).toFixed(2);
 
 const home = await mkdtemp(join(tmpdir(), 'rdbnet-bench-dataplane-'));
 const loadAtStart = load1();
+const benchStartedAt = performance.now();
+/** Seconds since the bench started, for the progress lines on stderr. */
+const elapsed = () => `${((performance.now() - benchStartedAt) / 1000).toFixed(1)} s`;
 let benchNode: Node | undefined;
 let nc: NatsConnection | undefined;
 try {
@@ -509,17 +518,24 @@ try {
   const responders = Promise.all(
     NODE_IDS.map((id) => startChild(['nats-responder', nats.url, certsDir, id])),
   );
-  const first: BenchNode = await startRdbnet(home, 'n1', '', NODE_START_TIMEOUT_MS);
-  const others = Promise.all(
-    NODE_IDS.slice(1).map((id) => startRdbnet(home, id, first.address, NODE_START_TIMEOUT_MS)),
-  );
+  const memoryNode = startMemoryNode(home);
+  // The bench node is the seed, so that every node process can start at once. `join: []`
+  // (like the processes' `--join ''`): the nodes gossip and wait for a cluster that nobody
+  // bootstraps, so no Raft leader does its chores in this process or any other while measured.
   benchNode = await startNode(
-    { id: 'bench', listen: '127.0.0.1:0', dataDir: join(home, 'bench'), join: [first.address] },
+    { id: 'bench', listen: '127.0.0.1:0', dataDir: join(home, 'bench'), join: [] },
     { env: { ...process.env, RDBNET_HOME: home }, logger: silentLogger },
   );
-  await Promise.all([others, responders]);
+  const seed = benchNode.address;
+  const [members] = await Promise.all([
+    Promise.all(NODE_IDS.map((id) => startRdbnet(home, id, seed, NODE_START_TIMEOUT_MS))),
+    responders,
+    memoryNode,
+  ]);
+  console.error(`bench:dataplane: every process listening at ${elapsed()}`);
   await benchNode.waitForMembers(NODE_IDS.length + 1, MEMBERS_TIMEOUT_MS);
   nc = await connectNats({ servers: nats.url, tls: natsTls(certsDir), name: 'bench-requester' });
+  console.error(`bench:dataplane: every process up and every member alive at ${elapsed()}`);
 
   const contenders = [rdbnetContender(benchNode), natsContender(nc)];
   // Every path is tried once before anything is timed: a failure is loud and early.
@@ -564,13 +580,17 @@ try {
 
   await nc.close();
   nc = undefined;
-  await benchNode.stop();
-  benchNode = undefined;
-  nats.child.kill('SIGTERM');
-  for (const { child } of await responders) child.kill('SIGTERM');
+  // Nothing but the memory node may run while its RSS is read; the rest has no state to keep.
+  await Promise.all(
+    [
+      nats.child,
+      ...members.map((member) => member.child),
+      ...(await responders).map((responder) => responder.child),
+    ].map(kill9),
+  );
 
-  console.error(`bench:dataplane: ${CONNECTIONS} idle connections to one node`);
-  const memory = await measureMemory(home, certsDir);
+  console.error(`bench:dataplane: ${CONNECTIONS} idle connections to one node at ${elapsed()}`);
+  const memory = await measureMemory(await memoryNode, certsDir);
 
   const summary = {
     rdbnet: { one: summarize(runs['rdbnet']!.one), gather: summarize(runs['rdbnet']!.gather) },
@@ -737,8 +757,10 @@ try {
     goals,
   });
   console.log(`wrote ${file}`);
+  console.error(`bench:dataplane: done in ${elapsed()}`);
 } finally {
   await nc?.close().catch(() => undefined);
+  // Its members are gone by now: its stop has no one to tell, and takes a moment.
   await benchNode?.stop().catch(() => undefined);
   await rm(home, { recursive: true, force: true });
 }
