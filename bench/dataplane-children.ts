@@ -10,6 +10,9 @@
  *       Opens COUNT rdbnet connections (TLS 1.3, client certificate `admin`, the full Hello) to
  *       the node at ADDRESS, at most CONCURRENCY handshakes at once, prints one JSON line
  *       `{"opened": N, "ms": T}`, then holds them idle until its stdin closes or it is killed.
+ *   tls-connections ADDRESS CERTS_DIR COUNT CONCURRENCY
+ *       The same with bare TLS 1.3 connections (client certificate `admin`, no rdbnet Hello),
+ *       to bench/servers.ts rawtls: what any Node TLS server pays per idle connection.
  *
  * Both exit 1 with one line on stderr when something fails.
  */
@@ -62,18 +65,15 @@ function openFilesLimit(): number | undefined {
   }
 }
 
-async function holdConnections(
-  address: string,
-  certsDir: string,
-  count: number,
-  concurrency: number,
-): Promise<void> {
-  const limit = openFilesLimit();
-  if (limit !== undefined && limit < count + FD_HEADROOM) {
-    throw new Error(
-      `open files limit ${limit} is below ${count + FD_HEADROOM}: raise it (ulimit -n) or open fewer connections`,
-    );
-  }
+/** Something held open that can be closed. */
+interface Closable {
+  close(): void;
+}
+
+/** An opener of one connection to the node (rdbnet) or to the bare TLS server (tls). */
+type Opener = () => Promise<Closable>;
+
+async function rdbnetOpener(address: string, certsDir: string): Promise<Opener> {
   const { nodeDialInit } = await import('../src/cli/node-client.ts');
   const { dial } = await import('../src/core/transport/dial.ts');
   const init = await nodeDialInit({
@@ -83,13 +83,59 @@ async function holdConnections(
     insecure: false,
     timeout: DIAL_TIMEOUT_MS,
   });
-  const held: Connection[] = [];
+  return async (): Promise<Connection> => dial(init);
+}
+
+/** TLS 1.3 with the `admin` client certificate, nothing on top: the node:tls floor. */
+async function tlsOpener(address: string, certsDir: string): Promise<Opener> {
+  const { connect: connectTls } = await import('node:tls');
+  const [host, port] = [
+    address.slice(0, address.lastIndexOf(':')),
+    address.slice(address.lastIndexOf(':') + 1),
+  ];
+  const ca = readFileSync(join(certsDir, 'ca.crt'));
+  const cert = readFileSync(join(certsDir, 'client.admin.crt'));
+  const key = readFileSync(join(certsDir, 'client.admin.key'));
+  return () =>
+    new Promise((resolve, reject) => {
+      const socket = connectTls({
+        host,
+        port: Number(port),
+        ca,
+        cert,
+        key,
+        minVersion: 'TLSv1.3',
+        checkServerIdentity: () => undefined,
+      });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new Error(`no TLS handshake with ${address} within ${DIAL_TIMEOUT_MS} ms`));
+      }, DIAL_TIMEOUT_MS);
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        resolve({ close: () => socket.destroy() });
+      });
+      socket.once('error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+    });
+}
+
+async function holdConnections(open: Opener, count: number, concurrency: number): Promise<void> {
+  const limit = openFilesLimit();
+  if (limit !== undefined && limit < count + FD_HEADROOM) {
+    throw new Error(
+      `open files limit ${limit} is below ${count + FD_HEADROOM}: raise it (ulimit -n) or open fewer connections`,
+    );
+  }
+  const held: Closable[] = [];
   const startedAt = performance.now();
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < count) {
       next++;
-      held.push(await dial(init));
+      held.push(await open());
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
@@ -105,8 +151,9 @@ const [mode, ...args] = process.argv.slice(2);
 try {
   if (mode === 'nats-responder' && args.length === 3) {
     await natsResponder(args[0]!, args[1]!, args[2]!);
-  } else if (mode === 'connections' && args.length === 4) {
-    await holdConnections(args[0]!, args[1]!, Number(args[2]), Number(args[3]));
+  } else if ((mode === 'connections' || mode === 'tls-connections') && args.length === 4) {
+    const opener = mode === 'connections' ? rdbnetOpener : tlsOpener;
+    await holdConnections(await opener(args[0]!, args[1]!), Number(args[2]), Number(args[3]));
   } else {
     throw new Error(`usage: dataplane-children.ts nats-responder|connections … (got ${mode})`);
   }

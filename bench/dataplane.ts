@@ -31,7 +31,9 @@
  *    (written by the bench, see MEMORY_NODE_CONFIG) raises the pre-auth admission limits so
  *    the handshakes in progress are never cut, and turns the idle timeout off so the
  *    connections stay open while measured; connectionsMax stays at its default 4,096.
- *    The opening process checks its open-files limit first (ulimit -n).
+ *    The opening process checks its open-files limit first (ulimit -n). The same is then
+ *    measured on bench/servers.ts rawtls, a bare node:tls server with the same certificates
+ *    (no rdbnet Hello): the floor any Node TLS server pays per idle connection.
  *
  * Every figure is taken on whatever load the machine carries: the 1-minute load average is
  * recorded next to each one (rounds, critical, memory) in the JSON and the table.
@@ -434,12 +436,20 @@ async function startMemoryNode(home: string): Promise<BenchNode> {
   return startRdbnet(home, 'mem', '', NODE_START_TIMEOUT_MS, ['--config', configFile]);
 }
 
-async function measureMemory(node: BenchNode, certsDir: string): Promise<Memory> {
-  const pid = node.child.pid!;
+/**
+ * RSS of the server process `pid` before and after CONNECTIONS idle connections are opened
+ * to `address` by a child in `mode` (connections: rdbnet; tls-connections: bare TLS).
+ */
+async function measureMemory(
+  pid: number,
+  mode: 'connections' | 'tls-connections',
+  address: string,
+  certsDir: string,
+): Promise<Memory> {
   const rssBefore = await settledRss(pid);
   const fdsBefore = openFds(pid);
   const { child, line } = await startChild(
-    ['connections', node.address, certsDir, String(CONNECTIONS), String(CONNECT_CONCURRENCY)],
+    [mode, address, certsDir, String(CONNECTIONS), String(CONNECT_CONCURRENCY)],
     300_000,
   );
   const { opened, ms } = JSON.parse(line) as { opened: number; ms: number };
@@ -447,13 +457,12 @@ async function measureMemory(node: BenchNode, certsDir: string): Promise<Memory>
   const rssAfter = await settledRss(pid);
   const fdsAfter = openFds(pid);
   const load = load1();
-  // The node must hold them all (one socket each), or the delta means nothing.
+  // The server must hold them all (one socket each), or the delta means nothing.
   if (fdsAfter - fdsBefore < CONNECTIONS) {
-    throw new Error(`the node holds ${fdsAfter - fdsBefore} more sockets, not ${CONNECTIONS}`);
+    throw new Error(`the server holds ${fdsAfter - fdsBefore} more sockets, not ${CONNECTIONS}`);
   }
   child.stdin!.end();
   await exited(child);
-  await kill9(node.child);
   const delta = rssAfter - rssBefore;
   return {
     connections: CONNECTIONS,
@@ -466,6 +475,26 @@ async function measureMemory(node: BenchNode, certsDir: string): Promise<Memory>
     kbPerConnection: delta / CONNECTIONS / 1024,
     load1: load,
   };
+}
+
+/** bench/servers.ts rawtls (bench:protocol's TLS echo): a bare node:tls server; its address. */
+async function startBareTlsServer(
+  certsDir: string,
+): Promise<{ child: ChildProcess; address: string }> {
+  const child = track(
+    spawn(process.execPath, [new URL('servers.ts', import.meta.url).pathname, 'rawtls', certsDir], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (chunk) => {
+      out += chunk;
+      if (out.includes('\n')) resolve(Number.parseInt(out, 10));
+    });
+    child.once('exit', (code) => reject(new Error(`servers.ts rawtls exited with ${code}`)));
+  });
+  return { child, address: `127.0.0.1:${port}` };
 }
 
 // ---- reporting
@@ -590,7 +619,18 @@ try {
   );
 
   console.error(`bench:dataplane: ${CONNECTIONS} idle connections to one node at ${elapsed()}`);
-  const memory = await measureMemory(await memoryNode, certsDir);
+  const node = await memoryNode;
+  const memory = await measureMemory(node.child.pid!, 'connections', node.address, certsDir);
+  await kill9(node.child);
+  // The floor: what a bare node:tls server (its certificate: the bench node's) pays for the same.
+  const bare = await startBareTlsServer(certsDir);
+  const memoryFloor = await measureMemory(
+    bare.child.pid!,
+    'tls-connections',
+    bare.address,
+    certsDir,
+  );
+  await kill9(bare.child);
 
   const summary = {
     rdbnet: { one: summarize(runs['rdbnet']!.one), gather: summarize(runs['rdbnet']!.gather) },
@@ -720,12 +760,22 @@ try {
       met(goals.memoryAtMost10MBPer1000),
       String(memory.load1),
     ],
+    [
+      'same, a bare node:tls server (the floor)',
+      memoryFloor.mbPer1000.toFixed(2),
+      '-',
+      '',
+      '',
+      '',
+      String(memoryFloor.load1),
+    ],
   );
   console.log(table.toString());
   console.log(
     `rounds: ${ROUNDS} (medians shown); critical samples idle/bulk: rdbnet ${cr.idle.samples}/${cr.underBulk.samples}, ` +
       `NATS ${cn.idle.samples}/${cn.underBulk.samples}; memory node RSS ${memory.rssBeforeMB.toFixed(1)} → ${memory.rssAfterMB.toFixed(1)} MiB ` +
-      `(${memory.kbPerConnection.toFixed(1)} KiB per connection, ${memory.connections} opened in ${memory.openMs} ms)`,
+      `(${memory.kbPerConnection.toFixed(1)} KiB per connection, ${memory.connections} opened in ${memory.openMs} ms); ` +
+      `bare TLS server ${memoryFloor.kbPerConnection.toFixed(1)} KiB per connection`,
   );
   const file = await writeResults('dataplane', {
     benchmark: 'dataplane',
@@ -753,6 +803,7 @@ try {
     rounds: runs,
     critical: criticals,
     memory,
+    memoryFloor,
     ratios,
     goals,
   });
