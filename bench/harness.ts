@@ -130,13 +130,15 @@ export interface BenchNode {
 
 /**
  * `rdbnet node start --json` under `home` (RDBNET_HOME: default certs dir, created by the
- * first node and shared), on a loopback port of its choosing, joining `seeds` ('' for none).
+ * first node and shared), on a loopback port of its choosing, joining `seeds` ('' for none);
+ * `extraArgs` go after those flags (e.g. `--config FILE`).
  */
 export function startRdbnet(
   home: string,
   id: string,
   seeds: string,
   startTimeoutMs = 60_000,
+  extraArgs: readonly string[] = [],
 ): Promise<BenchNode> {
   return new Promise((resolve, reject) => {
     const spawnedAt = performance.now();
@@ -157,6 +159,7 @@ export function startRdbnet(
           dataDir,
           '--join',
           seeds,
+          ...extraArgs,
         ],
         {
           env: { ...process.env, RDBNET_HOME: home, CI: 'true' },
