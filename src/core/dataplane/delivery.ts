@@ -211,7 +211,7 @@ export class DedupWindow {
 
   /** The stored (or pending) reply of `key`, or the handler run once for it. */
   run(key: string, handler: () => Promise<Uint8Array>): Promise<Uint8Array> {
-    this.evict();
+    this.evict(1);
     const known = this.entries.get(key);
     if (known !== undefined) {
       this.suppressed++;
@@ -230,7 +230,7 @@ export class DedupWindow {
         if (this.entries.get(key) !== entry) return;
         entry.bytes = reply.length;
         this.replyBytes += reply.length;
-        this.evict();
+        this.evict(0);
       },
       () => {
         if (this.entries.get(key) === entry) this.entries.delete(key);
@@ -248,12 +248,13 @@ export class DedupWindow {
     };
   }
 
-  /** Drops the oldest answered entries while a bound is exceeded or they are too old. */
-  private evict(): void {
+  /** Drops the oldest answered entries while a bound is exceeded (keeping room for
+   * `reserve` more entries) or they are too old. */
+  private evict(reserve: number): void {
     const oldestAllowedMs = this.clock.nowMs() - this.limits.dedupWindowAgeMs;
     for (const [key, entry] of this.entries) {
       const over =
-        this.entries.size >= this.limits.dedupWindowMax ||
+        this.entries.size + reserve > this.limits.dedupWindowMax ||
         this.replyBytes > this.limits.dedupReplyBytesMax ||
         entry.atMs < oldestAllowedMs;
       if (!over || entry.bytes === null) return;
