@@ -5,6 +5,12 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { Flags } from '@oclif/core';
+import {
+  DELIVERIES,
+  type Delivery,
+  deliveryCode,
+  validateIdempotencyKey,
+} from '../core/dataplane/delivery.ts';
 import { DATA_PLANE_LIMITS_DEFAULT } from '../core/dataplane/limits.ts';
 import { validateTopicName } from '../core/dataplane/topics.ts';
 import { ErrorCode, RdbnetError } from '../core/errors.ts';
@@ -34,6 +40,50 @@ export const topicFlags = {
     helpValue: 'ms',
   }),
 };
+
+/** `send` and `request`: how the message is delivered (src/core/dataplane/delivery.ts). */
+export const deliveryFlags = {
+  delivery: Flags.string({
+    description:
+      'at-most-once: sent once. at-least-once: acknowledged after the handler accepted it, ' +
+      'retried with backoff until then (bounded). exactly-once: as at-least-once, and the ' +
+      'receiver runs the handler once per idempotency key.',
+    options: [...DELIVERIES],
+    default: 'at-most-once',
+  }),
+  'idempotency-key': Flags.string({
+    description:
+      'exactly-once: the key the receiver deduplicates on (at most 128 bytes); the same key ' +
+      'sent again gets the stored reply. Default: one the node makes.',
+    helpValue: 'key',
+  }),
+};
+
+/** What the commands with deliveryFlags add to their description. */
+export const DELIVERY_FLAGS_HELP =
+  ' With --delivery at-least-once or exactly-once the node forwarding the message retries it ' +
+  'until the member acknowledges it (its handler accepted it); RDB_DELIVERY_FAILED when the ' +
+  'attempts or the deadline run out. exactly-once: a repeated --idempotency-key runs the ' +
+  'handler once while the receiving node lives (its window is in memory).';
+
+/** The TopicMessage fields of --delivery and --idempotency-key, checked (RDB_USAGE). */
+export function deliveryFields(flags: {
+  delivery: string;
+  'idempotency-key'?: string | undefined;
+}): {
+  delivery: number;
+  idempotencyKey: string;
+} {
+  const delivery = flags.delivery as Delivery;
+  const key = flags['idempotency-key'];
+  if (key !== undefined && delivery !== 'exactly-once') {
+    throw new RdbnetError(ErrorCode.Usage, '--idempotency-key needs --delivery exactly-once');
+  }
+  return {
+    delivery: deliveryCode(delivery),
+    idempotencyKey: key === undefined ? '' : validateIdempotencyKey(key),
+  };
+}
 
 function tooLarge(bytes: number, where: string): RdbnetError {
   return new RdbnetError(

@@ -1,6 +1,14 @@
 import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../cli/base-command.ts';
-import { checkTopic, REPLY_SLACK_MS, readData, topicFlags } from '../cli/dataplane.ts';
+import {
+  checkTopic,
+  DELIVERY_FLAGS_HELP,
+  deliveryFields,
+  deliveryFlags,
+  REPLY_SLACK_MS,
+  readData,
+  topicFlags,
+} from '../cli/dataplane.ts';
 import { nodeFlags, withNode } from '../cli/node-client.ts';
 import { type PayloadEncoding, payloadText } from '../core/dataplane/encoding.ts';
 import { TopicKindCode } from '../core/protocol/messages.ts';
@@ -23,10 +31,12 @@ export default class Request extends RdbnetCommand<RequestResult> {
     "node's gossip view) and returns the reply of that member's topic handler. Every node " +
     'answers the topic `echo` with what it was sent. Errors: RDB_TOPIC_UNKNOWN (no handler), ' +
     'RDB_TARGET_UNKNOWN (no such member), RDB_TARGET_DEAD (exit 69), RDB_DEADLINE_PASSED, ' +
-    'RDB_MESSAGE_TOO_LARGE (exit 64), RDB_QUEUE_FULL.';
+    'RDB_MESSAGE_TOO_LARGE (exit 64), RDB_QUEUE_FULL.' +
+    DELIVERY_FLAGS_HELP;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --to n2 --topic echo --data hi',
     '<%= config.bin %> <%= command.id %> --to n2 --topic echo --data @payload.bin --json | jq -r .reply',
+    '<%= config.bin %> <%= command.id %> --to n2 --topic echo --data hi --delivery at-least-once',
   ];
   static override flags = {
     ...nodeFlags,
@@ -36,12 +46,14 @@ export default class Request extends RdbnetCommand<RequestResult> {
       helpValue: 'id',
     }),
     ...topicFlags,
+    ...deliveryFlags,
   };
 
   protected override async execute(): Promise<RequestResult> {
     const { flags } = await this.parse(Request);
     const to = validateName('node id', flags.to);
     const topic = checkTopic(flags.topic);
+    const guarantee = deliveryFields(flags);
     const payload = await readData(flags.data);
     return withNode(flags, async (node) => {
       const startedMs = performance.now();
@@ -56,6 +68,7 @@ export default class Request extends RdbnetCommand<RequestResult> {
           to,
           group: '',
           forwarded: false,
+          ...guarantee,
         },
         flags.deadline + REPLY_SLACK_MS,
       );

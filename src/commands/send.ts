@@ -1,6 +1,14 @@
 import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../cli/base-command.ts';
-import { checkTopic, REPLY_SLACK_MS, readData, topicFlags } from '../cli/dataplane.ts';
+import {
+  checkTopic,
+  DELIVERY_FLAGS_HELP,
+  deliveryFields,
+  deliveryFlags,
+  REPLY_SLACK_MS,
+  readData,
+  topicFlags,
+} from '../cli/dataplane.ts';
 import { nodeFlags, withNode } from '../cli/node-client.ts';
 import { TopicKindCode } from '../core/protocol/messages.ts';
 import { validateName } from '../core/security/identity.ts';
@@ -20,8 +28,12 @@ export default class Send extends RdbnetCommand<SendResult> {
   static override description =
     'The node given by --node forwards the message to the member --to; the command succeeds ' +
     "once that member's topic queue has taken it. The handler's answer is not returned (see " +
-    '`rdbnet request`). Errors as for `rdbnet request`; a full queue is RDB_QUEUE_FULL.';
-  static override examples = ['<%= config.bin %> <%= command.id %> --to n2 --topic echo --data hi'];
+    '`rdbnet request`). Errors as for `rdbnet request`; a full queue is RDB_QUEUE_FULL.' +
+    DELIVERY_FLAGS_HELP;
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --to n2 --topic echo --data hi',
+    '<%= config.bin %> <%= command.id %> --to n2 --topic orders --data @order.json --delivery exactly-once --idempotency-key order-42',
+  ];
   static override flags = {
     ...nodeFlags,
     to: Flags.string({
@@ -30,12 +42,14 @@ export default class Send extends RdbnetCommand<SendResult> {
       helpValue: 'id',
     }),
     ...topicFlags,
+    ...deliveryFlags,
   };
 
   protected override async execute(): Promise<SendResult> {
     const { flags } = await this.parse(Send);
     const to = validateName('node id', flags.to);
     const topic = checkTopic(flags.topic);
+    const guarantee = deliveryFields(flags);
     const payload = await readData(flags.data);
     const reply = await withNode(flags, (node) =>
       node.ask(
@@ -49,6 +63,7 @@ export default class Send extends RdbnetCommand<SendResult> {
           to,
           group: '',
           forwarded: false,
+          ...guarantee,
         },
         flags.deadline + REPLY_SLACK_MS,
       ),

@@ -85,6 +85,9 @@ export const ErrorCode = {
   QueueFull: 'RDB_QUEUE_FULL',
   /** A quorum or a scatter-gather got fewer answers than it needed before its deadline (exit 1). */
   QuorumNotReached: 'RDB_QUORUM_NOT_REACHED',
+  /** An at-least-once or exactly-once message was not acknowledged within its attempts
+   * (deliveryAttemptsMax) or its deadline; the last attempt's error is its cause (exit 1). */
+  DeliveryFailed: 'RDB_DELIVERY_FAILED',
   // discovery (src/core/discovery)
   /** A discovery spec that does not parse: unknown provider or key, a bad value (exit 64). */
   DiscoverySyntax: 'RDB_DISCOVERY_SYNTAX',

@@ -4,6 +4,7 @@
  * `rdbnet ping --all` and `rdbnet broadcast --topic echo --data hi` — every member answers.
  * Then bad input: an unknown topic or target, an oversize payload, a passed deadline, a
  * stopped receiver and a dead target (kill -9), each a typed error with its exit code.
+ * --delivery at-least-once and exactly-once (a repeated idempotency key gets the stored reply).
  */
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
@@ -206,6 +207,58 @@ describe('rdbnet request, send, broadcast, ping against three nodes', () => {
     ]);
     assert.equal(result.code, 0, describeResult(result));
     assert.deepEqual(parseJson(result), { topic: 'echo', group: null, acked: IDS, missing: [] });
+  });
+
+  test('--delivery: at-least-once acknowledged; exactly-once answers a repeated key with the stored reply', async () => {
+    const n1 = nodes.get('n1')!.address;
+    const ask = (data: string, extra: string[]) =>
+      cli(['request', '--to', 'n2', '--topic', 'echo', '--data', data, '--node', n1, ...extra]);
+    const atLeastOnce = await ask('once or more', ['--delivery', 'at-least-once']);
+    assert.equal(atLeastOnce.code, 0, describeResult(atLeastOnce));
+    assert.equal(atLeastOnce.stdout, 'once or more\n');
+    const exactly = ['--delivery', 'exactly-once', '--idempotency-key', 'cli-key-1'];
+    const first = await ask('first', exactly);
+    assert.equal(first.stdout, 'first\n', describeResult(first));
+    // The same key again, with another payload: n2 does not run echo again, it answers with
+    // the reply it stored for the key.
+    const again = await ask('second', exactly);
+    assert.equal(again.stdout, 'first\n', describeResult(again));
+    const counters = async (id: string) =>
+      parseJson<{ counters: Record<string, number> }>(
+        await cli(['node', 'status', '--node', nodes.get(id)!.address, '--json']),
+      ).counters;
+    const sender = await counters('n1');
+    assert.ok(sender['dataplane.delivery.acked']! >= 3, JSON.stringify(sender));
+    assert.equal(sender['dataplane.delivery.unacked'], 0);
+    const receiver = await counters('n2');
+    assert.ok(receiver['dataplane.dedup.suppressed']! >= 1, JSON.stringify(receiver));
+    assert.ok(receiver['dataplane.dedup.window']! >= 1);
+    const keyWithoutExactlyOnce = await cli([
+      'send',
+      '--to',
+      'n2',
+      '--topic',
+      'echo',
+      '--idempotency-key',
+      'k',
+      '--node',
+      n1,
+      '--json',
+    ]);
+    assert.equal(keyWithoutExactlyOnce.code, 64, describeResult(keyWithoutExactlyOnce));
+    assert.equal(errorCode(keyWithoutExactlyOnce), 'RDB_USAGE');
+    const unknownDelivery = await cli([
+      'send',
+      '--to',
+      'n2',
+      '--topic',
+      'echo',
+      '--delivery',
+      'twice',
+      '--node',
+      n1,
+    ]);
+    assert.equal(unknownDelivery.code, 64, describeResult(unknownDelivery));
   });
 
   test('bad input: unknown topic, unknown target, bad topic, oversize payload (nothing sent)', async () => {

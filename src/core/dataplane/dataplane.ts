@@ -4,10 +4,16 @@
  * TopicMessage and PingRequest with handle() and ping(), the library calls the routing
  * patterns directly (send, request, broadcast, multicast, scatterGather, quorum, fanOut).
  *
- * Delivery is at-most-once today: a message is sent once and its acknowledgement (send: the
- * receiver's queue took it; request: the handler answered) or a typed error comes back. The
- * `delivery` option is where at-least-once and exactly-once will plug in, beneath the same
- * calls; connection pools and multiplexed streams will sit beneath the PeerTransport.
+ * Delivery, per message, beneath every pattern (src/core/dataplane/delivery.ts):
+ * - at-most-once (the default): sent once; its acknowledgement (send: the receiver's queue
+ *   took it; request: the handler answered) or a typed error comes back.
+ * - at-least-once: acknowledged only after the receiver's handler accepted it (returned
+ *   without throwing); retried with exponential backoff and full jitter across reconnects,
+ *   within deliveryAttemptsMax attempts and the message's deadline, at most
+ *   unackedPerPeerMax unacknowledged per peer (backpressure). Then RDB_DELIVERY_FAILED.
+ * - exactly-once: as at-least-once, with an idempotency key per message; the receiver's
+ *   deduplication window (in memory) runs the handler once per key and answers every copy
+ *   with the stored reply. A restart of the receiver loses the window.
  */
 import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
 import { type MemberCandidate, selectFromMembers } from '../lb/select.ts';
@@ -28,9 +34,24 @@ import {
   type Counters,
   type Random,
   randomUuid,
+  sleep,
   systemClock,
   systemRandom,
+  type Timers,
+  timersOf,
 } from '../runtime/index.ts';
+import {
+  backoffMs,
+  DedupWindow,
+  type Delivery,
+  DeliveryCode,
+  deliveryCode,
+  deliveryOf,
+  isRetryable,
+  parseDelivery,
+  UnackedWindow,
+  validateIdempotencyKey,
+} from './delivery.ts';
 import type { DataPlaneLimits } from './limits.ts';
 import {
   type TopicDelivery,
@@ -64,13 +85,16 @@ export type Target =
   | { strategy: StrategyName; key?: string; count?: number }
   | { all: true };
 
-/** Only at-most-once is built; the others are refused until they are (RDB_USAGE). */
-export type Delivery = 'at-most-once';
+export type { Delivery } from './delivery.ts';
 
 export interface MessageOptions {
   /** Milliseconds from the call until the answer must be back. Default deadlineDefaultMs. */
   deadlineMs?: number;
+  /** Default at-most-once. */
   delivery?: Delivery;
+  /** exactly-once only: the key the receiver deduplicates on (at most 128 bytes); by default
+   * this node's id, a per-process id and a sequence number. */
+  idempotencyKey?: string;
   /** Stops waiting (the straggler of a quorum); a local handler sees its signal aborted. */
   signal?: AbortSignal;
 }
@@ -136,6 +160,15 @@ export function bytesOf(field: Uint8Array | undefined | null): Uint8Array {
   return field instanceof Uint8Array ? field : new Uint8Array(field ?? 0);
 }
 
+/** How one message is to be delivered (checked options, with its key when exactly-once). */
+interface Guarantee {
+  delivery: Delivery;
+  /** exactly-once: the caller's key, or null for one this node makes. */
+  key: string | null;
+}
+
+const AT_MOST_ONCE: Guarantee = { delivery: 'at-most-once', key: null };
+
 interface ManyOutcome {
   ok: { id: string; reply: Uint8Array }[];
   missing: TopicMiss[];
@@ -161,13 +194,27 @@ export class DataPlane {
   private readonly random: Random;
   private outbound = 0;
   private readonly counters: Counters | undefined;
+  private readonly timers: Timers;
+  /** The receiver's exactly-once memory (survives reconnects, not a restart). */
+  private readonly dedup: DedupWindow;
+  /** at-least-once and exactly-once messages unacknowledged, by peer id. */
+  private readonly windows = new Map<string, UnackedWindow>();
+  /** This process's part of the keys it makes: keys of an earlier run never collide. */
+  private readonly incarnation: string;
+  private sequence = 0;
+  private retries = 0;
+  private deliveryFailed = 0;
+  private reliableAcked = 0;
 
   constructor(init: DataPlaneInit) {
     this.init = init;
     this.clock = init.clock ?? systemClock;
+    this.timers = timersOf(this.clock);
     this.random = init.random ?? systemRandom;
     this.counters = init.counters;
     this.topics = new TopicRegistry(init.limits, this.clock, init.counters);
+    this.dedup = new DedupWindow(init.limits, this.clock);
+    this.incarnation = randomUuid(this.random).slice(0, 8);
   }
 
   get limits(): DataPlaneLimits {
@@ -187,9 +234,17 @@ export class DataPlane {
     payload: Uint8Array | string,
     options: MessageOptions = {},
   ): Promise<SendResult> {
-    const { bytes, deadlineAtMs } = this.check(topic, payload, options);
+    const { bytes, deadlineAtMs, guarantee } = this.check(topic, payload, options);
     const member = this.single(target);
-    await this.deliver(member, topic, bytes, TopicKindCode.Send, deadlineAtMs, options.signal);
+    await this.deliver(
+      member,
+      topic,
+      bytes,
+      TopicKindCode.Send,
+      deadlineAtMs,
+      options.signal,
+      guarantee,
+    );
     return { to: member.id };
   }
 
@@ -201,7 +256,7 @@ export class DataPlane {
     options: MessageOptions = {},
   ): Promise<RequestResult> {
     const startedMs = this.clock.nowMs();
-    const { bytes, deadlineAtMs } = this.check(topic, payload, options);
+    const { bytes, deadlineAtMs, guarantee } = this.check(topic, payload, options);
     const member = this.single(target);
     const reply = await this.deliver(
       member,
@@ -210,6 +265,7 @@ export class DataPlane {
       TopicKindCode.Request,
       deadlineAtMs,
       options.signal,
+      guarantee,
     );
     return { from: member.id, reply, latencyMs: this.clock.nowMs() - startedMs };
   }
@@ -244,7 +300,7 @@ export class DataPlane {
     payload: Uint8Array | string,
     options: ManyOptions & { minResponses?: number } = {},
   ): Promise<GatherResult> {
-    const { bytes, deadlineAtMs } = this.check(topic, payload, options);
+    const { bytes, deadlineAtMs, guarantee } = this.check(topic, payload, options);
     const members = this.many(targets);
     const minResponses = options.minResponses ?? members.length;
     this.checkCount('minResponses', minResponses, members.length);
@@ -252,7 +308,7 @@ export class DataPlane {
       concurrency: this.concurrency(options),
       stopAfter: members.length,
       call: (member, signal) =>
-        this.deliver(member, topic, bytes, TopicKindCode.Request, deadlineAtMs, signal),
+        this.deliver(member, topic, bytes, TopicKindCode.Request, deadlineAtMs, signal, guarantee),
       signal: options.signal,
     });
     const result: GatherResult = {
@@ -279,14 +335,14 @@ export class DataPlane {
     payload: Uint8Array | string,
     options: ManyOptions & { acks: number },
   ): Promise<QuorumResult> {
-    const { bytes, deadlineAtMs } = this.check(topic, payload, options);
+    const { bytes, deadlineAtMs, guarantee } = this.check(topic, payload, options);
     const members = this.many(targets);
     this.checkCount('acks', options.acks, members.length);
     const outcome = await this.runMany(members, {
       concurrency: this.concurrency(options),
       stopAfter: options.acks,
       call: (member, signal) =>
-        this.deliver(member, topic, bytes, TopicKindCode.Request, deadlineAtMs, signal),
+        this.deliver(member, topic, bytes, TopicKindCode.Request, deadlineAtMs, signal, guarantee),
       signal: options.signal,
     });
     if (outcome.ok.length < options.acks) {
@@ -311,13 +367,13 @@ export class DataPlane {
     payload: Uint8Array | string,
     options: ManyOptions = {},
   ): Promise<GatherResult> {
-    const { bytes, deadlineAtMs } = this.check(topic, payload, options);
+    const { bytes, deadlineAtMs, guarantee } = this.check(topic, payload, options);
     const members = this.many(targets);
     const outcome = await this.runMany(members, {
       concurrency: this.concurrency(options),
       stopAfter: members.length,
       call: (member, signal) =>
-        this.deliver(member, topic, bytes, TopicKindCode.Request, deadlineAtMs, signal),
+        this.deliver(member, topic, bytes, TopicKindCode.Request, deadlineAtMs, signal, guarantee),
       signal: options.signal,
     });
     return {
@@ -360,6 +416,8 @@ export class DataPlane {
       to: received.to,
       group: received.group,
       forwarded: received.forwarded,
+      delivery: received.delivery ?? DeliveryCode.AtMostOnce,
+      idempotencyKey: received.idempotencyKey ?? '',
     };
     if (message.deadlineMs > limits.deadlineMaxMs) {
       throw new RdbnetError(
@@ -367,7 +425,15 @@ export class DataPlane {
         `deadline ${message.deadlineMs} ms is longer than deadlineMaxMs (${limits.deadlineMaxMs})`,
       );
     }
-    const options: MessageOptions = { deadlineMs: message.deadlineMs || limits.deadlineDefaultMs };
+    const delivery = deliveryOf(message.delivery);
+    if (message.idempotencyKey !== '' && delivery !== 'exactly-once') {
+      throw new RdbnetError(ErrorCode.Usage, 'an idempotency key needs exactly-once delivery');
+    }
+    const options: MessageOptions = {
+      deadlineMs: message.deadlineMs || limits.deadlineDefaultMs,
+      delivery,
+      ...(message.idempotencyKey === '' ? {} : { idempotencyKey: message.idempotencyKey }),
+    };
     const empty: TopicReply = { payload: new Uint8Array(0), from: '', acked: [], missing: [] };
     switch (message.kind) {
       case TopicKindCode.Send:
@@ -381,16 +447,16 @@ export class DataPlane {
         }
         if (message.kind === TopicKindCode.Send) {
           if (here) {
-            const { deadlineAtMs, bytes } = this.check(message.topic, message.payload, options);
-            this.accept(message, fromName, bytes, deadlineAtMs);
+            const checked = this.check(message.topic, message.payload, options);
+            await this.receive(message, fromName, checked);
             return { ...empty, from: this.init.selfId };
           }
           const sent = await this.send(message.to, message.topic, message.payload, options);
           return { ...empty, from: sent.to };
         }
         if (here) {
-          const { deadlineAtMs, bytes } = this.check(message.topic, message.payload, options);
-          const reply = await this.accept(message, fromName, bytes, deadlineAtMs);
+          const checked = this.check(message.topic, message.payload, options);
+          const reply = await this.receive(message, fromName, checked);
           return { ...empty, payload: reply, from: this.init.selfId };
         }
         const answered = await this.request(message.to, message.topic, message.payload, options);
@@ -447,7 +513,23 @@ export class DataPlane {
 
   stats(): Record<string, number> {
     const topics = this.topics.stats();
+    const dedup = this.dedup.stats();
+    let unacked = 0;
+    let windowWaiting = 0;
+    for (const window of this.windows.values()) {
+      unacked += window.unacked;
+      windowWaiting += window.waiting;
+    }
     return {
+      'dataplane.delivery.acked': this.reliableAcked,
+      'dataplane.delivery.retries': this.retries,
+      'dataplane.delivery.failed': this.deliveryFailed,
+      'dataplane.delivery.unacked': unacked,
+      'dataplane.delivery.unacked_waiting': windowWaiting,
+      'dataplane.dedup.window': dedup.entries,
+      'dataplane.dedup.reply_bytes': dedup.replyBytes,
+      'dataplane.dedup.suppressed': dedup.suppressed,
+      'dataplane.dedup.evicted': dedup.evicted,
       'dataplane.topics': topics.topics,
       'dataplane.queued': topics.queued,
       'dataplane.running': topics.running,
@@ -466,15 +548,19 @@ export class DataPlane {
     topic: string,
     payload: Uint8Array | string,
     options: MessageOptions,
-  ): { bytes: Uint8Array; deadlineAtMs: number } {
+  ): { bytes: Uint8Array; deadlineAtMs: number; guarantee: Guarantee } {
     const limits = this.init.limits;
     validateTopicName(topic, limits);
-    if (options.delivery !== undefined && options.delivery !== 'at-most-once') {
-      throw new RdbnetError(
-        ErrorCode.Usage,
-        `delivery ${String(options.delivery)} is not built yet; only at-most-once is`,
-      );
+    const delivery =
+      options.delivery === undefined ? 'at-most-once' : parseDelivery(options.delivery);
+    let key: string | null = null;
+    if (options.idempotencyKey !== undefined) {
+      if (delivery !== 'exactly-once') {
+        throw new RdbnetError(ErrorCode.Usage, 'an idempotency key needs exactly-once delivery');
+      }
+      key = validateIdempotencyKey(options.idempotencyKey);
     }
+    const guarantee = delivery === 'at-most-once' ? AT_MOST_ONCE : { delivery, key };
     const bytes = typeof payload === 'string' ? new TextEncoder().encode(payload) : payload;
     if (bytes.length > limits.messageBytesMax) {
       throw new RdbnetError(
@@ -492,7 +578,62 @@ export class DataPlane {
     if (deadlineMs <= 0) {
       throw new RdbnetError(ErrorCode.DeadlinePassed, 'the deadline passed before sending');
     }
-    return { bytes, deadlineAtMs: this.clock.nowMs() + deadlineMs };
+    return { bytes, deadlineAtMs: this.clock.nowMs() + deadlineMs, guarantee };
+  }
+
+  /**
+   * A message for a handler on this node, as its delivery asks: at-most-once acknowledges a
+   * send once queued; at-least-once and exactly-once once the handler accepted it; exactly-once
+   * runs the handler once per idempotency key (every other copy gets the stored reply).
+   */
+  private receive(
+    message: Pick<TopicMessage, 'topic' | 'kind' | 'id'>,
+    from: string,
+    checked: { bytes: Uint8Array; deadlineAtMs: number; guarantee: Guarantee },
+    signal?: AbortSignal,
+  ): Promise<Uint8Array> {
+    const { bytes, deadlineAtMs, guarantee } = checked;
+    if (guarantee.delivery === 'at-most-once') {
+      const reply = this.accept(message, from, bytes, deadlineAtMs, signal);
+      return message.kind === TopicKindCode.Send ? Promise.resolve(new Uint8Array(0)) : reply;
+    }
+    const run = (): Promise<Uint8Array> => this.handled(message, from, bytes, deadlineAtMs, signal);
+    if (guarantee.delivery === 'at-least-once') return run();
+    // A client that named no key gets one made here: its copies are not deduplicated (it
+    // sent only one), but everything after this node is.
+    const key = guarantee.key ?? this.newKey();
+    return this.dedup.run(`${message.topic}\u0000${key}`, run);
+  }
+
+  /** A key no other message of any run of any node has: node id, process id, sequence. */
+  private newKey(): string {
+    this.sequence++;
+    return `${this.init.selfId}/${this.incarnation}/${this.sequence}`;
+  }
+
+  /** Queues a message for a local handler and resolves when the handler has answered. */
+  private handled(
+    message: Pick<TopicMessage, 'topic' | 'kind' | 'id'>,
+    from: string,
+    payload: Uint8Array,
+    deadlineAtMs: number,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array> {
+    try {
+      return this.topics.enqueue(
+        {
+          topic: message.topic,
+          payload,
+          from,
+          id: message.id,
+          kind: KIND_NAMES[message.kind] ?? 'send',
+        },
+        deadlineAtMs,
+        signal,
+      ).reply;
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   private checkCount(name: string, count: number, of: number): void {
@@ -619,13 +760,13 @@ export class DataPlane {
     payload: Uint8Array | string,
     options: ManyOptions,
   ): Promise<AckResult> {
-    const { bytes, deadlineAtMs } = this.check(topic, payload, options);
+    const { bytes, deadlineAtMs, guarantee } = this.check(topic, payload, options);
     const members = this.many(target);
     return this.runMany(members, {
       concurrency: this.concurrency(options),
       stopAfter: members.length,
       call: (member, signal) =>
-        this.deliver(member, topic, bytes, TopicKindCode.Send, deadlineAtMs, signal),
+        this.deliver(member, topic, bytes, TopicKindCode.Send, deadlineAtMs, signal, guarantee),
       signal: options.signal,
     }).then((outcome) => ({
       acked: outcome.ok.map((answer) => answer.id).sort(),
@@ -641,23 +782,121 @@ export class DataPlane {
     kind: TopicKindCode,
     deadlineAtMs: number,
     signal: AbortSignal | undefined,
+    guarantee: Guarantee = AT_MOST_ONCE,
   ): Promise<Uint8Array> {
     const id = randomUuid(this.random);
     if (!isLive(member)) {
       throw new RdbnetError(ErrorCode.TargetDead, `member ${member.id} is ${member.state}`);
     }
     if (member.isSelf) {
-      const reply = this.accept(
+      return this.receive(
         { topic, kind, id },
         this.init.selfId,
-        payload,
-        deadlineAtMs,
+        {
+          bytes: payload,
+          deadlineAtMs,
+          guarantee,
+        },
         signal,
       );
-      return kind === TopicKindCode.Send ? new Uint8Array(0) : reply;
     }
-    const leftMs = Math.floor(deadlineAtMs - this.clock.nowMs());
-    if (leftMs <= 0) {
+    const message: TopicMessage = {
+      topic,
+      payload,
+      deadlineMs: 0,
+      id,
+      kind,
+      to: member.id,
+      group: '',
+      forwarded: true,
+    };
+    if (guarantee.delivery === 'at-most-once') {
+      return this.attempt(member, message, deadlineAtMs, deadlineAtMs);
+    }
+    message.delivery = deliveryCode(guarantee.delivery);
+    if (guarantee.delivery === 'exactly-once')
+      message.idempotencyKey = guarantee.key ?? this.newKey();
+    return this.reliably(member, message, deadlineAtMs, signal);
+  }
+
+  /**
+   * at-least-once and exactly-once: the same message (same id and key) until it is
+   * acknowledged, a final error comes back, deliveryAttemptsMax attempts failed, the deadline
+   * passed or the caller stopped; backoff with full jitter between attempts. A slot of the
+   * peer's unacknowledged window is held throughout.
+   */
+  private async reliably(
+    member: DataPlaneMember,
+    message: TopicMessage,
+    deadlineAtMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Uint8Array> {
+    const limits = this.init.limits;
+    const window = this.windowOf(member.id);
+    await window.acquire(member.id, deadlineAtMs - this.clock.nowMs());
+    let lastError: unknown = null;
+    let attempts = 0;
+    const callerStopped = (): boolean => signal?.aborted === true;
+    try {
+      while (attempts < limits.deliveryAttemptsMax) {
+        if (callerStopped()) break;
+        if (attempts > 0) {
+          const waitMs = backoffMs(attempts, limits, this.random);
+          if (this.clock.nowMs() + waitMs >= deadlineAtMs) break;
+          await sleep(this.timers, waitMs);
+          if (callerStopped()) break;
+          this.retries++;
+          this.counters?.increment('dataplane.delivery.retries');
+        }
+        const attemptEndMs = Math.min(deadlineAtMs, this.clock.nowMs() + limits.attemptTimeoutMs);
+        if (attemptEndMs - this.clock.nowMs() < 1) break;
+        attempts++;
+        try {
+          const reply = await this.attempt(member, message, attemptEndMs, deadlineAtMs);
+          this.reliableAcked++;
+          return reply;
+        } catch (error) {
+          lastError = error;
+          if (!isRetryable(error)) throw this.typed(error, member);
+        }
+      }
+    } finally {
+      window.release();
+    }
+    this.deliveryFailed++;
+    this.counters?.increment('dataplane.delivery.failed');
+    const why = isRdbnetError(lastError) ? `; last: ${lastError.code} ${lastError.message}` : '';
+    const stopped = callerStopped() ? ' (the caller stopped)' : '';
+    throw new RdbnetError(
+      ErrorCode.DeliveryFailed,
+      `${member.id} did not acknowledge ${message.topic} after ${attempts} attempt(s)${stopped}${why}`,
+      lastError === null ? {} : { cause: lastError },
+    );
+  }
+
+  private windowOf(peer: string): UnackedWindow {
+    let window = this.windows.get(peer);
+    if (window === undefined) {
+      window = new UnackedWindow(this.init.limits.unackedPerPeerMax, this.timers);
+      this.windows.set(peer, window);
+    }
+    return window;
+  }
+
+  /**
+   * One request to a remote member: waits until `attemptEndMs`; the receiver is told the
+   * whole message's deadline, so its handler is not cut short by one attempt's timeout.
+   */
+  private async attempt(
+    member: DataPlaneMember,
+    message: TopicMessage,
+    attemptEndMs: number,
+    deadlineAtMs: number,
+  ): Promise<Uint8Array> {
+    const nowMs = this.clock.nowMs();
+    const waitMs = Math.floor(attemptEndMs - nowMs);
+    const leftMs = Math.floor(deadlineAtMs - nowMs);
+    if (waitMs <= 0 || leftMs <= 0) {
       throw new RdbnetError(ErrorCode.DeadlinePassed, `the deadline passed before ${member.id}`);
     }
     if (this.outbound >= this.init.limits.outboundInflightMax) {
@@ -672,20 +911,12 @@ export class DataPlane {
       const reply = await request(
         peerSender(this.init.peers, member.address),
         'topicRequest',
-        {
-          topic,
-          payload,
-          deadlineMs: leftMs,
-          id,
-          kind,
-          to: member.id,
-          group: '',
-          forwarded: true,
-        },
-        leftMs,
+        { ...message, deadlineMs: leftMs },
+        waitMs,
       );
       return bytesOf(reply.payload);
     } catch (error) {
+      if (message.delivery !== undefined) throw error;
       throw this.typed(error, member);
     } finally {
       this.outbound--;

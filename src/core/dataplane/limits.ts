@@ -32,6 +32,29 @@ export interface DataPlaneLimits {
   groupsMax: number;
   /** Longest group name in bytes. Default 32 (groups travel in gossip's 512-byte metadata). */
   groupNameBytesMax: number;
+  /** at-least-once and exactly-once: attempts to get one message acknowledged (the first
+   * send and its retries), all within the message's deadline. Then RDB_DELIVERY_FAILED.
+   * Default 10. */
+  deliveryAttemptsMax: number;
+  /** How long one attempt waits for its acknowledgement before it is retried (never past
+   * the message's deadline). Default 2000 ms. */
+  attemptTimeoutMs: number;
+  /** Backoff before retry n is uniform in [0, min(retryBackoffMaxMs, retryBackoffBaseMs ·
+   * 2^(n-1))] (full jitter). Defaults 20 ms and 2000 ms. */
+  retryBackoffBaseMs: number;
+  retryBackoffMaxMs: number;
+  /** at-least-once and exactly-once messages to one peer sent and not yet acknowledged; a
+   * sender over it waits (until its deadline, at most this many waiters) for a slot, then
+   * RDB_QUEUE_FULL. Default 1024. */
+  unackedPerPeerMax: number;
+  /** exactly-once: idempotency keys the receiver remembers (with their replies). Default
+   * 100000. */
+  dedupWindowMax: number;
+  /** exactly-once: how long the receiver remembers a key; longer than deadlineMaxMs, so no
+   * retry of a message outlives its key by age. Default 300000 ms (5 minutes). */
+  dedupWindowAgeMs: number;
+  /** exactly-once: bytes of stored replies the window may hold. Default 64 MiB. */
+  dedupReplyBytesMax: number;
 }
 
 export const DATA_PLANE_LIMITS_DEFAULT: Readonly<DataPlaneLimits> = Object.freeze({
@@ -46,6 +69,14 @@ export const DATA_PLANE_LIMITS_DEFAULT: Readonly<DataPlaneLimits> = Object.freez
   fanOutConcurrencyMax: 32,
   groupsMax: 8,
   groupNameBytesMax: 32,
+  deliveryAttemptsMax: 10,
+  attemptTimeoutMs: 2000,
+  retryBackoffBaseMs: 20,
+  retryBackoffMaxMs: 2000,
+  unackedPerPeerMax: 1024,
+  dedupWindowMax: 100_000,
+  dedupWindowAgeMs: 300_000,
+  dedupReplyBytesMax: 64 * 1024 * 1024,
 });
 
 /** The defaults with `overrides`; a bad value is RDB_CONFIG_INVALID naming the field. */
@@ -60,6 +91,18 @@ export function dataPlaneLimits(overrides: Partial<DataPlaneLimits> = {}): DataP
     throw new ConfigFieldError(
       'deadlineDefaultMs',
       `must be at most deadlineMaxMs (${limits.deadlineMaxMs}), got ${limits.deadlineDefaultMs}`,
+    );
+  }
+  if (limits.retryBackoffBaseMs > limits.retryBackoffMaxMs) {
+    throw new ConfigFieldError(
+      'retryBackoffBaseMs',
+      `must be at most retryBackoffMaxMs (${limits.retryBackoffMaxMs}), got ${limits.retryBackoffBaseMs}`,
+    );
+  }
+  if (limits.dedupWindowAgeMs <= limits.deadlineMaxMs) {
+    throw new ConfigFieldError(
+      'dedupWindowAgeMs',
+      `must be longer than deadlineMaxMs (${limits.deadlineMaxMs}), got ${limits.dedupWindowAgeMs}`,
     );
   }
   return limits;

@@ -392,6 +392,10 @@ export interface TopicMessage {
   to: string;
   group: string;
   forwarded: boolean;
+  /** 0 at-most-once (absent), 1 at-least-once, 2 exactly-once (src/core/dataplane/delivery.ts). */
+  delivery?: number;
+  /** exactly-once: the receiver's deduplication key; empty: the sending node makes one. */
+  idempotencyKey?: string;
 }
 export interface TopicMiss {
   id: string;
