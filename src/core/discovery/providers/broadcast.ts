@@ -22,6 +22,7 @@ import type {
   Registration,
   SelfRegistration,
 } from '../provider.ts';
+import { badValue, durationValue, portValue, valueOr } from '../values.ts';
 import {
   type Announcement,
   announcementKey,
@@ -29,8 +30,8 @@ import {
   ReplayGuard,
   sealAnnouncement,
 } from './broadcast-codec.ts';
+import { broadcastAddressOf, interfaceKey, LAN_DURATION_BOUNDS } from './lan-interface.ts';
 import { LiveNodeTable } from './lan-table.ts';
-import { broadcastAddressOf, durationKey, interfaceKey, keySyntax, portKey } from './lan-values.ts';
 
 const NAME = 'broadcast';
 export const BROADCAST_PORT_DEFAULT = 7947;
@@ -363,35 +364,26 @@ export const broadcastProvider: ProviderFactory = {
     },
   ],
   create(args, ctx) {
-    const port =
-      args.get('port') === undefined
-        ? BROADCAST_PORT_DEFAULT
-        : portKey(NAME, 'port', args.get('port') as string);
-    const intervalText = args.get('interval');
-    const intervalMs =
-      intervalText === undefined
-        ? BROADCAST_INTERVAL_MS_DEFAULT
-        : durationKey(NAME, 'interval', intervalText, 100, 60_000);
-    const timeoutText = args.get('timeout');
-    const timeoutMs =
-      timeoutText === undefined
-        ? BROADCAST_TIMEOUT_MS_DEFAULT
-        : durationKey(NAME, 'timeout', timeoutText, 100, 60_000);
+    const port = valueOr(args.get('port'), BROADCAST_PORT_DEFAULT, (text) =>
+      portValue(NAME, 'port', text),
+    );
+    const intervalMs = valueOr(args.get('interval'), BROADCAST_INTERVAL_MS_DEFAULT, (text) =>
+      durationValue(NAME, 'interval', text, LAN_DURATION_BOUNDS),
+    );
+    const timeoutMs = valueOr(args.get('timeout'), BROADCAST_TIMEOUT_MS_DEFAULT, (text) =>
+      durationValue(NAME, 'timeout', text, LAN_DURATION_BOUNDS),
+    );
     const addressText = args.get('address');
     const interfaceText = args.get('interface');
     if (addressText !== undefined && !isIPv4(addressText)) {
-      throw keySyntax(NAME, 'address', `must be an IPv4 broadcast address, got "${addressText}"`);
+      throw badValue(NAME, 'address', `must be an IPv4 broadcast address, got "${addressText}"`);
     }
     let address = addressText ?? LIMITED_BROADCAST;
     let sourceAddress: string | undefined;
     if (interfaceText !== undefined) {
       const local = interfaceKey(NAME, 'interface', interfaceText);
       if (local.ipv4 === undefined) {
-        throw keySyntax(
-          NAME,
-          'interface',
-          `"${interfaceText}" has no IPv4 address to broadcast on`,
-        );
+        throw badValue(NAME, 'interface', `"${interfaceText}" has no IPv4 address to broadcast on`);
       }
       sourceAddress = local.ipv4.address;
       if (addressText === undefined) {

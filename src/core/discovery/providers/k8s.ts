@@ -5,23 +5,27 @@
  * follows the slices with the API's watch (`?watch=1&resourceVersion=…`), relisting on
  * 410 Gone and falling back to polling when the server refuses watches.
  */
+
 import { homedir } from 'node:os';
 import { type Dispatcher, request } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
+import { formatHostPort } from '../../transport/address.ts';
 import type {
   DiscoveredNode,
   DiscoveryProvider,
   ProviderContext,
   ProviderFactory,
 } from '../provider.ts';
-import { badValue, joinHostPort, nameArg, timeoutArg } from './cloud/args.ts';
+import { badValue, durationValue, nameValue, valueOr } from '../values.ts';
 import {
   apiFailed,
+  CLOUD_TIMEOUT_BOUNDS,
   createAgent,
   discardBody,
   endpointOf,
   httpCall,
   parseJsonBody,
+  REQUEST_TIMEOUT_MS_DEFAULT,
   sleepUnlessAborted,
 } from './cloud/http.ts';
 import { inClusterConnection, type K8sConnection, kubeconfigConnection } from './k8s-auth.ts';
@@ -105,7 +109,7 @@ export function nodesFromSlices(
     for (const endpoint of slice.endpoints ?? []) {
       if (endpoint.conditions?.ready === false) continue;
       for (const host of endpoint.addresses ?? []) {
-        const address = joinHostPort(host, port);
+        const address = formatHostPort({ host, port });
         const meta: Record<string, string> = {
           namespace: opts.namespace,
           service: opts.service,
@@ -441,12 +445,12 @@ export const k8sProvider: ProviderFactory = {
     },
   ],
   create(args, ctx) {
-    const service = nameArg(NAME, 'service', args.get('service')!, DNS_LABEL, 'a DNS label');
+    const service = nameValue(NAME, 'service', args.get('service')!, DNS_LABEL, 'a DNS label');
     const namespace = args.get('namespace');
-    if (namespace !== undefined) nameArg(NAME, 'namespace', namespace, DNS_LABEL, 'a DNS label');
+    if (namespace !== undefined) nameValue(NAME, 'namespace', namespace, DNS_LABEL, 'a DNS label');
     const portName = args.get('port_name');
     if (portName !== undefined) {
-      nameArg(NAME, 'port_name', portName, PORT_NAME, 'a port name (lower-case, at most 15)');
+      nameValue(NAME, 'port_name', portName, PORT_NAME, 'a port name (lower-case, at most 15)');
     }
     const labelSelector = args.get('label_selector');
     if (labelSelector !== undefined && !LABEL_SELECTOR.test(labelSelector)) {
@@ -464,7 +468,9 @@ export const k8sProvider: ProviderFactory = {
         labelSelector,
         kubeconfig: args.get('kubeconfig'),
         context,
-        timeoutMs: timeoutArg(NAME, args),
+        timeoutMs: valueOr(args.get('timeout'), REQUEST_TIMEOUT_MS_DEFAULT, (text) =>
+          durationValue(NAME, 'timeout', text, CLOUD_TIMEOUT_BOUNDS),
+        ),
       },
       ctx,
     );

@@ -26,7 +26,8 @@ import type {
   Registration,
   SelfRegistration,
 } from '../provider.ts';
-import { durationKey, interfaceKey, keySyntax } from './lan-values.ts';
+import { badValue, durationValue, valueOr } from '../values.ts';
+import { interfaceKey, LAN_DURATION_BOUNDS } from './lan-interface.ts';
 import { MdnsCache } from './mdns-cache.ts';
 import {
   decodeMessage,
@@ -558,7 +559,7 @@ export class MdnsProvider implements DiscoveryProvider {
 function labelKey(key: string, text: string, pattern: RegExp, shape: string): string {
   const labels = labelsOf(text);
   if (labels.length === 0 || !labels.every((label) => pattern.test(label))) {
-    throw keySyntax(NAME, key, `must be ${shape}, got "${text}"`);
+    throw badValue(NAME, key, `must be ${shape}, got "${text}"`);
   }
   return labels.join('.');
 }
@@ -595,7 +596,7 @@ export const mdnsProvider: ProviderFactory = {
       'a service type like _rdbnet._tcp',
     );
     if (!/^_[A-Za-z0-9-]{1,15}\._(tcp|udp)$/.test(service)) {
-      throw keySyntax(NAME, 'service', `must be _name._tcp or _name._udp, got "${serviceText}"`);
+      throw badValue(NAME, 'service', `must be _name._tcp or _name._udp, got "${serviceText}"`);
     }
     const domain = labelKey(
       'domain',
@@ -603,17 +604,15 @@ export const mdnsProvider: ProviderFactory = {
       /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/,
       'a domain name like local',
     );
-    const timeoutText = args.get('timeout');
-    const timeoutMs =
-      timeoutText === undefined
-        ? MDNS_TIMEOUT_MS_DEFAULT
-        : durationKey(NAME, 'timeout', timeoutText, 100, 60_000);
+    const timeoutMs = valueOr(args.get('timeout'), MDNS_TIMEOUT_MS_DEFAULT, (text) =>
+      durationValue(NAME, 'timeout', text, LAN_DURATION_BOUNDS),
+    );
     const options: MdnsOptions = { service, domain, timeoutMs };
     const interfaceText = args.get('interface');
     if (interfaceText !== undefined) {
       const local = interfaceKey(NAME, 'interface', interfaceText);
       if (local.ipv4 === undefined) {
-        throw keySyntax(NAME, 'interface', `"${interfaceText}" has no IPv4 address for mDNS`);
+        throw badValue(NAME, 'interface', `"${interfaceText}" has no IPv4 address for mDNS`);
       }
       options.interfaceAddress = local.ipv4.address;
     }

@@ -13,6 +13,12 @@ import type { TimedClock } from '../../../runtime/timers.ts';
 export const REQUEST_TIMEOUT_MS_DEFAULT = 5_000;
 /** The longest `timeout=` accepted: a discovery lookup is not a long poll. */
 export const REQUEST_TIMEOUT_MS_MAX = 120_000;
+/** What `timeout=` may say (`500ms`, `5s`; a bare number is milliseconds, as it always was here). */
+export const CLOUD_TIMEOUT_BOUNDS = {
+  minMs: 1,
+  maxMs: REQUEST_TIMEOUT_MS_MAX,
+  bareUnitMs: 1,
+} as const;
 /** A response body larger than this is refused (RDB_DISCOVERY_FAILED), not buffered. */
 export const RESPONSE_BYTES_MAX = 8 * 1024 * 1024;
 /** TCP+TLS connect deadline of the agents built here. */
