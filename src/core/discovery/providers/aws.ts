@@ -7,6 +7,14 @@
 import type { Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { formatHostPort } from '../../transport/address.ts';
+import {
+  API_TIMEOUT_BOUNDS,
+  apiCall,
+  apiFailed,
+  createAgent,
+  endpointOf,
+  REQUEST_TIMEOUT_MS_DEFAULT,
+} from '../http.ts';
 import type {
   DiscoveredNode,
   DiscoveryProvider,
@@ -23,14 +31,6 @@ import {
   valueOr,
 } from '../values.ts';
 import { AwsCredentialChain } from './aws-credentials.ts';
-import {
-  apiFailed,
-  CLOUD_TIMEOUT_BOUNDS,
-  createAgent,
-  endpointOf,
-  httpCall,
-  REQUEST_TIMEOUT_MS_DEFAULT,
-} from './cloud/http.ts';
 import { signV4, uriEncode } from './cloud/sigv4.ts';
 import { child, items, parseXml, textAt, type XmlElement, XmlError } from './cloud/xml.ts';
 
@@ -175,7 +175,7 @@ class AwsProvider implements DiscoveryProvider {
         },
         credentials,
       );
-      const response = await httpCall({
+      const response = await apiCall({
         provider: NAME,
         url,
         headers: signed.headers,
@@ -294,7 +294,7 @@ export const awsProvider: ProviderFactory = {
       port: valueOr(args.get('port'), NODE_PORT_DEFAULT, (text) => portValue(NAME, 'port', text)),
       endpoint: endpointText === undefined ? undefined : urlValue(NAME, 'endpoint', endpointText),
       timeoutMs: valueOr(args.get('timeout'), REQUEST_TIMEOUT_MS_DEFAULT, (text) =>
-        durationValue(NAME, 'timeout', text, CLOUD_TIMEOUT_BOUNDS),
+        durationValue(NAME, 'timeout', text, API_TIMEOUT_BOUNDS),
       ),
     };
     const settings = { accessKeyId, secretAccessKey, profile: args.get('profile'), region };

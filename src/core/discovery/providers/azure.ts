@@ -10,6 +10,15 @@
 import type { Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { formatHostPort } from '../../transport/address.ts';
+import {
+  API_TIMEOUT_BOUNDS,
+  apiCall,
+  apiFailed,
+  createAgent,
+  endpointOf,
+  parseJsonBody,
+  REQUEST_TIMEOUT_MS_DEFAULT,
+} from '../http.ts';
 import type {
   DiscoveredNode,
   DiscoveryProvider,
@@ -25,15 +34,6 @@ import {
   urlValue,
   valueOr,
 } from '../values.ts';
-import {
-  apiFailed,
-  CLOUD_TIMEOUT_BOUNDS,
-  createAgent,
-  endpointOf,
-  httpCall,
-  parseJsonBody,
-  REQUEST_TIMEOUT_MS_DEFAULT,
-} from './cloud/http.ts';
 
 const NAME = 'azure';
 export const ARM_ENDPOINT_DEFAULT = 'https://management.azure.com/';
@@ -179,7 +179,7 @@ class AzureProvider implements DiscoveryProvider {
       return this.cached.token;
     }
     const url = new URL(`${this.opts.tenantId}/oauth2/v2.0/token`, this.opts.loginEndpoint);
-    const response = await httpCall({
+    const response = await apiCall({
       provider: NAME,
       url,
       method: 'POST',
@@ -228,7 +228,7 @@ class AzureProvider implements DiscoveryProvider {
       this.opts.selection,
     );
     for (let page = 0; page < PAGES_MAX && url !== undefined; page++) {
-      const response = await httpCall({
+      const response = await apiCall({
         provider: NAME,
         url,
         headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
@@ -395,7 +395,7 @@ export const azureProvider: ProviderFactory = {
         armEndpoint: endpointKey(args, 'endpoint', ARM_ENDPOINT_DEFAULT),
         loginEndpoint: endpointKey(args, 'login_endpoint', LOGIN_ENDPOINT_DEFAULT),
         timeoutMs: valueOr(args.get('timeout'), REQUEST_TIMEOUT_MS_DEFAULT, (text) =>
-          durationValue(NAME, 'timeout', text, CLOUD_TIMEOUT_BOUNDS),
+          durationValue(NAME, 'timeout', text, API_TIMEOUT_BOUNDS),
         ),
       },
       ctx,

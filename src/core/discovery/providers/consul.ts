@@ -19,6 +19,14 @@ import { Agent, type Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { backoffDelayMs, systemRandom } from '../../runtime/index.ts';
 import type { TimerHandle } from '../../runtime/timers.ts';
+import {
+  abortablePause,
+  type HttpAnswer,
+  HttpUnreachable,
+  headerValue,
+  httpCall,
+  JSON_CONTENT,
+} from '../http.ts';
 import type {
   DiscoveredNode,
   DiscoveryProvider,
@@ -28,8 +36,7 @@ import type {
   SelfRegistration,
 } from '../provider.ts';
 import { badValue, durationValue, type EndpointAddress, parseEndpointText } from '../values.ts';
-import { type HttpAnswer, HttpUnreachable, headerValue, httpCall } from './kv/http.ts';
-import { abortablePause, checkSelfRegistration, sameNodeLists } from './kv/registrations.ts';
+import { checkSelfRegistration, sameNodeLists } from './kv/registrations.ts';
 
 const PROVIDER = 'consul';
 
@@ -275,7 +282,10 @@ class ConsulProvider implements DiscoveryProvider {
         endpoint,
         url: `${this.config.scheme}://${endpoint}${path}`,
         method,
-        headers: this.config.token === undefined ? {} : { 'x-consul-token': this.config.token },
+        headers:
+          this.config.token === undefined
+            ? JSON_CONTENT
+            : { ...JSON_CONTENT, 'x-consul-token': this.config.token },
         ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
         timeoutMs: this.config.timeoutMs + (options.extraWaitMs ?? 0),
         bytesMax: options.bytesMax ?? CONSUL_SMALL_ANSWER_BYTES_MAX,

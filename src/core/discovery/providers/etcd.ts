@@ -16,6 +16,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { backoffDelayMs, systemRandom } from '../../runtime/index.ts';
 import type { TimerHandle } from '../../runtime/timers.ts';
+import { abortablePause, HttpUnreachable, httpCall, httpStream, JSON_CONTENT } from '../http.ts';
 import type {
   DiscoveredNode,
   DiscoveryProvider,
@@ -31,9 +32,7 @@ import {
   type EndpointAddress,
   endpointValue,
 } from '../values.ts';
-import { HttpUnreachable, httpCall, httpStream } from './kv/http.ts';
 import {
-  abortablePause,
   checkSelfRegistration,
   decodeRegistrationValue,
   encodeRegistrationValue,
@@ -298,6 +297,7 @@ class EtcdClient {
           endpoint: endpoint.text,
           url: this.url(endpoint, path),
           method: 'POST',
+          headers: JSON_CONTENT,
           body: JSON.stringify(body),
           timeoutMs: this.config.timeoutMs,
           bytesMax,
@@ -473,6 +473,7 @@ class EtcdProvider implements DiscoveryProvider {
             endpoint: endpoint.text,
             url: this.client.url(endpoint, '/watch'),
             method: 'POST',
+            headers: JSON_CONTENT,
             body: JSON.stringify({
               create_request: {
                 ...registrationRange(this.config.prefix),

@@ -8,6 +8,15 @@
 import type { Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { formatHostPort } from '../../transport/address.ts';
+import {
+  API_TIMEOUT_BOUNDS,
+  apiCall,
+  apiFailed,
+  createAgent,
+  endpointOf,
+  parseJsonBody,
+  REQUEST_TIMEOUT_MS_DEFAULT,
+} from '../http.ts';
 import type {
   DiscoveredNode,
   DiscoveryProvider,
@@ -24,15 +33,6 @@ import {
   urlValue,
   valueOr,
 } from '../values.ts';
-import {
-  apiFailed,
-  CLOUD_TIMEOUT_BOUNDS,
-  createAgent,
-  endpointOf,
-  httpCall,
-  parseJsonBody,
-  REQUEST_TIMEOUT_MS_DEFAULT,
-} from './cloud/http.ts';
 import { GceTokenSource } from './gce-auth.ts';
 
 const NAME = 'gce';
@@ -153,7 +153,7 @@ class GceProvider implements DiscoveryProvider {
       url.searchParams.set('maxResults', String(PAGE_RESULTS_MAX));
       url.searchParams.set('returnPartialSuccess', 'true');
       if (pageToken !== undefined) url.searchParams.set('pageToken', pageToken);
-      const response = await httpCall({
+      const response = await apiCall({
         provider: NAME,
         url,
         headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
@@ -280,7 +280,7 @@ export const gceProvider: ProviderFactory = {
         endpoint,
         credentialsFile: args.get('credentials_file'),
         timeoutMs: valueOr(args.get('timeout'), REQUEST_TIMEOUT_MS_DEFAULT, (text) =>
-          durationValue(NAME, 'timeout', text, CLOUD_TIMEOUT_BOUNDS),
+          durationValue(NAME, 'timeout', text, API_TIMEOUT_BOUNDS),
         ),
       },
       ctx,

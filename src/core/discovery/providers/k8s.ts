@@ -10,6 +10,17 @@ import { homedir } from 'node:os';
 import { type Dispatcher, request } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { formatHostPort } from '../../transport/address.ts';
+import {
+  API_TIMEOUT_BOUNDS,
+  abortablePause,
+  apiCall,
+  apiFailed,
+  createAgent,
+  discardBody,
+  endpointOf,
+  parseJsonBody,
+  REQUEST_TIMEOUT_MS_DEFAULT,
+} from '../http.ts';
 import type {
   DiscoveredNode,
   DiscoveryProvider,
@@ -17,17 +28,6 @@ import type {
   ProviderFactory,
 } from '../provider.ts';
 import { badValue, durationValue, nameValue, valueOr } from '../values.ts';
-import {
-  apiFailed,
-  CLOUD_TIMEOUT_BOUNDS,
-  createAgent,
-  discardBody,
-  endpointOf,
-  httpCall,
-  parseJsonBody,
-  REQUEST_TIMEOUT_MS_DEFAULT,
-  sleepUnlessAborted,
-} from './cloud/http.ts';
 import { inClusterConnection, type K8sConnection, kubeconfigConnection } from './k8s-auth.ts';
 
 const NAME = 'k8s';
@@ -220,7 +220,7 @@ class K8sProvider implements DiscoveryProvider {
       const params: Record<string, string> = { limit: String(LIST_PAGE_LIMIT) };
       if (cont !== undefined) params['continue'] = cont;
       const url = this.slicesUrl(connection, params);
-      const response = await httpCall({
+      const response = await apiCall({
         provider: NAME,
         url,
         headers: this.headers(connection),
@@ -280,7 +280,7 @@ class K8sProvider implements DiscoveryProvider {
         emit(slices);
         retryMs = WATCH_RETRY_MS_FIRST;
         if (refusals >= WATCH_REFUSALS_BEFORE_POLLING) {
-          await sleepUnlessAborted(this.ctx.clock, POLL_INTERVAL_MS, signal);
+          await abortablePause(this.ctx.clock, POLL_INTERVAL_MS, signal);
           continue;
         }
         let resourceVersion = listed.resourceVersion;
@@ -299,7 +299,7 @@ class K8sProvider implements DiscoveryProvider {
       } catch (error) {
         if (signal.aborted) break;
         this.ctx.log('warn', (error as Error).message);
-        await sleepUnlessAborted(this.ctx.clock, retryMs, signal);
+        await abortablePause(this.ctx.clock, retryMs, signal);
         retryMs = Math.min(retryMs * 2, WATCH_RETRY_MS_MAX);
       }
     }
@@ -469,7 +469,7 @@ export const k8sProvider: ProviderFactory = {
         kubeconfig: args.get('kubeconfig'),
         context,
         timeoutMs: valueOr(args.get('timeout'), REQUEST_TIMEOUT_MS_DEFAULT, (text) =>
-          durationValue(NAME, 'timeout', text, CLOUD_TIMEOUT_BOUNDS),
+          durationValue(NAME, 'timeout', text, API_TIMEOUT_BOUNDS),
         ),
       },
       ctx,

@@ -4,7 +4,6 @@
  * watch reports only changes, and a pause that an abort ends early.
  */
 import { ErrorCode, RdbnetError } from '../../../errors.ts';
-import type { Timers } from '../../../runtime/timers.ts';
 import type { DiscoveredNode, SelfRegistration } from '../../provider.ts';
 import { endpointValue, parseEndpointText } from '../../values.ts';
 
@@ -47,20 +46,6 @@ export function decodeRegistrationValue(value: string, source: string): Discover
 
 export function sameNodeLists(a: readonly DiscoveredNode[], b: readonly DiscoveredNode[]): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
-}
-
-/** Waits `ms` on `timers`, or less if `signal` aborts first; never rejects. */
-export function abortablePause(timers: Timers, ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted || ms <= 0) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    const done = () => {
-      timers.clearTimer(handle);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const handle = timers.setTimer(ms, done);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 /** Checks what a node registers before anything is written. */
