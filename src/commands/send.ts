@@ -1,9 +1,7 @@
-import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../cli/base-command.ts';
-import { checkTopic, REPLY_SLACK_MS, readData, topicFlags } from '../cli/dataplane.ts';
+import { askTopic, checkMemberId, readTopicInput, toFlag, topicFlags } from '../cli/dataplane.ts';
 import { nodeFlags, withNode } from '../cli/node-client.ts';
 import { TopicKindCode } from '../core/protocol/messages.ts';
-import { validateName } from '../core/security/identity.ts';
 
 export interface SendResult {
   to: string;
@@ -24,34 +22,16 @@ export default class Send extends RdbnetCommand<SendResult> {
   static override examples = ['<%= config.bin %> <%= command.id %> --to n2 --topic echo --data hi'];
   static override flags = {
     ...nodeFlags,
-    to: Flags.string({
-      description: 'Id of the member to deliver to.',
-      required: true,
-      helpValue: 'id',
-    }),
+    ...toFlag,
     ...topicFlags,
   };
 
   protected override async execute(): Promise<SendResult> {
     const { flags } = await this.parse(Send);
-    const to = validateName('node id', flags.to);
-    const topic = checkTopic(flags.topic);
-    const payload = await readData(flags.data);
+    const to = checkMemberId(flags.to);
+    const { topic, payload } = await readTopicInput(flags);
     const reply = await withNode(flags, (node) =>
-      node.ask(
-        'topicRequest',
-        {
-          topic,
-          payload,
-          deadlineMs: flags.deadline,
-          id: '',
-          kind: TopicKindCode.Send,
-          to,
-          group: '',
-          forwarded: false,
-        },
-        flags.deadline + REPLY_SLACK_MS,
-      ),
+      askTopic(node, { topic, payload, deadlineMs: flags.deadline, kind: TopicKindCode.Send, to }),
     );
     return { to: reply.from || to, topic, bytes: payload.length, queued: true };
   }
