@@ -13,7 +13,7 @@ import {
   ReplayGuard,
   sealAnnouncement,
 } from '../../src/core/discovery/providers/broadcast-codec.ts';
-import { broadcastAddressOf } from '../../src/core/discovery/providers/lan-interface.ts';
+import { broadcastAddressOf } from '../../src/core/discovery/providers/lan.ts';
 import { LiveNodeTable } from '../../src/core/discovery/providers/lan-table.ts';
 import { isRdbnetError } from '../../src/core/errors.ts';
 import { systemClock } from '../../src/core/runtime/index.ts';

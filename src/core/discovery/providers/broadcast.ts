@@ -30,7 +30,13 @@ import {
   ReplayGuard,
   sealAnnouncement,
 } from './broadcast-codec.ts';
-import { broadcastAddressOf, interfaceKey, LAN_DURATION_BOUNDS } from './lan-interface.ts';
+import {
+  abortReason,
+  broadcastAddressOf,
+  interfaceKey,
+  LAN_DURATION_BOUNDS,
+  lanUnreachable,
+} from './lan.ts';
 import { LiveNodeTable } from './lan-table.ts';
 
 const NAME = 'broadcast';
@@ -75,19 +81,6 @@ export interface BroadcastStats {
   refused: number;
   sent: number;
   sendErrors: number;
-}
-
-function unreachable(endpoint: string, error: unknown): RdbnetError {
-  const code = (error as NodeJS.ErrnoException)?.code ?? String(error);
-  return new RdbnetError(
-    ErrorCode.DiscoveryUnreachable,
-    `provider=${NAME}: cannot use ${endpoint}: ${code}`,
-    { cause: error },
-  );
-}
-
-function aborted(signal: AbortSignal): unknown {
-  return signal.reason ?? new DOMException('aborted', 'AbortError');
 }
 
 export class BroadcastProvider implements DiscoveryProvider {
@@ -156,7 +149,7 @@ export class BroadcastProvider implements DiscoveryProvider {
     await new Promise<void>((resolve, reject) => {
       socket.once('error', (error) => {
         socket.close();
-        reject(unreachable(`0.0.0.0:${this.options.port}`, error));
+        reject(lanUnreachable(NAME, `0.0.0.0:${this.options.port}`, error));
       });
       socket.bind({ port: this.options.port, address: '0.0.0.0', exclusive: false }, () => {
         socket.removeAllListeners('error');
@@ -210,7 +203,7 @@ export class BroadcastProvider implements DiscoveryProvider {
         });
         const onAbort = (): void => {
           this.ctx.clock.clearTimer(timer);
-          reject(aborted(signal));
+          reject(abortReason(signal));
         };
         signal.addEventListener('abort', onAbort, { once: true });
       });
@@ -261,7 +254,7 @@ export class BroadcastProvider implements DiscoveryProvider {
     await new Promise<void>((resolve, reject) => {
       socket.once('error', (error) => {
         socket.close();
-        reject(unreachable(this.options.sourceAddress ?? '0.0.0.0', error));
+        reject(lanUnreachable(NAME, this.options.sourceAddress ?? '0.0.0.0', error));
       });
       socket.bind({ port: 0, address: this.options.sourceAddress }, () => {
         socket.removeAllListeners('error');
@@ -282,7 +275,7 @@ export class BroadcastProvider implements DiscoveryProvider {
         socket.send(packet, this.options.port, this.options.address, (error) => {
           if (error) {
             this.stats.sendErrors++;
-            reject(unreachable(this.endpoint, error));
+            reject(lanUnreachable(NAME, this.endpoint, error));
           } else {
             this.stats.sent++;
             resolve();

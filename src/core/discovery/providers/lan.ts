@@ -1,10 +1,12 @@
 /**
- * The local interface the two LAN providers (mdns, broadcast) send on, given by name or
- * address, and its subnet broadcast address. An unknown one throws RDB_DISCOVERY_SYNTAX naming
- * the provider and the key, so a bad spec fails in `create()` before any socket is opened.
+ * What the two LAN providers (mdns, broadcast) share: the local interface they send on, given
+ * by name or address (an unknown one is RDB_DISCOVERY_SYNTAX naming the provider and the key,
+ * thrown in `create()` before any socket is opened), its subnet broadcast address, their
+ * duration bounds, and how a socket that cannot be used is reported.
  */
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
+import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { badValue } from '../values.ts';
 
 /** What `timeout=` and `interval=` may say on the local link: 100 ms .. 1 min. */
@@ -50,4 +52,19 @@ export function broadcastAddressOf(address: string, netmask: string): string {
   const a = address.split('.').map(Number);
   const m = netmask.split('.').map(Number);
   return a.map((octet, i) => (octet | (~(m[i] as number) & 0xff)) & 0xff).join('.');
+}
+
+/** A socket that could not be bound, joined or sent on: RDB_DISCOVERY_UNREACHABLE with its errno. */
+export function lanUnreachable(provider: string, endpoint: string, error: unknown): RdbnetError {
+  const code = (error as NodeJS.ErrnoException)?.code ?? String(error);
+  return new RdbnetError(
+    ErrorCode.DiscoveryUnreachable,
+    `provider=${provider}: cannot use ${endpoint}: ${code}`,
+    { cause: error },
+  );
+}
+
+/** What an aborted wait rejects with: the caller's reason, else an AbortError. */
+export function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('aborted', 'AbortError');
 }

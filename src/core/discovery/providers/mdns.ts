@@ -27,7 +27,7 @@ import type {
   SelfRegistration,
 } from '../provider.ts';
 import { badValue, durationValue, valueOr } from '../values.ts';
-import { interfaceKey, LAN_DURATION_BOUNDS } from './lan-interface.ts';
+import { abortReason, interfaceKey, LAN_DURATION_BOUNDS, lanUnreachable } from './lan.ts';
 import { MdnsCache } from './mdns-cache.ts';
 import {
   decodeMessage,
@@ -89,19 +89,6 @@ export interface MdnsStats {
   refused: number;
 }
 
-function unreachable(endpoint: string, error: unknown): RdbnetError {
-  const code = (error as NodeJS.ErrnoException)?.code ?? String(error);
-  return new RdbnetError(
-    ErrorCode.DiscoveryUnreachable,
-    `provider=${NAME}: cannot use ${endpoint}: ${code}`,
-    { cause: error },
-  );
-}
-
-function aborted(signal: AbortSignal): unknown {
-  return signal.reason ?? new DOMException('aborted', 'AbortError');
-}
-
 /** The IPv4 addresses to join the group on and send from. */
 function interfaceAddresses(options: MdnsOptions): string[] {
   if (options.interfaceAddress !== undefined) return [options.interfaceAddress];
@@ -131,7 +118,7 @@ class MulticastEndpoint {
     await new Promise<void>((resolve, reject) => {
       socket.once('error', (error) => {
         socket.close();
-        reject(unreachable(`${MDNS_GROUP}:${MDNS_PORT}`, error));
+        reject(lanUnreachable(NAME, `${MDNS_GROUP}:${MDNS_PORT}`, error));
       });
       socket.bind({ port: MDNS_PORT, address: '0.0.0.0', exclusive: false }, () => {
         socket.removeAllListeners('error');
@@ -144,7 +131,7 @@ class MulticastEndpoint {
       for (const address of addresses) socket.addMembership(MDNS_GROUP, address);
     } catch (error) {
       socket.close();
-      throw unreachable(`${MDNS_GROUP}:${MDNS_PORT} on ${addresses.join(',')}`, error);
+      throw lanUnreachable(NAME, `${MDNS_GROUP}:${MDNS_PORT} on ${addresses.join(',')}`, error);
     }
     socket.on('error', () => {});
     return new MulticastEndpoint(socket, addresses);
@@ -459,7 +446,7 @@ export class MdnsProvider implements DiscoveryProvider {
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       const cache = await this.browse(window.signal, () => {});
-      if (signal.aborted) throw aborted(signal);
+      if (signal.aborted) throw abortReason(signal);
       return cache.resolve(this.source);
     } finally {
       this.ctx.clock.clearTimer(timer);
@@ -523,7 +510,8 @@ export class MdnsProvider implements DiscoveryProvider {
     const failures = await endpoint.multicast(announcement(undefined));
     if (failures === endpoint.addresses.length) {
       endpoint.close();
-      throw unreachable(
+      throw lanUnreachable(
+        NAME,
         `${MDNS_GROUP}:${MDNS_PORT} on ${endpoint.addresses.join(',')}`,
         'send failed',
       );
