@@ -99,7 +99,7 @@ function tooLarge(call: HttpCall, what: string, bytes: number): RdbnetError {
  * Stops reading a response body. undici's body emits 'error' ("Request aborted") when
  * destroyed; with no listener that would be an uncaught exception, so one is added first.
  */
-export function discardBody(body: {
+function discardBody(body: {
   on(event: 'error', listener: () => void): unknown;
   destroy(): unknown;
 }): void {

@@ -7,7 +7,7 @@
  */
 
 import { homedir } from 'node:os';
-import { type Dispatcher, request } from 'undici';
+import type { Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { formatHostPort } from '../../transport/address.ts';
 import {
@@ -16,8 +16,10 @@ import {
   apiCall,
   apiFailed,
   createAgent,
-  discardBody,
   endpointOf,
+  type HttpStream,
+  HttpUnreachable,
+  httpStream,
   parseJsonBody,
   REQUEST_TIMEOUT_MS_DEFAULT,
 } from '../http.ts';
@@ -327,74 +329,64 @@ class K8sProvider implements DiscoveryProvider {
     const deadline = new AbortController();
     const timer = this.ctx.clock.setTimer((WATCH_SECONDS + 30) * 1000, () => deadline.abort());
     try {
-      let response: Dispatcher.ResponseData;
+      let stream: HttpStream;
       try {
-        response = await request(url, {
+        // The answer's head must come within timeout=; the body is a stream quiet between events.
+        stream = await httpStream({
+          provider: NAME,
+          endpoint: endpointOf(url),
+          url,
+          method: 'GET',
           headers: this.headers(connection),
-          dispatcher,
+          timeoutMs: this.opts.timeoutMs,
+          bytesMax: WATCH_EVENT_BYTES_MAX,
           signal: AbortSignal.any([signal, deadline.signal]),
-          // The answer's head comes at once; the body is a stream quiet between events.
-          headersTimeout: this.opts.timeoutMs,
-          bodyTimeout: (WATCH_SECONDS + 30) * 1000,
+          dispatcher,
+          timers: this.ctx.clock,
         });
       } catch (error) {
         if (signal.aborted) return { kind: 'ended', resourceVersion };
+        if (!(error instanceof HttpUnreachable)) throw error;
         throw new RdbnetError(
           ErrorCode.DiscoveryUnreachable,
-          `provider=k8s: cannot reach ${endpointOf(url)}: ${(error as Error).message}`,
+          `provider=k8s: cannot reach ${error.endpoint}: ${error.reason}`,
         );
       }
-      if (response.statusCode === 410) {
-        await response.body.dump();
+      if (stream.status === 410) {
+        await stream.text();
         return { kind: 'gone' };
       }
-      if (response.statusCode !== 200) {
-        const text = await response.body.text();
-        return { kind: 'refused', reason: `HTTP ${response.statusCode} ${statusMessage(text)}` };
+      if (stream.status !== 200) {
+        const text = await stream.text();
+        return { kind: 'refused', reason: `HTTP ${stream.status} ${statusMessage(text)}` };
       }
-      let pending = '';
       try {
-        for await (const chunk of response.body) {
-          pending += (chunk as Buffer).toString('utf8');
-          let newline = pending.indexOf('\n');
-          while (newline >= 0) {
-            const line = pending.slice(0, newline).trim();
-            pending = pending.slice(newline + 1);
-            newline = pending.indexOf('\n');
-            if (line === '') continue;
-            const event = JSON.parse(line) as {
-              type?: string;
-              object?: EndpointSliceJson & { code?: number; message?: string };
-            };
-            const object = event.object ?? {};
-            if (event.type === 'ERROR') {
-              discardBody(response.body);
-              if (object.code === 410) return { kind: 'gone' };
-              return { kind: 'refused', reason: object.message ?? 'watch error' };
-            }
-            const name = object.metadata?.name ?? '';
-            if (object.metadata?.resourceVersion !== undefined) {
-              resourceVersion = object.metadata.resourceVersion;
-            }
-            if (event.type === 'ADDED' || event.type === 'MODIFIED') slices.set(name, object);
-            else if (event.type === 'DELETED') slices.delete(name);
-            else continue; // BOOKMARK: only the version moves
-            emit(slices);
+        for await (const line of stream.lines) {
+          const event = JSON.parse(line) as {
+            type?: string;
+            object?: EndpointSliceJson & { code?: number; message?: string };
+          };
+          const object = event.object ?? {};
+          if (event.type === 'ERROR') {
+            if (object.code === 410) return { kind: 'gone' };
+            return { kind: 'refused', reason: object.message ?? 'watch error' };
           }
-          if (pending.length > WATCH_EVENT_BYTES_MAX) {
-            discardBody(response.body);
-            throw new RdbnetError(
-              ErrorCode.DiscoveryFailed,
-              `provider=k8s: a watch event over ${WATCH_EVENT_BYTES_MAX} bytes`,
-            );
+          const name = object.metadata?.name ?? '';
+          if (object.metadata?.resourceVersion !== undefined) {
+            resourceVersion = object.metadata.resourceVersion;
           }
+          if (event.type === 'ADDED' || event.type === 'MODIFIED') slices.set(name, object);
+          else if (event.type === 'DELETED') slices.delete(name);
+          else continue; // BOOKMARK: only the version moves
+          emit(slices);
         }
       } catch (error) {
         if (signal.aborted) return { kind: 'ended', resourceVersion };
         if (error instanceof RdbnetError) throw error;
+        const reason = error instanceof HttpUnreachable ? error.reason : (error as Error).message;
         throw new RdbnetError(
           ErrorCode.DiscoveryUnreachable,
-          `provider=k8s: watch on ${endpointOf(url)} broke: ${(error as Error).message}`,
+          `provider=k8s: watch on ${endpointOf(url)} broke: ${reason}`,
         );
       }
       return { kind: 'ended', resourceVersion };
