@@ -1,10 +1,11 @@
 /**
- * Flags and input shared by the data-plane commands (`send`, `request`, `broadcast`): the
- * topic, the payload (`--data STRING|@file|-`) and the deadline; everything is read and
- * checked before a connection is opened.
+ * Flags, input and the one message shared by the data-plane commands (`send`, `request`,
+ * `broadcast`): the topic, the payload (`--data STRING|@file|-`), the deadline and `--to`;
+ * everything is read and checked before a connection is opened.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { Flags } from '@oclif/core';
+import type { NodeClient } from '../core/client/node-client.ts';
 import {
   DELIVERIES,
   type Delivery,
@@ -14,6 +15,8 @@ import {
 import { DATA_PLANE_LIMITS_DEFAULT } from '../core/dataplane/limits.ts';
 import { validateTopicName } from '../core/dataplane/topics.ts';
 import { ErrorCode, RdbnetError } from '../core/errors.ts';
+import type { TopicKindCode } from '../core/protocol/messages.ts';
+import { validateName } from '../core/security/identity.ts';
 
 /** The most a command reads for --data: a node's default messageBytesMax (1 MiB). */
 export const DATA_BYTES_MAX = DATA_PLANE_LIMITS_DEFAULT.messageBytesMax;
@@ -85,6 +88,15 @@ export function deliveryFields(flags: {
   };
 }
 
+/** `--to`: the member `send` and `request` deliver to. */
+export const toFlag = {
+  to: Flags.string({
+    description: 'Id of the member to deliver to.',
+    required: true,
+    helpValue: 'id',
+  }),
+};
+
 function tooLarge(bytes: number, where: string): RdbnetError {
   return new RdbnetError(
     ErrorCode.MessageTooLarge,
@@ -136,4 +148,52 @@ export async function readData(value: string): Promise<Uint8Array> {
 /** The topic, checked as a node would (RDB_TOPIC_INVALID, exit 64) before anything is sent. */
 export function checkTopic(topic: string): string {
   return validateTopicName(topic, DATA_PLANE_LIMITS_DEFAULT);
+}
+
+/** What every data-plane command reads before it connects: the topic checked, the payload read. */
+export async function readTopicInput(flags: {
+  topic: string;
+  data: string;
+}): Promise<{ topic: string; payload: Uint8Array }> {
+  const topic = checkTopic(flags.topic);
+  return { topic, payload: await readData(flags.data) };
+}
+
+/** The member id of `--to`, checked like every node id (exit 64 on a bad one). */
+export function checkMemberId(to: string): string {
+  return validateName('node id', to);
+}
+
+/**
+ * Sends one topic message through `node` and waits for its answer up to the message's
+ * deadline plus REPLY_SLACK_MS. `to` and `group` left out mean "the node itself" and "no group".
+ */
+export function askTopic(
+  node: NodeClient,
+  message: {
+    topic: string;
+    payload: Uint8Array;
+    deadlineMs: number;
+    kind: TopicKindCode;
+    to?: string;
+    group?: string;
+    /** From deliveryFields; at-most-once when left out. */
+    guarantee?: { delivery: number; idempotencyKey: string };
+  },
+) {
+  return node.ask(
+    'topicRequest',
+    {
+      topic: message.topic,
+      payload: message.payload,
+      deadlineMs: message.deadlineMs,
+      id: '',
+      kind: message.kind,
+      to: message.to ?? '',
+      group: message.group ?? '',
+      forwarded: false,
+      ...message.guarantee,
+    },
+    message.deadlineMs + REPLY_SLACK_MS,
+  );
 }

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../cli/base-command.ts';
-import { checkTopic, REPLY_SLACK_MS, readData, topicFlags } from '../cli/dataplane.ts';
+import { askTopic, readTopicInput, topicFlags } from '../cli/dataplane.ts';
 import { ExitCode } from '../cli/exit-codes.ts';
 import { nodeFlags, withNode } from '../cli/node-client.ts';
 import { table } from '../cli/output.ts';
@@ -40,23 +40,15 @@ export default class Broadcast extends RdbnetCommand<BroadcastResult> {
   protected override async execute(): Promise<BroadcastResult> {
     const { flags } = await this.parse(Broadcast);
     const group = flags.group === undefined ? null : validateName('group name', flags.group);
-    const topic = checkTopic(flags.topic);
-    const payload = await readData(flags.data);
+    const { topic, payload } = await readTopicInput(flags);
     const reply = await withNode(flags, (node) =>
-      node.ask(
-        'topicRequest',
-        {
-          topic,
-          payload,
-          deadlineMs: flags.deadline,
-          id: '',
-          kind: group === null ? TopicKindCode.Broadcast : TopicKindCode.Multicast,
-          to: '',
-          group: group ?? '',
-          forwarded: false,
-        },
-        flags.deadline + REPLY_SLACK_MS,
-      ),
+      askTopic(node, {
+        topic,
+        payload,
+        deadlineMs: flags.deadline,
+        kind: group === null ? TopicKindCode.Broadcast : TopicKindCode.Multicast,
+        group: group ?? '',
+      }),
     );
     return {
       topic,

@@ -1,18 +1,17 @@
-import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../cli/base-command.ts';
 import {
-  checkTopic,
+  askTopic,
+  checkMemberId,
   DELIVERY_FLAGS_HELP,
   deliveryFields,
   deliveryFlags,
-  REPLY_SLACK_MS,
-  readData,
+  readTopicInput,
+  toFlag,
   topicFlags,
 } from '../cli/dataplane.ts';
 import { nodeFlags, withNode } from '../cli/node-client.ts';
 import { type PayloadEncoding, payloadText } from '../core/dataplane/encoding.ts';
 import { TopicKindCode } from '../core/protocol/messages.ts';
-import { validateName } from '../core/security/identity.ts';
 
 export interface RequestResult {
   to: string;
@@ -40,38 +39,26 @@ export default class Request extends RdbnetCommand<RequestResult> {
   ];
   static override flags = {
     ...nodeFlags,
-    to: Flags.string({
-      description: 'Id of the member to deliver to.',
-      required: true,
-      helpValue: 'id',
-    }),
+    ...toFlag,
     ...topicFlags,
     ...deliveryFlags,
   };
 
   protected override async execute(): Promise<RequestResult> {
     const { flags } = await this.parse(Request);
-    const to = validateName('node id', flags.to);
-    const topic = checkTopic(flags.topic);
+    const to = checkMemberId(flags.to);
+    const { topic, payload } = await readTopicInput(flags);
     const guarantee = deliveryFields(flags);
-    const payload = await readData(flags.data);
     return withNode(flags, async (node) => {
       const startedMs = performance.now();
-      const reply = await node.ask(
-        'topicRequest',
-        {
-          topic,
-          payload,
-          deadlineMs: flags.deadline,
-          id: '',
-          kind: TopicKindCode.Request,
-          to,
-          group: '',
-          forwarded: false,
-          ...guarantee,
-        },
-        flags.deadline + REPLY_SLACK_MS,
-      );
+      const reply = await askTopic(node, {
+        topic,
+        payload,
+        deadlineMs: flags.deadline,
+        kind: TopicKindCode.Request,
+        to,
+        guarantee,
+      });
       const latencyMs = Number((performance.now() - startedMs).toFixed(3));
       const { text, encoding } = payloadText(reply.payload ?? new Uint8Array(0));
       return { to, topic, reply: text, encoding, latencyMs };

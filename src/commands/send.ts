@@ -1,17 +1,16 @@
-import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../cli/base-command.ts';
 import {
-  checkTopic,
+  askTopic,
+  checkMemberId,
   DELIVERY_FLAGS_HELP,
   deliveryFields,
   deliveryFlags,
-  REPLY_SLACK_MS,
-  readData,
+  readTopicInput,
+  toFlag,
   topicFlags,
 } from '../cli/dataplane.ts';
 import { nodeFlags, withNode } from '../cli/node-client.ts';
 import { TopicKindCode } from '../core/protocol/messages.ts';
-import { validateName } from '../core/security/identity.ts';
 
 export interface SendResult {
   to: string;
@@ -36,37 +35,25 @@ export default class Send extends RdbnetCommand<SendResult> {
   ];
   static override flags = {
     ...nodeFlags,
-    to: Flags.string({
-      description: 'Id of the member to deliver to.',
-      required: true,
-      helpValue: 'id',
-    }),
+    ...toFlag,
     ...topicFlags,
     ...deliveryFlags,
   };
 
   protected override async execute(): Promise<SendResult> {
     const { flags } = await this.parse(Send);
-    const to = validateName('node id', flags.to);
-    const topic = checkTopic(flags.topic);
+    const to = checkMemberId(flags.to);
+    const { topic, payload } = await readTopicInput(flags);
     const guarantee = deliveryFields(flags);
-    const payload = await readData(flags.data);
     const reply = await withNode(flags, (node) =>
-      node.ask(
-        'topicRequest',
-        {
-          topic,
-          payload,
-          deadlineMs: flags.deadline,
-          id: '',
-          kind: TopicKindCode.Send,
-          to,
-          group: '',
-          forwarded: false,
-          ...guarantee,
-        },
-        flags.deadline + REPLY_SLACK_MS,
-      ),
+      askTopic(node, {
+        topic,
+        payload,
+        deadlineMs: flags.deadline,
+        kind: TopicKindCode.Send,
+        to,
+        guarantee,
+      }),
     );
     return { to: reply.from || to, topic, bytes: payload.length, queued: true };
   }

@@ -5,8 +5,15 @@
  * test can dial the link-local metadata addresses by accident; a test that wants one points it
  * at its loopback emulator.
  */
-import type { ProviderContext } from '../../src/core/discovery/provider.ts';
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { DiscoveredNode, ProviderContext } from '../../src/core/discovery/provider.ts';
+import { openProvider } from '../../src/core/discovery/registry.ts';
+import { ErrorCode } from '../../src/core/errors.ts';
 import { systemClock } from '../../src/core/runtime/index.ts';
+
+/** The bound on one lookup in a test: far above what a loopback emulator needs. */
+export const DISCOVER_TEST_TIMEOUT_MS = 20_000;
 
 export function testContext(env: Record<string, string | undefined> = {}): ProviderContext & {
   lines: string[];
@@ -37,4 +44,34 @@ export async function rejection(
     return error as Error & { code?: string };
   }
   throw new Error('expected a rejection, got success');
+}
+
+/** One lookup through the provider `spec` opens, closed afterwards whatever happens. */
+export async function discoverOnce(spec: string, ctx: ProviderContext): Promise<DiscoveredNode[]> {
+  const { provider } = openProvider(spec, ctx);
+  try {
+    return await provider.discover(AbortSignal.timeout(DISCOVER_TEST_TIMEOUT_MS));
+  } finally {
+    await provider.close?.();
+  }
+}
+
+/**
+ * One test per [spec, key]: opening `spec` is RDB_DISCOVERY_SYNTAX whose message starts with
+ * `provider=NAME: KEY `, thrown by create() (before any I/O: no emulator is running for it).
+ */
+export function specChecks(
+  name: string,
+  cases: readonly (readonly [spec: string, key: string])[],
+  title: (spec: string) => string = (spec) => spec,
+): void {
+  describe(`provider=${name} spec checks (before any I/O)`, () => {
+    for (const [spec, key] of cases) {
+      test(`${title(spec)} → RDB_DISCOVERY_SYNTAX naming ${key}`, async () => {
+        const error = await rejection(() => openProvider(spec, testContext()));
+        assert.equal(error.code, ErrorCode.DiscoverySyntax);
+        assert.match(error.message, new RegExp(`^provider=${name}: ${key} `));
+      });
+    }
+  });
 }

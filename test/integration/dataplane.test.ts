@@ -37,6 +37,31 @@ function errorCode(result: CliResult): string {
   return parseJson<{ error: { code: string } }>(result).error.code;
 }
 
+interface TopicArgs {
+  topic: string;
+  node: string;
+  data?: string;
+  deadline?: number;
+  json?: boolean;
+}
+
+/** `rdbnet COMMAND [--to ID] --topic T [--data D] [--deadline MS] --node ADDR [--json]`. */
+function topicCli(command: string, to: string | undefined, args: TopicArgs): Promise<CliResult> {
+  return cli([
+    command,
+    ...(to === undefined ? [] : ['--to', to]),
+    ...['--topic', args.topic],
+    ...(args.data === undefined ? [] : ['--data', args.data]),
+    ...(args.deadline === undefined ? [] : ['--deadline', String(args.deadline)]),
+    ...['--node', args.node],
+    ...(args.json === true ? ['--json'] : []),
+  ]);
+}
+
+const requestCli = (args: TopicArgs & { to: string }) => topicCli('request', args.to, args);
+const sendCli = (args: TopicArgs & { to: string }) => topicCli('send', args.to, args);
+const broadcastCli = (args: TopicArgs) => topicCli('broadcast', undefined, args);
+
 before(async () => {
   const n1 = await startNode(
     ['--id', 'n1', '--listen', '127.0.0.1:0', '--data-dir', join(home.dir, 'n1')],
@@ -92,31 +117,10 @@ after(async () => {
 describe('rdbnet request, send, broadcast, ping against three nodes', () => {
   test('request --to n2 --topic echo --data hi: n2 answers, through n1', async () => {
     const n1 = nodes.get('n1')!.address;
-    const human = await cli([
-      'request',
-      '--to',
-      'n2',
-      '--topic',
-      'echo',
-      '--data',
-      'hi',
-      '--node',
-      n1,
-    ]);
+    const human = await requestCli({ to: 'n2', topic: 'echo', data: 'hi', node: n1 });
     assert.equal(human.code, 0, describeResult(human));
     assert.equal(human.stdout, 'hi\n');
-    const json = await cli([
-      'request',
-      '--to',
-      'n2',
-      '--topic',
-      'echo',
-      '--data',
-      'hi',
-      '--node',
-      n1,
-      '--json',
-    ]);
+    const json = await requestCli({ to: 'n2', topic: 'echo', data: 'hi', node: n1, json: true });
     assert.equal(json.code, 0, describeResult(json));
     const reply = parseJson<Record<string, unknown>>(json);
     assert.deepEqual(
@@ -127,18 +131,7 @@ describe('rdbnet request, send, broadcast, ping against three nodes', () => {
     const file = join(home.dir, 'payload.bin');
     await writeFile(file, Buffer.from([0xff, 0x00, 0xfe]));
     const binary = parseJson<{ reply: string; encoding: string }>(
-      await cli([
-        'request',
-        '--to',
-        'n3',
-        '--topic',
-        'echo',
-        '--data',
-        `@${file}`,
-        '--node',
-        n1,
-        '--json',
-      ]),
+      await requestCli({ to: 'n3', topic: 'echo', data: `@${file}`, node: n1, json: true }),
     );
     assert.deepEqual(binary, {
       ...binary,
@@ -151,18 +144,7 @@ describe('rdbnet request, send, broadcast, ping against three nodes', () => {
       env,
     );
     assert.equal(piped.stdout, 'from stdin\n', describeResult(piped));
-    const sent = await cli([
-      'send',
-      '--to',
-      'n3',
-      '--topic',
-      'echo',
-      '--data',
-      'hi',
-      '--node',
-      n1,
-      '--json',
-    ]);
+    const sent = await sendCli({ to: 'n3', topic: 'echo', data: 'hi', node: n1, json: true });
     assert.equal(sent.code, 0, describeResult(sent));
     assert.deepEqual(parseJson(sent), { to: 'n3', topic: 'echo', bytes: 2, queued: true });
   });
@@ -195,16 +177,12 @@ describe('rdbnet request, send, broadcast, ping against three nodes', () => {
   });
 
   test('broadcast --topic echo --data hi: every member acknowledges', async () => {
-    const result = await cli([
-      'broadcast',
-      '--topic',
-      'echo',
-      '--data',
-      'hi',
-      '--node',
-      nodes.get('n3')!.address,
-      '--json',
-    ]);
+    const result = await broadcastCli({
+      topic: 'echo',
+      data: 'hi',
+      node: nodes.get('n3')!.address,
+      json: true,
+    });
     assert.equal(result.code, 0, describeResult(result));
     assert.deepEqual(parseJson(result), { topic: 'echo', group: null, acked: IDS, missing: [] });
   });
@@ -263,72 +241,39 @@ describe('rdbnet request, send, broadcast, ping against three nodes', () => {
 
   test('bad input: unknown topic, unknown target, bad topic, oversize payload (nothing sent)', async () => {
     const n1 = nodes.get('n1')!.address;
-    const unknownTopic = await cli([
-      'request',
-      '--to',
-      'n2',
-      '--topic',
-      'nope',
-      '--data',
-      'x',
-      '--node',
-      n1,
-      '--json',
-    ]);
+    const unknownTopic = await requestCli({
+      to: 'n2',
+      topic: 'nope',
+      data: 'x',
+      node: n1,
+      json: true,
+    });
     assert.equal(unknownTopic.code, 1, describeResult(unknownTopic));
     assert.equal(errorCode(unknownTopic), 'RDB_TOPIC_UNKNOWN');
-    const unknownTarget = await cli([
-      'request',
-      '--to',
-      'n9',
-      '--topic',
-      'echo',
-      '--node',
-      n1,
-      '--json',
-    ]);
+    const unknownTarget = await requestCli({ to: 'n9', topic: 'echo', node: n1, json: true });
     assert.equal(unknownTarget.code, 1, describeResult(unknownTarget));
     assert.equal(errorCode(unknownTarget), 'RDB_TARGET_UNKNOWN');
-    const badTopic = await cli([
-      'send',
-      '--to',
-      'n2',
-      '--topic',
-      'no spaces',
-      '--node',
-      n1,
-      '--json',
-    ]);
+    const badTopic = await sendCli({ to: 'n2', topic: 'no spaces', node: n1, json: true });
     assert.equal(badTopic.code, 64, describeResult(badTopic));
     assert.equal(errorCode(badTopic), 'RDB_TOPIC_INVALID');
     const big = join(home.dir, 'big.bin');
     await writeFile(big, Buffer.alloc(1024 * 1024 + 1));
     // Refused before any connection: an unreachable --node does not matter.
-    const oversize = await cli([
-      'request',
-      '--to',
-      'n2',
-      '--topic',
-      'echo',
-      '--data',
-      `@${big}`,
-      '--node',
-      '127.0.0.1:1',
-      '--json',
-    ]);
+    const oversize = await requestCli({
+      to: 'n2',
+      topic: 'echo',
+      data: `@${big}`,
+      node: '127.0.0.1:1',
+      json: true,
+    });
     assert.equal(oversize.code, 64, describeResult(oversize));
     assert.equal(errorCode(oversize), 'RDB_MESSAGE_TOO_LARGE');
-    const missingFile = await cli([
-      'request',
-      '--to',
-      'n2',
-      '--topic',
-      'echo',
-      '--data',
-      '@/nonexistent/x',
-      '--node',
-      n1,
-    ]);
+    const missingFile = await requestCli({
+      to: 'n2',
+      topic: 'echo',
+      data: '@/nonexistent/x',
+      node: n1,
+    });
     assert.equal(missingFile.code, 64, describeResult(missingFile));
   });
 
@@ -337,18 +282,7 @@ describe('rdbnet request, send, broadcast, ping against three nodes', () => {
     const n3 = nodes.get('n3')!;
     // A deadline of 1 ms has passed by the time n1 would forward the message: refused before
     // anything is sent to n3.
-    const passed = await cli([
-      'request',
-      '--to',
-      'n3',
-      '--topic',
-      'echo',
-      '--deadline',
-      '1',
-      '--node',
-      n1,
-      '--json',
-    ]);
+    const passed = await requestCli({ to: 'n3', topic: 'echo', deadline: 1, node: n1, json: true });
     assert.equal(passed.code, 1, describeResult(passed));
     assert.equal(errorCode(passed), 'RDB_DEADLINE_PASSED');
     // n3 stops answering (SIGSTOP). While gossip still counts it alive the request waits out
@@ -357,18 +291,13 @@ describe('rdbnet request, send, broadcast, ping against three nodes', () => {
     // typed error, within the deadline and the command's own bound.
     n3.child.kill('SIGSTOP');
     try {
-      const late = await cli([
-        'request',
-        '--to',
-        'n3',
-        '--topic',
-        'echo',
-        '--deadline',
-        '300',
-        '--node',
-        n1,
-        '--json',
-      ]);
+      const late = await requestCli({
+        to: 'n3',
+        topic: 'echo',
+        deadline: 300,
+        node: n1,
+        json: true,
+      });
       const code = errorCode(late);
       assert.ok(
         (late.code === 1 && code === 'RDB_DEADLINE_PASSED') ||
@@ -382,18 +311,13 @@ describe('rdbnet request, send, broadcast, ping against three nodes', () => {
     const dead = await until(
       'n3 reported dead to the sender',
       async () => {
-        const result = await cli([
-          'request',
-          '--to',
-          'n3',
-          '--topic',
-          'echo',
-          '--deadline',
-          '1000',
-          '--node',
-          n1,
-          '--json',
-        ]);
+        const result = await requestCli({
+          to: 'n3',
+          topic: 'echo',
+          deadline: 1000,
+          node: n1,
+          json: true,
+        });
         return result.code === 69 ? result : undefined;
       },
       30_000,

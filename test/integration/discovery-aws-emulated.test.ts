@@ -13,9 +13,8 @@ import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import type { DiscoveredNode } from '../../src/core/discovery/provider.ts';
 import { signV4 } from '../../src/core/discovery/providers/cloud/sigv4.ts';
-import { openProvider } from '../../src/core/discovery/registry.ts';
 import { ErrorCode } from '../../src/core/errors.ts';
-import { rejection, testContext } from '../helpers/discovery-context.ts';
+import { discoverOnce, rejection, specChecks, testContext } from '../helpers/discovery-context.ts';
 import {
   type EmulatedEc2,
   type EmulatedImds,
@@ -39,13 +38,8 @@ function envCreds(extra: Record<string, string> = {}) {
   });
 }
 
-async function discover(spec: string, ctx = envCreds()): Promise<DiscoveredNode[]> {
-  const { provider } = openProvider(spec, ctx);
-  try {
-    return await provider.discover(AbortSignal.timeout(20_000));
-  } finally {
-    await provider.close?.();
-  }
+function discover(spec: string, ctx = envCreds()): Promise<DiscoveredNode[]> {
+  return discoverOnce(spec, ctx);
 }
 
 const spec = (rest = '') =>
@@ -299,19 +293,11 @@ describe('provider=aws (emulated EC2 verifying SigV4)', () => {
   });
 });
 
-describe('provider=aws spec checks (before any I/O)', () => {
-  for (const [text, key] of [
-    ['provider=aws tag_key=a tag_value=b addr_type=elastic', 'addr_type'],
-    ['provider=aws tag_key=a tag_value=b port=70000', 'port'],
-    ['provider=aws tag_key=a tag_value=b region=EU_WEST', 'region'],
-    ['provider=aws tag_key=a tag_value=b endpoint=ftp://127.0.0.1/', 'endpoint'],
-    ['provider=aws tag_key=a tag_value=b access_key_id=AKID', 'secret_access_key'],
-    ['provider=aws tag_key=a tag_value=b timeout=0', 'timeout'],
-  ] as const) {
-    test(`${text} → RDB_DISCOVERY_SYNTAX naming ${key}`, async () => {
-      const error = await rejection(() => openProvider(text, testContext()));
-      assert.equal(error.code, ErrorCode.DiscoverySyntax);
-      assert.match(error.message, new RegExp(`^provider=aws: ${key} `));
-    });
-  }
-});
+specChecks('aws', [
+  ['provider=aws tag_key=a tag_value=b addr_type=elastic', 'addr_type'],
+  ['provider=aws tag_key=a tag_value=b port=70000', 'port'],
+  ['provider=aws tag_key=a tag_value=b region=EU_WEST', 'region'],
+  ['provider=aws tag_key=a tag_value=b endpoint=ftp://127.0.0.1/', 'endpoint'],
+  ['provider=aws tag_key=a tag_value=b access_key_id=AKID', 'secret_access_key'],
+  ['provider=aws tag_key=a tag_value=b timeout=0', 'timeout'],
+]);

@@ -265,6 +265,6 @@ describe('provider=broadcast between two network namespaces', { skip }, () => {
       (error: { code: number; stdout: string }) => error,
     );
     assert.equal(syntax.code, 64, syntax.stdout);
-    assert.match(syntax.stdout, /provider=broadcast: key interval/);
+    assert.match(syntax.stdout, /provider=broadcast: interval/);
   });
 });

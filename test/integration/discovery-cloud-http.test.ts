@@ -1,5 +1,5 @@
 /**
- * The bounds of the one HTTP call the API-backed providers share (providers/cloud/http.ts),
+ * The bounds of `apiCall`, the HTTP call of the single-endpoint API providers (discovery/http.ts),
  * against loopback servers that misbehave on purpose: a body over the cap (declared and
  * chunked), a server that never answers (the deadline), and the caller's own abort.
  */
@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { createAgent, httpCall } from '../../src/core/discovery/providers/cloud/http.ts';
+import { apiCall, createAgent } from '../../src/core/discovery/http.ts';
 import { ErrorCode } from '../../src/core/errors.ts';
 import { systemClock } from '../../src/core/runtime/index.ts';
 import { rejection } from '../helpers/discovery-context.ts';
@@ -54,7 +54,7 @@ function call(
   path: string,
   opts: { timeoutMs?: number; signal?: AbortSignal; bodyBytesMax?: number } = {},
 ) {
-  return httpCall({
+  return apiCall({
     provider: 'test',
     url: new URL(path, base),
     timeoutMs: opts.timeoutMs ?? 5_000,
@@ -77,7 +77,7 @@ describe('cloud http call bounds', () => {
     assert.equal(error.code, ErrorCode.DiscoveryFailed);
     assert.match(
       error.message,
-      /^provider=test: http:\/\/127\.0\.0\.1:\d+\/declared-large answered 2048\+ bytes; at most 1024/,
+      /^provider=test: http:\/\/127\.0\.0\.1:\d+\/declared-large answered a body of 2048\+ bytes; at most 1024/,
     );
   });
 

@@ -11,25 +11,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { DiscoveredNode } from '../../src/core/discovery/provider.ts';
-import { openProvider } from '../../src/core/discovery/registry.ts';
 import { ErrorCode } from '../../src/core/errors.ts';
-import { rejection, testContext } from '../helpers/discovery-context.ts';
+import { discoverOnce, rejection, specChecks, testContext } from '../helpers/discovery-context.ts';
 import { type EmulatedGce, startEmulatedGce } from '../helpers/emulated-gce.ts';
 
 let gce: EmulatedGce;
 let dir: string;
 let keyFile: string;
 
-async function discover(
+function discover(
   spec: string,
   ctx = testContext({ GCE_METADATA_HOST: gce.metadataHost }),
 ): Promise<DiscoveredNode[]> {
-  const { provider } = openProvider(spec, ctx);
-  try {
-    return await provider.discover(AbortSignal.timeout(20_000));
-  } finally {
-    await provider.close?.();
-  }
+  return discoverOnce(spec, ctx);
 }
 
 before(async () => {
@@ -206,19 +200,11 @@ describe('provider=gce (emulated token, metadata and compute endpoints)', () => 
   });
 });
 
-describe('provider=gce spec checks (before any I/O)', () => {
-  for (const [text, key] of [
-    ['provider=gce project_name=my-project', 'tag_value'],
-    ['provider=gce tag_value=Bad_Tag', 'tag_value'],
-    ['provider=gce tag_value=rdbnet zone_pattern=(', 'zone_pattern'],
-    ['provider=gce label=novalue', 'label'],
-    ['provider=gce tag_value=rdbnet project_name=UPPER', 'project_name'],
-    ['provider=gce tag_value=rdbnet addr_type=private_v6', 'addr_type'],
-  ] as const) {
-    test(`${text} → RDB_DISCOVERY_SYNTAX naming ${key}`, async () => {
-      const error = await rejection(() => openProvider(text, testContext()));
-      assert.equal(error.code, ErrorCode.DiscoverySyntax);
-      assert.match(error.message, new RegExp(`^provider=gce: ${key} `));
-    });
-  }
-});
+specChecks('gce', [
+  ['provider=gce project_name=my-project', 'tag_value'],
+  ['provider=gce tag_value=Bad_Tag', 'tag_value'],
+  ['provider=gce tag_value=rdbnet zone_pattern=(', 'zone_pattern'],
+  ['provider=gce label=novalue', 'label'],
+  ['provider=gce tag_value=rdbnet project_name=UPPER', 'project_name'],
+  ['provider=gce tag_value=rdbnet addr_type=private_v6', 'addr_type'],
+]);

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import type { DiscoveredNode } from '../../src/core/discovery/provider.ts';
 import { openProvider } from '../../src/core/discovery/registry.ts';
 import { ErrorCode } from '../../src/core/errors.ts';
-import { rejection, testContext } from '../helpers/discovery-context.ts';
+import { discoverOnce, rejection, specChecks, testContext } from '../helpers/discovery-context.ts';
 import { type EmulatedK8s, type EmulatedSlice, startEmulatedK8s } from '../helpers/emulated-k8s.ts';
 
 let api: EmulatedK8s;
@@ -48,13 +48,8 @@ function inCluster(extra: Record<string, string> = {}) {
   });
 }
 
-async function discover(spec: string, ctx = inCluster()): Promise<DiscoveredNode[]> {
-  const { provider } = openProvider(spec, ctx);
-  try {
-    return await provider.discover(AbortSignal.timeout(20_000));
-  } finally {
-    await provider.close?.();
-  }
+function discover(spec: string, ctx = inCluster()): Promise<DiscoveredNode[]> {
+  return discoverOnce(spec, ctx);
 }
 
 before(async () => {
@@ -358,18 +353,10 @@ describe('provider=k8s watch refused (RBAC without watch)', () => {
   });
 });
 
-describe('provider=k8s spec checks (before any I/O)', () => {
-  for (const [spec, key] of [
-    ['provider=k8s service=Not_A_Name', 'service'],
-    ['provider=k8s service=rdbnet namespace=a/b', 'namespace'],
-    ['provider=k8s service=rdbnet port_name=much-too-long-port-name', 'port_name'],
-    ['provider=k8s service=rdbnet label_selector=a;b', 'label_selector'],
-    ['provider=k8s service=rdbnet timeout=forever', 'timeout'],
-  ] as const) {
-    test(`${spec} → RDB_DISCOVERY_SYNTAX naming ${key}`, async () => {
-      const error = await rejection(() => openProvider(spec, testContext()));
-      assert.equal(error.code, ErrorCode.DiscoverySyntax);
-      assert.match(error.message, new RegExp(`^provider=k8s: ${key} `));
-    });
-  }
-});
+specChecks('k8s', [
+  ['provider=k8s service=Not_A_Name', 'service'],
+  ['provider=k8s service=rdbnet namespace=a/b', 'namespace'],
+  ['provider=k8s service=rdbnet port_name=much-too-long-port-name', 'port_name'],
+  ['provider=k8s service=rdbnet label_selector=a;b', 'label_selector'],
+  ['provider=k8s service=rdbnet timeout=forever', 'timeout'],
+]);

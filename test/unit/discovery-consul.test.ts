@@ -61,15 +61,15 @@ describe('provider=consul configuration', () => {
   test('bad values are refused naming the key, before any I/O', () => {
     refused(
       'provider=consul address=127.0.0.1',
-      /provider=consul: key address has "127.0.0.1", not host:port/,
+      /provider=consul: address has "127.0.0.1", not host:port/,
     );
-    refused('provider=consul scheme=ftp', /key scheme is "ftp"; write http or https/);
-    refused('provider=consul service=a/b', /key service is "a\/b"/);
-    refused('provider=consul dc=a datacenter=b', /key dc and datacenter name the same thing/);
-    refused('provider=consul dc=a/b', /key dc is "a\/b"/);
-    refused('provider=consul ttl=1s', /key ttl is 1s/);
-    refused('provider=consul timeout=2h', /key timeout/);
-    refused('provider=consul deregister_after=forever', /key deregister_after/);
+    refused('provider=consul scheme=ftp', /: scheme is "ftp"; write http or https/);
+    refused('provider=consul service=a/b', /: service is "a\/b"/);
+    refused('provider=consul dc=a datacenter=b', /: dc and datacenter name the same thing/);
+    refused('provider=consul dc=a/b', /: dc is "a\/b"/);
+    refused('provider=consul ttl=1s', /: ttl must be a duration from .* got "1s"/);
+    refused('provider=consul timeout=2h', /: timeout/);
+    refused('provider=consul deregister_after=forever', /: deregister_after/);
     refused('provider=consul color=red', /unknown key "color"/);
     refused('provider=consul', /CONSUL_HTTP_ADDR is "not an address"/, {
       CONSUL_HTTP_ADDR: 'not an address',

@@ -15,10 +15,6 @@ import {
   decodeRegistrationValue,
   encodeRegistrationValue,
 } from '../../src/core/discovery/providers/kv/registrations.ts';
-import {
-  parseDurationText,
-  parseHostPortText,
-} from '../../src/core/discovery/providers/kv/values.ts';
 import { isRdbnetError } from '../../src/core/errors.ts';
 import { systemClock } from '../../src/core/runtime/index.ts';
 
@@ -62,35 +58,38 @@ describe('provider=etcd configuration', () => {
 
   test('bad values are refused naming the key, before any I/O', () => {
     refused('provider=etcd', /provider=etcd: key endpoints is required/);
-    refused('provider=etcd endpoints=127.0.0.1', /key endpoints has "127.0.0.1", not host:port/);
-    refused('provider=etcd endpoints=127.0.0.1:0', /key endpoints/);
-    refused('provider=etcd endpoints=127.0.0.1:2379,', /key endpoints has ""/);
+    refused('provider=etcd endpoints=127.0.0.1', /: endpoints has "127.0.0.1", not host:port/);
+    refused('provider=etcd endpoints=127.0.0.1:0', /: endpoints/);
+    refused('provider=etcd endpoints=127.0.0.1:2379,', /: endpoints has ""/);
     refused(
       'provider=etcd endpoints=127.0.0.1:2379 ttl=1s',
-      /key ttl is 1s; it must be between 2000 ms and 300000 ms/,
+      /: ttl must be a duration from 2000 ms to 300000 ms, got "1s"/,
     );
-    refused('provider=etcd endpoints=127.0.0.1:2379 ttl=301s', /key ttl/);
+    refused('provider=etcd endpoints=127.0.0.1:2379 ttl=301s', /: ttl/);
     refused(
       'provider=etcd endpoints=127.0.0.1:2379 ttl=2500ms',
-      /key ttl is 2500ms; etcd leases count whole seconds/,
+      /: ttl is 2500ms; etcd leases count whole seconds/,
     );
-    refused('provider=etcd endpoints=127.0.0.1:2379 ttl=ten', /key ttl is "ten", not a duration/);
-    refused('provider=etcd endpoints=127.0.0.1:2379 timeout=10ms', /key timeout/);
-    refused('provider=etcd endpoints=127.0.0.1:2379 prefix=rdbnet', /key prefix is "rdbnet"/);
-    refused('provider=etcd endpoints=127.0.0.1:2379 prefix=/rdbnet/', /key prefix/);
-    refused('provider=etcd endpoints=127.0.0.1:2379 prefix=/a//b', /key prefix/);
+    refused(
+      'provider=etcd endpoints=127.0.0.1:2379 ttl=ten',
+      /: ttl must be a duration like 500ms, 2s or 1m, got "ten"/,
+    );
+    refused('provider=etcd endpoints=127.0.0.1:2379 timeout=10ms', /: timeout/);
+    refused('provider=etcd endpoints=127.0.0.1:2379 prefix=rdbnet', /: prefix is "rdbnet"/);
+    refused('provider=etcd endpoints=127.0.0.1:2379 prefix=/rdbnet/', /: prefix/);
+    refused('provider=etcd endpoints=127.0.0.1:2379 prefix=/a//b', /: prefix/);
     refused(
       'provider=etcd endpoints=127.0.0.1:2379 tls=yes',
-      /key tls is "yes"; write true or false/,
+      /: tls is "yes"; write true or false/,
     );
-    refused('provider=etcd endpoints=127.0.0.1:2379 ca=/x.pem', /key ca needs tls=true/);
+    refused('provider=etcd endpoints=127.0.0.1:2379 ca=/x.pem', /: ca needs tls=true/);
     refused(
       'provider=etcd endpoints=127.0.0.1:2379 tls=true cert=/x.pem',
-      /key key is required with cert= and key= together/,
+      /: key is required with cert= and key= together/,
     );
     refused(
       'provider=etcd endpoints=127.0.0.1:2379 tls=true ca=/nonexistent/ca.pem',
-      /key ca names \/nonexistent\/ca.pem, which cannot be read \(ENOENT\)/,
+      /: ca names \/nonexistent\/ca.pem, which cannot be read \(ENOENT\)/,
     );
     refused(
       `provider=etcd endpoints=${Array.from({ length: 17 }, (_, i) => `127.0.0.1:${2000 + i}`).join(',')}`,
@@ -156,28 +155,5 @@ describe('provider=etcd keys and values', () => {
         meta: { a: 'b' },
       },
     );
-  });
-
-  test('durations and host:port as go-discover writes them', () => {
-    assert.equal(parseDurationText('10s'), 10_000);
-    assert.equal(parseDurationText('1m30s'), 90_000);
-    assert.equal(parseDurationText('250ms'), 250);
-    assert.equal(parseDurationText('1.5s'), 1500);
-    assert.equal(parseDurationText('10'), undefined);
-    assert.equal(parseDurationText(''), undefined);
-    assert.equal(parseDurationText('5 s'), undefined);
-    assert.deepEqual(parseHostPortText('[::1]:2379'), {
-      host: '::1',
-      port: 2379,
-      text: '[::1]:2379',
-    });
-    assert.deepEqual(parseHostPortText('etcd.internal:2379'), {
-      host: 'etcd.internal',
-      port: 2379,
-      text: 'etcd.internal:2379',
-    });
-    assert.equal(parseHostPortText('::1:2379'), undefined);
-    assert.equal(parseHostPortText('127.0.0.1:65536'), undefined);
-    assert.equal(parseHostPortText('http://127.0.0.1:2379'), undefined);
   });
 });

@@ -355,11 +355,11 @@ describe('mdns provider keys', () => {
 
   test('bad values are syntax errors naming provider and key', () => {
     const cases: Array<[string, string, RegExp]> = [
-      ['service', 'rdbnet', /provider=mdns: key service must be/],
-      ['service', '_rdbnet._sctp', /key service must be _name._tcp or _name._udp/],
-      ['domain', 'bad domain', /key domain/],
-      ['timeout', '0s', /key timeout must be between/],
-      ['interface', 'no-such-if0', /key interface names no local interface/],
+      ['service', 'rdbnet', /provider=mdns: service must be/],
+      ['service', '_rdbnet._sctp', /: service must be _name._tcp or _name._udp/],
+      ['domain', 'bad domain', /: domain/],
+      ['timeout', '0s', /: timeout must be a duration from 100 ms to 60000 ms, got "0s"/],
+      ['interface', 'no-such-if0', /: interface names no local interface/],
     ];
     for (const [key, value, message] of cases) {
       assert.throws(

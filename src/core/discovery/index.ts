@@ -4,4 +4,4 @@ export * from './resolve.ts';
 export * from './retry-join.ts';
 export * from './self-registration.ts';
 export * from './spec.ts';
-export * from './spec-values.ts';
+export * from './values.ts';

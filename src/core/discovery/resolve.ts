@@ -8,7 +8,7 @@ import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
 import type { DiscoveredNode, DiscoveryProvider, ProviderContext } from './provider.ts';
 import { openProvider } from './registry.ts';
 import { isSpec } from './spec.ts';
-import { addressListValue, DISCOVERED_NODES_MAX } from './spec-values.ts';
+import { addressListValue, DISCOVERED_NODES_MAX } from './values.ts';
 
 /** Entries one command or node takes (specs and address lists together). */
 export const DISCOVERY_ENTRIES_MAX = 32;

@@ -11,8 +11,8 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
+import { apiCall } from '../http.ts';
 import type { ProviderContext } from '../provider.ts';
-import { httpCall } from './cloud/http.ts';
 import type { AwsCredentials } from './cloud/sigv4.ts';
 
 /** The instance metadata service's documented address (link-local; never dialled by tests). */
@@ -189,7 +189,7 @@ export class AwsCredentialChain {
 
   private async imdsToken(imds: URL, signal: AbortSignal): Promise<string> {
     const url = new URL('/latest/api/token', imds);
-    const response = await httpCall({
+    const response = await apiCall({
       provider: NAME,
       url,
       method: 'PUT',
@@ -207,7 +207,7 @@ export class AwsCredentialChain {
   private async imdsGet(imds: URL, path: string, signal: AbortSignal): Promise<string> {
     const token = await this.imdsToken(imds, signal);
     const url = new URL(path, imds);
-    const response = await httpCall({
+    const response = await apiCall({
       provider: NAME,
       url,
       headers: { 'x-aws-ec2-metadata-token': token },

@@ -3,17 +3,34 @@
  * DescribeInstances (Version 2016-11-15) signed with SigV4, the XML answer read page by page
  * (NextToken). Credentials and region come from the standard chain (aws-credentials.ts).
  */
+
 import type { Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
+import { formatHostPort } from '../../transport/address.ts';
+import {
+  API_TIMEOUT_BOUNDS,
+  apiCall,
+  apiFailed,
+  createAgent,
+  endpointOf,
+  REQUEST_TIMEOUT_MS_DEFAULT,
+} from '../http.ts';
 import type {
   DiscoveredNode,
   DiscoveryProvider,
   ProviderContext,
   ProviderFactory,
 } from '../provider.ts';
+import {
+  badValue,
+  durationValue,
+  NODE_PORT_DEFAULT,
+  oneOfValue,
+  portValue,
+  urlValue,
+  valueOr,
+} from '../values.ts';
 import { AwsCredentialChain } from './aws-credentials.ts';
-import { badValue, choiceArg, joinHostPort, portArg, timeoutArg, urlArg } from './cloud/args.ts';
-import { apiFailed, createAgent, endpointOf, httpCall } from './cloud/http.ts';
 import { signV4, uriEncode } from './cloud/sigv4.ts';
 import { child, items, parseXml, textAt, type XmlElement, XmlError } from './cloud/xml.ts';
 
@@ -73,7 +90,7 @@ export function parseDescribeInstances(
         if (textAt(tag, 'key') === 'Name') meta['name'] = textAt(tag, 'value') ?? '';
       }
       nodes.push({
-        address: joinHostPort(host, opts.port),
+        address: formatHostPort({ host, port: opts.port }),
         source: `aws:${opts.region}/${instanceId}`,
         meta,
       });
@@ -118,7 +135,7 @@ class AwsProvider implements DiscoveryProvider {
     if (this.opts.endpoint !== undefined) return this.opts.endpoint;
     const fromEnv = this.ctx.env['AWS_ENDPOINT_URL_EC2'];
     if (fromEnv !== undefined && fromEnv !== '')
-      return urlArg(NAME, 'AWS_ENDPOINT_URL_EC2', fromEnv);
+      return urlValue(NAME, 'AWS_ENDPOINT_URL_EC2', fromEnv);
     return new URL(`https://ec2.${region}.amazonaws.com/`);
   }
 
@@ -158,7 +175,7 @@ class AwsProvider implements DiscoveryProvider {
         },
         credentials,
       );
-      const response = await httpCall({
+      const response = await apiCall({
         provider: NAME,
         url,
         headers: signed.headers,
@@ -271,10 +288,14 @@ export const awsProvider: ProviderFactory = {
     const opts: AwsOptions = {
       tagKey,
       tagValue,
-      addressType: choiceArg(NAME, args, 'addr_type', ADDRESS_TYPES, 'private_v4'),
-      port: portArg(NAME, args),
-      endpoint: endpointText === undefined ? undefined : urlArg(NAME, 'endpoint', endpointText),
-      timeoutMs: timeoutArg(NAME, args),
+      addressType: valueOr(args.get('addr_type'), 'private_v4', (text) =>
+        oneOfValue(NAME, 'addr_type', text, ADDRESS_TYPES),
+      ),
+      port: valueOr(args.get('port'), NODE_PORT_DEFAULT, (text) => portValue(NAME, 'port', text)),
+      endpoint: endpointText === undefined ? undefined : urlValue(NAME, 'endpoint', endpointText),
+      timeoutMs: valueOr(args.get('timeout'), REQUEST_TIMEOUT_MS_DEFAULT, (text) =>
+        durationValue(NAME, 'timeout', text, API_TIMEOUT_BOUNDS),
+      ),
     };
     const settings = { accessKeyId, secretAccessKey, profile: args.get('profile'), region };
     return new AwsProvider(

@@ -6,16 +6,34 @@
  * identity platform's client-credentials grant (tenant, client id, client secret). Pages
  * follow `nextLink`, only on the ARM endpoint's own origin, so the token never leaves it.
  */
+
 import type { Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
+import { formatHostPort } from '../../transport/address.ts';
+import {
+  API_TIMEOUT_BOUNDS,
+  apiCall,
+  apiFailed,
+  createAgent,
+  endpointOf,
+  parseJsonBody,
+  REQUEST_TIMEOUT_MS_DEFAULT,
+} from '../http.ts';
 import type {
   DiscoveredNode,
   DiscoveryProvider,
   ProviderContext,
   ProviderFactory,
 } from '../provider.ts';
-import { badValue, joinHostPort, nameArg, portArg, timeoutArg, urlArg } from './cloud/args.ts';
-import { apiFailed, createAgent, endpointOf, httpCall, parseJsonBody } from './cloud/http.ts';
+import {
+  badValue,
+  durationValue,
+  NODE_PORT_DEFAULT,
+  nameValue,
+  portValue,
+  urlValue,
+  valueOr,
+} from '../values.ts';
 
 const NAME = 'azure';
 export const ARM_ENDPOINT_DEFAULT = 'https://management.azure.com/';
@@ -105,7 +123,7 @@ export function nodesFromNics(
     const group = /\/resourceGroups\/([^/]+)\//i.exec(nic.id ?? '')?.[1];
     if (group !== undefined) meta['resourceGroup'] = group;
     nodes.push({
-      address: joinHostPort(host, port),
+      address: formatHostPort({ host, port }),
       source: `azure:${selection.kind === 'scale-set' ? `vmss/${selection.scaleSet}` : `tag/${selection.tagName}=${selection.tagValue}`}`,
       meta,
     });
@@ -161,7 +179,7 @@ class AzureProvider implements DiscoveryProvider {
       return this.cached.token;
     }
     const url = new URL(`${this.opts.tenantId}/oauth2/v2.0/token`, this.opts.loginEndpoint);
-    const response = await httpCall({
+    const response = await apiCall({
       provider: NAME,
       url,
       method: 'POST',
@@ -210,7 +228,7 @@ class AzureProvider implements DiscoveryProvider {
       this.opts.selection,
     );
     for (let page = 0; page < PAGES_MAX && url !== undefined; page++) {
-      const response = await httpCall({
+      const response = await apiCall({
         provider: NAME,
         url,
         headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
@@ -263,7 +281,7 @@ class AzureProvider implements DiscoveryProvider {
 }
 
 function endpointKey(args: ReadonlyMap<string, string>, key: string, fallback: string): URL {
-  const url = urlArg(NAME, key, args.get(key) ?? fallback);
+  const url = urlValue(NAME, key, args.get(key) ?? fallback);
   if (!url.pathname.endsWith('/')) url.pathname += '/';
   return url;
 }
@@ -317,7 +335,7 @@ export const azureProvider: ProviderFactory = {
     },
   ],
   create(args, ctx) {
-    const subscriptionId = nameArg(
+    const subscriptionId = nameValue(
       NAME,
       'subscription_id',
       args.get('subscription_id')!,
@@ -338,11 +356,11 @@ export const azureProvider: ProviderFactory = {
     if (clientSecret === undefined) {
       throw badValue(NAME, 'secret_access_key', 'is required (or AZURE_CLIENT_SECRET)');
     }
-    nameArg(NAME, 'tenant_id', tenantId, TENANT, 'a tenant GUID or domain');
-    nameArg(NAME, 'client_id', clientId, GUID, 'a GUID');
+    nameValue(NAME, 'tenant_id', tenantId, TENANT, 'a tenant GUID or domain');
+    nameValue(NAME, 'client_id', clientId, GUID, 'a GUID');
     const resourceGroup = args.get('resource_group');
     if (resourceGroup !== undefined) {
-      nameArg(NAME, 'resource_group', resourceGroup, RESOURCE_GROUP, 'a resource group name');
+      nameValue(NAME, 'resource_group', resourceGroup, RESOURCE_GROUP, 'a resource group name');
     }
     const scaleSet = args.get('vm_scale_set');
     const tagName = args.get('tag_name');
@@ -355,7 +373,7 @@ export const azureProvider: ProviderFactory = {
       if (resourceGroup === undefined) {
         throw badValue(NAME, 'resource_group', 'is required with vm_scale_set');
       }
-      nameArg(NAME, 'vm_scale_set', scaleSet, SCALE_SET, 'a scale set name');
+      nameValue(NAME, 'vm_scale_set', scaleSet, SCALE_SET, 'a scale set name');
       selection = { kind: 'scale-set', resourceGroup, scaleSet };
     } else if (tagName !== undefined || tagValue !== undefined) {
       if (tagName === undefined) throw badValue(NAME, 'tag_name', 'is required with tag_value');
@@ -373,10 +391,12 @@ export const azureProvider: ProviderFactory = {
         clientId,
         clientSecret,
         selection,
-        port: portArg(NAME, args),
+        port: valueOr(args.get('port'), NODE_PORT_DEFAULT, (text) => portValue(NAME, 'port', text)),
         armEndpoint: endpointKey(args, 'endpoint', ARM_ENDPOINT_DEFAULT),
         loginEndpoint: endpointKey(args, 'login_endpoint', LOGIN_ENDPOINT_DEFAULT),
-        timeoutMs: timeoutArg(NAME, args),
+        timeoutMs: valueOr(args.get('timeout'), REQUEST_TIMEOUT_MS_DEFAULT, (text) =>
+          durationValue(NAME, 'timeout', text, API_TIMEOUT_BOUNDS),
+        ),
       },
       ctx,
     );

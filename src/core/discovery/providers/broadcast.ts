@@ -22,6 +22,7 @@ import type {
   Registration,
   SelfRegistration,
 } from '../provider.ts';
+import { badValue, durationValue, portValue, valueOr } from '../values.ts';
 import {
   type Announcement,
   announcementKey,
@@ -29,8 +30,14 @@ import {
   ReplayGuard,
   sealAnnouncement,
 } from './broadcast-codec.ts';
+import {
+  abortReason,
+  broadcastAddressOf,
+  interfaceKey,
+  LAN_DURATION_BOUNDS,
+  lanUnreachable,
+} from './lan.ts';
 import { LiveNodeTable } from './lan-table.ts';
-import { broadcastAddressOf, durationKey, interfaceKey, keySyntax, portKey } from './lan-values.ts';
 
 const NAME = 'broadcast';
 export const BROADCAST_PORT_DEFAULT = 7947;
@@ -74,19 +81,6 @@ export interface BroadcastStats {
   refused: number;
   sent: number;
   sendErrors: number;
-}
-
-function unreachable(endpoint: string, error: unknown): RdbnetError {
-  const code = (error as NodeJS.ErrnoException)?.code ?? String(error);
-  return new RdbnetError(
-    ErrorCode.DiscoveryUnreachable,
-    `provider=${NAME}: cannot use ${endpoint}: ${code}`,
-    { cause: error },
-  );
-}
-
-function aborted(signal: AbortSignal): unknown {
-  return signal.reason ?? new DOMException('aborted', 'AbortError');
 }
 
 export class BroadcastProvider implements DiscoveryProvider {
@@ -155,7 +149,7 @@ export class BroadcastProvider implements DiscoveryProvider {
     await new Promise<void>((resolve, reject) => {
       socket.once('error', (error) => {
         socket.close();
-        reject(unreachable(`0.0.0.0:${this.options.port}`, error));
+        reject(lanUnreachable(NAME, `0.0.0.0:${this.options.port}`, error));
       });
       socket.bind({ port: this.options.port, address: '0.0.0.0', exclusive: false }, () => {
         socket.removeAllListeners('error');
@@ -209,7 +203,7 @@ export class BroadcastProvider implements DiscoveryProvider {
         });
         const onAbort = (): void => {
           this.ctx.clock.clearTimer(timer);
-          reject(aborted(signal));
+          reject(abortReason(signal));
         };
         signal.addEventListener('abort', onAbort, { once: true });
       });
@@ -260,7 +254,7 @@ export class BroadcastProvider implements DiscoveryProvider {
     await new Promise<void>((resolve, reject) => {
       socket.once('error', (error) => {
         socket.close();
-        reject(unreachable(this.options.sourceAddress ?? '0.0.0.0', error));
+        reject(lanUnreachable(NAME, this.options.sourceAddress ?? '0.0.0.0', error));
       });
       socket.bind({ port: 0, address: this.options.sourceAddress }, () => {
         socket.removeAllListeners('error');
@@ -281,7 +275,7 @@ export class BroadcastProvider implements DiscoveryProvider {
         socket.send(packet, this.options.port, this.options.address, (error) => {
           if (error) {
             this.stats.sendErrors++;
-            reject(unreachable(this.endpoint, error));
+            reject(lanUnreachable(NAME, this.endpoint, error));
           } else {
             this.stats.sent++;
             resolve();
@@ -363,35 +357,26 @@ export const broadcastProvider: ProviderFactory = {
     },
   ],
   create(args, ctx) {
-    const port =
-      args.get('port') === undefined
-        ? BROADCAST_PORT_DEFAULT
-        : portKey(NAME, 'port', args.get('port') as string);
-    const intervalText = args.get('interval');
-    const intervalMs =
-      intervalText === undefined
-        ? BROADCAST_INTERVAL_MS_DEFAULT
-        : durationKey(NAME, 'interval', intervalText, 100, 60_000);
-    const timeoutText = args.get('timeout');
-    const timeoutMs =
-      timeoutText === undefined
-        ? BROADCAST_TIMEOUT_MS_DEFAULT
-        : durationKey(NAME, 'timeout', timeoutText, 100, 60_000);
+    const port = valueOr(args.get('port'), BROADCAST_PORT_DEFAULT, (text) =>
+      portValue(NAME, 'port', text),
+    );
+    const intervalMs = valueOr(args.get('interval'), BROADCAST_INTERVAL_MS_DEFAULT, (text) =>
+      durationValue(NAME, 'interval', text, LAN_DURATION_BOUNDS),
+    );
+    const timeoutMs = valueOr(args.get('timeout'), BROADCAST_TIMEOUT_MS_DEFAULT, (text) =>
+      durationValue(NAME, 'timeout', text, LAN_DURATION_BOUNDS),
+    );
     const addressText = args.get('address');
     const interfaceText = args.get('interface');
     if (addressText !== undefined && !isIPv4(addressText)) {
-      throw keySyntax(NAME, 'address', `must be an IPv4 broadcast address, got "${addressText}"`);
+      throw badValue(NAME, 'address', `must be an IPv4 broadcast address, got "${addressText}"`);
     }
     let address = addressText ?? LIMITED_BROADCAST;
     let sourceAddress: string | undefined;
     if (interfaceText !== undefined) {
       const local = interfaceKey(NAME, 'interface', interfaceText);
       if (local.ipv4 === undefined) {
-        throw keySyntax(
-          NAME,
-          'interface',
-          `"${interfaceText}" has no IPv4 address to broadcast on`,
-        );
+        throw badValue(NAME, 'interface', `"${interfaceText}" has no IPv4 address to broadcast on`);
       }
       sourceAddress = local.ipv4.address;
       if (addressText === undefined) {

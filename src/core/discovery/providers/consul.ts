@@ -19,6 +19,14 @@ import { Agent, type Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { backoffDelayMs, systemRandom } from '../../runtime/index.ts';
 import type { TimerHandle } from '../../runtime/timers.ts';
+import {
+  abortablePause,
+  type HttpAnswer,
+  HttpUnreachable,
+  headerValue,
+  httpCall,
+  JSON_CONTENT,
+} from '../http.ts';
 import type {
   DiscoveredNode,
   DiscoveryProvider,
@@ -27,9 +35,8 @@ import type {
   Registration,
   SelfRegistration,
 } from '../provider.ts';
-import { type HttpAnswer, HttpUnreachable, headerValue, httpCall } from './kv/http.ts';
-import { abortablePause, checkSelfRegistration, sameNodeLists } from './kv/registrations.ts';
-import { type HostPort, keySyntaxError, parseDurationKey, parseHostPortText } from './kv/values.ts';
+import { badValue, durationValue, type EndpointAddress, parseEndpointText } from '../values.ts';
+import { checkSelfRegistration, sameNodeLists } from './kv/registrations.ts';
 
 const PROVIDER = 'consul';
 
@@ -72,7 +79,7 @@ const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 export interface ConsulConfig {
   service: string;
   scheme: 'http' | 'https';
-  address: HostPort;
+  address: EndpointAddress;
   tag: string | undefined;
   datacenter: string | undefined;
   token: string | undefined;
@@ -82,13 +89,13 @@ export interface ConsulConfig {
 }
 
 /** `host:port` or `http(s)://host:port` (CONSUL_HTTP_ADDR's forms). */
-function parseAgentAddress(text: string): { scheme?: 'http' | 'https'; address?: HostPort } {
+function parseAgentAddress(text: string): { scheme?: 'http' | 'https'; address?: EndpointAddress } {
   const match = /^(?:(https?):\/\/)?([^/]+?)\/?$/.exec(text);
   if (match === null) return {};
   const scheme = match[1] as 'http' | 'https' | undefined;
   return {
     ...(scheme === undefined ? {} : { scheme }),
-    address: parseHostPortText(match[2] as string),
+    address: parseEndpointText(match[2] as string),
   };
 }
 
@@ -99,7 +106,7 @@ export function parseConsulConfig(
 ): ConsulConfig {
   const service = args.get('service') ?? CONSUL_SERVICE_DEFAULT;
   if (!NAME_PATTERN.test(service)) {
-    throw keySyntaxError(
+    throw badValue(
       PROVIDER,
       'service',
       `is "${service}"; a service name is letters, digits, - _ . (at most 128)`,
@@ -107,13 +114,13 @@ export function parseConsulConfig(
   }
 
   let scheme: 'http' | 'https' = 'http';
-  let address: HostPort | undefined;
+  let address: EndpointAddress | undefined;
   const addressKey = args.get('address');
   const envAddress = env['CONSUL_HTTP_ADDR'];
   if (addressKey !== undefined) {
     const parsed = parseAgentAddress(addressKey);
     if (parsed.address === undefined) {
-      throw keySyntaxError(
+      throw badValue(
         PROVIDER,
         'address',
         `has "${addressKey}", not host:port (IPv6 as [::1]:8500)`,
@@ -132,37 +139,39 @@ export function parseConsulConfig(
     address = parsed.address;
     scheme = parsed.scheme ?? scheme;
   } else {
-    address = parseHostPortText(CONSUL_ADDRESS_DEFAULT)!;
+    address = parseEndpointText(CONSUL_ADDRESS_DEFAULT)!;
   }
   const schemeKey = args.get('scheme');
   if (schemeKey !== undefined) {
     if (schemeKey !== 'http' && schemeKey !== 'https') {
-      throw keySyntaxError(PROVIDER, 'scheme', `is "${schemeKey}"; write http or https`);
+      throw badValue(PROVIDER, 'scheme', `is "${schemeKey}"; write http or https`);
     }
     scheme = schemeKey;
   }
 
   const tag = args.get('tag');
   if (tag !== undefined && !/^\S{1,255}$/.test(tag)) {
-    throw keySyntaxError(PROVIDER, 'tag', 'must be 1..255 characters without spaces');
+    throw badValue(PROVIDER, 'tag', 'must be 1..255 characters without spaces');
   }
   if (args.has('datacenter') && args.has('dc')) {
-    throw keySyntaxError(PROVIDER, 'dc', 'and datacenter name the same thing; give one');
+    throw badValue(PROVIDER, 'dc', 'and datacenter name the same thing; give one');
   }
   const datacenterKey = args.has('dc') ? 'dc' : 'datacenter';
   const datacenter = args.get(datacenterKey);
   if (datacenter !== undefined && !NAME_PATTERN.test(datacenter)) {
-    throw keySyntaxError(PROVIDER, datacenterKey, `is "${datacenter}", not a datacenter name`);
+    throw badValue(PROVIDER, datacenterKey, `is "${datacenter}", not a datacenter name`);
   }
 
   const token = args.get('token') ?? (env['CONSUL_HTTP_TOKEN'] || undefined);
   if (token !== undefined && !/^[\x21-\x7e]{1,512}$/.test(token)) {
-    throw keySyntaxError(PROVIDER, 'token', 'must be printable ASCII without spaces (at most 512)');
+    throw badValue(PROVIDER, 'token', 'must be printable ASCII without spaces (at most 512)');
   }
 
   const duration = (key: string, fallback: number, min: number, max: number): number => {
     const text = args.get(key);
-    return text === undefined ? fallback : parseDurationKey(PROVIDER, key, text, min, max);
+    return text === undefined
+      ? fallback
+      : durationValue(PROVIDER, key, text, { minMs: min, maxMs: max });
   };
   return {
     service,
@@ -273,7 +282,10 @@ class ConsulProvider implements DiscoveryProvider {
         endpoint,
         url: `${this.config.scheme}://${endpoint}${path}`,
         method,
-        headers: this.config.token === undefined ? {} : { 'x-consul-token': this.config.token },
+        headers:
+          this.config.token === undefined
+            ? JSON_CONTENT
+            : { ...JSON_CONTENT, 'x-consul-token': this.config.token },
         ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
         timeoutMs: this.config.timeoutMs + (options.extraWaitMs ?? 0),
         bytesMax: options.bytesMax ?? CONSUL_SMALL_ANSWER_BYTES_MAX,
@@ -472,7 +484,7 @@ class ConsulRegistration implements Registration {
 
   private async registerService(signal: AbortSignal): Promise<void> {
     const { config, ctx } = this.provider;
-    const host = parseHostPortText(this.self.address)!;
+    const host = parseEndpointText(this.self.address)!;
     const body = {
       ID: this.self.id,
       Name: config.service,

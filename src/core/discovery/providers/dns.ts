@@ -28,10 +28,11 @@ import type {
 import {
   badValue,
   DISCOVERED_NODES_MAX,
-  durationMs,
-  integerValue,
+  durationValue,
   oneOfValue,
-} from '../spec-values.ts';
+  portValue,
+  valueOr,
+} from '../values.ts';
 
 const NAME = 'dns';
 /** Default deadline of one DNS query. */
@@ -413,13 +414,12 @@ export function dnsSettings(args: ReadonlyMap<string, string>): DnsSettings {
       throw badValue(NAME, 'port', 'is for type=a and type=aaaa (SRV records carry the port)');
   } else {
     if (portText === undefined) throw badValue(NAME, 'port', `is required with type=${type}`);
-    port = integerValue(NAME, 'port', portText, 1, 65535);
+    port = portValue(NAME, 'port', portText);
   }
-  const timeoutText = args.get('timeout');
-  const timeoutMs =
-    timeoutText === undefined
-      ? DNS_TIMEOUT_MS_DEFAULT
-      : durationMs(NAME, 'timeout', timeoutText, { minMs: 10, maxMs: 30_000 });
+  // A bare number is seconds here, as go-discover's dns users write it.
+  const timeoutMs = valueOr(args.get('timeout'), DNS_TIMEOUT_MS_DEFAULT, (text) =>
+    durationValue(NAME, 'timeout', text, { minMs: 10, maxMs: 30_000, bareUnitMs: 1000 }),
+  );
   return { name, type, server, port, timeoutMs };
 }
 

@@ -16,6 +16,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { backoffDelayMs, systemRandom } from '../../runtime/index.ts';
 import type { TimerHandle } from '../../runtime/timers.ts';
+import { abortablePause, HttpUnreachable, httpCall, httpStream, JSON_CONTENT } from '../http.ts';
 import type {
   DiscoveredNode,
   DiscoveryProvider,
@@ -24,21 +25,19 @@ import type {
   Registration,
   SelfRegistration,
 } from '../provider.ts';
-import { HttpUnreachable, httpCall, httpStream } from './kv/http.ts';
 import {
-  abortablePause,
+  badValue,
+  booleanValue,
+  durationValue,
+  type EndpointAddress,
+  endpointValue,
+} from '../values.ts';
+import {
   checkSelfRegistration,
   decodeRegistrationValue,
   encodeRegistrationValue,
   sameNodeLists,
 } from './kv/registrations.ts';
-import {
-  type HostPort,
-  keySyntaxError,
-  parseBooleanKey,
-  parseDurationKey,
-  parseHostPortKey,
-} from './kv/values.ts';
 
 const PROVIDER = 'etcd';
 
@@ -80,7 +79,7 @@ export interface EtcdTls {
 }
 
 export interface EtcdConfig {
-  endpoints: HostPort[];
+  endpoints: EndpointAddress[];
   /** Without a trailing slash: `/rdbnet/c1`; registrations are `PREFIX/ID`. */
   prefix: string;
   ttlSeconds: number;
@@ -96,7 +95,7 @@ function readKeyFile(key: string, path: string, readFile: ReadFile): Buffer {
     return readFile(path);
   } catch (error) {
     const code = (error as { code?: string }).code ?? String(error);
-    throw keySyntaxError(PROVIDER, key, `names ${path}, which cannot be read (${code})`);
+    throw badValue(PROVIDER, key, `names ${path}, which cannot be read (${code})`);
   }
 }
 
@@ -107,17 +106,17 @@ export function parseEtcdConfig(
 ): EtcdConfig {
   const endpointTexts = (args.get('endpoints') ?? '').split(',').map((text) => text.trim());
   if (endpointTexts.length > ETCD_ENDPOINTS_MAX) {
-    throw keySyntaxError(
+    throw badValue(
       PROVIDER,
       'endpoints',
       `lists ${endpointTexts.length}; at most ${ETCD_ENDPOINTS_MAX}`,
     );
   }
-  const endpoints = endpointTexts.map((text) => parseHostPortKey(PROVIDER, 'endpoints', text));
+  const endpoints = endpointTexts.map((text) => endpointValue(PROVIDER, 'endpoints', text));
 
   const prefix = args.get('prefix') ?? ETCD_PREFIX_DEFAULT;
   if (prefix.length > ETCD_PREFIX_CHARS_MAX || !/^(\/[^/\s]+)+$/.test(prefix)) {
-    throw keySyntaxError(
+    throw badValue(
       PROVIDER,
       'prefix',
       `is "${prefix}"; write a path like /rdbnet/NAME (no spaces, no trailing /, at most ${ETCD_PREFIX_CHARS_MAX} characters)`,
@@ -128,30 +127,27 @@ export function parseEtcdConfig(
   const ttlMs =
     ttlText === undefined
       ? ETCD_TTL_MS_DEFAULT
-      : parseDurationKey(PROVIDER, 'ttl', ttlText, ETCD_TTL_MS_MIN, ETCD_TTL_MS_MAX);
+      : durationValue(PROVIDER, 'ttl', ttlText, { minMs: ETCD_TTL_MS_MIN, maxMs: ETCD_TTL_MS_MAX });
   if (ttlMs % 1000 !== 0) {
-    throw keySyntaxError(PROVIDER, 'ttl', `is ${ttlText}; etcd leases count whole seconds`);
+    throw badValue(PROVIDER, 'ttl', `is ${ttlText}; etcd leases count whole seconds`);
   }
 
   const timeoutText = args.get('timeout');
   const timeoutMs =
     timeoutText === undefined
       ? ETCD_TIMEOUT_MS_DEFAULT
-      : parseDurationKey(
-          PROVIDER,
-          'timeout',
-          timeoutText,
-          ETCD_TIMEOUT_MS_MIN,
-          ETCD_TIMEOUT_MS_MAX,
-        );
+      : durationValue(PROVIDER, 'timeout', timeoutText, {
+          minMs: ETCD_TIMEOUT_MS_MIN,
+          maxMs: ETCD_TIMEOUT_MS_MAX,
+        });
 
   const tlsText = args.get('tls');
-  const useTls = tlsText === undefined ? false : parseBooleanKey(PROVIDER, 'tls', tlsText);
+  const useTls = tlsText === undefined ? false : booleanValue(PROVIDER, 'tls', tlsText);
   for (const key of ['ca', 'cert', 'key']) {
-    if (args.has(key) && !useTls) throw keySyntaxError(PROVIDER, key, 'needs tls=true');
+    if (args.has(key) && !useTls) throw badValue(PROVIDER, key, 'needs tls=true');
   }
   if (args.has('cert') !== args.has('key')) {
-    throw keySyntaxError(
+    throw badValue(
       PROVIDER,
       args.has('cert') ? 'key' : 'cert',
       'is required with cert= and key= together',
@@ -264,7 +260,7 @@ class EtcdClient {
     });
   }
 
-  url(endpoint: HostPort, path: string): string {
+  url(endpoint: EndpointAddress, path: string): string {
     return `${this.config.tls === null ? 'http' : 'https'}://${endpoint.text}/v3${path}`;
   }
 
@@ -301,6 +297,7 @@ class EtcdClient {
           endpoint: endpoint.text,
           url: this.url(endpoint, path),
           method: 'POST',
+          headers: JSON_CONTENT,
           body: JSON.stringify(body),
           timeoutMs: this.config.timeoutMs,
           bytesMax,
@@ -476,6 +473,7 @@ class EtcdProvider implements DiscoveryProvider {
             endpoint: endpoint.text,
             url: this.client.url(endpoint, '/watch'),
             method: 'POST',
+            headers: JSON_CONTENT,
             body: JSON.stringify({
               create_request: {
                 ...registrationRange(this.config.prefix),

@@ -10,8 +10,8 @@ import { createSign } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import type { Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
+import { apiCall, apiFailed, parseJsonBody } from '../http.ts';
 import type { ProviderContext } from '../provider.ts';
-import { apiFailed, httpCall, parseJsonBody } from './cloud/http.ts';
 
 /** The documented metadata server name (it resolves to a link-local address on GCE). */
 export const METADATA_HOST_DEFAULT = 'metadata.google.internal';
@@ -138,7 +138,7 @@ export class GceTokenSource {
 
   private async metadataGet(path: string, signal: AbortSignal): Promise<string> {
     const url = this.metadataUrl(path);
-    const response = await httpCall({
+    const response = await apiCall({
       provider: NAME,
       url,
       headers: { 'metadata-flavor': 'Google' },
@@ -174,7 +174,7 @@ export class GceTokenSource {
         COMPUTE_READONLY_SCOPE,
         Math.floor(this.ctx.clock.wallMs() / 1000),
       );
-      const response = await httpCall({
+      const response = await apiCall({
         provider: NAME,
         url,
         method: 'POST',

@@ -4,8 +4,19 @@
  * every zone, `filter` done by the API for status and label, re-checked here with the tag and
  * zone). Tokens come from a service account key or the metadata server (gce-auth.ts).
  */
+
 import type { Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
+import { formatHostPort } from '../../transport/address.ts';
+import {
+  API_TIMEOUT_BOUNDS,
+  apiCall,
+  apiFailed,
+  createAgent,
+  endpointOf,
+  parseJsonBody,
+  REQUEST_TIMEOUT_MS_DEFAULT,
+} from '../http.ts';
 import type {
   DiscoveredNode,
   DiscoveryProvider,
@@ -14,14 +25,14 @@ import type {
 } from '../provider.ts';
 import {
   badValue,
-  choiceArg,
-  joinHostPort,
-  nameArg,
-  portArg,
-  timeoutArg,
-  urlArg,
-} from './cloud/args.ts';
-import { apiFailed, createAgent, endpointOf, httpCall, parseJsonBody } from './cloud/http.ts';
+  durationValue,
+  NODE_PORT_DEFAULT,
+  nameValue,
+  oneOfValue,
+  portValue,
+  urlValue,
+  valueOr,
+} from '../values.ts';
 import { GceTokenSource } from './gce-auth.ts';
 
 const NAME = 'gce';
@@ -90,7 +101,7 @@ export function nodesFromAggregated(
           : nic?.accessConfigs?.find((c) => c.natIP)?.natIP;
       if (host === undefined) continue;
       nodes.push({
-        address: joinHostPort(host, opts.port),
+        address: formatHostPort({ host, port: opts.port }),
         source: `gce:${opts.project}/${zone}/${instance.name ?? ''}`,
         meta: { project: opts.project, zone, instance: instance.name ?? '' },
       });
@@ -142,7 +153,7 @@ class GceProvider implements DiscoveryProvider {
       url.searchParams.set('maxResults', String(PAGE_RESULTS_MAX));
       url.searchParams.set('returnPartialSuccess', 'true');
       if (pageToken !== undefined) url.searchParams.set('pageToken', pageToken);
-      const response = await httpCall({
+      const response = await apiCall({
         provider: NAME,
         url,
         headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
@@ -216,9 +227,10 @@ export const gceProvider: ProviderFactory = {
   ],
   create(args, ctx) {
     const project = args.get('project_name');
-    if (project !== undefined) nameArg(NAME, 'project_name', project, PROJECT, 'a project id');
+    if (project !== undefined) nameValue(NAME, 'project_name', project, PROJECT, 'a project id');
     const tagValue = args.get('tag_value');
-    if (tagValue !== undefined) nameArg(NAME, 'tag_value', tagValue, NETWORK_TAG, 'a network tag');
+    if (tagValue !== undefined)
+      nameValue(NAME, 'tag_value', tagValue, NETWORK_TAG, 'a network tag');
     const labelText = args.get('label');
     let label: GceOptions['label'];
     if (labelText !== undefined) {
@@ -252,7 +264,7 @@ export const gceProvider: ProviderFactory = {
         );
       }
     }
-    const endpoint = urlArg(NAME, 'endpoint', args.get('endpoint') ?? COMPUTE_ENDPOINT_DEFAULT);
+    const endpoint = urlValue(NAME, 'endpoint', args.get('endpoint') ?? COMPUTE_ENDPOINT_DEFAULT);
     // Paths resolve under the base: `.../compute/v1` means `.../compute/v1/`.
     if (!endpoint.pathname.endsWith('/')) endpoint.pathname += '/';
     return new GceProvider(
@@ -261,11 +273,15 @@ export const gceProvider: ProviderFactory = {
         zonePattern,
         tagValue,
         label,
-        addressType: choiceArg(NAME, args, 'addr_type', ADDRESS_TYPES, 'private_v4'),
-        port: portArg(NAME, args),
+        addressType: valueOr(args.get('addr_type'), 'private_v4', (text) =>
+          oneOfValue(NAME, 'addr_type', text, ADDRESS_TYPES),
+        ),
+        port: valueOr(args.get('port'), NODE_PORT_DEFAULT, (text) => portValue(NAME, 'port', text)),
         endpoint,
         credentialsFile: args.get('credentials_file'),
-        timeoutMs: timeoutArg(NAME, args),
+        timeoutMs: valueOr(args.get('timeout'), REQUEST_TIMEOUT_MS_DEFAULT, (text) =>
+          durationValue(NAME, 'timeout', text, API_TIMEOUT_BOUNDS),
+        ),
       },
       ctx,
     );

@@ -5,11 +5,12 @@
  * the two ways client-go's `rest.InClusterConfig` and `clientcmd` offer. Exec and
  * auth-provider plugins are not run: they are refused with a message saying so.
  */
+
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
-import { joinHostPort } from './cloud/args.ts';
+import { formatHostPort } from '../../transport/address.ts';
 
 /** Where Kubernetes mounts the service account into a pod. */
 export const SERVICE_ACCOUNT_DIR_DEFAULT = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -69,7 +70,7 @@ export function inClusterConnection(
     namespace = undefined;
   }
   return {
-    server: new URL(`https://${joinHostPort(host, Number(port))}`),
+    server: new URL(`https://${formatHostPort({ host, port: Number(port) })}`),
     token: () => readCredentialFile(tokenPath, 'service-account token').trim(),
     tls: { ca },
     namespace,

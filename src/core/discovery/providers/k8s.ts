@@ -5,25 +5,31 @@
  * follows the slices with the API's watch (`?watch=1&resourceVersion=…`), relisting on
  * 410 Gone and falling back to polling when the server refuses watches.
  */
+
 import { homedir } from 'node:os';
-import { type Dispatcher, request } from 'undici';
+import type { Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
+import { formatHostPort } from '../../transport/address.ts';
+import {
+  API_TIMEOUT_BOUNDS,
+  abortablePause,
+  apiCall,
+  apiFailed,
+  createAgent,
+  endpointOf,
+  type HttpStream,
+  HttpUnreachable,
+  httpStream,
+  parseJsonBody,
+  REQUEST_TIMEOUT_MS_DEFAULT,
+} from '../http.ts';
 import type {
   DiscoveredNode,
   DiscoveryProvider,
   ProviderContext,
   ProviderFactory,
 } from '../provider.ts';
-import { badValue, joinHostPort, nameArg, timeoutArg } from './cloud/args.ts';
-import {
-  apiFailed,
-  createAgent,
-  discardBody,
-  endpointOf,
-  httpCall,
-  parseJsonBody,
-  sleepUnlessAborted,
-} from './cloud/http.ts';
+import { badValue, durationValue, nameValue, valueOr } from '../values.ts';
 import { inClusterConnection, type K8sConnection, kubeconfigConnection } from './k8s-auth.ts';
 
 const NAME = 'k8s';
@@ -105,7 +111,7 @@ export function nodesFromSlices(
     for (const endpoint of slice.endpoints ?? []) {
       if (endpoint.conditions?.ready === false) continue;
       for (const host of endpoint.addresses ?? []) {
-        const address = joinHostPort(host, port);
+        const address = formatHostPort({ host, port });
         const meta: Record<string, string> = {
           namespace: opts.namespace,
           service: opts.service,
@@ -216,7 +222,7 @@ class K8sProvider implements DiscoveryProvider {
       const params: Record<string, string> = { limit: String(LIST_PAGE_LIMIT) };
       if (cont !== undefined) params['continue'] = cont;
       const url = this.slicesUrl(connection, params);
-      const response = await httpCall({
+      const response = await apiCall({
         provider: NAME,
         url,
         headers: this.headers(connection),
@@ -276,7 +282,7 @@ class K8sProvider implements DiscoveryProvider {
         emit(slices);
         retryMs = WATCH_RETRY_MS_FIRST;
         if (refusals >= WATCH_REFUSALS_BEFORE_POLLING) {
-          await sleepUnlessAborted(this.ctx.clock, POLL_INTERVAL_MS, signal);
+          await abortablePause(this.ctx.clock, POLL_INTERVAL_MS, signal);
           continue;
         }
         let resourceVersion = listed.resourceVersion;
@@ -295,7 +301,7 @@ class K8sProvider implements DiscoveryProvider {
       } catch (error) {
         if (signal.aborted) break;
         this.ctx.log('warn', (error as Error).message);
-        await sleepUnlessAborted(this.ctx.clock, retryMs, signal);
+        await abortablePause(this.ctx.clock, retryMs, signal);
         retryMs = Math.min(retryMs * 2, WATCH_RETRY_MS_MAX);
       }
     }
@@ -323,74 +329,64 @@ class K8sProvider implements DiscoveryProvider {
     const deadline = new AbortController();
     const timer = this.ctx.clock.setTimer((WATCH_SECONDS + 30) * 1000, () => deadline.abort());
     try {
-      let response: Dispatcher.ResponseData;
+      let stream: HttpStream;
       try {
-        response = await request(url, {
+        // The answer's head must come within timeout=; the body is a stream quiet between events.
+        stream = await httpStream({
+          provider: NAME,
+          endpoint: endpointOf(url),
+          url,
+          method: 'GET',
           headers: this.headers(connection),
-          dispatcher,
+          timeoutMs: this.opts.timeoutMs,
+          bytesMax: WATCH_EVENT_BYTES_MAX,
           signal: AbortSignal.any([signal, deadline.signal]),
-          // The answer's head comes at once; the body is a stream quiet between events.
-          headersTimeout: this.opts.timeoutMs,
-          bodyTimeout: (WATCH_SECONDS + 30) * 1000,
+          dispatcher,
+          timers: this.ctx.clock,
         });
       } catch (error) {
         if (signal.aborted) return { kind: 'ended', resourceVersion };
+        if (!(error instanceof HttpUnreachable)) throw error;
         throw new RdbnetError(
           ErrorCode.DiscoveryUnreachable,
-          `provider=k8s: cannot reach ${endpointOf(url)}: ${(error as Error).message}`,
+          `provider=k8s: cannot reach ${error.endpoint}: ${error.reason}`,
         );
       }
-      if (response.statusCode === 410) {
-        await response.body.dump();
+      if (stream.status === 410) {
+        await stream.text();
         return { kind: 'gone' };
       }
-      if (response.statusCode !== 200) {
-        const text = await response.body.text();
-        return { kind: 'refused', reason: `HTTP ${response.statusCode} ${statusMessage(text)}` };
+      if (stream.status !== 200) {
+        const text = await stream.text();
+        return { kind: 'refused', reason: `HTTP ${stream.status} ${statusMessage(text)}` };
       }
-      let pending = '';
       try {
-        for await (const chunk of response.body) {
-          pending += (chunk as Buffer).toString('utf8');
-          let newline = pending.indexOf('\n');
-          while (newline >= 0) {
-            const line = pending.slice(0, newline).trim();
-            pending = pending.slice(newline + 1);
-            newline = pending.indexOf('\n');
-            if (line === '') continue;
-            const event = JSON.parse(line) as {
-              type?: string;
-              object?: EndpointSliceJson & { code?: number; message?: string };
-            };
-            const object = event.object ?? {};
-            if (event.type === 'ERROR') {
-              discardBody(response.body);
-              if (object.code === 410) return { kind: 'gone' };
-              return { kind: 'refused', reason: object.message ?? 'watch error' };
-            }
-            const name = object.metadata?.name ?? '';
-            if (object.metadata?.resourceVersion !== undefined) {
-              resourceVersion = object.metadata.resourceVersion;
-            }
-            if (event.type === 'ADDED' || event.type === 'MODIFIED') slices.set(name, object);
-            else if (event.type === 'DELETED') slices.delete(name);
-            else continue; // BOOKMARK: only the version moves
-            emit(slices);
+        for await (const line of stream.lines) {
+          const event = JSON.parse(line) as {
+            type?: string;
+            object?: EndpointSliceJson & { code?: number; message?: string };
+          };
+          const object = event.object ?? {};
+          if (event.type === 'ERROR') {
+            if (object.code === 410) return { kind: 'gone' };
+            return { kind: 'refused', reason: object.message ?? 'watch error' };
           }
-          if (pending.length > WATCH_EVENT_BYTES_MAX) {
-            discardBody(response.body);
-            throw new RdbnetError(
-              ErrorCode.DiscoveryFailed,
-              `provider=k8s: a watch event over ${WATCH_EVENT_BYTES_MAX} bytes`,
-            );
+          const name = object.metadata?.name ?? '';
+          if (object.metadata?.resourceVersion !== undefined) {
+            resourceVersion = object.metadata.resourceVersion;
           }
+          if (event.type === 'ADDED' || event.type === 'MODIFIED') slices.set(name, object);
+          else if (event.type === 'DELETED') slices.delete(name);
+          else continue; // BOOKMARK: only the version moves
+          emit(slices);
         }
       } catch (error) {
         if (signal.aborted) return { kind: 'ended', resourceVersion };
         if (error instanceof RdbnetError) throw error;
+        const reason = error instanceof HttpUnreachable ? error.reason : (error as Error).message;
         throw new RdbnetError(
           ErrorCode.DiscoveryUnreachable,
-          `provider=k8s: watch on ${endpointOf(url)} broke: ${(error as Error).message}`,
+          `provider=k8s: watch on ${endpointOf(url)} broke: ${reason}`,
         );
       }
       return { kind: 'ended', resourceVersion };
@@ -441,12 +437,12 @@ export const k8sProvider: ProviderFactory = {
     },
   ],
   create(args, ctx) {
-    const service = nameArg(NAME, 'service', args.get('service')!, DNS_LABEL, 'a DNS label');
+    const service = nameValue(NAME, 'service', args.get('service')!, DNS_LABEL, 'a DNS label');
     const namespace = args.get('namespace');
-    if (namespace !== undefined) nameArg(NAME, 'namespace', namespace, DNS_LABEL, 'a DNS label');
+    if (namespace !== undefined) nameValue(NAME, 'namespace', namespace, DNS_LABEL, 'a DNS label');
     const portName = args.get('port_name');
     if (portName !== undefined) {
-      nameArg(NAME, 'port_name', portName, PORT_NAME, 'a port name (lower-case, at most 15)');
+      nameValue(NAME, 'port_name', portName, PORT_NAME, 'a port name (lower-case, at most 15)');
     }
     const labelSelector = args.get('label_selector');
     if (labelSelector !== undefined && !LABEL_SELECTOR.test(labelSelector)) {
@@ -464,7 +460,9 @@ export const k8sProvider: ProviderFactory = {
         labelSelector,
         kubeconfig: args.get('kubeconfig'),
         context,
-        timeoutMs: timeoutArg(NAME, args),
+        timeoutMs: valueOr(args.get('timeout'), REQUEST_TIMEOUT_MS_DEFAULT, (text) =>
+          durationValue(NAME, 'timeout', text, API_TIMEOUT_BOUNDS),
+        ),
       },
       ctx,
     );

@@ -26,7 +26,8 @@ import type {
   Registration,
   SelfRegistration,
 } from '../provider.ts';
-import { durationKey, interfaceKey, keySyntax } from './lan-values.ts';
+import { badValue, durationValue, valueOr } from '../values.ts';
+import { abortReason, interfaceKey, LAN_DURATION_BOUNDS, lanUnreachable } from './lan.ts';
 import { MdnsCache } from './mdns-cache.ts';
 import {
   decodeMessage,
@@ -88,19 +89,6 @@ export interface MdnsStats {
   refused: number;
 }
 
-function unreachable(endpoint: string, error: unknown): RdbnetError {
-  const code = (error as NodeJS.ErrnoException)?.code ?? String(error);
-  return new RdbnetError(
-    ErrorCode.DiscoveryUnreachable,
-    `provider=${NAME}: cannot use ${endpoint}: ${code}`,
-    { cause: error },
-  );
-}
-
-function aborted(signal: AbortSignal): unknown {
-  return signal.reason ?? new DOMException('aborted', 'AbortError');
-}
-
 /** The IPv4 addresses to join the group on and send from. */
 function interfaceAddresses(options: MdnsOptions): string[] {
   if (options.interfaceAddress !== undefined) return [options.interfaceAddress];
@@ -130,7 +118,7 @@ class MulticastEndpoint {
     await new Promise<void>((resolve, reject) => {
       socket.once('error', (error) => {
         socket.close();
-        reject(unreachable(`${MDNS_GROUP}:${MDNS_PORT}`, error));
+        reject(lanUnreachable(NAME, `${MDNS_GROUP}:${MDNS_PORT}`, error));
       });
       socket.bind({ port: MDNS_PORT, address: '0.0.0.0', exclusive: false }, () => {
         socket.removeAllListeners('error');
@@ -143,7 +131,7 @@ class MulticastEndpoint {
       for (const address of addresses) socket.addMembership(MDNS_GROUP, address);
     } catch (error) {
       socket.close();
-      throw unreachable(`${MDNS_GROUP}:${MDNS_PORT} on ${addresses.join(',')}`, error);
+      throw lanUnreachable(NAME, `${MDNS_GROUP}:${MDNS_PORT} on ${addresses.join(',')}`, error);
     }
     socket.on('error', () => {});
     return new MulticastEndpoint(socket, addresses);
@@ -458,7 +446,7 @@ export class MdnsProvider implements DiscoveryProvider {
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       const cache = await this.browse(window.signal, () => {});
-      if (signal.aborted) throw aborted(signal);
+      if (signal.aborted) throw abortReason(signal);
       return cache.resolve(this.source);
     } finally {
       this.ctx.clock.clearTimer(timer);
@@ -522,7 +510,8 @@ export class MdnsProvider implements DiscoveryProvider {
     const failures = await endpoint.multicast(announcement(undefined));
     if (failures === endpoint.addresses.length) {
       endpoint.close();
-      throw unreachable(
+      throw lanUnreachable(
+        NAME,
         `${MDNS_GROUP}:${MDNS_PORT} on ${endpoint.addresses.join(',')}`,
         'send failed',
       );
@@ -558,7 +547,7 @@ export class MdnsProvider implements DiscoveryProvider {
 function labelKey(key: string, text: string, pattern: RegExp, shape: string): string {
   const labels = labelsOf(text);
   if (labels.length === 0 || !labels.every((label) => pattern.test(label))) {
-    throw keySyntax(NAME, key, `must be ${shape}, got "${text}"`);
+    throw badValue(NAME, key, `must be ${shape}, got "${text}"`);
   }
   return labels.join('.');
 }
@@ -595,7 +584,7 @@ export const mdnsProvider: ProviderFactory = {
       'a service type like _rdbnet._tcp',
     );
     if (!/^_[A-Za-z0-9-]{1,15}\._(tcp|udp)$/.test(service)) {
-      throw keySyntax(NAME, 'service', `must be _name._tcp or _name._udp, got "${serviceText}"`);
+      throw badValue(NAME, 'service', `must be _name._tcp or _name._udp, got "${serviceText}"`);
     }
     const domain = labelKey(
       'domain',
@@ -603,17 +592,15 @@ export const mdnsProvider: ProviderFactory = {
       /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/,
       'a domain name like local',
     );
-    const timeoutText = args.get('timeout');
-    const timeoutMs =
-      timeoutText === undefined
-        ? MDNS_TIMEOUT_MS_DEFAULT
-        : durationKey(NAME, 'timeout', timeoutText, 100, 60_000);
+    const timeoutMs = valueOr(args.get('timeout'), MDNS_TIMEOUT_MS_DEFAULT, (text) =>
+      durationValue(NAME, 'timeout', text, LAN_DURATION_BOUNDS),
+    );
     const options: MdnsOptions = { service, domain, timeoutMs };
     const interfaceText = args.get('interface');
     if (interfaceText !== undefined) {
       const local = interfaceKey(NAME, 'interface', interfaceText);
       if (local.ipv4 === undefined) {
-        throw keySyntax(NAME, 'interface', `"${interfaceText}" has no IPv4 address for mDNS`);
+        throw badValue(NAME, 'interface', `"${interfaceText}" has no IPv4 address for mDNS`);
       }
       options.interfaceAddress = local.ipv4.address;
     }

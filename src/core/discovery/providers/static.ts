@@ -17,7 +17,7 @@ import type {
   ProviderContext,
   ProviderFactory,
 } from '../provider.ts';
-import { addressListValue, badValue, DISCOVERED_NODES_MAX, normalAddress } from '../spec-values.ts';
+import { addressListValue, badValue, DISCOVERED_NODES_MAX, normalAddress } from '../values.ts';
 
 /** A peers file larger than this is refused (it is not a list of peers). */
 export const STATIC_FILE_BYTES_MAX = 1024 * 1024;

@@ -4,9 +4,8 @@
  * watch reports only changes, and a pause that an abort ends early.
  */
 import { ErrorCode, RdbnetError } from '../../../errors.ts';
-import type { Timers } from '../../../runtime/timers.ts';
 import type { DiscoveredNode, SelfRegistration } from '../../provider.ts';
-import { parseHostPortKey, parseHostPortText } from './values.ts';
+import { endpointValue, parseEndpointText } from '../../values.ts';
 
 /** Node ids as the rest of rdbnet names them (security/identity.ts): safe in a key and a URL. */
 export const REGISTRATION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -32,7 +31,7 @@ export function decodeRegistrationValue(value: string, source: string): Discover
   }
   if (typeof doc !== 'object' || doc === null) return 'value is not a JSON object';
   const { id, address, meta } = doc as { id?: unknown; address?: unknown; meta?: unknown };
-  if (typeof address !== 'string' || parseHostPortText(address) === undefined) {
+  if (typeof address !== 'string' || parseEndpointText(address) === undefined) {
     return 'address is not host:port';
   }
   const node: DiscoveredNode = { address, source, meta: {} };
@@ -49,20 +48,6 @@ export function sameNodeLists(a: readonly DiscoveredNode[], b: readonly Discover
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-/** Waits `ms` on `timers`, or less if `signal` aborts first; never rejects. */
-export function abortablePause(timers: Timers, ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted || ms <= 0) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    const done = () => {
-      timers.clearTimer(handle);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const handle = timers.setTimer(ms, done);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
 /** Checks what a node registers before anything is written. */
 export function checkSelfRegistration(provider: string, self: SelfRegistration): void {
   if (!REGISTRATION_ID_PATTERN.test(self.id)) {
@@ -71,5 +56,5 @@ export function checkSelfRegistration(provider: string, self: SelfRegistration):
       `provider=${provider}: node id "${self.id}" cannot be registered (letters, digits, . _ -; at most 63)`,
     );
   }
-  parseHostPortKey(provider, 'address', self.address);
+  endpointValue(provider, 'address', self.address);
 }

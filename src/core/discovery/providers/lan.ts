@@ -1,51 +1,16 @@
 /**
- * Value checks shared by the two LAN providers (mdns, broadcast): durations written the way
- * go-discover's users write them (`500ms`, `2s`, `1m`), ports, and a local interface given by
- * name or address. Every check throws RDB_DISCOVERY_SYNTAX naming the provider and the key, so
- * a bad spec fails in `create()` before any socket is opened.
+ * What the two LAN providers (mdns, broadcast) share: the local interface they send on, given
+ * by name or address (an unknown one is RDB_DISCOVERY_SYNTAX naming the provider and the key,
+ * thrown in `create()` before any socket is opened), its subnet broadcast address, their
+ * duration bounds, and how a socket that cannot be used is reported.
  */
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
+import { badValue } from '../values.ts';
 
-export function keySyntax(provider: string, key: string, problem: string, hint?: string) {
-  return new RdbnetError(
-    ErrorCode.DiscoverySyntax,
-    `provider=${provider}: key ${key} ${problem}`,
-    hint === undefined ? undefined : { hint },
-  );
-}
-
-const DURATION_UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000 };
-
-/** `250ms`, `2s`, `1.5s`, `1m` → milliseconds, within [minMs, maxMs]. */
-export function durationKey(
-  provider: string,
-  key: string,
-  text: string,
-  minMs: number,
-  maxMs: number,
-): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(text);
-  const ms = match
-    ? Math.round(Number(match[1]) * (DURATION_UNIT_MS[match[2] as string] ?? 0))
-    : NaN;
-  if (!Number.isFinite(ms)) {
-    throw keySyntax(provider, key, `must be a duration like 500ms, 2s or 1m, got "${text}"`);
-  }
-  if (ms < minMs || ms > maxMs) {
-    throw keySyntax(provider, key, `must be between ${minMs}ms and ${maxMs / 1000}s, got ${text}`);
-  }
-  return ms;
-}
-
-export function portKey(provider: string, key: string, text: string): number {
-  const port = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
-  if (!(port >= 1 && port <= 65535)) {
-    throw keySyntax(provider, key, `must be a port in 1..65535, got "${text}"`);
-  }
-  return port;
-}
+/** What `timeout=` and `interval=` may say on the local link: 100 ms .. 1 min. */
+export const LAN_DURATION_BOUNDS = { minMs: 100, maxMs: 60_000 } as const;
 
 export interface LocalInterface {
   /** The interface's name (`eth0`, `veth-a`). */
@@ -74,7 +39,7 @@ export function interfaceKey(provider: string, key: string, text: string): Local
     return found;
   }
   const kind = isIP(text) === 0 ? 'interface' : 'interface address';
-  throw keySyntax(
+  throw badValue(
     provider,
     key,
     `names no local ${kind} "${text}"`,
@@ -87,4 +52,19 @@ export function broadcastAddressOf(address: string, netmask: string): string {
   const a = address.split('.').map(Number);
   const m = netmask.split('.').map(Number);
   return a.map((octet, i) => (octet | (~(m[i] as number) & 0xff)) & 0xff).join('.');
+}
+
+/** A socket that could not be bound, joined or sent on: RDB_DISCOVERY_UNREACHABLE with its errno. */
+export function lanUnreachable(provider: string, endpoint: string, error: unknown): RdbnetError {
+  const code = (error as NodeJS.ErrnoException)?.code ?? String(error);
+  return new RdbnetError(
+    ErrorCode.DiscoveryUnreachable,
+    `provider=${provider}: cannot use ${endpoint}: ${code}`,
+    { cause: error },
+  );
+}
+
+/** What an aborted wait rejects with: the caller's reason, else an AbortError. */
+export function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('aborted', 'AbortError');
 }

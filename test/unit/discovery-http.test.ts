@@ -1,5 +1,5 @@
 /**
- * The bounded HTTP under provider=etcd and provider=consul, against a loopback node:http
+ * The bounded HTTP every API-backed provider uses (src/core/discovery/http.ts), against a loopback node:http
  * server: an answer past its byte cap is RDB_DISCOVERY_FAILED, a server that does not answer
  * within the deadline or refuses the connection is HttpUnreachable naming the endpoint, a
  * caller's abort wins over both, and a stream is split into lines across chunk boundaries
@@ -15,7 +15,7 @@ import {
   HttpUnreachable,
   httpCall,
   httpStream,
-} from '../../src/core/discovery/providers/kv/http.ts';
+} from '../../src/core/discovery/http.ts';
 import { isRdbnetError } from '../../src/core/errors.ts';
 import { systemClock } from '../../src/core/runtime/index.ts';
 
@@ -82,7 +82,7 @@ describe('discovery HTTP bounds', () => {
       assert.ok(isRdbnetError(error, 'RDB_DISCOVERY_FAILED'), String(error));
       assert.equal(
         error.message,
-        `provider=test: the answer from ${endpoint} is larger than 4096 bytes`,
+        `provider=test: ${endpoint} answered a body of 10000+ bytes; at most 4096`,
       );
       return true;
     });
@@ -131,7 +131,8 @@ describe('discovery HTTP bounds', () => {
         }
       })(),
       (error) =>
-        isRdbnetError(error, 'RDB_DISCOVERY_FAILED') && /a streamed line/.test(error.message),
+        isRdbnetError(error, 'RDB_DISCOVERY_FAILED') &&
+        /answered a line of \d+\+ bytes; at most 8000/.test(error.message),
     );
   });
 });
