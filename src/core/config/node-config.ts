@@ -44,9 +44,9 @@ import { DEFAULT_CLUSTER, DEFAULT_LISTEN, defaultDataDir, rdbnetHome } from './h
 import {
   addressList,
   boolean,
-  groupList,
   clusterIdValue,
   discoveryEntries,
+  groupList,
   hostPort,
   integer,
   name,
