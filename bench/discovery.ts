@@ -148,25 +148,33 @@ async function formation(
         early.push(`${addresses[i]} exited (${code ?? signal}): ${stderr[i]}`);
     });
   });
+  // What the last look found at the first node short of the goal: quoted if time runs out.
+  let shortfall = '';
   try {
     await until(
       `${ports.length} nodes in one cluster, each seeing ${ports.length} alive`,
       async () => {
         if (early.length > 0) throw new Error(early[0]);
         const clusters = new Set<string>();
-        for (const address of addresses) {
+        for (const [i, address] of addresses.entries()) {
+          shortfall = `${nodeId(i + 1)} (${address}) did not answer; its stderr: ${stderr[i]}`;
           const status = await admin.status(address, ADMIN_TIMEOUT_MS);
+          shortfall = `${nodeId(i + 1)} (${address}) is ${status.state} in cluster '${status.clusterId}'`;
           if (status.state !== 'member' || status.clusterId === '') return undefined;
           clusters.add(status.clusterId);
           const members = await admin.members(address, ADMIN_TIMEOUT_MS);
-          if (members.filter((member) => member.state === 'alive').length < ports.length)
-            return undefined;
+          const alive = members.filter((member) => member.state === 'alive').length;
+          shortfall = `${nodeId(i + 1)} (${address}) sees ${alive} alive`;
+          if (alive < ports.length) return undefined;
         }
+        shortfall = `${clusters.size} clusters: ${[...clusters].join(', ')}`;
         return clusters.size === 1 ? true : undefined;
       },
       FORMATION_TIMEOUT_MS,
       POLL_MS,
-    );
+    ).catch((error: unknown) => {
+      throw new Error(`${(error as Error).message}; last look: ${shortfall}`);
+    });
     return performance.now() - started;
   } finally {
     admin.close();
