@@ -35,6 +35,18 @@ export const FOUNDING_RETRY_DEADLINE_MS = 60_000;
 /** The founder's first offers to each voter last this many join retries before the answer. */
 const FOUNDING_FIRST_OFFER_RETRIES = 10;
 
+/**
+ * An automatic bootstrap (--bootstrap-expect) found a node without a cluster whose id is lower
+ * than this node's: that node founds the cluster, this one joins it. Not a failure.
+ */
+export class BootstrapDeferred extends Error {
+  readonly lowerId: string;
+  constructor(lowerId: string) {
+    super(`${lowerId} has a lower id and founds the cluster`);
+    this.lowerId = lowerId;
+  }
+}
+
 export interface BootstrapHooks {
   /** The founding configuration is persisted: start Raft (the service becomes a member). */
   becomeMember(): void;
@@ -131,11 +143,18 @@ export class Bootstrap {
    * Waits until `expect` nodes without a cluster know each other (this one included), makes
    * the founding configuration with this node and the expect - 1 lowest other ids as voters,
    * persists it here, hands it to the others, and starts the first election.
+   *
+   * `deferToLowerId` (automatic bootstraps): every node that reaches --bootstrap-expect runs
+   * this, each with its own partial view, and only the lowest id may found. Peers learnt while
+   * waiting can be lower than this node; founding then would take them as voters of a second
+   * cluster while they found their own. So each look, any eligible node without a cluster with
+   * a lower id ends this bootstrap with BootstrapDeferred.
    */
   async bootstrap(
     expect: number,
     waitMs: number,
     eligible: (peer: KnownPeer) => boolean,
+    deferToLowerId = false,
   ): Promise<ClusterBootstrapReply> {
     const { ctx } = this;
     this.bootstrapping = true;
@@ -159,6 +178,10 @@ export class Bootstrap {
           .fresh()
           .filter((peer) => peer.clusterId === '' && eligible(peer))
           .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+        const lower = found[0];
+        if (deferToLowerId && lower !== undefined && lower.id < ctx.id) {
+          throw new BootstrapDeferred(lower.id);
+        }
         // Founding voters are gossip members too, like every node that joins later: one this
         // node's gossip does not have alive (another gossip key, UDP blocked) is left out.
         const view = ctx.gossipView();

@@ -46,7 +46,7 @@ import type {
 import type { PeerIdentity } from '../rpc/peer.ts';
 import type { KnownPeer } from './address-book.ts';
 import { Admission } from './admission.ts';
-import { Bootstrap } from './bootstrap.ts';
+import { Bootstrap, BootstrapDeferred } from './bootstrap.ts';
 import { Chores } from './chores.ts';
 import { ClusterContext, type ClusterRaftStorage } from './context.ts';
 import { DeadVoters } from './dead-voters.ts';
@@ -435,8 +435,17 @@ export class ClusterService {
       nodes: ids.slice(0, expect),
     });
     this.bootstrapper
-      .bootstrap(expect, ctx.tunables.bootstrapWaitMs, (peer) => peer.bootstrapExpect === expect)
+      .bootstrap(
+        expect,
+        ctx.tunables.bootstrapWaitMs,
+        (peer) => peer.bootstrapExpect === expect,
+        true,
+      )
       .catch((error: unknown) => {
+        if (error instanceof BootstrapDeferred) {
+          ctx.log.info('bootstrap left to a lower id', { node: error.lowerId });
+          return;
+        }
         ctx.log.warn('automatic bootstrap failed', {
           reason: String((error as Error).message),
         });
