@@ -69,7 +69,8 @@ export async function freeTcpPorts(count: number): Promise<number[]> {
 const running = new Set<ChildProcess>();
 
 /** Starts dnsmasq with these records; resolves once it answers. */
-export async function startDnsmasq(options: {
+/** Options of startDnsmasq. */
+export interface DnsmasqOptions {
   srv?: SrvRecordSpec[];
   /** [name, address] pairs (A or AAAA by the address's kind). */
   hosts?: [string, string][];
@@ -77,7 +78,26 @@ export async function startDnsmasq(options: {
   localDomain?: string;
   /** TTL of the address records, seconds. */
   ttlSeconds?: number;
-}): Promise<Dnsmasq> {
+}
+
+/** Ports tried before giving up: dnsmasq also listens on TCP at its port, which another test's
+ * process may hold although the UDP port was free; it then exits at once, and a new port is
+ * drawn. */
+const DNSMASQ_PORT_TRIES = 5;
+
+export async function startDnsmasq(options: DnsmasqOptions): Promise<Dnsmasq> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startDnsmasqOnce(options);
+    } catch (error) {
+      if (!(error instanceof DnsmasqExited) || attempt >= DNSMASQ_PORT_TRIES) throw error;
+    }
+  }
+}
+
+class DnsmasqExited extends Error {}
+
+async function startDnsmasqOnce(options: DnsmasqOptions): Promise<Dnsmasq> {
   const binary = dnsmasqBinary();
   if (binary === null) throw new Error('dnsmasq is not installed');
   const port = await freeUdpPort();
@@ -118,7 +138,7 @@ export async function startDnsmasq(options: {
   resolver.setServers([`127.0.0.1:${port}`]);
   const deadline = performance.now() + 5000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`dnsmasq exited: ${stderr}`);
+    if (child.exitCode !== null) throw new DnsmasqExited(`dnsmasq exited: ${stderr}`);
     try {
       await resolver.resolve4(`ready.${options.localDomain ?? 'db.internal'}`);
       break;
