@@ -59,6 +59,9 @@ export const ErrorCode = {
    * data dir was lost, or another process uses its id. A voter that forgot its log and vote
    * must not vote again; it is removed first and joins anew. */
   MemberStateLost: 'RDB_MEMBER_STATE_LOST',
+  /** The node id is held by a node gossip reports dead or left for less than idReclaimAfterMs:
+   * a restart at a new address is refused for now, and the joiner retries (not fatal). */
+  IdReclaimPending: 'RDB_ID_RECLAIM_PENDING',
   // load balancing and resilience (src/core/lb)
   /** No endpoint the balancer may choose: none given, none live, or every one ejected. */
   LbNoCandidates: 'RDB_LB_NO_CANDIDATES',

@@ -77,7 +77,7 @@ export class IdClaims {
         `${holder.state} for ${seconds(holder.inStateMs)} s; another address may take it once ` +
         `that node has been ${holder.state} for ${seconds(windowMs)} s (idReclaimAfterMs): ` +
         'wait, or pick another --id';
-    return new RdbnetError(ErrorCode.IdInUse, message);
+    return new RdbnetError(decision.live ? ErrorCode.IdInUse : ErrorCode.IdReclaimPending, message);
   }
 
   /** Logs a refused address change of member `id`, at most every ID_REFUSAL_LOG_INTERVAL_MS. */

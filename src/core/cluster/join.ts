@@ -109,7 +109,10 @@ export class Join {
             );
             return;
           }
-          if (isRdbnetError(error, ErrorCode.JoinNotInGossip)) {
+          if (
+            isRdbnetError(error, ErrorCode.JoinNotInGossip) ||
+            isRdbnetError(error, ErrorCode.IdReclaimPending)
+          ) {
             // Every retry: the operator must see that this node cannot become a member.
             ctx.log.warn('join refused; retrying', {
               target: target.address,
