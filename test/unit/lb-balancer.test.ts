@@ -20,7 +20,15 @@ import {
   type StrategyName,
   validateEndpoints,
 } from '../../src/core/lb/index.ts';
+import { SimdRendezvous, simdAvailable } from '../../src/core/lb/rendezvous-simd.ts';
 import { type Clock, seededRandom } from '../../src/core/runtime/index.ts';
+
+/** Rendezvous's score, written out again: the SIMD module must compute exactly this. */
+function score(key: number, seed: number): number {
+  let h = Math.imul(key ^ seed, 0x9e3779b1);
+  h ^= h >>> 15;
+  return Math.imul(h, 0x85ebca6b);
+}
 
 function nodes(count: number, weight = 1): Endpoint[] {
   return Array.from({ length: count }, (_, i) => ({ id: `n${i + 1}`, weight }));
@@ -286,6 +294,33 @@ describe('lb: hashing strategies', () => {
       ),
       { numRuns: 60 },
     );
+  });
+
+  test('property: rendezvous in WebAssembly SIMD picks what the scalar loop picks', () => {
+    assert.ok(simdAvailable(), 'Node 24 has WebAssembly SIMD');
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 300 }),
+        fc.array(fc.string({ maxLength: 12 }), { minLength: 50, maxLength: 50 }),
+        (size, keys) => {
+          const b = balancer('rendezvous', nodes(size));
+          // pick() takes the SIMD path (nothing ejected); pickN() scores through the scalar
+          // loop that skips blocked endpoints, with none blocked.
+          for (const key of keys) assert.equal(b.pick(key), b.pickN(1, key)[0]);
+        },
+      ),
+      { numRuns: 100 },
+    );
+    // Equal seeds tie: the lowest index wins in both, also across lanes and padding.
+    const seeds = Int32Array.from([7, 3, 7, 7, 3, 7]);
+    const tied = new SimdRendezvous(seeds);
+    for (let key = -50; key < 50; key++) {
+      const scalar = [...seeds].reduce(
+        (best, seed, i) => (score(key, seed) > score(key, seeds[best]!) ? i : best),
+        0,
+      );
+      assert.equal(tied.argmax(key), scalar);
+    }
   });
 
   test('property: rendezvous with equal weights shares keys evenly, and a change moves only what it must', () => {

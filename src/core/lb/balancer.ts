@@ -16,6 +16,13 @@ import { type Endpoint, validateEndpoints } from './endpoints.ts';
 import { adaptiveCost, decayedValue, errorEwma, peakEwma } from './ewma.ts';
 import { hashString } from './hash.ts';
 import { buildMaglevTable } from './maglev.ts';
+import {
+  RENDEZVOUS_MULTIPLIER_1,
+  RENDEZVOUS_MULTIPLIER_2,
+  RENDEZVOUS_SHIFT,
+  SimdRendezvous,
+  simdAvailable,
+} from './rendezvous-simd.ts';
 import { buildRing, type HashRing, ringIndex } from './ring.ts';
 import { KEY_STRATEGIES, type StrategyName } from './strategy.ts';
 
@@ -770,10 +777,12 @@ class MaglevPicker implements Picker {
 class Rendezvous implements Picker {
   private readonly table: EndpointTable;
   private readonly seeds: Int32Array;
+  private readonly simd: SimdRendezvous | null;
 
   constructor(table: EndpointTable) {
     this.table = table;
     this.seeds = Int32Array.from(table.ids, (id) => hashString(id, RENDEZVOUS_SEED) | 0);
+    this.simd = this.seeds.length > 0 && simdAvailable() ? new SimdRendezvous(this.seeds) : null;
   }
 
   pick(keyHash: number, blocked: Uint8Array): number {
@@ -783,25 +792,17 @@ class Rendezvous implements Picker {
     const count = seeds.length;
     const key = keyHash | 0;
     if (blocked === table.ejected && table.ejectedCount === 0) {
-      // Nothing ejected (the usual case): no per-endpoint check in the loop, and the first
-      // endpoint's score starts the race (every compare stays on 32-bit integers). Two
-      // endpoints a turn: the loop's own bookkeeping is a good part of the cost per endpoint.
+      // Nothing ejected (the usual case): every endpoint scored, four at a time in SIMD.
+      if (this.simd !== null) return this.simd.argmax(key);
       let best = 0;
       let bestScore = rendezvousScore(key, seeds[0]!);
-      let i = 1;
-      for (; i + 1 < count; i += 2) {
-        const first = rendezvousScore(key, seeds[i]!);
-        const second = rendezvousScore(key, seeds[i + 1]!);
-        if (first > bestScore) {
+      for (let i = 1; i < count; i++) {
+        const score = rendezvousScore(key, seeds[i]!);
+        if (score > bestScore) {
           best = i;
-          bestScore = first;
-        }
-        if (second > bestScore) {
-          best = i + 1;
-          bestScore = second;
+          bestScore = score;
         }
       }
-      if (i < count && rendezvousScore(key, seeds[i]!) > bestScore) best = i;
       return best;
     }
     let best = -1;
@@ -841,7 +842,7 @@ const RENDEZVOUS_SEED = 0x68727721; // 'hrw!'
 /** One endpoint's score for one key: a multiply, a shift-xor and a multiply (the first and
  * last steps of a murmur-style finalizer) over key ⊕ seed; a signed 32-bit integer. */
 function rendezvousScore(key: number, seed: number): number {
-  let h = Math.imul(key ^ seed, 0x9e3779b1);
-  h ^= h >>> 15;
-  return Math.imul(h, 0x85ebca6b);
+  let h = Math.imul(key ^ seed, RENDEZVOUS_MULTIPLIER_1);
+  h ^= h >>> RENDEZVOUS_SHIFT;
+  return Math.imul(h, RENDEZVOUS_MULTIPLIER_2);
 }
