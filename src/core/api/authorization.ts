@@ -11,6 +11,7 @@
  */
 import { assert, ErrorCode, RdbnetError } from '../errors.ts';
 import type {
+  ClusterRemoveRequest,
   DecodedEnvelope,
   KeyringRequest,
   TransferLeaderRequest,
@@ -76,6 +77,7 @@ export const OPERATIONS = {
   'cluster.join': { needs: 'admin', does: 'cluster join --seeds' },
   'cluster.leave': { needs: 'admin', does: 'cluster leave' },
   'cluster.transfer-leader': { needs: 'admin', does: 'cluster transfer-leader' },
+  'cluster.remove': { needs: 'admin', does: 'cluster remove: take a member out by its id' },
   // Among members: node certificates only.
   'raft.batch': { needs: 'node', does: 'Raft messages' },
   'gossip.push-pull': { needs: 'node', does: 'gossip state exchange' },
@@ -87,6 +89,10 @@ export const OPERATIONS = {
   'cluster.transfer-leader.forward': {
     needs: 'node',
     does: "a member passing an operator's leadership transfer on to the leader",
+  },
+  'cluster.remove.forward': {
+    needs: 'node',
+    does: "a member passing an operator's removal of a member on to the leader",
   },
 } as const satisfies Record<string, OperationRule>;
 
@@ -140,6 +146,10 @@ export function operationOf(request: DecodedEnvelope): Operation | null {
       return (request.body as TransferLeaderRequest).forwarded
         ? 'cluster.transfer-leader.forward'
         : 'cluster.transfer-leader';
+    case 'clusterRemoveRequest':
+      return (request.body as ClusterRemoveRequest).forwarded
+        ? 'cluster.remove.forward'
+        : 'cluster.remove';
     case 'raftBatch':
       return 'raft.batch';
     case 'gossipStreamRequest':

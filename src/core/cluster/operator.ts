@@ -9,6 +9,8 @@ import { ErrorCode } from '../errors.ts';
 import { quorum } from '../membership/raft/raft.ts';
 import type { NodeId } from '../membership/raft/types.ts';
 import type {
+  ClusterRemoveReply,
+  ClusterRemoveRequest,
   LeaveReply,
   LeaveRequest,
   RemoveMemberRequest,
@@ -80,6 +82,42 @@ export class Operator {
       }
     }
     return { leader: to, term: ctx.driver?.term ?? driver.term };
+  }
+
+  /**
+   * `cluster remove --id`: an operator takes a member out by its id — a dead one that will not
+   * come back, or one that is stuck. Forwarded to the leader, which refuses (unless force) when
+   * the voters left would not have a live quorum. The removed node, if it still runs, learns it
+   * from Raft as after `cluster leave`.
+   */
+  async onClusterRemove(
+    request: ClusterRemoveRequest,
+    from: PeerIdentity,
+  ): Promise<ClusterRemoveReply> {
+    const { ctx } = this;
+    const peer = from.peer!;
+    if (request.forwarded && !ctx.isMemberPeer(peer.id)) {
+      fail(ErrorCode.Forbidden, `${peer.id} is not a member and may not forward requests`);
+    }
+    const driver = ctx.requireMember();
+    const id = request.id;
+    if (!driver.config.isMember(id)) {
+      fail(
+        ErrorCode.NotMember,
+        `'${id}' is not a member of cluster ${driver.config.clusterId}`,
+        `members: ${[...driver.config.voters, ...driver.config.learners].sort().join(', ')}`,
+      );
+    }
+    const force = request.force === true;
+    const index = await this.forwarding.onLeader(
+      () => this.removeAsLeader(id, force),
+      request.forwarded,
+      (leader, timeoutMs) =>
+        ask(leader, 'clusterRemoveRequest', { id, force, forwarded: true }, timeoutMs).then(
+          (reply) => reply.index,
+        ),
+    );
+    return { id, index };
   }
 
   async onRemoveMember(request: RemoveMemberRequest, from: PeerIdentity): Promise<number> {

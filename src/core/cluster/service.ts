@@ -32,6 +32,7 @@ import type {
   BootstrapCommitRequest,
   ClusterBootstrapRequest,
   ClusterJoinRequest,
+  ClusterRemoveRequest,
   ClusterStatusRequest,
   DecodedEnvelope,
   Envelope,
@@ -75,6 +76,7 @@ export const CLUSTER_KINDS: ReadonlySet<EnvelopeKind> = new Set<EnvelopeKind>([
   'clusterJoinRequest',
   'clusterStatusRequest',
   'transferLeaderRequest',
+  'clusterRemoveRequest',
   'leaveRequest',
 ]);
 
@@ -302,6 +304,10 @@ export class ClusterService {
         return this.status
           .onStatus(body as ClusterStatusRequest)
           .then((clusterStatusReply) => ({ clusterStatusReply }));
+      case 'clusterRemoveRequest':
+        return this.operator
+          .onClusterRemove(body as ClusterRemoveRequest, from)
+          .then((clusterRemoveReply) => ({ clusterRemoveReply }));
       case 'transferLeaderRequest':
         return this.operator
           .onTransfer(body as TransferLeaderRequest, from)

@@ -273,6 +273,15 @@ export interface TransferLeaderReply {
   leader: string;
   term: number;
 }
+export interface ClusterRemoveRequest {
+  id: string;
+  force: boolean;
+  forwarded: boolean;
+}
+export interface ClusterRemoveReply {
+  id: string;
+  index: number;
+}
 export interface LeaveRequest {
   force: boolean;
 }
@@ -462,6 +471,8 @@ export type Envelope =
   | { clusterStatusRequest: ClusterStatusRequest }
   | { clusterStatusReply: ClusterStatusReply }
   | { transferLeaderRequest: TransferLeaderRequest }
+  | { clusterRemoveRequest: ClusterRemoveRequest }
+  | { clusterRemoveReply: ClusterRemoveReply }
   | { transferLeaderReply: TransferLeaderReply }
   | { leaveRequest: LeaveRequest }
   | { leaveReply: LeaveReply }

@@ -40,6 +40,7 @@ export const REPLY_OF = {
   clusterBootstrapRequest: 'clusterBootstrapReply',
   clusterStatusRequest: 'clusterStatusReply',
   transferLeaderRequest: 'transferLeaderReply',
+  clusterRemoveRequest: 'clusterRemoveReply',
   leaveRequest: 'leaveReply',
   gossipStreamRequest: 'gossipStreamReply',
   membersRequest: 'membersReply',
