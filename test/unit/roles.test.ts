@@ -183,6 +183,7 @@ describe('the operation table', () => {
     'cluster.join': 'A',
     'cluster.leave': 'A',
     'cluster.transfer-leader': 'A',
+    'cluster.remove': 'A',
     'raft.batch': 'N',
     'gossip.push-pull': 'N',
     'cluster.peer-exchange': 'N',
@@ -191,6 +192,7 @@ describe('the operation table', () => {
     'member.remove': 'N',
     'keys.forward': 'N',
     'cluster.transfer-leader.forward': 'N',
+    'cluster.remove.forward': 'N',
   };
   const LETTER: Record<AccessRole, string> = { read: 'R', admin: 'A', node: 'N' };
   const principals = {
@@ -273,6 +275,12 @@ describe('the operation table', () => {
     });
     assert.equal(operationOf(transfer(false)), 'cluster.transfer-leader');
     assert.equal(operationOf(transfer(true)), 'cluster.transfer-leader.forward');
+    const remove = (forwarded: boolean): DecodedEnvelope => ({
+      kind: 'clusterRemoveRequest',
+      body: { id: 'n3', force: false, forwarded },
+    });
+    assert.equal(operationOf(remove(false)), 'cluster.remove');
+    assert.equal(operationOf(remove(true)), 'cluster.remove.forward');
   });
 });
 
