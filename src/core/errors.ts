@@ -125,6 +125,8 @@ export const ErrorCode = {
   AlreadyExists: 'RDB_ALREADY_EXISTS',
   /** A CA rotation cannot finish: a certificate in use is still signed by the old CA. */
   CaStillInUse: 'RDB_CA_STILL_IN_USE',
+  /** A node of `rdbnet dev` did not start, or exited while the others ran. */
+  DevNodeFailed: 'RDB_DEV_NODE_FAILED',
   Usage: 'RDB_USAGE',
   // a bug on the answering side; details are in its log, not on the wire
   Internal: 'RDB_INTERNAL',
