@@ -38,7 +38,10 @@ describe('deploy/', () => {
       assert.equal(result.status, 0, result.stderr);
       assert.equal(result.stderr.trim(), '', 'no warnings');
       // The check can fail: an unknown directive is reported.
-      await writeFile(instance, `${unit.replaceAll('/usr/local/bin/rdbnet', BIN)}\nRestartt=always\n`);
+      await writeFile(
+        instance,
+        `${unit.replaceAll('/usr/local/bin/rdbnet', BIN)}\nRestartt=always\n`,
+      );
       await copyFile(instance, join(dir, 'rdbnet@n2.service'));
       const bad = spawnSync('systemd-analyze', ['verify', join(dir, 'rdbnet@n2.service')], {
         encoding: 'utf8',
