@@ -6,35 +6,16 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { ClusterStatusReply } from '../../src/core/protocol/messages.ts';
 import { adminConnections } from '../helpers/admin-connections.ts';
+import { freePortRange, listenOn } from '../helpers/ports.ts';
 import { BIN, describeResult, poller, runCli, tempHome } from '../helpers/processes.ts';
 
 let home: { dir: string; cleanup(): Promise<void> } | undefined;
 const admin = adminConnections(() => join(home!.dir, 'certs'));
 const until = poller(200);
-
-function listen(port: number): Promise<Server | null> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(null));
-    server.listen({ host: '127.0.0.1', port, exclusive: true }, () => resolve(server));
-  });
-}
-
-/** A port p where p, p+1 and p+2 are free now. */
-async function freeRange(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const held = await Promise.all([0, 1, 2].map((i) => listen(base + i)));
-    await Promise.all(held.map((s) => s && new Promise((done) => s.close(done))));
-    if (held.every((s) => s !== null)) return base;
-  }
-  throw new Error('no three consecutive free ports');
-}
 
 function alive(pid: number): boolean {
   try {
@@ -53,7 +34,7 @@ describe('rdbnet dev', { timeout: 180_000 }, () => {
 
   test('three nodes form one cluster; SIGINT stops them all', async () => {
     home = await tempHome('rdbnet-dev-');
-    const base = await freeRange();
+    const base = await freePortRange(3);
     const dev = spawn(
       process.execPath,
       [BIN, 'dev', '--nodes', '3', '--base-port', String(base), '--dir', home.dir, '--json'],
@@ -111,8 +92,8 @@ describe('rdbnet dev', { timeout: 180_000 }, () => {
   });
 
   test('a port in use is refused before anything is created', async () => {
-    const base = await freeRange();
-    const holder = await listen(base + 1);
+    const base = await freePortRange(3);
+    const holder = await listenOn(base + 1);
     assert.ok(holder);
     try {
       const scratch = await tempHome('rdbnet-dev-refused-');
