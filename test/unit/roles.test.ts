@@ -170,6 +170,7 @@ describe('the operation table', () => {
     'certs.verify': 'RA',
     'keys.list': 'RA',
     'lb.status': 'RA',
+    'node.logs': 'RA',
     'dataplane.ping': 'RAN',
     'dataplane.message': 'AN',
     'certs.rotate': 'A',

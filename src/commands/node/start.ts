@@ -8,6 +8,7 @@ import { printJson } from '../../cli/output.ts';
 import type { RdbnetError } from '../../core/errors.ts';
 import { RdbnetNode } from '../../core/node/node.ts';
 import { createLogger } from '../../core/runtime/log.ts';
+import { LogTail } from '../../core/runtime/log-tail.ts';
 
 export interface NodeStartResult {
   id: string;
@@ -45,12 +46,14 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
   protected override async execute(): Promise<NodeStartResult> {
     const { flags } = await this.parse(NodeStart);
     const { config, warnings } = await resolveNodeConfigFromFlags(flags);
-    const log = createLogger({ level: config.logLevel });
+    // The last lines are kept for `rdbnet monitor`.
+    const logTail = new LogTail();
+    const log = createLogger({ level: config.logLevel, tail: logTail });
     for (const warning of warnings) log.warn(warning);
     // Signals are watched from before the node starts: a stop asked for during start-up, or
     // right after the JSON document, still stops gracefully.
     const stopRequested = watchStopSignals();
-    const node = await RdbnetNode.start(config, log);
+    const node = await RdbnetNode.start(config, log, { logTail });
     const result: NodeStartResult = {
       id: node.id,
       clusterId: node.clusterId,

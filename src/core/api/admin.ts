@@ -21,6 +21,8 @@ import type {
   KeyringReply,
   KeyringRequest,
   LbStatusReply,
+  LogTailReply,
+  LogTailRequest,
   MemberEventsReply,
   MemberEventsRequest,
   MembersReply,
@@ -56,6 +58,8 @@ export interface AdminSource {
   membership: MembershipRequests | null;
   /** `rdbnet lb status`: the resilience state of the requests the node sends its peers. */
   lbStatus?(): LbStatusReply;
+  /** `rdbnet monitor`: recent log lines; absent when the node's logger keeps none. */
+  logTail?(request: LogTailRequest): LogTailReply;
   /** Messages to topics and RTTs (src/core/dataplane); null until gossip runs. */
   dataPlane?: DataPlaneRequests | null;
 }
@@ -209,6 +213,11 @@ function answerer(source: AdminSource): PeerRequestHandler {
         return dataPlaneOf(source)
           .ping(request.body as PingRequest)
           .then((pingReply) => ({ pingReply }));
+      case 'logTailRequest':
+        if (source.logTail === undefined) {
+          throw new RdbnetError(ErrorCode.MethodUnknown, 'this node keeps no log lines to tail');
+        }
+        return { logTailReply: source.logTail(request.body as LogTailRequest) };
       case 'echoRequest':
         return { echoReply: { data: (request.body as EchoMessage).data } };
       case 'certRotateRequest': {

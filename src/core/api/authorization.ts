@@ -51,6 +51,7 @@ export const OPERATIONS = {
   'certs.info': { needs: 'read', does: "the node's certificate, trust bundle and revoked serials" },
   'certs.verify': { needs: 'read', does: 'certs verify: proof the node holds its key' },
   'keys.list': { needs: 'read', does: 'keys list' },
+  'node.logs': { needs: 'read', does: "monitor: the node's recent log lines" },
   'lb.status': {
     needs: 'read',
     does: "lb status: the node's per-peer breakers, ejections, latency",
@@ -146,6 +147,8 @@ export function operationOf(request: DecodedEnvelope): Operation | null {
       return (request.body as TransferLeaderRequest).forwarded
         ? 'cluster.transfer-leader.forward'
         : 'cluster.transfer-leader';
+    case 'logTailRequest':
+      return 'node.logs';
     case 'clusterRemoveRequest':
       return (request.body as ClusterRemoveRequest).forwarded
         ? 'cluster.remove.forward'

@@ -24,6 +24,7 @@ import {
   RetryJoin,
   SelfRegistrations,
 } from '../discovery/index.ts';
+import { ErrorCode, RdbnetError } from '../errors.ts';
 import { clusterHealth } from '../health/cluster-health.ts';
 import type { PeerResilience } from '../lb/registry.ts';
 import { type PeerInfo, PROTOCOL_VERSION } from '../protocol/handshake.ts';
@@ -31,12 +32,16 @@ import type {
   HealthReply,
   KeyringRequest,
   LbStatusReply,
+  LogTailReply,
+  LogTailRequest,
   MemberEventsReply,
   MembersReply,
   NodeHealth,
   StatusReply,
 } from '../protocol/messages.ts';
 import { Counters, type Logger, LogLimiter, type TimerHandle } from '../runtime/index.ts';
+import { parseLogLevel } from '../runtime/log.ts';
+import type { LogTail } from '../runtime/log-tail.ts';
 import type { Keyring } from '../security/keyring.ts';
 import { formatHostPort } from '../transport/address.ts';
 import { SOFTWARE_VERSION } from '../version.ts';
@@ -55,6 +60,8 @@ export interface NodeStartOptions {
   dataPlane?: Partial<DataPlaneLimits>;
   /** A new Raft leader became known ('' while none is). */
   onLeaderChange?(leader: string, term: number): void;
+  /** The lines the node's logger keeps for `rdbnet monitor` (none without it). */
+  logTail?: LogTail;
 }
 
 export type NodeState = 'starting' | 'running' | 'stopping' | 'stopped';
@@ -100,6 +107,7 @@ export class RdbnetNode implements AdminSource {
   /** --register registrations (null without --register). */
   private registrations: SelfRegistrations | null = null;
   private discoverySources: DiscoverySource[] = [];
+  private tail: LogTail | null = null;
 
   private constructor(
     config: NodeConfig,
@@ -170,6 +178,7 @@ export class RdbnetNode implements AdminSource {
       const clusterId = loaded?.clusterId ?? config.cluster;
       node = new RdbnetNode(config, record.id, clusterId, log, environment, counters);
       node.unlock = unlock;
+      node.tail = options.logTail ?? null;
       node.nodeCertificates = loaded?.certificates ?? null;
       const context = discoveryContext(keyring.primaryBytes());
       const retryJoin = open(config.retryJoin, context);
@@ -526,6 +535,21 @@ export class RdbnetNode implements AdminSource {
       }),
       keyring: (request: KeyringRequest, fromId: string) => gossip.keyringRequest(request, fromId),
     };
+  }
+
+  /** `rdbnet monitor`: the log lines after `afterSeq` at `minLevel` or above. */
+  logTail(request: LogTailRequest): LogTailReply {
+    if (this.tail === null) {
+      throw new RdbnetError(ErrorCode.MethodUnknown, 'this node keeps no log lines to tail');
+    }
+    const level = parseLogLevel(request.minLevel || 'info');
+    if (level === undefined) {
+      throw new RdbnetError(
+        ErrorCode.Usage,
+        `unknown log level ${JSON.stringify(request.minLevel.slice(0, 20))}: debug, info, warn or error`,
+      );
+    }
+    return this.tail.since(request.afterSeq, level);
   }
 
   /** `rdbnet lb status`: every peer's breaker, ejections, in-flight, latency, drops. */

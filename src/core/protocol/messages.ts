@@ -273,6 +273,15 @@ export interface TransferLeaderReply {
   leader: string;
   term: number;
 }
+export interface LogTailRequest {
+  afterSeq: number;
+  minLevel: string;
+}
+export interface LogTailReply {
+  records: { seq: number; level: string; line: string }[];
+  lastSeq: number;
+  dropped: number;
+}
 export interface ClusterRemoveRequest {
   id: string;
   force: boolean;
@@ -473,6 +482,8 @@ export type Envelope =
   | { transferLeaderRequest: TransferLeaderRequest }
   | { clusterRemoveRequest: ClusterRemoveRequest }
   | { clusterRemoveReply: ClusterRemoveReply }
+  | { logTailRequest: LogTailRequest }
+  | { logTailReply: LogTailReply }
   | { transferLeaderReply: TransferLeaderReply }
   | { leaveRequest: LeaveRequest }
   | { leaveReply: LeaveReply }

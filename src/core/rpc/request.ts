@@ -41,6 +41,7 @@ export const REPLY_OF = {
   clusterStatusRequest: 'clusterStatusReply',
   transferLeaderRequest: 'transferLeaderReply',
   clusterRemoveRequest: 'clusterRemoveReply',
+  logTailRequest: 'logTailReply',
   leaveRequest: 'leaveReply',
   gossipStreamRequest: 'gossipStreamReply',
   membersRequest: 'membersReply',

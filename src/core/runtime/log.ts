@@ -2,8 +2,9 @@
  * Structured logs on stderr: one JSON object per line when stderr is not a terminal (for
  * journald, jq, log shippers), an aligned human line when it is.
  */
+import { LOG_LEVEL_RANK as LEVEL_RANK, type LogTail } from './log-tail.ts';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-const LEVEL_RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 export type LogFields = Record<string, unknown>;
 
@@ -19,6 +20,8 @@ export interface LoggerOptions {
   format?: 'json' | 'text';
   write?: (line: string) => void;
   now?: () => number;
+  /** Also keep the lines (as JSON) for `rdbnet monitor`, which may ask for a lower level. */
+  tail?: LogTail;
 }
 
 export function parseLogLevel(text: string | undefined): LogLevel | undefined {
@@ -32,11 +35,18 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const format = options.format ?? (process.stderr.isTTY ? 'text' : 'json');
   const write = options.write ?? ((line: string) => process.stderr.write(line));
   const now = options.now ?? Date.now;
+  const tail = options.tail;
   const emit = (level: LogLevel, msg: string, fields: LogFields = {}): void => {
-    if (LEVEL_RANK[level] < threshold) return;
+    const rank = LEVEL_RANK[level];
+    const toStderr = rank >= threshold;
+    if (!toStderr && (tail === undefined || rank < tail.leasedLevelRank())) return;
     const ts = new Date(now()).toISOString();
+    const json = format === 'json' || tail !== undefined;
+    const line = json ? JSON.stringify({ ts, level, msg, ...fields }, jsonSafe) : '';
+    tail?.record(level, line);
+    if (!toStderr) return;
     if (format === 'json') {
-      write(`${JSON.stringify({ ts, level, msg, ...fields }, jsonSafe)}\n`);
+      write(`${line}\n`);
       return;
     }
     const extra = Object.entries(fields)
