@@ -125,6 +125,8 @@ export const ErrorCode = {
   AlreadyExists: 'RDB_ALREADY_EXISTS',
   /** A CA rotation cannot finish: a certificate in use is still signed by the old CA. */
   CaStillInUse: 'RDB_CA_STILL_IN_USE',
+  /** `cluster rtt`: the asked node has no network coordinate of that member yet. */
+  CoordinateUnknown: 'RDB_COORDINATE_UNKNOWN',
   /** A node of `rdbnet dev` did not start, or exited while the others ran. */
   DevNodeFailed: 'RDB_DEV_NODE_FAILED',
   Usage: 'RDB_USAGE',

@@ -37,6 +37,17 @@ const SAMPLES: DatagramMessage[] = [
   { type: 'ping-req', seq: 7, targetId: 'c', targetAddress: '127.0.0.3:7946', wantNack: true },
   { type: 'ping-req', seq: 8, targetId: 'c', targetAddress: '[::1]:7946', wantNack: false },
   { type: 'ack', seq: 123_456 },
+  {
+    type: 'ack',
+    seq: 5,
+    // Values f32 holds exactly, so the round trip is exact.
+    coordinate: {
+      vec: [0.5, -0.25, 0.125, 0, 1, -1, 0.0625, 2],
+      height: 0.0009765625,
+      adjustment: -0.001953125,
+      error: 1.5,
+    },
+  },
   { type: 'nack', seq: 1 },
   { type: 'alive', incarnation: 0, id: 'a', address: 'a:1', meta: new Uint8Array(0) },
   {
@@ -67,6 +78,27 @@ describe('SWIM codec round trips', () => {
     assert.deepEqual(decodeDatagram(encodeMessages(small), LIMITS), small);
   });
 
+  test("an ack's coordinate: absent, or exactly 44 bytes of finite numbers", () => {
+    const ack = encodeMessages([
+      {
+        type: 'ack',
+        seq: 1,
+        coordinate: { vec: new Array(8).fill(0.5), height: 0.001, adjustment: 0, error: 1 },
+      },
+    ]);
+    // Part length 4 + 44; one coordinate byte missing or one too many is malformed.
+    assert.equal(ack[5]! * 256 + ack[6]!, 48);
+    const short = Uint8Array.from([...ack.subarray(0, ack.length - 1)]);
+    short[6] = 47;
+    expectRejected(short);
+    const long = Uint8Array.from([...ack, 0]);
+    long[6] = 49;
+    expectRejected(long);
+    const notANumber = Uint8Array.from(ack);
+    notANumber.set([0x7f, 0xc0, 0, 0], 11); // the first vector element becomes NaN
+    expectRejected(notANumber);
+  });
+
   test('the layout is the documented one (a ping, byte by byte)', () => {
     const packet = encodeMessages([
       { type: 'ping', seq: 0x01020304, targetId: 'b', sourceId: 'a' },
@@ -86,7 +118,7 @@ describe('SWIM codec round trips', () => {
       fromAddress: '127.0.0.1:7946',
       members: Array.from({ length: 40 }, (_, i) => ({
         id: `node-${i}`,
-        address: `10.0.0.${i}:7946`,
+        address: `127.0.1.${i}:7946`,
         meta: text(`zone=${i % 3}`),
         incarnation: i * 1000,
         state: states[i % 4]!,

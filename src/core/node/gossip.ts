@@ -494,6 +494,7 @@ function memberWire(member: MemberView, now: number): GossipMember {
         ? -1
         : Math.round(now - member.lastAckAtMs),
     isSelf: member.isSelf,
+    ...(member.coordinate === undefined ? {} : { coordinate: member.coordinate }),
   };
 }
 

@@ -314,6 +314,14 @@ export interface GossipMember {
   score: number;
   lastAckMs: number;
   isSelf: boolean;
+  /** Vivaldi coordinate (seconds); null/absent when none is known yet. */
+  coordinate?: NetworkCoordinate | null;
+}
+export interface NetworkCoordinate {
+  vec: number[];
+  height: number;
+  adjustment: number;
+  error: number;
 }
 export interface MembersReply {
   id: string;

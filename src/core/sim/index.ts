@@ -251,6 +251,7 @@ export class SimNetwork<Message> {
   private readonly queue: EventQueue;
   private readonly random: Random;
   private readonly sizeOf: (message: Message) => number;
+  private linkDelayMs: ((from: string, to: string) => number) | null = null;
 
   constructor(
     queue: EventQueue,
@@ -270,6 +271,12 @@ export class SimNetwork<Message> {
 
   unregister(address: string): void {
     this.endpoints.delete(address);
+  }
+
+  /** A fixed one-way delay per link, added to the faults' uniform delay (null: none): a
+   * network with geography, for coordinates and route choices. */
+  setLinkDelay(delayMs: ((from: string, to: string) => number) | null): void {
+    this.linkDelayMs = delayMs;
   }
 
   setFaults(faults: Partial<NetworkFaults>): void {
@@ -320,7 +327,10 @@ export class SimNetwork<Message> {
 
   private deliverLater(from: string, to: string, message: Message): void {
     const { delayMinMs, delayMaxMs } = this.faults;
-    const delay = delayMinMs + this.random.next() * (delayMaxMs - delayMinMs);
+    const delay =
+      delayMinMs +
+      this.random.next() * (delayMaxMs - delayMinMs) +
+      (this.linkDelayMs === null ? 0 : this.linkDelayMs(from, to));
     this.queue.schedule(delay, () => {
       // Reachability is checked again on arrival: a partition or crash in between loses it.
       const deliver = this.endpoints.get(to);

@@ -53,6 +53,14 @@ export class SwimSimCluster {
     );
   }
 
+  /** A fixed one-way delay between two nodes (by id), on UDP and the stream alike. */
+  setLinkDelay(delayMs: (fromId: string, toId: string) => number): void {
+    const idOf = (address: string) => this.nodes.find((n) => n.address === address)?.id ?? '';
+    const byAddress = (from: string, to: string) => delayMs(idOf(from), idOf(to));
+    this.udp.setLinkDelay(byAddress);
+    this.stream.setLinkDelay(byAddress);
+  }
+
   get now(): number {
     return this.queue.clock.nowMs();
   }

@@ -8,7 +8,9 @@
  *
  *   ping      u32 seq | str targetId | str sourceId
  *   ping-req  u32 seq | str targetId | str targetAddress | u8 flags (bit 0 wantNack)
- *   ack, nack u32 seq
+ *   ack       u32 seq [| coordinate: 8 × f32 vec | f32 height | f32 adjustment | f32 error]
+ *             (the target's Vivaldi coordinate, seconds; absent in relayed acks)
+ *   nack      u32 seq
  *   alive     u32 incarnation | str id | str address | u16 metaBytes | meta
  *   suspect   u32 incarnation | str id | str fromId
  *   dead      u32 incarnation | str id | str fromId
@@ -27,6 +29,7 @@
  * dropped by the caller, never a crash.
  */
 import { assert, ErrorCode, RdbnetError } from '../../errors.ts';
+import { type Coordinate, VIVALDI_DIMENSIONS, validCoordinate } from '../vivaldi.ts';
 import {
   type DatagramMessage,
   MEMBER_STATE_CODES,
@@ -48,6 +51,8 @@ export const STRING_BYTES_MAX = 255;
 /** Smallest push-pull entry: state, incarnation, two 1-byte strings, metadata length. */
 const PUSH_PULL_ENTRY_BYTES_MIN = 1 + 4 + 2 + 2 + 2;
 const U32_MAX = 0xffff_ffff;
+/** A Vivaldi coordinate in an ack: the vector, height, adjustment and error, f32 each. */
+const COORDINATE_BYTES = (VIVALDI_DIMENSIONS + 3) * 4;
 
 /** The limits a decoder enforces; a SwimConfig satisfies it. */
 export interface CodecLimits {
@@ -90,6 +95,11 @@ class Writer {
   u16(value: number): void {
     this.bytes[this.pos++] = value >>> 8;
     this.bytes[this.pos++] = value & 0xff;
+  }
+
+  f32(value: number): void {
+    new DataView(this.bytes.buffer, this.bytes.byteOffset).setFloat32(this.pos, value);
+    this.pos += 4;
   }
 
   u32(value: number): void {
@@ -167,6 +177,15 @@ function writePart(w: Writer, message: DatagramMessage): Uint8Array {
       break;
     }
     case 'ack':
+      header(w, message.type, 4 + (message.coordinate === undefined ? 0 : COORDINATE_BYTES));
+      w.u32(message.seq);
+      if (message.coordinate !== undefined) {
+        for (const value of message.coordinate.vec) w.f32(value);
+        w.f32(message.coordinate.height);
+        w.f32(message.coordinate.adjustment);
+        w.f32(message.coordinate.error);
+      }
+      break;
     case 'nack':
       header(w, message.type, 4);
       w.u32(message.seq);
@@ -356,6 +375,13 @@ class Reader {
     return value;
   }
 
+  f32(what: string): number {
+    this.need(4, what);
+    const value = new DataView(this.bytes.buffer, this.bytes.byteOffset).getFloat32(this.pos);
+    this.pos += 4;
+    return value;
+  }
+
   u32(what: string): number {
     this.need(4, what);
     const b = this.bytes;
@@ -451,7 +477,21 @@ function readPart(r: Reader, code: number, limits: CodecLimits): DatagramMessage
       if ((flags & ~1) !== 0) throw malformed('reserved ping-req flags set');
       return { type, seq, targetId, targetAddress, wantNack: flags === 1 };
     }
-    case 'ack':
+    case 'ack': {
+      const seq = r.u32('seq');
+      const left = r.end - r.pos;
+      if (left === 0) return { type, seq };
+      if (left !== COORDINATE_BYTES) throw malformed(`an ack's coordinate of ${left} bytes`);
+      const vec = Array.from({ length: VIVALDI_DIMENSIONS }, () => r.f32('coordinate'));
+      const coordinate: Coordinate = {
+        vec,
+        height: r.f32('height'),
+        adjustment: r.f32('adjustment'),
+        error: r.f32('error'),
+      };
+      if (!validCoordinate(coordinate)) throw malformed('an ack with an invalid coordinate');
+      return { type, seq, coordinate };
+    }
     case 'nack':
       return { type, seq: r.u32('seq') };
     case 'alive': {

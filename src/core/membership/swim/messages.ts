@@ -7,6 +7,8 @@
  * suspicion or to announce new metadata; everyone else only copies them.
  */
 
+import type { Coordinate } from '../vivaldi.ts';
+
 export type MemberState = 'alive' | 'suspect' | 'dead' | 'left';
 
 /** Wire codes of member states (push-pull entries). */
@@ -54,6 +56,8 @@ export interface PingReqMessage {
 export interface AckMessage {
   type: 'ack';
   seq: number;
+  /** The answering member's Vivaldi coordinate (direct acks; a relay forwards none). */
+  coordinate?: Coordinate;
 }
 
 /** From a relay: the target did not answer me either — but I, the relay, am alive. */

@@ -40,6 +40,7 @@ import { assert, ErrorCode, isRdbnetError, RdbnetError } from '../../errors.ts';
 import { PhiAccrualDetector, type PhiAccrualOptions } from '../../health/phi.ts';
 import { memberScore } from '../../health/score.ts';
 import type { Clock, Random } from '../../runtime/index.ts';
+import { type Coordinate, VivaldiClient } from '../vivaldi.ts';
 import { Awareness } from './awareness.ts';
 import { BroadcastQueue } from './broadcast.ts';
 import {
@@ -132,6 +133,8 @@ export interface MemberView {
   stateChangedAtMs: number;
   /** Smoothed RTT of our direct probes; undefined until the first direct ack. */
   rttMs: number | undefined;
+  /** Vivaldi coordinate: our own, or the member's from its last direct ack (else undefined). */
+  coordinate: Coordinate | undefined;
   lastAckAtMs: number | undefined;
   /** Phi of the member's accrual detector, fed with our probe acks (0 before any). */
   phi: number;
@@ -216,6 +219,8 @@ interface Member {
   lastAckAtMs: number;
   lossRatio: number;
   detector: PhiAccrualDetector | undefined;
+  /** Its Vivaldi coordinate, from its last direct ack. */
+  coordinate: Coordinate | undefined;
 }
 
 interface Probe {
@@ -294,6 +299,8 @@ export class Swim {
   readonly stats: SwimStats = newStats();
   private readonly clock: Clock;
   private readonly random: Random;
+  /** Our network coordinate, moved by the RTTs of our direct probes (vivaldi.ts). */
+  private readonly vivaldi: VivaldiClient;
   private readonly self: Member;
   private readonly byId = new Map<string, Member>();
   private readonly byAddress = new Map<string, Member>();
@@ -345,6 +352,7 @@ export class Swim {
     this.config = Object.freeze(validateSwimConfig({ ...(options.config ?? SWIM_LAN) }));
     this.clock = options.clock;
     this.random = options.random;
+    this.vivaldi = new VivaldiClient(options.random);
     const { id, address } = options.self;
     const meta = options.self.meta ?? new Uint8Array(0);
     const incarnation = options.self.incarnation ?? 0;
@@ -376,6 +384,7 @@ export class Swim {
       suspicion: undefined,
       index: -1,
       rttMs: Number.NaN,
+      coordinate: undefined,
       lastAckAtMs: Number.NaN,
       lossRatio: 0,
       detector: undefined,
@@ -535,7 +544,7 @@ export class Swim {
             );
             break;
           case 'ack':
-            this.onAck(fromAddress, message.seq, now);
+            this.onAck(fromAddress, message.seq, now, message.coordinate);
             break;
           case 'nack':
             if (this.probe !== undefined && this.probe.seq === message.seq) {
@@ -810,7 +819,7 @@ export class Swim {
     }
   }
 
-  private onAck(from: string, seq: number, now: number): void {
+  private onAck(from: string, seq: number, now: number, coordinate?: Coordinate): void {
     const p = this.probe;
     if (p !== undefined && p.seq === seq) {
       this.probe = undefined;
@@ -822,6 +831,10 @@ export class Swim {
         target.rttMs = Number.isNaN(target.rttMs)
           ? sample
           : target.rttMs + (sample - target.rttMs) * RTT_GAIN;
+        if (coordinate !== undefined) {
+          target.coordinate = coordinate;
+          this.vivaldi.observe(target.id, coordinate, sample);
+        }
       }
       target.lossRatio += ((p.phase === 'direct' ? 0 : 1) - target.lossRatio) * LOSS_GAIN;
       target.lastAckAtMs = now;
@@ -856,7 +869,7 @@ export class Swim {
       this.stats.misdirectedPings++;
       return;
     }
-    this.sendDatagram(from, encodePartTransient({ type: 'ack', seq }), this.byAddress.get(from));
+    this.sendDatagram(from, this.ackPart(seq), this.byAddress.get(from));
     // Someone probes our id at our address: it knows us here.
     if (sourceId !== this.self.id) this.markKnown();
     if (
@@ -897,6 +910,11 @@ export class Swim {
     this.conflict = undefined;
   }
 
+  /** Our answer to a ping, with our coordinate so the prober can place itself. */
+  private ackPart(seq: number): Uint8Array {
+    return encodePartTransient({ type: 'ack', seq, coordinate: this.vivaldi.coordinate() });
+  }
+
   private pingPart(seq: number, targetId: string): Uint8Array {
     return encodePartTransient({ type: 'ping', seq, targetId, sourceId: this.self.id });
   }
@@ -910,7 +928,7 @@ export class Swim {
     now: number,
   ): void {
     if (targetId === this.self.id) {
-      this.sendDatagram(from, encodePartTransient({ type: 'ack', seq }), this.byAddress.get(from));
+      this.sendDatagram(from, this.ackPart(seq), this.byAddress.get(from));
       return;
     }
     if (this.relays.size >= this.config.relaysPendingMax) {
@@ -1175,6 +1193,7 @@ export class Swim {
       suspicion: undefined,
       index: this.list.length,
       rttMs: Number.NaN,
+      coordinate: undefined,
       lastAckAtMs: Number.NaN,
       lossRatio: 0,
       detector: undefined,
@@ -1191,6 +1210,7 @@ export class Swim {
     assert(m.state === 'dead' || m.state === 'left', 'only tombstones are removed');
     this.tombstones.delete(m);
     this.byId.delete(m.id);
+    this.vivaldi.forget(m.id);
     if (this.byAddress.get(m.address) === m) this.byAddress.delete(m.address);
     const last = this.list.pop()!;
     if (last !== m) {
@@ -1540,6 +1560,7 @@ export class Swim {
       isSelf: m === this.self,
       stateChangedAtMs: m.stateChangeMs,
       rttMs,
+      coordinate: m === this.self ? this.vivaldi.coordinate() : m.coordinate,
       lastAckAtMs: Number.isNaN(m.lastAckAtMs) ? undefined : m.lastAckAtMs,
       phi,
       lossRatio: m.lossRatio,

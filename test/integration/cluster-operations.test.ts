@@ -1,5 +1,11 @@
 /**
- * `rdbnet cluster remove --id` on real processes (loopback, ports from the kernel): three
+ * Operator verbs on one three-node cluster of real processes (loopback, ports from the kernel):
+ *
+ * `rdbnet cluster rtt`: once gossip has probed, the asked node estimates the RTT between any two
+ * members from their network coordinates (a positive number; the figure itself is the machine's,
+ * the simulator checks accuracy); unknown and malformed ids are refused.
+ *
+ * `rdbnet cluster remove --id`: three
  * voters, kill -9 of one (automatic removal never goes below three voters, so it stays a voter);
  * removing the live n2 is refused while n3 is dead (the voters left, n1 and the dead n3, would
  * have no live quorum) and nothing changes; removing n3 works from a follower (forwarded to the
@@ -52,7 +58,7 @@ const voters = (reply: ClusterStatusReply) =>
     .map((member) => member.id)
     .sort();
 
-describe('cluster remove', { timeout: 120_000 }, () => {
+describe('cluster operations', { timeout: 180_000 }, () => {
   before(async () => {
     home = await tempHome('rdbnet-remove-');
     const n1 = await start('n1', '');
@@ -72,6 +78,30 @@ describe('cluster remove', { timeout: 120_000 }, () => {
     admin.closeAll();
     await killAllNodes();
     await home?.cleanup();
+  });
+
+  test('cluster rtt estimates the RTT between two members', async () => {
+    const n1 = nodes.get('n1')!;
+    const pair = await until(
+      'an estimate between n2 and n3 from n1',
+      async () => {
+        const result = await cli(['cluster', 'rtt', 'n2', 'n3', '--node', n1.address]);
+        return result.code === 0 ? JSON.parse(result.stdout) : undefined;
+      },
+      60_000,
+    );
+    assert.equal(pair.from, 'n2');
+    assert.equal(pair.to, 'n3');
+    assert.equal(pair.node, 'n1');
+    assert.ok(Number.isFinite(pair.rttMs) && pair.rttMs > 0, `rttMs ${pair.rttMs}`);
+    const fromSelf = await cli(['cluster', 'rtt', 'n2', '--node', n1.address]);
+    assert.equal(fromSelf.code, 0, describeResult(fromSelf));
+    assert.equal(JSON.parse(fromSelf.stdout).from, 'n1');
+    const unknown = await cli(['cluster', 'rtt', 'n9', '--node', n1.address]);
+    assert.equal(unknown.code, 1, describeResult(unknown));
+    assert.equal(JSON.parse(unknown.stdout).error.code, 'RDB_NOT_MEMBER');
+    const malformed = await cli(['cluster', 'rtt', 'n 2', '--node', n1.address]);
+    assert.equal(malformed.code, 64, describeResult(malformed));
   });
 
   test('a bad id is refused before anything is sent', async () => {
