@@ -26,7 +26,8 @@ describe('vivaldi in the SWIM simulation', () => {
     const index = (id: string) => Number(id.slice('node-'.length));
     const rttMs = (a: number, b: number) =>
       Math.hypot(place[a]!.x - place[b]!.x, place[a]!.y - place[b]!.y) +
-      place[a]!.access + place[b]!.access;
+      place[a]!.access +
+      place[b]!.access;
     const cluster = new SwimSimCluster(SEED, {
       dropRate: 0,
       duplicateRate: 0,
