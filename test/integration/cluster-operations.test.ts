@@ -5,6 +5,8 @@
  * members from their network coordinates (a positive number; the figure itself is the machine's,
  * the simulator checks accuracy); unknown and malformed ids are refused.
  *
+ * `rdbnet net top`: per-peer RTT percentiles, loss and score, as NDJSON snapshots.
+ *
  * `rdbnet cluster remove --id`: three
  * voters, kill -9 of one (automatic removal never goes below three voters, so it stays a voter);
  * removing the live n2 is refused while n3 is dead (the voters left, n1 and the dead n3, would
@@ -102,6 +104,29 @@ describe('cluster operations', { timeout: 180_000 }, () => {
     assert.equal(JSON.parse(unknown.stdout).error.code, 'RDB_NOT_MEMBER');
     const malformed = await cli(['cluster', 'rtt', 'n 2', '--node', n1.address]);
     assert.equal(malformed.code, 64, describeResult(malformed));
+  });
+
+  test('net top: per-peer RTT percentiles, loss and score, one snapshot per interval', async () => {
+    const n1 = nodes.get('n1')!;
+    const result = await runCli(
+      ['net', 'top', '--node', n1.address, '--json', '--count', '2', '--interval', '1'],
+      env(),
+      30_000,
+    );
+    assert.equal(result.code, 0, describeResult(result));
+    const snapshots = result.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
+    assert.equal(snapshots.length, 2);
+    for (const snapshot of snapshots) {
+      assert.equal(snapshot.node, 'n1');
+      assert.deepEqual(snapshot.peers.map((p: { id: string }) => p.id).sort(), ['n2', 'n3']);
+      for (const peer of snapshot.peers) {
+        assert.ok(peer.rttP50Ms > 0 && peer.rttP99Ms >= peer.rttP50Ms, JSON.stringify(peer));
+        assert.ok(peer.loss >= 0 && peer.loss <= 1 && peer.score >= 0 && peer.score <= 1);
+      }
+    }
   });
 
   test('a bad id is refused before anything is sent', async () => {

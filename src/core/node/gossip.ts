@@ -494,6 +494,9 @@ function memberWire(member: MemberView, now: number): GossipMember {
         ? -1
         : Math.round(now - member.lastAckAtMs),
     isSelf: member.isSelf,
+    rttP50Ms: member.rttP50Ms === undefined ? -1 : Number(member.rttP50Ms.toFixed(3)),
+    rttP99Ms: member.rttP99Ms === undefined ? -1 : Number(member.rttP99Ms.toFixed(3)),
+    lossRatio: Number(member.lossRatio.toFixed(3)),
     ...(member.coordinate === undefined ? {} : { coordinate: member.coordinate }),
   };
 }

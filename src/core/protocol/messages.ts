@@ -314,6 +314,10 @@ export interface GossipMember {
   score: number;
   lastAckMs: number;
   isSelf: boolean;
+  /** Percentiles of the last 64 direct probes; negative before the first ack. */
+  rttP50Ms?: number;
+  rttP99Ms?: number;
+  lossRatio?: number;
   /** Vivaldi coordinate (seconds); null/absent when none is known yet. */
   coordinate?: NetworkCoordinate | null;
 }

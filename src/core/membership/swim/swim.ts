@@ -81,6 +81,25 @@ const U32_MAX = 0xffff_ffff;
 const NONE: readonly never[] = Object.freeze([]);
 /** Weight of a new sample in the smoothed RTT (TCP's SRTT uses 1/8). */
 const RTT_GAIN = 1 / 8;
+/** Round trips kept per member for its percentiles (a rolling window of probes). */
+export const RTT_WINDOW = 64;
+
+/** The last RTT_WINDOW samples in a ring; quantiles by sorting a copy (64 numbers). */
+class RttWindow {
+  private readonly samples = new Float64Array(RTT_WINDOW);
+  private count = 0;
+
+  add(sample: number): void {
+    this.samples[this.count % RTT_WINDOW] = sample;
+    this.count++;
+  }
+
+  quantile(q: number): number {
+    const n = Math.min(this.count, RTT_WINDOW);
+    const sorted = this.samples.slice(0, n).sort();
+    return sorted[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))]!;
+  }
+}
 /** Weight of one probe outcome in a member's loss ratio. */
 const LOSS_GAIN = 1 / 8;
 /** Tombstones are checked for reaping at most this often. */
@@ -135,6 +154,9 @@ export interface MemberView {
   rttMs: number | undefined;
   /** Vivaldi coordinate: our own, or the member's from its last direct ack (else undefined). */
   coordinate: Coordinate | undefined;
+  /** Median and 99th percentile of the last RTT_WINDOW direct probes; undefined before any. */
+  rttP50Ms: number | undefined;
+  rttP99Ms: number | undefined;
   lastAckAtMs: number | undefined;
   /** Phi of the member's accrual detector, fed with our probe acks (0 before any). */
   phi: number;
@@ -221,6 +243,8 @@ interface Member {
   detector: PhiAccrualDetector | undefined;
   /** Its Vivaldi coordinate, from its last direct ack. */
   coordinate: Coordinate | undefined;
+  /** The last RTT_WINDOW direct-probe round trips (allocated at the first). */
+  rttWindow: RttWindow | undefined;
 }
 
 interface Probe {
@@ -385,6 +409,7 @@ export class Swim {
       index: -1,
       rttMs: Number.NaN,
       coordinate: undefined,
+      rttWindow: undefined,
       lastAckAtMs: Number.NaN,
       lossRatio: 0,
       detector: undefined,
@@ -831,6 +856,8 @@ export class Swim {
         target.rttMs = Number.isNaN(target.rttMs)
           ? sample
           : target.rttMs + (sample - target.rttMs) * RTT_GAIN;
+        target.rttWindow ??= new RttWindow();
+        target.rttWindow.add(sample);
         if (coordinate !== undefined) {
           target.coordinate = coordinate;
           this.vivaldi.observe(target.id, coordinate, sample);
@@ -1194,6 +1221,7 @@ export class Swim {
       index: this.list.length,
       rttMs: Number.NaN,
       coordinate: undefined,
+      rttWindow: undefined,
       lastAckAtMs: Number.NaN,
       lossRatio: 0,
       detector: undefined,
@@ -1561,6 +1589,8 @@ export class Swim {
       stateChangedAtMs: m.stateChangeMs,
       rttMs,
       coordinate: m === this.self ? this.vivaldi.coordinate() : m.coordinate,
+      rttP50Ms: m.rttWindow?.quantile(0.5),
+      rttP99Ms: m.rttWindow?.quantile(0.99),
       lastAckAtMs: Number.isNaN(m.lastAckAtMs) ? undefined : m.lastAckAtMs,
       phi,
       lossRatio: m.lossRatio,
