@@ -12,8 +12,9 @@
  *   within deliveryAttemptsMax attempts and the message's deadline, at most
  *   unackedPerPeerMax unacknowledged per peer (backpressure). Then RDB_DELIVERY_FAILED.
  * - exactly-once: as at-least-once, with an idempotency key per message; the receiver's
- *   deduplication window (in memory) runs the handler once per key and answers every copy
- *   with the stored reply. A restart of the receiver loses the window.
+ *   deduplication window runs the handler once per key and answers every copy with the
+ *   stored reply. With a dedupStore (the node's data dir) the window survives a restart of
+ *   the receiver, kill -9 included (docs/dataplane.md, "What survives a restart").
  */
 import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
 import { type MemberCandidate, selectFromMembers } from '../lb/select.ts';
@@ -40,6 +41,7 @@ import {
   type Timers,
   timersOf,
 } from '../runtime/index.ts';
+import type { DedupStore } from './dedup-store.ts';
 import {
   backoffMs,
   DedupWindow,
@@ -150,6 +152,9 @@ export interface DataPlaneInit {
   clock?: Clock;
   random?: Random;
   counters?: Counters;
+  /** Where answered exactly-once keys are recorded so that a restart does not run them again;
+   * none: the window lives in memory and dies with the process. */
+  dedupStore?: DedupStore;
 }
 
 /** Bytes sent with each RTT probe. */
@@ -195,7 +200,7 @@ export class DataPlane {
   private outbound = 0;
   private readonly counters: Counters | undefined;
   private readonly timers: Timers;
-  /** The receiver's exactly-once memory (survives reconnects, not a restart). */
+  /** The receiver's exactly-once memory (survives reconnects; a restart too with a store). */
   private readonly dedup: DedupWindow;
   /** at-least-once and exactly-once messages unacknowledged, by peer id. */
   private readonly windows = new Map<string, UnackedWindow>();
@@ -213,12 +218,17 @@ export class DataPlane {
     this.random = init.random ?? systemRandom;
     this.counters = init.counters;
     this.topics = new TopicRegistry(init.limits, this.clock, init.counters);
-    this.dedup = new DedupWindow(init.limits, this.clock);
+    this.dedup = new DedupWindow(init.limits, this.clock, init.dedupStore ?? null);
     this.incarnation = randomUuid(this.random).slice(0, 8);
   }
 
   get limits(): DataPlaneLimits {
     return this.init.limits;
+  }
+
+  /** Flushes the exactly-once store to disk and closes it (the node stops). */
+  close(): void {
+    this.dedup.close();
   }
 
   register(topic: string, handler: TopicHandler): () => void {
@@ -530,6 +540,8 @@ export class DataPlane {
       'dataplane.dedup.reply_bytes': dedup.replyBytes,
       'dataplane.dedup.suppressed': dedup.suppressed,
       'dataplane.dedup.evicted': dedup.evicted,
+      'dataplane.dedup.restored': dedup.restored,
+      'dataplane.dedup.persist_failed': dedup.persistFailed,
       'dataplane.topics': topics.topics,
       'dataplane.queued': topics.queued,
       'dataplane.running': topics.running,

@@ -278,6 +278,9 @@ export class RdbnetNode implements AdminSource {
       peers,
       counters: this.counters,
       members: () => this.members(),
+      ...(this.environment.dedupStore === undefined
+        ? {}
+        : { dedupStore: this.environment.dedupStore(this.config) }),
     });
   }
 
@@ -440,6 +443,7 @@ export class RdbnetNode implements AdminSource {
     this.dataLinks?.close();
     await this.clusterService?.stop();
     await this.listener?.close(this.config.shutdownGraceMs);
+    this.dataPlaneService?.close();
     this.stopConnectionLogTimer();
     this.logSuppressedConnections();
     await this.unlock?.();
