@@ -286,6 +286,16 @@ export class Connection {
     return Math.max(0, nowMs - this.lastFrameInMs);
   }
 
+  /**
+   * Gives back the buffers an idle connection keeps for writes that may never come (the
+   * outbound slab); nothing if a write is waiting. Called by its owner's sweep (the server's
+   * single timer), not by a timer per connection.
+   */
+  releaseIdleBuffers(): void {
+    if (this.flushScheduled || this.congested) return;
+    this.out.releaseIdle();
+  }
+
   /** Tells the peer why in an error frame about the whole connection (id 0), then closes. */
   closeWithError(error: RdbnetError): void {
     if (this.state === 'closing' || this.state === 'closed') return;
