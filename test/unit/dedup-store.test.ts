@@ -9,7 +9,12 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { decodeRecords, FileDedupStore } from '../../src/core/dataplane/dedup-store.ts';
+import { DataPlane } from '../../src/core/dataplane/dataplane.ts';
+import {
+  decodeRecords,
+  FileDedupStore,
+  MemoryDedupStore,
+} from '../../src/core/dataplane/dedup-store.ts';
 import { DedupWindow } from '../../src/core/dataplane/delivery.ts';
 import { dataPlaneLimits } from '../../src/core/dataplane/limits.ts';
 import { systemTimers } from '../../src/core/runtime/index.ts';
@@ -100,5 +105,43 @@ describe('FileDedupStore', () => {
     await second.call('k5');
     assert.deepEqual([...second.runs.keys()], ['k5'], 'the newest 10 are remembered, k5 is not');
     second.store.close();
+  });
+});
+
+describe('the dedup record and the handler', () => {
+  test('a handler’s answer is recorded before the next handler runs (no batch for a kill to fall into)', async () => {
+    const store = new MemoryDedupStore();
+    const plane = new DataPlane({
+      selfId: 'n1',
+      limits: dataPlaneLimits(),
+      clock: new VirtualClock(),
+      dedupStore: store,
+      peers: {
+        request: () => Promise.reject(new Error('no remote peer in this test')),
+      } as unknown as ConstructorParameters<typeof DataPlane>[0]['peers'],
+      members: () => [
+        {
+          id: 'n1',
+          address: '127.0.0.1:1',
+          state: 'alive',
+          groups: [],
+          score: 1,
+          rttMs: null,
+          isSelf: true,
+        },
+      ],
+    });
+    const recordedWhenRun: number[] = [];
+    plane.register('apply', () => {
+      recordedWhenRun.push(store.size);
+      return 'ok';
+    });
+    // Both queued in one synchronous stretch, as the frames of one socket read are.
+    const sends = [0, 1, 2].map((n) =>
+      plane.send('n1', 'apply', String(n), { delivery: 'exactly-once', idempotencyKey: `k${n}` }),
+    );
+    await Promise.all(sends);
+    assert.deepEqual(recordedWhenRun, [0, 1, 2], 'each handler saw the ones before it recorded');
+    assert.equal(store.size, 3);
   });
 });

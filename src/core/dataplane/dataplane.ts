@@ -609,7 +609,8 @@ export class DataPlane {
       const reply = this.accept(message, from, bytes, deadlineAtMs, signal);
       return message.kind === TopicKindCode.Send ? Promise.resolve(new Uint8Array(0)) : reply;
     }
-    const run = (): Promise<Uint8Array> => this.handled(message, from, bytes, deadlineAtMs, signal);
+    const run = (onAnswer?: (reply: Uint8Array) => void): Promise<Uint8Array> =>
+      this.handled(message, from, bytes, deadlineAtMs, signal, onAnswer);
     if (guarantee.delivery === 'at-least-once') return run();
     // A client that named no key gets one made here: its copies are not deduplicated (it
     // sent only one), but everything after this node is.
@@ -630,6 +631,7 @@ export class DataPlane {
     payload: Uint8Array,
     deadlineAtMs: number,
     signal?: AbortSignal,
+    onAnswer?: (reply: Uint8Array) => void,
   ): Promise<Uint8Array> {
     try {
       return this.topics.enqueue(
@@ -642,6 +644,7 @@ export class DataPlane {
         },
         deadlineAtMs,
         signal,
+        onAnswer,
       ).reply;
     } catch (error) {
       return Promise.reject(error);

@@ -261,8 +261,15 @@ export class DedupWindow {
     this.store?.close();
   }
 
-  /** The stored (or pending) reply of `key`, or the handler run once for it. */
-  run(key: string, handler: () => Promise<Uint8Array>): Promise<Uint8Array> {
+  /**
+   * The stored (or pending) reply of `key`, or the handler run once for it. The handler gets
+   * `record`, to call with its answer as soon as it has one (before its promise resolves):
+   * the key is then recorded at once.
+   */
+  run(
+    key: string,
+    handler: (record: (reply: Uint8Array) => void) => Promise<Uint8Array>,
+  ): Promise<Uint8Array> {
     this.evict(1);
     const known = this.entries.get(key);
     if (known !== undefined) {
@@ -285,7 +292,7 @@ export class DedupWindow {
     this.entries.set(key, entry);
     // The reply is handed back only after answered() recorded it: nothing is acknowledged
     // that a restart would forget.
-    entry.reply = handler().then(
+    entry.reply = handler((reply) => this.answered(key, entry, reply)).then(
       (reply) => {
         this.answered(key, entry, reply);
         return reply;
@@ -299,7 +306,7 @@ export class DedupWindow {
   }
 
   private answered(key: string, entry: DedupEntry, reply: Uint8Array): void {
-    if (this.entries.get(key) !== entry) return;
+    if (this.entries.get(key) !== entry || entry.stored !== null) return;
     entry.wallMs = this.clock.wallMs();
     entry.stored = reply;
     entry.bytes = reply.length;
