@@ -154,6 +154,7 @@ test(`${MESSAGES} exactly-once and ${MESSAGES} at-least-once messages through re
       prefix,
     ]);
     let faults = 0;
+    let nextFaultAt = FAULT_EVERY;
     const deadline = setTimeout(() => sender.child.kill('SIGKILL'), RUN_TIMEOUT_MS);
     try {
       for (;;) {
@@ -167,7 +168,8 @@ test(`${MESSAGES} exactly-once and ${MESSAGES} at-least-once messages through re
           receiver = await startPeer('receiver', receiverArgs);
           continue;
         }
-        if (progress % FAULT_EVERY !== 0) continue;
+        if (progress < nextFaultAt) continue;
+        nextFaultAt += FAULT_EVERY;
         const fault = faults++ % 3;
         if (fault === 0) proxy!.reset();
         else if (fault === 1) proxy!.stall(STALL_MS);
