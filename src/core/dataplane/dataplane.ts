@@ -314,11 +314,22 @@ export class DataPlane {
     const members = this.many(targets);
     const minResponses = options.minResponses ?? members.length;
     this.checkCount('minResponses', minResponses, members.length);
+    // One message to many: one id for all its copies (and no id to make per target).
+    const id = randomUuid(this.random);
     const outcome = await this.runMany(members, {
       concurrency: this.concurrency(options),
       stopAfter: members.length,
       call: (member, signal) =>
-        this.deliver(member, topic, bytes, TopicKindCode.Request, deadlineAtMs, signal, guarantee),
+        this.deliver(
+          member,
+          topic,
+          bytes,
+          TopicKindCode.Request,
+          deadlineAtMs,
+          signal,
+          guarantee,
+          id,
+        ),
       signal: options.signal,
     });
     const result: GatherResult = {
@@ -725,8 +736,8 @@ export class DataPlane {
   }
 
   /** A member of the view, whatever its state; RDB_TARGET_UNKNOWN when there is none. */
-  private known(id: string): DataPlaneMember {
-    const member = this.members().find((candidate) => candidate.id === id);
+  private known(id: string, view = this.members()): DataPlaneMember {
+    const member = view.find((candidate) => candidate.id === id);
     if (member === undefined) {
       throw new RdbnetError(
         ErrorCode.TargetUnknown,
@@ -743,7 +754,9 @@ export class DataPlane {
     if ('ids' in target) {
       // A dead one stays a target: it becomes a miss (RDB_TARGET_DEAD) of a many-target call,
       // so a quorum of W of N still counts it among the N.
-      return [...new Set(target.ids)].map((id) => this.known(id));
+      // One view for every id: building it reads every member's gossip state.
+      const view = this.members();
+      return [...new Set(target.ids)].map((id) => this.known(id, view));
     }
     if ('all' in target) return this.alive();
     if ('group' in target) {
@@ -777,11 +790,12 @@ export class DataPlane {
   ): Promise<AckResult> {
     const { bytes, deadlineAtMs, guarantee } = this.check(topic, payload, options);
     const members = this.many(target);
+    const id = randomUuid(this.random);
     return this.runMany(members, {
       concurrency: this.concurrency(options),
       stopAfter: members.length,
       call: (member, signal) =>
-        this.deliver(member, topic, bytes, TopicKindCode.Send, deadlineAtMs, signal, guarantee),
+        this.deliver(member, topic, bytes, TopicKindCode.Send, deadlineAtMs, signal, guarantee, id),
       signal: options.signal,
     }).then((outcome) => ({
       acked: outcome.ok.map((answer) => answer.id).sort(),
@@ -790,7 +804,7 @@ export class DataPlane {
   }
 
   /** Sends one message to one member (locally when it is this node); maps failures to codes. */
-  private async deliver(
+  private deliver(
     member: DataPlaneMember,
     topic: string,
     payload: Uint8Array,
@@ -798,8 +812,26 @@ export class DataPlane {
     deadlineAtMs: number,
     signal: AbortSignal | undefined,
     guarantee: Guarantee = AT_MOST_ONCE,
+    id: string = randomUuid(this.random),
   ): Promise<Uint8Array> {
-    const id = randomUuid(this.random);
+    // Not async: one promise fewer per target on the fan-out path; a refusal still rejects.
+    try {
+      return this.deliverNow(member, topic, payload, kind, deadlineAtMs, signal, guarantee, id);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  private deliverNow(
+    member: DataPlaneMember,
+    topic: string,
+    payload: Uint8Array,
+    kind: TopicKindCode,
+    deadlineAtMs: number,
+    signal: AbortSignal | undefined,
+    guarantee: Guarantee,
+    id: string,
+  ): Promise<Uint8Array> {
     if (!isLive(member)) {
       throw new RdbnetError(ErrorCode.TargetDead, `member ${member.id} is ${member.state}`);
     }
@@ -1004,10 +1036,12 @@ export class DataPlane {
         if (finished) return;
         finished = true;
         plan.signal?.removeEventListener('abort', stopEarly);
+        const leftOver = pending.size > 0 || next < members.length;
         outcome.cancelled.push(...pending, ...members.slice(next).map((member) => member.id));
         pending.clear();
         next = members.length;
-        controller.abort();
+        // Aborting dispatches an event: only when a call is left to stop.
+        if (leftOver) controller.abort();
         resolve(outcome);
       };
       const stopEarly = (): void => finish();

@@ -137,6 +137,9 @@ export class Connection {
   private nextMessageId = 1;
   private inboundInflight = 0;
   private sweepTimer: NodeJS.Timeout | null = null;
+  /** No pending request's deadline is earlier (it may be later: a request answered since is
+   * not taken out): the sweep walks the requests only once it has come. */
+  private earliestDeadlineMs = Number.POSITIVE_INFINITY;
   private closeError: RdbnetError | undefined;
   private handshake: PendingRequest | null = null;
   private readonly onFrameBound = this.onFrame.bind(this);
@@ -250,6 +253,7 @@ export class Connection {
       deadlineMs: this.turnNowMs + timeoutMs,
     };
     this.pending.set(id, request);
+    if (request.deadlineMs < this.earliestDeadlineMs) this.earliestDeadlineMs = request.deadlineMs;
     if (this.sweepTimer === null) this.startSweeping();
     try {
       this.writeFrame(FrameKind.Request, id, envelope);
@@ -661,12 +665,19 @@ export class Connection {
       );
       return;
     }
-    for (const [id, request] of this.pending) {
-      if (now < request.deadlineMs) continue;
-      this.pending.delete(id);
-      request.reject(
-        new RdbnetError(ErrorCode.RequestTimeout, `request to ${this.remoteAddress} timed out`),
-      );
+    if (now >= this.earliestDeadlineMs) {
+      let earliest = Number.POSITIVE_INFINITY;
+      for (const [id, request] of this.pending) {
+        if (now < request.deadlineMs) {
+          earliest = Math.min(earliest, request.deadlineMs);
+          continue;
+        }
+        this.pending.delete(id);
+        request.reject(
+          new RdbnetError(ErrorCode.RequestTimeout, `request to ${this.remoteAddress} timed out`),
+        );
+      }
+      this.earliestDeadlineMs = earliest;
     }
     if (this.pending.size === 0 && this.handshake === null) this.stopSweeping();
   }
