@@ -9,20 +9,20 @@
  *
  * Counted: exactly-once — every message acknowledged, none lost, none run twice (the dedup
  * log in the data dir carries the window across the kill); at-least-once — none lost.
- * DELIVERY_PROXY_MESSAGES messages per guarantee (default 10,000 to keep the test short on a
+ * DELIVERY_PROXY_MESSAGES messages per guarantee (default 5,000 to keep the test short on a
  * loaded machine; 100,000 was run by hand with DELIVERY_PROXY_MESSAGES=100000, see README).
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { freePort } from '../helpers/etcd-server.ts';
 import { FaultProxy } from '../helpers/fault-proxy.ts';
 import { REPO_ROOT, tempHome } from '../helpers/processes.ts';
 
 const PEER = join(REPO_ROOT, 'test', 'helpers', 'delivery-peer.ts');
-const MESSAGES = Number(process.env['DELIVERY_PROXY_MESSAGES'] ?? 10_000);
+const MESSAGES = Number(process.env['DELIVERY_PROXY_MESSAGES'] ?? 5_000);
 const CONCURRENCY = 200;
 /** A fault every this many acknowledged messages, in turn: reset, stall, cut. */
 const FAULT_EVERY = Math.max(1000, Math.floor(MESSAGES / 12));
@@ -44,17 +44,6 @@ after(async () => {
   await proxy?.close();
   await home.cleanup();
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 interface Peer {
   child: ChildProcess;

@@ -816,54 +816,41 @@ export class DataPlane {
   ): Promise<Uint8Array> {
     // Not async: one promise fewer per target on the fan-out path; a refusal still rejects.
     try {
-      return this.deliverNow(member, topic, payload, kind, deadlineAtMs, signal, guarantee, id);
+      if (!isLive(member)) {
+        throw new RdbnetError(ErrorCode.TargetDead, `member ${member.id} is ${member.state}`);
+      }
+      if (member.isSelf) {
+        return this.receive(
+          { topic, kind, id },
+          this.init.selfId,
+          {
+            bytes: payload,
+            deadlineAtMs,
+            guarantee,
+          },
+          signal,
+        );
+      }
+      const message: TopicMessage = {
+        topic,
+        payload,
+        deadlineMs: 0,
+        id,
+        kind,
+        to: member.id,
+        group: '',
+        forwarded: true,
+      };
+      if (guarantee.delivery === 'at-most-once') {
+        return this.attempt(member, message, deadlineAtMs, deadlineAtMs);
+      }
+      message.delivery = deliveryCode(guarantee.delivery);
+      if (guarantee.delivery === 'exactly-once')
+        message.idempotencyKey = guarantee.key ?? this.newKey();
+      return this.reliably(member, message, deadlineAtMs, signal);
     } catch (error) {
       return Promise.reject(error);
     }
-  }
-
-  private deliverNow(
-    member: DataPlaneMember,
-    topic: string,
-    payload: Uint8Array,
-    kind: TopicKindCode,
-    deadlineAtMs: number,
-    signal: AbortSignal | undefined,
-    guarantee: Guarantee,
-    id: string,
-  ): Promise<Uint8Array> {
-    if (!isLive(member)) {
-      throw new RdbnetError(ErrorCode.TargetDead, `member ${member.id} is ${member.state}`);
-    }
-    if (member.isSelf) {
-      return this.receive(
-        { topic, kind, id },
-        this.init.selfId,
-        {
-          bytes: payload,
-          deadlineAtMs,
-          guarantee,
-        },
-        signal,
-      );
-    }
-    const message: TopicMessage = {
-      topic,
-      payload,
-      deadlineMs: 0,
-      id,
-      kind,
-      to: member.id,
-      group: '',
-      forwarded: true,
-    };
-    if (guarantee.delivery === 'at-most-once') {
-      return this.attempt(member, message, deadlineAtMs, deadlineAtMs);
-    }
-    message.delivery = deliveryCode(guarantee.delivery);
-    if (guarantee.delivery === 'exactly-once')
-      message.idempotencyKey = guarantee.key ?? this.newKey();
-    return this.reliably(member, message, deadlineAtMs, signal);
   }
 
   /**
