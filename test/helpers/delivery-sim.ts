@@ -6,12 +6,11 @@
  * (partitions that lose what is in flight) and kills of the receiver. Deterministic per seed.
  */
 import assert from 'node:assert/strict';
-import { DataPlane, type DataPlaneMember } from '../../src/core/dataplane/dataplane.ts';
+import type { DataPlane } from '../../src/core/dataplane/dataplane.ts';
+import { MemoryDedupStore } from '../../src/core/dataplane/dedup-store.ts';
 import type { Delivery } from '../../src/core/dataplane/delivery.ts';
 import { type DataPlaneLimits, dataPlaneLimits } from '../../src/core/dataplane/limits.ts';
-import { ErrorCode, isRdbnetError, RdbnetError } from '../../src/core/errors.ts';
-import type { TopicMessage } from '../../src/core/protocol/messages.ts';
-import type { PeerRequestHandler } from '../../src/core/rpc/peer.ts';
+import { isRdbnetError } from '../../src/core/errors.ts';
 import { seededRandom } from '../../src/core/runtime/index.ts';
 import { EventQueue, type NetworkFaults, SimNetwork } from '../../src/core/sim/index.ts';
 import {
@@ -19,6 +18,7 @@ import {
   type SimPeerPacket,
   simPeerPacketBytes,
 } from '../../src/core/sim/peers.ts';
+import { startSimDataPlane } from './sim-dataplane.ts';
 
 export const SENDER = 'n1';
 export const RECEIVER = 'n2';
@@ -67,6 +67,10 @@ export class DeliverySim {
   cuts = 0;
   /** Handler runs of each process of the receiver, for its counters. */
   readonly receiverStats: Record<string, number>[] = [];
+  /** Each node's exactly-once log: like a file in its data dir, it outlives a kill -9. */
+  readonly dedupStores = new Map<string, MemoryDedupStore>(
+    IDS.map((id) => [id, new MemoryDedupStore()]),
+  );
 
   constructor(seed: number) {
     this.seed = seed;
@@ -79,40 +83,18 @@ export class DeliverySim {
     return this.planes.get(id)!;
   }
 
-  /** A new process of node `id` (a fresh DataPlane: nothing kept from an earlier one). */
+  /** A new process of node `id`: a fresh DataPlane, with nothing from an earlier one but
+   * what its data dir holds (the exactly-once log). */
   start(id: string): void {
-    let plane: DataPlane | null = null;
-    const handler: PeerRequestHandler = (request, from) => {
-      if (request.kind === 'topicRequest') {
-        return plane!
-          .handle(request.body as TopicMessage, from.peer?.id ?? '')
-          .then((topicReply) => ({ topicReply }));
-      }
-      throw new RdbnetError(ErrorCode.MethodUnknown, request.kind);
-    };
-    const transport = this.peers.attach(
-      addressOf(id),
-      { id, role: 'node', authenticated: true },
-      handler,
-    );
-    plane = new DataPlane({
-      selfId: id,
+    const plane = startSimDataPlane({
+      id,
+      ids: IDS,
+      addressOf,
+      peers: this.peers,
+      queue: this.queue,
       limits: dataPlaneLimits(LIMITS),
-      peers: transport,
-      clock: this.queue,
       random: seededRandom(this.seed * 1000 + this.incarnation * 10 + IDS.indexOf(id)),
-      members: () =>
-        IDS.map(
-          (member): DataPlaneMember => ({
-            id: member,
-            address: addressOf(member),
-            state: 'alive',
-            groups: [],
-            score: 1,
-            rttMs: null,
-            isSelf: member === id,
-          }),
-        ),
+      dedupStore: this.dedupStores.get(id)!,
     });
     if (id === RECEIVER) {
       const mine = ++this.incarnation;

@@ -6,11 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { DataPlane, type DataPlaneMember } from '../../src/core/dataplane/dataplane.ts';
+import type { DataPlane } from '../../src/core/dataplane/dataplane.ts';
 import { dataPlaneLimits } from '../../src/core/dataplane/limits.ts';
-import { ErrorCode, isRdbnetError, RdbnetError } from '../../src/core/errors.ts';
-import type { TopicMessage } from '../../src/core/protocol/messages.ts';
-import type { PeerRequestHandler } from '../../src/core/rpc/peer.ts';
+import { ErrorCode, isRdbnetError } from '../../src/core/errors.ts';
 import { seededRandom } from '../../src/core/runtime/index.ts';
 import { EventQueue, PERFECT_NETWORK, SimNetwork } from '../../src/core/sim/index.ts';
 import {
@@ -18,6 +16,7 @@ import {
   type SimPeerPacket,
   simPeerPacketBytes,
 } from '../../src/core/sim/peers.ts';
+import { startSimDataPlane } from '../helpers/sim-dataplane.ts';
 
 const IDS = ['n1', 'n2', 'n3', 'n4', 'n5'];
 const addressOf = (id: string) => `127.0.0.${IDS.indexOf(id) + 1}:7000`;
@@ -38,38 +37,16 @@ class SimDataPlanes {
     this.tcp = new SimNetwork(this.queue, random, PERFECT_NETWORK, simPeerPacketBytes);
     this.peers = new SimPeerNetwork(this.tcp, this.queue);
     for (const id of IDS) {
-      let plane: DataPlane | null = null;
-      const handler: PeerRequestHandler = (request, from) => {
-        if (request.kind === 'topicRequest') {
-          return plane!
-            .handle(request.body as TopicMessage, from.peer?.id ?? '')
-            .then((topicReply) => ({ topicReply }));
-        }
-        throw new RdbnetError(ErrorCode.MethodUnknown, request.kind);
-      };
-      const transport = this.peers.attach(
-        addressOf(id),
-        { id, role: 'node', authenticated: true },
-        handler,
-      );
-      plane = new DataPlane({
-        selfId: id,
+      const plane = startSimDataPlane({
+        id,
+        ids: IDS,
+        addressOf,
+        peers: this.peers,
+        queue: this.queue,
         limits: dataPlaneLimits(limits),
-        peers: transport,
-        clock: this.queue,
         random: seededRandom(seed + IDS.indexOf(id)),
-        members: () =>
-          IDS.map(
-            (member): DataPlaneMember => ({
-              id: member,
-              address: addressOf(member),
-              state: this.states.get(member) ?? 'alive',
-              groups: member === 'n1' || member === 'n2' ? ['hot'] : [],
-              score: 1,
-              rttMs: null,
-              isSelf: member === id,
-            }),
-          ),
+        stateOf: (member) => this.states.get(member) ?? 'alive',
+        groupsOf: (member) => (member === 'n1' || member === 'n2' ? ['hot'] : []),
       });
       this.planes.set(id, plane);
     }

@@ -82,7 +82,14 @@ describe('deduplication window', () => {
     assert.deepEqual(await first, await whileRunning);
     assert.deepEqual(await window.run('k', handler), new TextEncoder().encode('r'));
     assert.equal(runs, 1);
-    assert.deepEqual(window.stats(), { entries: 1, replyBytes: 1, suppressed: 2, evicted: 0 });
+    assert.deepEqual(window.stats(), {
+      entries: 1,
+      replyBytes: 1,
+      suppressed: 2,
+      evicted: 0,
+      restored: 0,
+      persistFailed: 0,
+    });
   });
 
   test('a handler that fails forgets its key: a retry runs it again', async () => {

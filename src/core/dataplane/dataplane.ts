@@ -12,8 +12,9 @@
  *   within deliveryAttemptsMax attempts and the message's deadline, at most
  *   unackedPerPeerMax unacknowledged per peer (backpressure). Then RDB_DELIVERY_FAILED.
  * - exactly-once: as at-least-once, with an idempotency key per message; the receiver's
- *   deduplication window (in memory) runs the handler once per key and answers every copy
- *   with the stored reply. A restart of the receiver loses the window.
+ *   deduplication window runs the handler once per key and answers every copy with the
+ *   stored reply. With a dedupStore (the node's data dir) the window survives a restart of
+ *   the receiver, kill -9 included (docs/dataplane.md, "What survives a restart").
  */
 import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
 import { type MemberCandidate, selectFromMembers } from '../lb/select.ts';
@@ -40,6 +41,7 @@ import {
   type Timers,
   timersOf,
 } from '../runtime/index.ts';
+import type { DedupStore } from './dedup-store.ts';
 import {
   backoffMs,
   DedupWindow,
@@ -150,6 +152,9 @@ export interface DataPlaneInit {
   clock?: Clock;
   random?: Random;
   counters?: Counters;
+  /** Where answered exactly-once keys are recorded so that a restart does not run them again;
+   * none: the window lives in memory and dies with the process. */
+  dedupStore?: DedupStore;
 }
 
 /** Bytes sent with each RTT probe. */
@@ -195,7 +200,7 @@ export class DataPlane {
   private outbound = 0;
   private readonly counters: Counters | undefined;
   private readonly timers: Timers;
-  /** The receiver's exactly-once memory (survives reconnects, not a restart). */
+  /** The receiver's exactly-once memory (survives reconnects; a restart too with a store). */
   private readonly dedup: DedupWindow;
   /** at-least-once and exactly-once messages unacknowledged, by peer id. */
   private readonly windows = new Map<string, UnackedWindow>();
@@ -213,12 +218,17 @@ export class DataPlane {
     this.random = init.random ?? systemRandom;
     this.counters = init.counters;
     this.topics = new TopicRegistry(init.limits, this.clock, init.counters);
-    this.dedup = new DedupWindow(init.limits, this.clock);
+    this.dedup = new DedupWindow(init.limits, this.clock, init.dedupStore ?? null);
     this.incarnation = randomUuid(this.random).slice(0, 8);
   }
 
   get limits(): DataPlaneLimits {
     return this.init.limits;
+  }
+
+  /** Flushes the exactly-once store to disk and closes it (the node stops). */
+  close(): void {
+    this.dedup.close();
   }
 
   register(topic: string, handler: TopicHandler): () => void {
@@ -304,11 +314,22 @@ export class DataPlane {
     const members = this.many(targets);
     const minResponses = options.minResponses ?? members.length;
     this.checkCount('minResponses', minResponses, members.length);
+    // One message to many: one id for all its copies (and no id to make per target).
+    const id = randomUuid(this.random);
     const outcome = await this.runMany(members, {
       concurrency: this.concurrency(options),
       stopAfter: members.length,
       call: (member, signal) =>
-        this.deliver(member, topic, bytes, TopicKindCode.Request, deadlineAtMs, signal, guarantee),
+        this.deliver(
+          member,
+          topic,
+          bytes,
+          TopicKindCode.Request,
+          deadlineAtMs,
+          signal,
+          guarantee,
+          id,
+        ),
       signal: options.signal,
     });
     const result: GatherResult = {
@@ -530,6 +551,8 @@ export class DataPlane {
       'dataplane.dedup.reply_bytes': dedup.replyBytes,
       'dataplane.dedup.suppressed': dedup.suppressed,
       'dataplane.dedup.evicted': dedup.evicted,
+      'dataplane.dedup.restored': dedup.restored,
+      'dataplane.dedup.persist_failed': dedup.persistFailed,
       'dataplane.topics': topics.topics,
       'dataplane.queued': topics.queued,
       'dataplane.running': topics.running,
@@ -597,7 +620,8 @@ export class DataPlane {
       const reply = this.accept(message, from, bytes, deadlineAtMs, signal);
       return message.kind === TopicKindCode.Send ? Promise.resolve(new Uint8Array(0)) : reply;
     }
-    const run = (): Promise<Uint8Array> => this.handled(message, from, bytes, deadlineAtMs, signal);
+    const run = (onAnswer?: (reply: Uint8Array) => void): Promise<Uint8Array> =>
+      this.handled(message, from, bytes, deadlineAtMs, signal, onAnswer);
     if (guarantee.delivery === 'at-least-once') return run();
     // A client that named no key gets one made here: its copies are not deduplicated (it
     // sent only one), but everything after this node is.
@@ -618,6 +642,7 @@ export class DataPlane {
     payload: Uint8Array,
     deadlineAtMs: number,
     signal?: AbortSignal,
+    onAnswer?: (reply: Uint8Array) => void,
   ): Promise<Uint8Array> {
     try {
       return this.topics.enqueue(
@@ -630,6 +655,7 @@ export class DataPlane {
         },
         deadlineAtMs,
         signal,
+        onAnswer,
       ).reply;
     } catch (error) {
       return Promise.reject(error);
@@ -710,8 +736,8 @@ export class DataPlane {
   }
 
   /** A member of the view, whatever its state; RDB_TARGET_UNKNOWN when there is none. */
-  private known(id: string): DataPlaneMember {
-    const member = this.members().find((candidate) => candidate.id === id);
+  private known(id: string, view = this.members()): DataPlaneMember {
+    const member = view.find((candidate) => candidate.id === id);
     if (member === undefined) {
       throw new RdbnetError(
         ErrorCode.TargetUnknown,
@@ -728,7 +754,9 @@ export class DataPlane {
     if ('ids' in target) {
       // A dead one stays a target: it becomes a miss (RDB_TARGET_DEAD) of a many-target call,
       // so a quorum of W of N still counts it among the N.
-      return [...new Set(target.ids)].map((id) => this.known(id));
+      // One view for every id: building it reads every member's gossip state.
+      const view = this.members();
+      return [...new Set(target.ids)].map((id) => this.known(id, view));
     }
     if ('all' in target) return this.alive();
     if ('group' in target) {
@@ -762,11 +790,12 @@ export class DataPlane {
   ): Promise<AckResult> {
     const { bytes, deadlineAtMs, guarantee } = this.check(topic, payload, options);
     const members = this.many(target);
+    const id = randomUuid(this.random);
     return this.runMany(members, {
       concurrency: this.concurrency(options),
       stopAfter: members.length,
       call: (member, signal) =>
-        this.deliver(member, topic, bytes, TopicKindCode.Send, deadlineAtMs, signal, guarantee),
+        this.deliver(member, topic, bytes, TopicKindCode.Send, deadlineAtMs, signal, guarantee, id),
       signal: options.signal,
     }).then((outcome) => ({
       acked: outcome.ok.map((answer) => answer.id).sort(),
@@ -775,7 +804,7 @@ export class DataPlane {
   }
 
   /** Sends one message to one member (locally when it is this node); maps failures to codes. */
-  private async deliver(
+  private deliver(
     member: DataPlaneMember,
     topic: string,
     payload: Uint8Array,
@@ -783,40 +812,45 @@ export class DataPlane {
     deadlineAtMs: number,
     signal: AbortSignal | undefined,
     guarantee: Guarantee = AT_MOST_ONCE,
+    id: string = randomUuid(this.random),
   ): Promise<Uint8Array> {
-    const id = randomUuid(this.random);
-    if (!isLive(member)) {
-      throw new RdbnetError(ErrorCode.TargetDead, `member ${member.id} is ${member.state}`);
+    // Not async: one promise fewer per target on the fan-out path; a refusal still rejects.
+    try {
+      if (!isLive(member)) {
+        throw new RdbnetError(ErrorCode.TargetDead, `member ${member.id} is ${member.state}`);
+      }
+      if (member.isSelf) {
+        return this.receive(
+          { topic, kind, id },
+          this.init.selfId,
+          {
+            bytes: payload,
+            deadlineAtMs,
+            guarantee,
+          },
+          signal,
+        );
+      }
+      const message: TopicMessage = {
+        topic,
+        payload,
+        deadlineMs: 0,
+        id,
+        kind,
+        to: member.id,
+        group: '',
+        forwarded: true,
+      };
+      if (guarantee.delivery === 'at-most-once') {
+        return this.attempt(member, message, deadlineAtMs, deadlineAtMs);
+      }
+      message.delivery = deliveryCode(guarantee.delivery);
+      if (guarantee.delivery === 'exactly-once')
+        message.idempotencyKey = guarantee.key ?? this.newKey();
+      return this.reliably(member, message, deadlineAtMs, signal);
+    } catch (error) {
+      return Promise.reject(error);
     }
-    if (member.isSelf) {
-      return this.receive(
-        { topic, kind, id },
-        this.init.selfId,
-        {
-          bytes: payload,
-          deadlineAtMs,
-          guarantee,
-        },
-        signal,
-      );
-    }
-    const message: TopicMessage = {
-      topic,
-      payload,
-      deadlineMs: 0,
-      id,
-      kind,
-      to: member.id,
-      group: '',
-      forwarded: true,
-    };
-    if (guarantee.delivery === 'at-most-once') {
-      return this.attempt(member, message, deadlineAtMs, deadlineAtMs);
-    }
-    message.delivery = deliveryCode(guarantee.delivery);
-    if (guarantee.delivery === 'exactly-once')
-      message.idempotencyKey = guarantee.key ?? this.newKey();
-    return this.reliably(member, message, deadlineAtMs, signal);
   }
 
   /**
@@ -989,10 +1023,12 @@ export class DataPlane {
         if (finished) return;
         finished = true;
         plan.signal?.removeEventListener('abort', stopEarly);
+        const leftOver = pending.size > 0 || next < members.length;
         outcome.cancelled.push(...pending, ...members.slice(next).map((member) => member.id));
         pending.clear();
         next = members.length;
-        controller.abort();
+        // Aborting dispatches an event: only when a call is left to stop.
+        if (leftOver) controller.abort();
         resolve(outcome);
       };
       const stopEarly = (): void => finish();

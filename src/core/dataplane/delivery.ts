@@ -2,11 +2,12 @@
  * Delivery guarantees beneath the routing patterns: which errors a retry may cure, the
  * backoff between attempts (exponential with full jitter), the per-peer window of messages
  * sent and not yet acknowledged (backpressure), and the receiver's deduplication window for
- * exactly-once (bounded by count, age and stored reply bytes; in memory only, so it survives
- * a reconnect but not a restart of the receiving process).
+ * exactly-once (bounded by count, age and stored reply bytes; kept in a DedupStore — the
+ * node's data dir — so that it survives a reconnect and a restart of the receiving process).
  */
 import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
 import type { Clock, Random, Timers } from '../runtime/index.ts';
+import type { DedupRecord, DedupStore } from './dedup-store.ts';
 import type { DataPlaneLimits } from './limits.ts';
 
 export type Delivery = 'at-most-once' | 'at-least-once' | 'exactly-once';
@@ -174,9 +175,12 @@ export class UnackedWindow {
 
 interface DedupEntry {
   atMs: number;
+  /** Wall clock of the answer (what the store records; 0 while the handler runs). */
+  wallMs: number;
   /** The handler's outcome; shared by every copy that arrives while it runs. */
   reply: Promise<Uint8Array>;
-  /** Set once the handler answered: the stored reply's size. */
+  /** Set once the handler answered: the reply, and its size. */
+  stored: Uint8Array | null;
   bytes: number | null;
 }
 
@@ -185,6 +189,10 @@ export interface DedupStats {
   replyBytes: number;
   suppressed: number;
   evicted: number;
+  /** Keys loaded from the store when this process started (answered by an earlier one). */
+  restored: number;
+  /** Answered keys the store failed to record: deduplicated until this process ends only. */
+  persistFailed: number;
 }
 
 /**
@@ -194,23 +202,74 @@ export interface DedupStats {
  * key, so a retry may run it again. Bounded by entries (dedupWindowMax), age
  * (dedupWindowAgeMs) and stored reply bytes (dedupReplyBytesMax): the oldest answered entries
  * go first. An entry whose handler still runs is never evicted; a window full of those
- * refuses new keys with RDB_QUEUE_FULL. In memory only: lost when the process ends.
+ * refuses new keys with RDB_QUEUE_FULL.
+ *
+ * With a store, every answered key is recorded (dedup-store.ts) before its reply is handed
+ * back — so before it is acknowledged — and the next process of this node starts with the
+ * window the store holds (within the same bounds; ages by the wall clock). A key answered,
+ * recorded and acknowledged is never run again by this node, kill -9 included. What a restart
+ * can still repeat: a handler that finished but whose record was not yet written when the
+ * process died (the instant between the two), and keys the store failed to record
+ * (persistFailed). Without a store the window is in memory only.
  */
 export class DedupWindow {
   private readonly entries = new Map<string, DedupEntry>();
   private replyBytes = 0;
   private suppressed = 0;
   private evicted = 0;
+  private restored = 0;
+  private persistFailed = 0;
   private readonly limits: DataPlaneLimits;
   private readonly clock: Clock;
+  private readonly store: DedupStore | null;
 
-  constructor(limits: DataPlaneLimits, clock: Clock) {
+  constructor(limits: DataPlaneLimits, clock: Clock, store: DedupStore | null = null) {
     this.limits = limits;
     this.clock = clock;
+    this.store = store;
+    if (store !== null) this.restore(store.load());
   }
 
-  /** The stored (or pending) reply of `key`, or the handler run once for it. */
-  run(key: string, handler: () => Promise<Uint8Array>): Promise<Uint8Array> {
+  /** The window an earlier process left: answered entries, oldest first, bounds applied. */
+  private restore(records: readonly DedupRecord[]): void {
+    const nowMs = this.clock.nowMs();
+    const wallNowMs = this.clock.wallMs();
+    for (const record of records) {
+      const ageMs = Math.max(0, wallNowMs - record.wallMs);
+      if (ageMs > this.limits.dedupWindowAgeMs) continue;
+      const known = this.entries.get(record.key);
+      if (known !== undefined) {
+        // A key recorded again (after a rewrite raced nothing; defensive): keep the newest.
+        this.entries.delete(record.key);
+        this.replyBytes -= known.bytes ?? 0;
+      }
+      this.entries.set(record.key, {
+        atMs: nowMs - ageMs,
+        wallMs: record.wallMs,
+        reply: Promise.resolve(record.reply),
+        stored: record.reply,
+        bytes: record.reply.length,
+      });
+      this.replyBytes += record.reply.length;
+    }
+    this.evict(0);
+    this.restored = this.entries.size;
+  }
+
+  /** Flushes and closes the store (the node stops). */
+  close(): void {
+    this.store?.close();
+  }
+
+  /**
+   * The stored (or pending) reply of `key`, or the handler run once for it. The handler gets
+   * `record`, to call with its answer as soon as it has one (before its promise resolves):
+   * the key is then recorded at once.
+   */
+  run(
+    key: string,
+    handler: (record: (reply: Uint8Array) => void) => Promise<Uint8Array>,
+  ): Promise<Uint8Array> {
     this.evict(1);
     const known = this.entries.get(key);
     if (known !== undefined) {
@@ -223,20 +282,61 @@ export class DedupWindow {
         `the deduplication window holds ${this.entries.size} messages still running (dedupWindowMax); slow down`,
       );
     }
-    const entry: DedupEntry = { atMs: this.clock.nowMs(), reply: handler(), bytes: null };
+    const entry: DedupEntry = {
+      atMs: this.clock.nowMs(),
+      wallMs: 0,
+      reply: Promise.resolve(new Uint8Array(0)),
+      stored: null,
+      bytes: null,
+    };
     this.entries.set(key, entry);
-    entry.reply.then(
+    // The reply is handed back only after answered() recorded it: nothing is acknowledged
+    // that a restart would forget.
+    entry.reply = handler((reply) => this.answered(key, entry, reply)).then(
       (reply) => {
-        if (this.entries.get(key) !== entry) return;
-        entry.bytes = reply.length;
-        this.replyBytes += reply.length;
-        this.evict(0);
+        this.answered(key, entry, reply);
+        return reply;
       },
-      () => {
+      (error: unknown) => {
         if (this.entries.get(key) === entry) this.entries.delete(key);
+        throw error;
       },
     );
     return entry.reply;
+  }
+
+  private answered(key: string, entry: DedupEntry, reply: Uint8Array): void {
+    if (this.entries.get(key) !== entry || entry.stored !== null) return;
+    entry.wallMs = this.clock.wallMs();
+    entry.stored = reply;
+    entry.bytes = reply.length;
+    this.replyBytes += reply.length;
+    if (this.store !== null) {
+      try {
+        this.store.append({ key, wallMs: entry.wallMs, reply });
+      } catch {
+        // The handler ran: failing its reply would only make the sender retry into this same
+        // entry. It stays deduplicated for this process; counted, and shown in the stats.
+        this.persistFailed++;
+      }
+    }
+    this.evict(0);
+    this.compact();
+  }
+
+  /** Rewrites the store with the live window once it holds a window's worth of dead records. */
+  private compact(): void {
+    const store = this.store;
+    if (store === null || store.appendedSinceRewrite < this.limits.dedupWindowMax) return;
+    const live: DedupRecord[] = [];
+    for (const [key, entry] of this.entries) {
+      if (entry.stored !== null) live.push({ key, wallMs: entry.wallMs, reply: entry.stored });
+    }
+    try {
+      store.rewrite(live);
+    } catch {
+      this.persistFailed++;
+    }
   }
 
   stats(): DedupStats {
@@ -245,6 +345,8 @@ export class DedupWindow {
       replyBytes: this.replyBytes,
       suppressed: this.suppressed,
       evicted: this.evicted,
+      restored: this.restored,
+      persistFailed: this.persistFailed,
     };
   }
 

@@ -61,6 +61,14 @@ export function answerBytes(answer: TopicAnswer): Uint8Array {
   return answer;
 }
 
+function isThenable(value: unknown): boolean {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}
+
 interface Waiting {
   delivery: TopicDelivery;
   handler: TopicHandler;
@@ -68,6 +76,7 @@ interface Waiting {
   controller: AbortController;
   resolve(reply: Uint8Array): void;
   reject(error: unknown): void;
+  onAnswer: ((reply: Uint8Array) => void) | undefined;
 }
 
 export interface TopicQueueStats {
@@ -122,11 +131,16 @@ export class TopicRegistry {
    * Queues a delivery for its topic's handler. `accepted` resolves as soon as the queue has
    * taken it (what `send` acknowledges); `reply` when the handler answered. Refuses at once,
    * before anything is queued: an unknown topic, an oversize payload, a full queue.
+   * `onAnswer` is called with the handler's answer as soon as there is one — in the same
+   * synchronous stretch as a handler that returns a value — before `reply` resolves: what
+   * must be recorded with the handler's work (exactly-once's dedup log) leaves no gap of a
+   * whole batch of handlers for a kill -9 to fall into.
    */
   enqueue(
     delivery: Omit<TopicDelivery, 'signal'>,
     deadlineAtMs: number,
     outerSignal?: AbortSignal,
+    onAnswer?: (reply: Uint8Array) => void,
   ): { reply: Promise<Uint8Array> } {
     const handler = this.handlers.get(delivery.topic);
     if (handler === undefined) {
@@ -171,6 +185,7 @@ export class TopicRegistry {
       controller,
       resolve,
       reject,
+      onAnswer,
     });
     this.pump();
     return { reply };
@@ -229,11 +244,19 @@ export class TopicRegistry {
       item.reject(error);
       return;
     }
+    // A value (not a promise) is the answer now: recorded before the next handler runs.
+    let early: Uint8Array | null = null;
+    if (item.onAnswer !== undefined && !isThenable(result)) {
+      early = answerBytes(result as TopicAnswer);
+      item.onAnswer(early);
+    }
     Promise.resolve(result).then(
       (answer) => {
         if (!item.controller.signal.aborted) {
           this.delivered++;
-          item.resolve(answerBytes(answer));
+          const bytes = early ?? answerBytes(answer);
+          if (early === null) item.onAnswer?.(bytes);
+          item.resolve(bytes);
         }
         finish();
       },

@@ -7,9 +7,11 @@
  * a seeded Random, MemoryStorage and the simulated network.
  */
 
+import { join } from 'node:path';
 import type { ClusterServiceInit } from '../cluster/init.ts';
 import { ClusterService } from '../cluster/service.ts';
 import type { NodeConfig } from '../config/node-config.ts';
+import { type DedupStore, FileDedupStore } from '../dataplane/dedup-store.ts';
 import type { PeerResilience } from '../lb/registry.ts';
 import type { DatagramBinder } from '../membership/gossip/index.ts';
 import type { LocalEndpoint } from '../protocol/handshake.ts';
@@ -70,6 +72,9 @@ export interface NodeEnvironment {
   /** Node-to-node requests of the cluster service and gossip. Undefined: each dials its own
    * mTLS PeerLinks. */
   readonly peers?: PeerTransport;
+  /** Where the data plane records answered exactly-once keys (so a restart does not run
+   * them again). Undefined: the window lives in memory only. */
+  dedupStore?(config: NodeConfig): DedupStore;
   /** Gossip's datagrams. Undefined: the keyring-sealed UDP socket. */
   readonly datagrams?: DatagramBinder;
   /** Breaker, retry budget, rate limit and latency per peer, on this environment's clock. */
@@ -84,6 +89,9 @@ export interface NodeEnvironment {
   ): Promise<boolean>;
 }
 
+/** The exactly-once deduplication log in the data dir (docs/data-dir.md). */
+export const DEDUP_LOG_FILE_NAME = 'dataplane-dedup.log';
+
 /** What `rdbnet node start` runs on. */
 export function productionEnvironment(): NodeEnvironment {
   return {
@@ -96,6 +104,8 @@ export function productionEnvironment(): NodeEnvironment {
     keyring: loadNodeKeyring,
     openCluster: (init) => ClusterService.open(init),
     listen: listenTransport,
+    dedupStore: (config) =>
+      new FileDedupStore(join(config.dataDir, DEDUP_LOG_FILE_NAME), systemClock),
     resilience: () => createPeerResilience(),
     answersStatus: answersStatusOverTcp,
   };

@@ -73,30 +73,46 @@ export function encodeNodeMeta(address: string, groups: readonly string[] = []):
   );
 }
 
+/** What a member's metadata says, parsed once per metadata buffer: the data plane reads the
+ * members' groups and addresses on every message (a scatter-gather to five read them five
+ * times), and gossip hands out the same buffer until the member changes it. */
+interface NodeMeta {
+  address: string | undefined;
+  groups: string[];
+}
+const parsedMeta = new WeakMap<Uint8Array, NodeMeta>();
+
+function nodeMetaOf(meta: Uint8Array): NodeMeta {
+  let parsed = parsedMeta.get(meta);
+  if (parsed === undefined) {
+    parsed = { address: undefined, groups: [] };
+    try {
+      const json = JSON.parse(new TextDecoder().decode(meta)) as {
+        address?: unknown;
+        groups?: unknown;
+      };
+      if (typeof json.address === 'string' && json.address !== '') parsed.address = json.address;
+      if (Array.isArray(json.groups)) {
+        parsed.groups = json.groups.filter((group): group is string => typeof group === 'string');
+      }
+    } catch {
+      // Another version's metadata: not ours to judge; no address, no groups known.
+    }
+    parsedMeta.set(meta, parsed);
+  }
+  return parsed;
+}
+
 /** The groups a member names in its metadata (the data plane's multicast); none without. */
 export function nodeGroupsOf(member: Pick<MemberView, 'meta'>): string[] {
   if (member.meta.length === 0) return [];
-  try {
-    const parsed = JSON.parse(new TextDecoder().decode(member.meta)) as { groups?: unknown };
-    if (Array.isArray(parsed.groups)) {
-      return parsed.groups.filter((group): group is string => typeof group === 'string');
-    }
-  } catch {
-    // Another version's metadata: no groups known.
-  }
-  return [];
+  return [...nodeMetaOf(member.meta).groups];
 }
 
 /** The address a member advertises (see encodeNodeMeta); its gossip address without one. */
 export function nodeAddressOf(member: Pick<MemberView, 'address' | 'meta'>): string {
   if (member.meta.length === 0) return member.address;
-  try {
-    const parsed = JSON.parse(new TextDecoder().decode(member.meta)) as { address?: unknown };
-    if (typeof parsed.address === 'string' && parsed.address !== '') return parsed.address;
-  } catch {
-    // Not ours to judge: another version's metadata. The gossip address stands in.
-  }
-  return member.address;
+  return nodeMetaOf(member.meta).address ?? member.address;
 }
 
 /**

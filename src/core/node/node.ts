@@ -287,6 +287,9 @@ export class RdbnetNode implements AdminSource {
       peers,
       counters: this.counters,
       members: () => this.members(),
+      ...(this.environment.dedupStore === undefined
+        ? {}
+        : { dedupStore: this.environment.dedupStore(this.config) }),
     });
   }
 
@@ -449,6 +452,7 @@ export class RdbnetNode implements AdminSource {
     this.dataLinks?.close();
     await this.clusterService?.stop();
     await this.listener?.close(this.config.shutdownGraceMs);
+    this.dataPlaneService?.close();
     this.stopConnectionLogTimer();
     this.logSuppressedConnections();
     await this.unlock?.();

@@ -384,6 +384,8 @@ interface WriterInternals {
 
 /** Largest slab allocated for small frames, by default. */
 const SLAB_BYTES_DEFAULT = 64 * 1024;
+/** What a writer holds before its first write and after release(). */
+const EMPTY_SLAB = Buffer.alloc(0);
 /** First slab of a connection: a mostly idle one never needs more. */
 const SLAB_BYTES_MIN = 4 * 1024;
 /** A new slab is sized to hold this many turns like the one just taken, so that taking a
@@ -409,7 +411,17 @@ class SlabWriter extends (protobuf.BufferWriter as unknown as new () => protobuf
     super();
     this.slabBytesMax = slabBytesMax;
     this.slabBytesMin = Math.min(SLAB_BYTES_MIN, slabBytesMax);
-    this.buf = Buffer.allocUnsafe(this.slabBytesMin);
+    // The first write allocates (_reserve): a buffer that never writes holds no slab.
+    this.buf = EMPTY_SLAB;
+  }
+
+  /** Drops the slab when nothing waits in it (the next write allocates a new one). */
+  release(): void {
+    if (this.pos !== this.start || this.buf === EMPTY_SLAB) return;
+    this.buf = EMPTY_SLAB;
+    this.view = null;
+    this.start = 0;
+    this.pos = 0;
   }
 
   /** Called by protobufjs before every write of up to `bytes` bytes. */
@@ -466,6 +478,15 @@ export class OutboundBuffer {
   /** Bytes appended and not yet taken. */
   get bytes(): number {
     return this.writer.pos - this.writer.start;
+  }
+
+  /**
+   * Lets go of the slab if nothing waits in it, for a connection gone idle: 4 KiB or more per
+   * connection otherwise kept for writes that may never come (bench:idle-memory). The next
+   * append allocates a fresh one. Frames already taken are the socket's and stay valid.
+   */
+  releaseIdle(): void {
+    this.writer.release();
   }
 
   append(flags: number, messageId: number, payload: Uint8Array): void {

@@ -137,6 +137,9 @@ export class Connection {
   private nextMessageId = 1;
   private inboundInflight = 0;
   private sweepTimer: NodeJS.Timeout | null = null;
+  /** No pending request's deadline is earlier (it may be later: a request answered since is
+   * not taken out): the sweep walks the requests only once it has come. */
+  private earliestDeadlineMs = Number.POSITIVE_INFINITY;
   private closeError: RdbnetError | undefined;
   private handshake: PendingRequest | null = null;
   private readonly onFrameBound = this.onFrame.bind(this);
@@ -250,6 +253,7 @@ export class Connection {
       deadlineMs: this.turnNowMs + timeoutMs,
     };
     this.pending.set(id, request);
+    if (request.deadlineMs < this.earliestDeadlineMs) this.earliestDeadlineMs = request.deadlineMs;
     if (this.sweepTimer === null) this.startSweeping();
     try {
       this.writeFrame(FrameKind.Request, id, envelope);
@@ -284,6 +288,16 @@ export class Connection {
   idleMs(nowMs = this.clock.nowMs()): number {
     if (this.pending.size > 0 || this.inboundInflight > 0) return 0;
     return Math.max(0, nowMs - this.lastFrameInMs);
+  }
+
+  /**
+   * Gives back the buffers an idle connection keeps for writes that may never come (the
+   * outbound slab); nothing if a write is waiting. Called by its owner's sweep (the server's
+   * single timer), not by a timer per connection.
+   */
+  releaseIdleBuffers(): void {
+    if (this.flushScheduled || this.congested) return;
+    this.out.releaseIdle();
   }
 
   /** Tells the peer why in an error frame about the whole connection (id 0), then closes. */
@@ -651,12 +665,19 @@ export class Connection {
       );
       return;
     }
-    for (const [id, request] of this.pending) {
-      if (now < request.deadlineMs) continue;
-      this.pending.delete(id);
-      request.reject(
-        new RdbnetError(ErrorCode.RequestTimeout, `request to ${this.remoteAddress} timed out`),
-      );
+    if (now >= this.earliestDeadlineMs) {
+      let earliest = Number.POSITIVE_INFINITY;
+      for (const [id, request] of this.pending) {
+        if (now < request.deadlineMs) {
+          earliest = Math.min(earliest, request.deadlineMs);
+          continue;
+        }
+        this.pending.delete(id);
+        request.reject(
+          new RdbnetError(ErrorCode.RequestTimeout, `request to ${this.remoteAddress} timed out`),
+        );
+      }
+      this.earliestDeadlineMs = earliest;
     }
     if (this.pending.size === 0 && this.handshake === null) this.stopSweeping();
   }

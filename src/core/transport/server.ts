@@ -53,6 +53,8 @@ export const UNAUTHENTICATED_CONNECTIONS_MAX_DEFAULT = 1024;
 export const UNAUTHENTICATED_CONNECTIONS_PER_SOURCE_MAX_DEFAULT = 64;
 /** Handshake deadlines and idle connections are checked this often at most… */
 const SWEEP_INTERVAL_MAX_MS = 250;
+/** A connection with no frame for this long gives its write buffer back (the sweep's check). */
+const BUFFER_RELEASE_IDLE_MS = 1000;
 /** …and at least this often per deadline, so none is overshot by more than a quarter. */
 const SWEEPS_PER_DEADLINE = 4;
 
@@ -363,6 +365,11 @@ export class TransportServer {
             : `TLS handshake not finished within the handshake timeout (${handshakeTimeoutMs} ms)`,
         ),
       );
+    }
+    for (const connection of this.authenticated) {
+      if (connection.state === 'open' && connection.idleMs(nowMs) >= BUFFER_RELEASE_IDLE_MS) {
+        connection.releaseIdleBuffers();
+      }
     }
     const idleTimeoutMs = this.init.idleTimeoutMs;
     if (idleTimeoutMs === undefined) return;
