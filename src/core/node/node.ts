@@ -10,6 +10,7 @@ import {
   type ClusterRequests,
   type MembershipRequests,
 } from '../api/admin.ts';
+import { OPERATIONS } from '../api/authorization.ts';
 import { PeerLinks } from '../cluster/peers.ts';
 import type { ClusterService } from '../cluster/service.ts';
 import type { NodeConfig } from '../config/node-config.ts';
@@ -26,6 +27,11 @@ import {
 } from '../discovery/index.ts';
 import { clusterHealth } from '../health/cluster-health.ts';
 import type { PeerResilience } from '../lb/registry.ts';
+import { listenMetrics, type MetricsListener } from '../metrics/http.ts';
+import { type NodeMetricsSource, registerNodeMetrics } from '../metrics/node-metrics.ts';
+import { registerProcessMetrics } from '../metrics/process-metrics.ts';
+import { MetricsRegistry } from '../metrics/registry.ts';
+import { RpcMetrics } from '../metrics/rpc.ts';
 import { type PeerInfo, PROTOCOL_VERSION } from '../protocol/handshake.ts';
 import type {
   HealthReply,
@@ -44,7 +50,7 @@ import { clusterServiceInit, localEndpointOf, type NodeParts, nodeGossipInit } f
 import { certificateAdmin, type NodeCertificates } from './certificates.ts';
 import { type NodeEnvironment, productionEnvironment } from './environment.ts';
 import { gossipCounters, NodeGossip, nodeAddressOf, nodeGroupsOf } from './gossip.ts';
-import type { NodeListener } from './listener.ts';
+import { NO_OPEN_CONNECTIONS, type NodeListener } from './listener.ts';
 import { lbStatusReply } from './resilience.ts';
 
 /** What an embedding program may add to a node it starts in-process (the library API), and
@@ -71,11 +77,19 @@ export const CERT_DAYS_LEFT_WARN = 30;
 const CONNECTION_LOG_BURST = 10;
 const CONNECTION_LOG_INTERVAL_MS = 10_000;
 
-export class RdbnetNode implements AdminSource {
+export class RdbnetNode implements AdminSource, NodeMetricsSource {
   readonly id: string;
   readonly clusterId: string;
   readonly config: NodeConfig;
   readonly counters: Counters;
+  /** The node's Prometheus metrics (served by --metrics, or mounted by a caller with
+   * metricsRequestListener). */
+  readonly metrics = new MetricsRegistry();
+  private readonly rpcMetrics: RpcMetrics;
+  /** The --metrics listener; null without --metrics. */
+  private metricsListener: MetricsListener | null = null;
+  /** The process_* and nodejs_* metrics' event-loop sampler (real environment only). */
+  private processMetrics: { stop(): void } | null = null;
   state: NodeState = 'starting';
   private readonly log: Logger;
   private readonly environment: NodeEnvironment;
@@ -123,6 +137,8 @@ export class RdbnetNode implements AdminSource {
       clock: environment.clock,
     });
     this.resilience = environment.resilience();
+    this.rpcMetrics = new RpcMetrics(this.metrics, Object.keys(OPERATIONS), environment.clock);
+    registerNodeMetrics(this.metrics, this, environment.clock);
   }
 
   /**
@@ -170,6 +186,10 @@ export class RdbnetNode implements AdminSource {
       const clusterId = loaded?.clusterId ?? config.cluster;
       node = new RdbnetNode(config, record.id, clusterId, log, environment, counters);
       node.unlock = unlock;
+      // Process metrics belong to a real process; simulated nodes share the simulator's.
+      if (options.environment === undefined) {
+        node.processMetrics = registerProcessMetrics(node.metrics);
+      }
       node.nodeCertificates = loaded?.certificates ?? null;
       const context = discoveryContext(keyring.primaryBytes());
       const retryJoin = open(config.retryJoin, context);
@@ -178,6 +198,7 @@ export class RdbnetNode implements AdminSource {
       try {
         await node.assemble(keyring, options);
       } catch (error) {
+        node.processMetrics?.stop();
         await closeSources(node.discoverySources);
         throw error;
       }
@@ -252,6 +273,10 @@ export class RdbnetNode implements AdminSource {
         }),
       );
       this.startDataPlane(dataPlaneLimits(options.dataPlane));
+      if (this.config.metrics !== undefined) {
+        this.metricsListener = await listenMetrics(this.config.metrics, this.metrics);
+        this.log.info('metrics listening', { metrics: this.metricsListener.address });
+      }
     } catch (error) {
       this.dataLinks?.close();
       await this.gossip?.stop();
@@ -362,6 +387,7 @@ export class RdbnetNode implements AdminSource {
       tls,
       certificates: this.nodeCertificates,
       handler: adminHandler(this, {
+        rpc: this.rpcMetrics,
         onForbidden: (operation, connection, error) => {
           counters.increment('auth.forbidden');
           counters.increment(`auth.forbidden.${operation}`);
@@ -427,10 +453,17 @@ export class RdbnetNode implements AdminSource {
     return this.listener?.boundAddress ?? '';
   }
 
+  /** host:port of the --metrics listener; null without --metrics. */
+  get metricsAddress(): string | null {
+    return this.metricsListener?.address ?? null;
+  }
+
   async stop(): Promise<void> {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.state = 'stopping';
     this.log.info('node stopping', { graceMs: this.config.shutdownGraceMs });
+    await this.metricsListener?.close();
+    this.processMetrics?.stop();
     // Deregister first (bounded), so nobody is sent here while the node goes.
     await this.retryJoin?.stop();
     await this.registrations?.close();
@@ -448,7 +481,7 @@ export class RdbnetNode implements AdminSource {
   }
 
   status(): StatusReply {
-    const open = this.listener?.openConnections() ?? { count: 0, framesIn: 0, framesOut: 0 };
+    const open = this.listener?.openConnections() ?? NO_OPEN_CONNECTIONS;
     return {
       id: this.id,
       address: this.address,
@@ -472,8 +505,21 @@ export class RdbnetNode implements AdminSource {
         ...this.dataPlaneService?.stats(),
         'frames.in': this.counters.get('frames.in') + open.framesIn,
         'frames.out': this.counters.get('frames.out') + open.framesOut,
+        'bytes.in': this.counters.get('bytes.in') + open.bytesIn,
+        'bytes.out': this.counters.get('bytes.out') + open.bytesOut,
       },
     };
+  }
+
+  /** Raft's term, leader, role and indexes; null while this node belongs to no cluster. */
+  raftProgress(): ReturnType<NodeMetricsSource['raftProgress']> {
+    return this.clusterService?.raftDriver?.basicStatus() ?? null;
+  }
+
+  /** When the node's certificate expires (wall ms); null on --insecure nodes. */
+  certificateNotAfterMs(): number | null {
+    const certificates = this.nodeCertificates;
+    return certificates === null ? null : Date.parse(certificates.certificate.notAfter);
   }
 
   /**
