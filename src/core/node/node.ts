@@ -42,6 +42,7 @@ import type {
   NodeHealth,
   StatusReply,
 } from '../protocol/messages.ts';
+import type { PeerRequestHandler } from '../rpc/peer.ts';
 import { Counters, type Logger, LogLimiter, type TimerHandle } from '../runtime/index.ts';
 import type { Keyring } from '../security/keyring.ts';
 import { formatHostPort } from '../transport/address.ts';
@@ -86,6 +87,8 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
    * metricsRequestListener). */
   readonly metrics = new MetricsRegistry();
   private readonly rpcMetrics: RpcMetrics;
+  /** The admin handler every request goes through (null until the node listens). */
+  private handler: PeerRequestHandler | null = null;
   /** The --metrics listener; null without --metrics. */
   private metricsListener: MetricsListener | null = null;
   /** The process_* and nodejs_* metrics' event-loop sampler (real environment only). */
@@ -380,26 +383,27 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
     const { log, config } = this;
     const tls = this.nodeCertificates?.tls ?? null;
     const counters = this.counters;
+    this.handler = adminHandler(this, {
+      rpc: this.rpcMetrics,
+      onForbidden: (operation, connection, error) => {
+        counters.increment('auth.forbidden');
+        counters.increment(`auth.forbidden.${operation}`);
+        log.warn('request refused', {
+          remote: connection.remoteAddress,
+          peer: connection.peer?.id,
+          role: connection.peer?.role,
+          operation,
+          reason: error.message,
+        });
+      },
+    });
     this.listener = await this.environment.listen({
       id: this.id,
       clusterId: this.clusterId,
       config,
       tls,
       certificates: this.nodeCertificates,
-      handler: adminHandler(this, {
-        rpc: this.rpcMetrics,
-        onForbidden: (operation, connection, error) => {
-          counters.increment('auth.forbidden');
-          counters.increment(`auth.forbidden.${operation}`);
-          log.warn('request refused', {
-            remote: connection.remoteAddress,
-            peer: connection.peer?.id,
-            role: connection.peer?.role,
-            operation,
-            reason: error.message,
-          });
-        },
-      }),
+      handler: this.handler,
       log,
       counters,
       isClusterPeer: (peer) => this.isClusterPeer(peer),
@@ -451,6 +455,12 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
   /** host:port the node listens on ('' until it does). */
   get boundAddress(): string {
     return this.listener?.boundAddress ?? '';
+  }
+
+  /** The admin handler every request goes through, with the node's hooks (metrics, the
+   * forbidden counter): what the HTTP and GraphQL faces call. Null until the node listens. */
+  get requestHandler(): PeerRequestHandler | null {
+    return this.handler;
   }
 
   /** host:port of the --metrics listener; null without --metrics. */
