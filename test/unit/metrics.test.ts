@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
+import { nodeConfigJson, resolveNodeConfig } from '../../src/core/config/node-config.ts';
 import { ErrorCode, isRdbnetError } from '../../src/core/errors.ts';
 import { exposition } from '../../src/core/metrics/exposition.ts';
 import { metricsRequestListener } from '../../src/core/metrics/http.ts';
@@ -165,6 +166,31 @@ describe('metricsRequestListener on a node:http server', () => {
     } finally {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+describe('the metrics setting', () => {
+  test('off by default; host:port from a flag, the environment or a file; bad values refused', () => {
+    const none = resolveNodeConfig({}, {}, {});
+    assert.equal(none.metrics, undefined);
+    assert.equal(nodeConfigJson(none).metrics, null);
+    assert.deepEqual(resolveNodeConfig({ metrics: '127.0.0.1:9100' }, {}, {}).metrics, {
+      host: '127.0.0.1',
+      port: 9100,
+    });
+    assert.equal(
+      nodeConfigJson(resolveNodeConfig({}, {}, { RDBNET_METRICS: '[::1]:0' })).metrics,
+      '[::1]:0',
+    );
+    assert.equal(resolveNodeConfig({}, { metrics: ':9200' }, {}).metrics?.port, 9200);
+    for (const bad of ['nope', '127.0.0.1:70000', '127.0.0.1']) {
+      assert.throws(
+        () => resolveNodeConfig({ metrics: bad }, {}, {}),
+        (error: unknown) =>
+          isRdbnetError(error, ErrorCode.ConfigInvalid) &&
+          /invalid metrics from flag/.test(error.message),
+      );
     }
   });
 });
