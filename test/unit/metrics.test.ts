@@ -12,7 +12,7 @@ import { ErrorCode, isRdbnetError } from '../../src/core/errors.ts';
 import { exposition } from '../../src/core/metrics/exposition.ts';
 import { metricsRequestListener } from '../../src/core/metrics/http.ts';
 import { MetricsRegistry, OVERFLOW_LABEL_VALUE } from '../../src/core/metrics/registry.ts';
-import { RpcMetrics } from '../../src/core/metrics/rpc.ts';
+import { RPC_LATENCY_SAMPLE_EVERY, RpcMetrics } from '../../src/core/metrics/rpc.ts';
 
 describe('metrics registry and exposition', () => {
   test('counters, gauges and histograms in the text format', () => {
@@ -116,15 +116,35 @@ describe('metrics registry and exposition', () => {
       nowMs: () => nowMs,
       wallMs: () => 0,
     });
-    const started = rpc.startedMs();
+    const health = rpc.method('health')!;
+    const echo = rpc.method('echo')!;
+    assert.equal(rpc.method('not.a.method'), undefined);
+    const started = health.started();
     nowMs += 3;
-    rpc.answered('health', started, true);
-    rpc.answered('echo', rpc.startedMs(), false);
-    rpc.answered('not.a.method', rpc.startedMs(), true);
+    health.answered(started, true);
+    echo.answered(echo.started(), false);
+    // Every request is counted; one in RPC_LATENCY_SAMPLE_EVERY of a method is timed.
+    for (let i = 1; i < RPC_LATENCY_SAMPLE_EVERY; i++) {
+      const untimed = echo.started();
+      assert.ok(Number.isNaN(untimed));
+      echo.answered(untimed, true);
+    }
+    const timed = echo.started();
+    nowMs += 1;
+    echo.answered(timed, true);
     const text = exposition(registry);
     assert.match(text, /^rdbnet_rpc_requests_total\{method="health",outcome="ok"\} 1$/m);
     assert.match(text, /^rdbnet_rpc_requests_total\{method="health",outcome="error"\} 0$/m);
     assert.match(text, /^rdbnet_rpc_requests_total\{method="echo",outcome="error"\} 1$/m);
+    assert.match(
+      text,
+      new RegExp(
+        `^rdbnet_rpc_requests_total\\{method="echo",outcome="ok"\\} ${RPC_LATENCY_SAMPLE_EVERY}$`,
+        'm',
+      ),
+    );
+    assert.match(text, /^rdbnet_rpc_duration_seconds_count\{method="echo"\} 2$/m);
+    assert.match(text, /^rdbnet_rpc_duration_seconds_sum\{method="echo"\} 0.001$/m);
     assert.match(text, /^rdbnet_rpc_duration_seconds_sum\{method="health"\} 0.003$/m);
     assert.match(text, /^rdbnet_rpc_duration_seconds_bucket\{method="health",le="0.0025"\} 0$/m);
     assert.match(text, /^rdbnet_rpc_duration_seconds_bucket\{method="health",le="0.005"\} 1$/m);

@@ -157,26 +157,27 @@ export function adminHandler(source: AdminSource, hooks: AdminHooks = {}): PeerR
     if (operation === null) {
       throw new RdbnetError(ErrorCode.MethodUnknown, `no handler for ${request.kind}`);
     }
-    const startedMs = rpc === undefined ? 0 : rpc.startedMs();
+    const method = rpc?.method(operation);
+    const startedMs = method === undefined ? 0 : method.started();
     try {
       authorize(operation, principalFor(connection.peer));
       const reply = answer(request, connection);
       if (!(reply instanceof Promise)) {
-        rpc?.answered(operation, startedMs, true);
+        method?.answered(startedMs, true);
         return reply;
       }
       return reply.then(
         (envelope) => {
-          rpc?.answered(operation, startedMs, true);
+          method?.answered(startedMs, true);
           return envelope;
         },
         (error: unknown) => {
-          rpc?.answered(operation, startedMs, false);
+          method?.answered(startedMs, false);
           return forbidden(operation, connection, error);
         },
       );
     } catch (error) {
-      rpc?.answered(operation, startedMs, false);
+      method?.answered(startedMs, false);
       return forbidden(operation, connection, error);
     }
   };
