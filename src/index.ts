@@ -20,9 +20,12 @@ import type {
 import type { DataPlaneLimits } from './core/dataplane/limits.ts';
 import type { TopicHandler } from './core/dataplane/topics.ts';
 import { assert, ErrorCode, RdbnetError } from './core/errors.ts';
+import type { GraphqlSource } from './core/graphql/admin-requests.ts';
+import type { MetricsRegistry } from './core/metrics/registry.ts';
 import { RdbnetNode } from './core/node/node.ts';
 import { createLogger, type Logger } from './core/runtime/log.ts';
 
+export type { Principal } from './core/api/authorization.ts';
 export type {
   AckResult,
   DataPlaneLimits,
@@ -39,7 +42,18 @@ export type {
 export { DATA_PLANE_LIMITS_DEFAULT, ECHO_TOPIC, QuorumError } from './core/dataplane/index.ts';
 export type { TopicAnswer, TopicDelivery, TopicHandler } from './core/dataplane/topics.ts';
 export { ErrorCode, isRdbnetError, RdbnetError } from './core/errors.ts';
+export {
+  attachGraphqlWs,
+  executeGraphql,
+  GRAPHQL_WS_PATH,
+  type GraphqlRequest,
+  type GraphqlSource,
+  type GraphqlWsHandle,
+  type GraphqlWsOptions,
+} from './core/graphql/index.ts';
 export type { StrategyName } from './core/lb/strategy.ts';
+export { listenMetrics, METRICS_PATH, metricsRequestListener } from './core/metrics/http.ts';
+export { MetricsRegistry } from './core/metrics/registry.ts';
 export type { Logger } from './core/runtime/log.ts';
 
 /**
@@ -221,6 +235,17 @@ export class Node {
   onLeader(listener: Listener<LeaderEvent>): () => void {
     this.leaderListeners.add(listener);
     return () => this.leaderListeners.delete(listener);
+  }
+
+  /** The node's Prometheus metrics: serve them with metricsRequestListener(node.metrics). */
+  get metrics(): MetricsRegistry {
+    return this.node.metrics;
+  }
+
+  /** What executeGraphql and attachGraphqlWs run on: this node and its admin handler. */
+  get graphqlSource(): GraphqlSource {
+    const handler = this.node.requestHandler;
+    return handler === null ? { admin: this.node } : { admin: this.node, handler };
   }
 
   /** Every counter `rdbnet node status` shows (dataplane.*, gossip.*, connections.* …). */

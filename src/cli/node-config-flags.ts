@@ -101,6 +101,12 @@ export const nodeConfigFlags = {
       'JSON config file (fields as in `rdbnet node config --json`); the environment and flags override it.',
     helpValue: 'file',
   }),
+  metrics: Flags.string({
+    description:
+      'Serve Prometheus metrics on this address: plain HTTP, read-only, GET /metrics only. ' +
+      '[env: RDBNET_METRICS; default: off]',
+    helpValue: 'host:port',
+  }),
   'log-level': Flags.string({
     description: 'debug, info, warn or error. [env: RDBNET_LOG_LEVEL; default: info]',
     helpValue: 'level',
@@ -118,6 +124,7 @@ export interface NodeConfigFlagValues {
   join?: string | undefined;
   'bootstrap-expect'?: string | undefined;
   groups?: string | undefined;
+  metrics?: string | undefined;
   'retry-join'?: string[] | undefined;
   register?: string[] | undefined;
   'cluster-id'?: string | undefined;
@@ -146,6 +153,7 @@ export async function resolveNodeConfigFromFlags(
     join,
     bootstrapExpect: flags['bootstrap-expect'],
     groups: flags.groups,
+    metrics: flags.metrics,
     retryJoin: flags['retry-join'],
     register: flags.register,
     clusterId: flags['cluster-id'],

@@ -101,6 +101,9 @@ export const ErrorCode = {
   /** Candidates belong to two or more different clusters: the node joins none until told
    * which with --cluster-id. */
   DiscoveryAmbiguous: 'RDB_DISCOVERY_AMBIGUOUS',
+  // the HTTP faces (src/core/graphql)
+  /** A GraphQL query deeper, costlier or longer than the node's limits (refused unrun). */
+  QueryTooComplex: 'RDB_QUERY_TOO_COMPLEX',
   // local configuration and files
   ConfigInvalid: 'RDB_CONFIG_INVALID',
   /** Damage found in a node's on-disk state (a Raft log record that fails its checksum, say). */

@@ -18,6 +18,8 @@ export interface NodeStartResult {
   tls: boolean;
   dataDir: string;
   certsDir: string | null;
+  /** host:port of the Prometheus listener (--metrics); null without it. */
+  metrics: string | null;
   pid: number;
 }
 
@@ -40,6 +42,7 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
     '<%= config.bin %> <%= command.id %> --preset wan --listen 127.0.0.1:7001',
     '<%= config.bin %> <%= command.id %> --id n2 --listen 127.0.0.1:7002 --data-dir ./n2 --join 127.0.0.1:7001',
     '<%= config.bin %> <%= command.id %> --id n1 --join 127.0.0.1:7002,127.0.0.1:7003 --bootstrap-expect 3',
+    '<%= config.bin %> <%= command.id %> --metrics 127.0.0.1:9100',
   ];
   static override flags = { ...nodeConfigFlags };
 
@@ -62,6 +65,7 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
       tls: !config.insecure,
       dataDir: config.dataDir,
       certsDir: config.insecure ? null : config.certsDir,
+      metrics: node.metricsAddress,
       pid: process.pid,
     };
     if (this.json) printJson(result);

@@ -8,6 +8,7 @@
  */
 import { CLUSTER_KINDS } from '../cluster/service.ts';
 import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
+import type { RpcMetrics } from '../metrics/rpc.ts';
 import type {
   CertInfoReply,
   CertInstallRequest,
@@ -125,6 +126,8 @@ function certificatesOf(source: AdminSource): CertificateAdmin {
 export interface AdminHooks {
   /** A request refused with RDB_FORBIDDEN (by the table, or by a handler): count and log it. */
   onForbidden?(operation: Operation, connection: PeerIdentity, error: RdbnetError): void;
+  /** Requests by method, with their outcome and latency (the node's /metrics). */
+  rpc?: RpcMetrics;
 }
 
 /**
@@ -152,18 +155,33 @@ export function adminHandler(source: AdminSource, hooks: AdminHooks = {}): PeerR
     }
     return principal;
   };
+  const rpc = hooks.rpc;
   return (request: DecodedEnvelope, connection: PeerIdentity): Envelope | Promise<Envelope> => {
     const operation = operationOf(request);
     if (operation === null) {
       throw new RdbnetError(ErrorCode.MethodUnknown, `no handler for ${request.kind}`);
     }
+    const method = rpc?.method(operation);
+    const startedMs = method === undefined ? 0 : method.started();
     try {
       authorize(operation, principalFor(connection.peer));
       const reply = answer(request, connection);
-      return reply instanceof Promise
-        ? reply.catch((error: unknown) => forbidden(operation, connection, error))
-        : reply;
+      if (!(reply instanceof Promise)) {
+        method?.answered(startedMs, true);
+        return reply;
+      }
+      return reply.then(
+        (envelope) => {
+          method?.answered(startedMs, true);
+          return envelope;
+        },
+        (error: unknown) => {
+          method?.answered(startedMs, false);
+          return forbidden(operation, connection, error);
+        },
+      );
     } catch (error) {
+      method?.answered(startedMs, false);
       return forbidden(operation, connection, error);
     }
   };

@@ -21,7 +21,7 @@ import {
 } from '../membership/raft/cluster-config.ts';
 import type { RaftConfig } from '../membership/raft/config.ts';
 import { RaftProposalError } from '../membership/raft/raft.ts';
-import { type RaftStatus, RawNode } from '../membership/raft/raw-node.ts';
+import { type BasicStatus, type RaftStatus, RawNode } from '../membership/raft/raw-node.ts';
 import { type PersistentRaftStorage, persistReady } from '../membership/raft/storage.ts';
 import type { ConfChange, Entry, Message, NodeId, RaftRole } from '../membership/raft/types.ts';
 import { decodeConfChange, NONE } from '../membership/raft/types.ts';
@@ -138,6 +138,11 @@ export class RaftDriver {
 
   get role(): RaftRole {
     return this.node.basicStatus().role;
+  }
+
+  /** Term, leader, role, commit and applied index: the cheap part of status(). */
+  basicStatus(): BasicStatus {
+    return this.node.basicStatus();
   }
 
   get isLeader(): boolean {

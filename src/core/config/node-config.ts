@@ -185,6 +185,11 @@ export interface NodeConfig extends ClusterTunables {
    * most 32 characters. Default none.
    */
   groups: string[];
+  /**
+   * Address of the plain-HTTP, read-only Prometheus listener (GET /metrics only, like etcd's
+   * --listen-metrics-urls). Default none: no metrics listener.
+   */
+  metrics: HostPort | undefined;
 }
 
 /** Default of NodeConfig.deadVoterRemoveAfterMs (the lan preset's). */
@@ -257,6 +262,7 @@ export interface NodeConfigFile {
   logLevel?: string | null;
   raft?: Partial<RaftTimings> | null;
   groups?: string[] | string | null;
+  metrics?: string | null;
 }
 
 type Loose<T> = { [K in keyof T]?: T[K] | string | null | undefined };
@@ -379,6 +385,7 @@ const FIELDS: readonly Field[] = [
   field('join', addressList(), byDefault(undefined), '--join'),
   field('bootstrapExpect', integer(1, 64), byDefault(undefined), '--bootstrap-expect'),
   field('groups', groupList(), byDefault([]), '--groups'),
+  field('metrics', hostPort('metrics address'), byDefault(undefined), '--metrics'),
   field('retryJoin', discoveryEntries(false), byDefault([]), '--retry-join'),
   field('register', discoveryEntries(true), byDefault([]), '--register'),
   field('clusterId', clusterIdValue(), byDefault(undefined), '--cluster-id'),
@@ -682,6 +689,7 @@ export function resolveNodeConfigWithSources(inputs: NodeConfigInputs = {}): Res
     logLevel: get('logLevel'),
     raft,
     groups: get('groups'),
+    metrics: get('metrics'),
   };
   // Listed in field order (the preset was resolved first).
   const ordered = Object.fromEntries(FIELDS.map((f) => [f.path, sources[f.path]!]));
@@ -710,6 +718,7 @@ export interface NodeConfigJson {
   join: string[] | null;
   bootstrapExpect: number | null;
   groups: string[];
+  metrics: string | null;
   retryJoin: string[];
   register: string[];
   clusterId: string | null;
@@ -746,6 +755,7 @@ export function nodeConfigJson(config: NodeConfig): NodeConfigJson {
     join: config.join === undefined ? null : [...config.join],
     bootstrapExpect: config.bootstrapExpect ?? null,
     groups: [...config.groups],
+    metrics: config.metrics === undefined ? null : formatHostPort(config.metrics),
     retryJoin: [...config.retryJoin],
     register: [...config.register],
     clusterId: config.clusterId ?? null,

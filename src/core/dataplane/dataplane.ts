@@ -56,11 +56,28 @@ import {
 } from './delivery.ts';
 import type { DataPlaneLimits } from './limits.ts';
 import {
+  ECHO_TOPIC,
   type TopicDelivery,
   type TopicHandler,
   TopicRegistry,
   validateTopicName,
 } from './topics.ts';
+
+/** Message kinds by TopicKindCode, as counters and metrics name them. */
+export const TOPIC_KIND_NAMES = ['send', 'request', 'broadcast', 'multicast'] as const;
+/** builtin: the node's own topics (echo); user: every topic a program registered. */
+export type TopicClass = 'builtin' | 'user';
+
+/** The node counter of messages received of `kind` to a topic of `topicClass`. */
+export function receivedCounterName(kind: string, topicClass: TopicClass): string {
+  return `dataplane.received.${kind}.${topicClass}`;
+}
+
+/** Built once, so counting a received message allocates no name. */
+const RECEIVED_COUNTERS = TOPIC_KIND_NAMES.map((kind) => ({
+  builtin: receivedCounterName(kind, 'builtin'),
+  user: receivedCounterName(kind, 'user'),
+}));
 
 /** A member as the data plane routes to it (from the node's gossip view). */
 export interface DataPlaneMember {
@@ -440,6 +457,12 @@ export class DataPlane {
       delivery: received.delivery ?? DeliveryCode.AtMostOnce,
       idempotencyKey: received.idempotencyKey ?? '',
     };
+    const receivedCounters = RECEIVED_COUNTERS[message.kind];
+    if (receivedCounters !== undefined) {
+      this.init.counters?.increment(
+        message.topic === ECHO_TOPIC ? receivedCounters.builtin : receivedCounters.user,
+      );
+    }
     if (message.deadlineMs > limits.deadlineMaxMs) {
       throw new RdbnetError(
         ErrorCode.Usage,

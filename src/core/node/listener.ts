@@ -22,8 +22,8 @@ export interface NodeListener {
   readonly boundAddress: string;
   /** Whether requests arrive over TLS. */
   readonly tls: boolean;
-  /** Connections open now, with the frames they carried so far. */
-  openConnections(): { count: number; framesIn: number; framesOut: number };
+  /** Connections open now, with the frames and bytes they carried so far. */
+  openConnections(): OpenConnections;
   /** Connection-limit and memory-budget counters for `node status` (some are gauges). */
   counters(): Record<string, number>;
   /** New certificate or trust material for connections accepted from now on. */
@@ -31,6 +31,22 @@ export interface NodeListener {
   /** Stops accepting; gives open connections up to `graceMs` to finish. */
   close(graceMs: number): Promise<void>;
 }
+
+export interface OpenConnections {
+  count: number;
+  framesIn: number;
+  framesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export const NO_OPEN_CONNECTIONS: OpenConnections = {
+  count: 0,
+  framesIn: 0,
+  framesOut: 0,
+  bytesIn: 0,
+  bytesOut: 0,
+};
 
 /** What the node hands its listener. */
 export interface NodeListenInit {
@@ -84,6 +100,8 @@ export async function listenTransport(init: NodeListenInit): Promise<NodeListene
       onClose: (connection, error) => {
         counters.increment('frames.in', connection.framesIn);
         counters.increment('frames.out', connection.framesOut);
+        counters.increment('bytes.in', connection.bytesIn);
+        counters.increment('bytes.out', connection.bytesOut);
         if (error !== undefined && error.code !== ErrorCode.ConnectionClosed) {
           counters.increment(`connections.failed.${error.code}`);
           init.connectionLine('info', `closed.${error.code}`, 'connection closed', {
@@ -129,11 +147,15 @@ export async function listenTransport(init: NodeListenInit): Promise<NodeListene
     openConnections: () => {
       let framesIn = 0;
       let framesOut = 0;
+      let bytesIn = 0;
+      let bytesOut = 0;
       for (const connection of server.connections) {
         framesIn += connection.framesIn;
         framesOut += connection.framesOut;
+        bytesIn += connection.bytesIn;
+        bytesOut += connection.bytesOut;
       }
-      return { count: server.connections.size, framesIn, framesOut };
+      return { count: server.connections.size, framesIn, framesOut, bytesIn, bytesOut };
     },
     counters: () => transportCounters(server.stats(), budget),
     updateTls: (material) => server.updateTls(material),

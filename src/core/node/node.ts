@@ -10,6 +10,7 @@ import {
   type ClusterRequests,
   type MembershipRequests,
 } from '../api/admin.ts';
+import { OPERATIONS } from '../api/authorization.ts';
 import { PeerLinks } from '../cluster/peers.ts';
 import type { ClusterService } from '../cluster/service.ts';
 import type { NodeConfig } from '../config/node-config.ts';
@@ -27,6 +28,11 @@ import {
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import { clusterHealth } from '../health/cluster-health.ts';
 import type { PeerResilience } from '../lb/registry.ts';
+import { listenMetrics, type MetricsListener } from '../metrics/http.ts';
+import { type NodeMetricsSource, registerNodeMetrics } from '../metrics/node-metrics.ts';
+import { registerProcessMetrics } from '../metrics/process-metrics.ts';
+import { MetricsRegistry } from '../metrics/registry.ts';
+import { RpcMetrics } from '../metrics/rpc.ts';
 import { type PeerInfo, PROTOCOL_VERSION } from '../protocol/handshake.ts';
 import type {
   HealthReply,
@@ -39,6 +45,7 @@ import type {
   NodeHealth,
   StatusReply,
 } from '../protocol/messages.ts';
+import type { PeerRequestHandler } from '../rpc/peer.ts';
 import { Counters, type Logger, LogLimiter, type TimerHandle } from '../runtime/index.ts';
 import { parseLogLevel } from '../runtime/log.ts';
 import type { LogTail } from '../runtime/log-tail.ts';
@@ -49,7 +56,7 @@ import { clusterServiceInit, localEndpointOf, type NodeParts, nodeGossipInit } f
 import { certificateAdmin, type NodeCertificates } from './certificates.ts';
 import { type NodeEnvironment, productionEnvironment } from './environment.ts';
 import { gossipCounters, NodeGossip, nodeAddressOf, nodeGroupsOf } from './gossip.ts';
-import type { NodeListener } from './listener.ts';
+import { NO_OPEN_CONNECTIONS, type NodeListener } from './listener.ts';
 import { lbStatusReply } from './resilience.ts';
 
 /** What an embedding program may add to a node it starts in-process (the library API), and
@@ -78,11 +85,21 @@ export const CERT_DAYS_LEFT_WARN = 30;
 const CONNECTION_LOG_BURST = 10;
 const CONNECTION_LOG_INTERVAL_MS = 10_000;
 
-export class RdbnetNode implements AdminSource {
+export class RdbnetNode implements AdminSource, NodeMetricsSource {
   readonly id: string;
   readonly clusterId: string;
   readonly config: NodeConfig;
   readonly counters: Counters;
+  /** The node's Prometheus metrics (served by --metrics, or mounted by a caller with
+   * metricsRequestListener). */
+  readonly metrics = new MetricsRegistry();
+  private readonly rpcMetrics: RpcMetrics;
+  /** The admin handler every request goes through (null until the node listens). */
+  private handler: PeerRequestHandler | null = null;
+  /** The --metrics listener; null without --metrics. */
+  private metricsListener: MetricsListener | null = null;
+  /** The process_* and nodejs_* metrics' event-loop sampler (real environment only). */
+  private processMetrics: { stop(): void } | null = null;
   state: NodeState = 'starting';
   private readonly log: Logger;
   private readonly environment: NodeEnvironment;
@@ -131,6 +148,8 @@ export class RdbnetNode implements AdminSource {
       clock: environment.clock,
     });
     this.resilience = environment.resilience();
+    this.rpcMetrics = new RpcMetrics(this.metrics, Object.keys(OPERATIONS), environment.clock);
+    registerNodeMetrics(this.metrics, this, environment.clock);
   }
 
   /**
@@ -179,6 +198,10 @@ export class RdbnetNode implements AdminSource {
       node = new RdbnetNode(config, record.id, clusterId, log, environment, counters);
       node.unlock = unlock;
       node.tail = options.logTail ?? null;
+      // Process metrics belong to a real process; simulated nodes share the simulator's.
+      if (options.environment === undefined) {
+        node.processMetrics = registerProcessMetrics(node.metrics);
+      }
       node.nodeCertificates = loaded?.certificates ?? null;
       const context = discoveryContext(keyring.primaryBytes());
       const retryJoin = open(config.retryJoin, context);
@@ -187,6 +210,7 @@ export class RdbnetNode implements AdminSource {
       try {
         await node.assemble(keyring, options);
       } catch (error) {
+        node.processMetrics?.stop();
         await closeSources(node.discoverySources);
         throw error;
       }
@@ -261,6 +285,10 @@ export class RdbnetNode implements AdminSource {
         }),
       );
       this.startDataPlane(dataPlaneLimits(options.dataPlane));
+      if (this.config.metrics !== undefined) {
+        this.metricsListener = await listenMetrics(this.config.metrics, this.metrics);
+        this.log.info('metrics listening', { metrics: this.metricsListener.address });
+      }
     } catch (error) {
       this.dataLinks?.close();
       await this.gossip?.stop();
@@ -367,25 +395,27 @@ export class RdbnetNode implements AdminSource {
     const { log, config } = this;
     const tls = this.nodeCertificates?.tls ?? null;
     const counters = this.counters;
+    this.handler = adminHandler(this, {
+      rpc: this.rpcMetrics,
+      onForbidden: (operation, connection, error) => {
+        counters.increment('auth.forbidden');
+        counters.increment(`auth.forbidden.${operation}`);
+        log.warn('request refused', {
+          remote: connection.remoteAddress,
+          peer: connection.peer?.id,
+          role: connection.peer?.role,
+          operation,
+          reason: error.message,
+        });
+      },
+    });
     this.listener = await this.environment.listen({
       id: this.id,
       clusterId: this.clusterId,
       config,
       tls,
       certificates: this.nodeCertificates,
-      handler: adminHandler(this, {
-        onForbidden: (operation, connection, error) => {
-          counters.increment('auth.forbidden');
-          counters.increment(`auth.forbidden.${operation}`);
-          log.warn('request refused', {
-            remote: connection.remoteAddress,
-            peer: connection.peer?.id,
-            role: connection.peer?.role,
-            operation,
-            reason: error.message,
-          });
-        },
-      }),
+      handler: this.handler,
       log,
       counters,
       isClusterPeer: (peer) => this.isClusterPeer(peer),
@@ -439,10 +469,23 @@ export class RdbnetNode implements AdminSource {
     return this.listener?.boundAddress ?? '';
   }
 
+  /** The admin handler every request goes through, with the node's hooks (metrics, the
+   * forbidden counter): what the HTTP and GraphQL faces call. Null until the node listens. */
+  get requestHandler(): PeerRequestHandler | null {
+    return this.handler;
+  }
+
+  /** host:port of the --metrics listener; null without --metrics. */
+  get metricsAddress(): string | null {
+    return this.metricsListener?.address ?? null;
+  }
+
   async stop(): Promise<void> {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.state = 'stopping';
     this.log.info('node stopping', { graceMs: this.config.shutdownGraceMs });
+    await this.metricsListener?.close();
+    this.processMetrics?.stop();
     // Deregister first (bounded), so nobody is sent here while the node goes.
     await this.retryJoin?.stop();
     await this.registrations?.close();
@@ -461,7 +504,7 @@ export class RdbnetNode implements AdminSource {
   }
 
   status(): StatusReply {
-    const open = this.listener?.openConnections() ?? { count: 0, framesIn: 0, framesOut: 0 };
+    const open = this.listener?.openConnections() ?? NO_OPEN_CONNECTIONS;
     return {
       id: this.id,
       address: this.address,
@@ -485,8 +528,21 @@ export class RdbnetNode implements AdminSource {
         ...this.dataPlaneService?.stats(),
         'frames.in': this.counters.get('frames.in') + open.framesIn,
         'frames.out': this.counters.get('frames.out') + open.framesOut,
+        'bytes.in': this.counters.get('bytes.in') + open.bytesIn,
+        'bytes.out': this.counters.get('bytes.out') + open.bytesOut,
       },
     };
+  }
+
+  /** Raft's term, leader, role and indexes; null while this node belongs to no cluster. */
+  raftProgress(): ReturnType<NodeMetricsSource['raftProgress']> {
+    return this.clusterService?.raftDriver?.basicStatus() ?? null;
+  }
+
+  /** When the node's certificate expires (wall ms); null on --insecure nodes. */
+  certificateNotAfterMs(): number | null {
+    const certificates = this.nodeCertificates;
+    return certificates === null ? null : Date.parse(certificates.certificate.notAfter);
   }
 
   /**

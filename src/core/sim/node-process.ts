@@ -16,7 +16,7 @@ import { ErrorCode, RdbnetError } from '../errors.ts';
 import type { DatagramBindInit, DatagramTransport } from '../membership/gossip/index.ts';
 import type { MemoryStorage } from '../membership/raft/storage.ts';
 import type { NodeEnvironment } from '../node/environment.ts';
-import type { NodeListener } from '../node/listener.ts';
+import { NO_OPEN_CONNECTIONS, type NodeListener } from '../node/listener.ts';
 import { createPeerResilience } from '../node/resilience.ts';
 import { type PeerRequestHandler, peerSender } from '../rpc/peer.ts';
 import { request } from '../rpc/request.ts';
@@ -151,7 +151,7 @@ export class SimNodeProcess {
     return {
       boundAddress: this.init.address,
       tls: false,
-      openConnections: () => ({ count: 0, framesIn: 0, framesOut: 0 }),
+      openConnections: () => NO_OPEN_CONNECTIONS,
       counters: () => ({}),
       updateTls: () => {},
       close: async () => {
