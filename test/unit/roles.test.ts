@@ -170,6 +170,7 @@ describe('the operation table', () => {
     'certs.verify': 'RA',
     'keys.list': 'RA',
     'lb.status': 'RA',
+    'pool.stats': 'RA',
     'dataplane.ping': 'RAN',
     'dataplane.message': 'AN',
     'certs.rotate': 'A',

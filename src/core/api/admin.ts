@@ -21,6 +21,7 @@ import type {
   KeyringReply,
   KeyringRequest,
   LbStatusReply,
+  PoolStatsReply,
   MemberEventsReply,
   MemberEventsRequest,
   MembersReply,
@@ -56,6 +57,8 @@ export interface AdminSource {
   membership: MembershipRequests | null;
   /** `rdbnet lb status`: the resilience state of the requests the node sends its peers. */
   lbStatus?(): LbStatusReply;
+  /** `rdbnet pool stats`: the data plane's connection pool of every peer. */
+  poolStats?(): PoolStatsReply;
   /** Messages to topics and RTTs (src/core/dataplane); null until gossip runs. */
   dataPlane?: DataPlaneRequests | null;
 }
@@ -199,6 +202,11 @@ function answerer(source: AdminSource): PeerRequestHandler {
           throw new RdbnetError(ErrorCode.MethodUnknown, 'this node keeps no load-balancing state');
         }
         return { lbStatusReply: source.lbStatus() };
+      case 'poolStatsRequest':
+        if (source.poolStats === undefined) {
+          throw new RdbnetError(ErrorCode.MethodUnknown, 'this node keeps no connection pools');
+        }
+        return { poolStatsReply: source.poolStats() };
       case 'topicRequest': {
         const from = connection.peer === null ? connection.remoteAddress : connection.peer.id;
         return dataPlaneOf(source)
