@@ -92,7 +92,13 @@ before(async () => {
     await until(
       `three alive members on ${id}`,
       async () => {
-        const result = await cli(['cluster', 'members', '--node', nodes.get(id)!.address, '--json']);
+        const result = await cli([
+          'cluster',
+          'members',
+          '--node',
+          nodes.get(id)!.address,
+          '--json',
+        ]);
         if (result.code !== 0) return undefined;
         const { members } = parseJson<{ members: { state: string }[] }>(result);
         return members.filter((m) => m.state === 'alive').length === 3 ? true : undefined;
@@ -117,7 +123,7 @@ describe('connection pools per peer, on three nodes', () => {
           const stats = await poolStats(id);
           const warm = others.every((other) => {
             const row = peerRow(stats, other);
-            return row !== undefined && row.warm && row.open >= POOL.connectionsMin;
+            return row?.warm === true && row.open >= POOL.connectionsMin;
           });
           return warm ? stats : undefined;
         },
@@ -167,7 +173,10 @@ describe('connection pools per peer, on three nodes', () => {
     });
     const row = peerRow(await poolStats('n1'), 'n2')!;
     assert.ok(row.requests - before.requests >= burst, JSON.stringify(row));
-    assert.ok(row.created - before.created >= 1, `a second connection opened: ${JSON.stringify(row)}`);
+    assert.ok(
+      row.created - before.created >= 1,
+      `a second connection opened: ${JSON.stringify(row)}`,
+    );
     assert.ok(row.open + row.opening <= POOL.connectionsMax, JSON.stringify(row));
     assert.ok(row.open >= 2, JSON.stringify(row));
     assert.equal(row.waiting, 0);
