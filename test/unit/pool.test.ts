@@ -379,6 +379,31 @@ describe('connection pool', () => {
     h.pools.close();
   });
 
+  test('at the cap, warm-up takes no connection of another peer (no churn between warm pools)', async () => {
+    const h = new Harness({
+      connectionsMin: 1,
+      connectionsMax: 1,
+      nodeConnectionsMax: 2,
+      healthCheckIntervalMs: 1_000_000,
+    });
+    h.pools.warm(A);
+    h.pools.warm(B);
+    await h.run(DIAL_MS);
+    h.pools.warm(C);
+    await h.run(30_000);
+    assert.equal(h.stats(A).open, 1);
+    assert.equal(h.stats(B).open, 1);
+    assert.equal(h.stats(C).open, 0);
+    assert.equal(h.stats(A).evicted.lru + h.stats(B).evicted.lru, 0);
+    assert.ok(h.pools.counters()['pool.cap_refused']! > 0);
+    // A request to C does take the least recently used one.
+    const reply = outcome(h.send(C));
+    await h.run(DIAL_MS + ANSWER_MS + 1);
+    assert.equal(reply.value, 'ok');
+    assert.equal(h.stats(A).evicted.lru + h.stats(B).evicted.lru, 1);
+    h.pools.close();
+  });
+
   test('a connection that fails its health check is removed and replaced', async () => {
     const h = new Harness({
       connectionsMin: 1,

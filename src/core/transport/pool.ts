@@ -526,8 +526,8 @@ export class ConnectionPools {
 
   /**
    * Opens one more connection when the pool is below connectionsMax and the node below its
-   * cap (closing the least recently used idle connection of any peer to get there).
-   * `forDemand`: a request waits for it, so a dial is made even while the refill backs off.
+   * cap (for a request, closing the least recently used idle connection of any peer to get
+   * there). `forDemand`: a request waits for it.
    */
   private grow(pool: PeerPool, forDemand: boolean): boolean {
     if (pool.size >= this.options.connectionsMax) return false;
@@ -540,6 +540,12 @@ export class ConnectionPools {
       return false;
     }
     if (this.total >= this.options.nodeConnectionsMax) {
+      // Only a request takes another peer's connection: were refills to, two warm pools at the
+      // cap would take each other's connections on every maintenance pass.
+      if (!forDemand) {
+        this.capRefused++;
+        return false;
+      }
       const victim = this.leastRecentlyUsedIdle(pool);
       if (victim === null) {
         this.capRefused++;
