@@ -376,6 +376,14 @@ describe('connection pool', () => {
     assert.equal(h.stats(B).open, 1);
     assert.equal(h.stats(C).open, 1);
     assert.equal(h.pools.counters()['pool.connections'], 2);
+    // Every connection busy at the cap: a request to a new peer is refused at once.
+    h.peer(B).hold = true;
+    h.peer(C).hold = true;
+    outcome(h.send(B));
+    outcome(h.send(C));
+    const refused = outcome(h.send(A));
+    await h.run(0);
+    assert.equal(refused.value, ErrorCode.PoolExhausted);
     h.pools.close();
   });
 

@@ -307,7 +307,16 @@ export class ConnectionPools {
     }
     // Demand resets a pool that gave up refilling: someone wants this peer now.
     if (pool.usable === 0 && pool.opening === 0) pool.dialFailures = 0;
-    this.grow(pool, true);
+    if (!this.grow(pool, true) && pool.size === 0) {
+      // Nothing to wait for: the node-wide cap left no idle connection to close for this one.
+      pool.exhausted++;
+      return Promise.reject(
+        new RdbnetError(
+          ErrorCode.PoolExhausted,
+          `no connection to ${address}: the node holds nodeConnectionsMax (${this.options.nodeConnectionsMax}) pooled connections, none idle`,
+        ),
+      );
+    }
     return new Promise<DecodedEnvelope>((resolve, reject) => {
       const waitMs = Math.max(0, Math.min(timeoutMs, this.options.waitTimeoutMs));
       const waiter: Waiter = {
