@@ -8,6 +8,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import {
+  checkConfigFileFields,
+  resolveNodeConfig,
+  resolveNodeConfigWithSources,
+} from '../../src/core/config/node-config.ts';
 import { ErrorCode, isRdbnetError, RdbnetError } from '../../src/core/errors.ts';
 import type { DecodedEnvelope, Envelope } from '../../src/core/protocol/messages.ts';
 import { seededRandom } from '../../src/core/runtime/index.ts';
@@ -192,6 +197,28 @@ describe('connection pool', () => {
     assert.throws(
       () => poolOptions({ connectionsMax: 8, nodeConnectionsMax: 4 }),
       (error: unknown) => isRdbnetError(error, ErrorCode.ConfigInvalid),
+    );
+  });
+
+  test('node config: pool.* from a file or RDBNET_POOL_*, checked together, naming the field', () => {
+    const fromFile = resolveNodeConfigWithSources({
+      file: { pool: { connectionsMax: 8 } },
+      env: {},
+    });
+    assert.equal(fromFile.config.pool.connectionsMax, 8);
+    assert.equal(fromFile.sources['pool.connectionsMax'], 'file');
+    assert.equal(fromFile.config.pool.connectionsMin, 1);
+    const fromEnv = resolveNodeConfig({}, {}, { RDBNET_POOL_IDLE_TIMEOUT_MS: '1500' });
+    assert.equal(fromEnv.pool.idleTimeoutMs, 1500);
+    assert.throws(
+      () => resolveNodeConfig({}, {}, { RDBNET_POOL_CONNECTIONS_MIN: '9' }),
+      (error: unknown) =>
+        isRdbnetError(error, ErrorCode.ConfigInvalid) &&
+        (error as unknown as { field: string }).field === 'pool.connectionsMin',
+    );
+    assert.throws(
+      () => checkConfigFileFields({ pool: { connectionsMaximum: 3 } }),
+      /pool\.connectionsMaximum/,
     );
   });
 
