@@ -69,6 +69,9 @@ export const ErrorCode = {
   CircuitOpen: 'RDB_CIRCUIT_OPEN',
   /** The peer's token bucket is empty: the request was dropped, not sent. */
   RateLimited: 'RDB_RATE_LIMITED',
+  /** Every pooled connection to the peer stayed busy (connectionsMax reached) past the pool's
+   * waitTimeoutMs, or its queue of waiting requests (waitersMax) is full: slow down (exit 1). */
+  PoolExhausted: 'RDB_POOL_EXHAUSTED',
   // the data plane (src/core/dataplane)
   /** No handler is registered for the topic on the receiving node (exit 1). */
   TopicUnknown: 'RDB_TOPIC_UNKNOWN',

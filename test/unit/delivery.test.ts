@@ -38,7 +38,12 @@ describe('backoff', () => {
   });
 
   test('only errors a retry can cure are retried', () => {
-    for (const code of [ErrorCode.RequestTimeout, ErrorCode.NodeUnreachable, ErrorCode.QueueFull]) {
+    for (const code of [
+      ErrorCode.RequestTimeout,
+      ErrorCode.NodeUnreachable,
+      ErrorCode.QueueFull,
+      ErrorCode.PoolExhausted,
+    ]) {
       assert.equal(isRetryable(new RdbnetError(code, 'x')), true, code);
     }
     for (const code of [ErrorCode.TopicUnknown, ErrorCode.MessageTooLarge, ErrorCode.Forbidden]) {

@@ -171,6 +171,7 @@ describe('the operation table', () => {
     'keys.list': 'RA',
     'lb.status': 'RA',
     'node.logs': 'RA',
+    'pool.stats': 'RA',
     'dataplane.ping': 'RAN',
     'dataplane.message': 'AN',
     'certs.rotate': 'A',

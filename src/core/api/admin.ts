@@ -29,6 +29,7 @@ import type {
   MembersReply,
   PingReply,
   PingRequest,
+  PoolStatsReply,
   ProveIdentityRequest,
   RevocationsRequest,
   StatusReply,
@@ -61,6 +62,8 @@ export interface AdminSource {
   lbStatus?(): LbStatusReply;
   /** `rdbnet monitor`: recent log lines; absent when the node's logger keeps none. */
   logTail?(request: LogTailRequest): LogTailReply;
+  /** `rdbnet pool stats`: the data plane's connection pool of every peer. */
+  poolStats?(): PoolStatsReply;
   /** Messages to topics and RTTs (src/core/dataplane); null until gossip runs. */
   dataPlane?: DataPlaneRequests | null;
 }
@@ -221,6 +224,11 @@ function answerer(source: AdminSource): PeerRequestHandler {
           throw new RdbnetError(ErrorCode.MethodUnknown, 'this node keeps no load-balancing state');
         }
         return { lbStatusReply: source.lbStatus() };
+      case 'poolStatsRequest':
+        if (source.poolStats === undefined) {
+          throw new RdbnetError(ErrorCode.MethodUnknown, 'this node keeps no connection pools');
+        }
+        return { poolStatsReply: source.poolStats() };
       case 'topicRequest': {
         const from = connection.peer === null ? connection.remoteAddress : connection.peer.id;
         return dataPlaneOf(source)

@@ -56,6 +56,10 @@ export const OPERATIONS = {
     needs: 'read',
     does: "lb status: the node's per-peer breakers, ejections, latency",
   },
+  'pool.stats': {
+    needs: 'read',
+    does: "pool stats: the node's data-plane connection pool of every peer",
+  },
   'dataplane.ping': {
     needs: 'read',
     nodesToo: true,
@@ -116,6 +120,8 @@ export function operationOf(request: DecodedEnvelope): Operation | null {
       return 'cluster.status';
     case 'lbStatusRequest':
       return 'lb.status';
+    case 'poolStatsRequest':
+      return 'pool.stats';
     case 'certInfoRequest':
       return 'certs.info';
     case 'proveIdentityRequest':

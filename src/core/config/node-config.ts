@@ -6,7 +6,8 @@
  *   env      an environment variable: RDBNET_ + the field's path in upper snake case
  *            (listen → RDBNET_LISTEN, raft.electionTimeoutMs → RDBNET_RAFT_ELECTION_TIMEOUT_MS);
  *            an empty variable counts as unset
- *   file     the JSON --config file (the same field names; raft and connection are objects)
+ *   file     the JSON --config file (the same field names; raft, connection and pool are
+ *            objects)
  *   preset   the preset's value (`local`, `lan`, `wan`: gossip and Raft timings together)
  *   default  the documented default
  *
@@ -36,6 +37,7 @@ import {
   connectionOptions,
   DEFAULT_CONNECTION_OPTIONS,
 } from '../transport/options.ts';
+import { DEFAULT_POOL_OPTIONS, type PoolOptions, poolOptions } from '../transport/pool.ts';
 import {
   UNAUTHENTICATED_CONNECTIONS_MAX_DEFAULT,
   UNAUTHENTICATED_CONNECTIONS_PER_SOURCE_MAX_DEFAULT,
@@ -123,6 +125,9 @@ export interface NodeConfig extends ClusterTunables {
   shutdownGraceMs: number;
   /** Per-connection limits (frame size, requests in flight, deadlines, buffers). */
   connection: ConnectionOptions;
+  /** The data plane's connection pools per peer (src/core/transport/pool.ts): min/max size,
+   * waits, idle / lifetime / node-wide LRU eviction, health checks. Defaults there. */
+  pool: PoolOptions;
   /**
    * Seed addresses (`--join`). Undefined: not given, and a node without a cluster bootstraps
    * itself as a single-node cluster. Given (even empty): the node waits for a cluster — it
@@ -245,6 +250,7 @@ export interface NodeConfigFile {
   bufferedBytesMax?: number | null;
   shutdownGraceMs?: number | null;
   connection?: Partial<ConnectionOptions> | null;
+  pool?: Partial<PoolOptions> | null;
   join?: string[] | string | null;
   bootstrapExpect?: number | null;
   retryJoin?: string[] | string | null;
@@ -268,8 +274,9 @@ export interface NodeConfigFile {
 type Loose<T> = { [K in keyof T]?: T[K] | string | null | undefined };
 
 /** Command-line values: a file's fields, where a string is parsed as an env value is. */
-export type NodeConfigFlags = Loose<Omit<NodeConfigFile, 'connection' | 'raft'>> & {
+export type NodeConfigFlags = Loose<Omit<NodeConfigFile, 'connection' | 'raft' | 'pool'>> & {
   connection?: Loose<ConnectionOptions>;
+  pool?: Loose<PoolOptions>;
   raft?: Loose<RaftTimings>;
 };
 
@@ -441,15 +448,20 @@ const FIELDS: readonly Field[] = [
       byDefault(value),
     ),
   ),
+  // The pool's own defaults, likewise.
+  ...Object.entries(DEFAULT_POOL_OPTIONS).map(([key, value]) =>
+    field(`pool.${key}`, integer(0, Number.MAX_SAFE_INTEGER), byDefault(value)),
+  ),
 ];
 
 /** Every field's path, environment variable and flag, for docs and `node config`. */
 export const NODE_CONFIG_FIELDS: readonly { path: string; env: string; flag?: string }[] =
   FIELDS.map(({ path, env, flag }) => ({ path, env, ...(flag === undefined ? {} : { flag }) }));
 
-const NESTED_KEYS: Record<'raft' | 'connection', ReadonlySet<string>> = {
+const NESTED_KEYS: Record<'raft' | 'connection' | 'pool', ReadonlySet<string>> = {
   raft: new Set(Object.keys(RAFT_TIMINGS_PRESETS.lan)),
   connection: new Set(Object.keys(DEFAULT_CONNECTION_OPTIONS)),
+  pool: new Set(Object.keys(DEFAULT_POOL_OPTIONS)),
 };
 
 const FILE_KEYS: ReadonlySet<string> = new Set([
@@ -458,7 +470,8 @@ const FILE_KEYS: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * A file's shape: an object with known fields; raft and connection objects with known keys.
+ * A file's shape: an object with known fields; raft, connection and pool objects with known
+ * keys.
  * Its values are checked when resolved. Every refusal is a ConfigValueError (exit 64, like
  * a bad flag): the file is the value of --config, and nothing has been done yet.
  */
@@ -477,7 +490,7 @@ export function checkConfigFileFields(parsed: unknown, path = 'the config file')
         `known fields: ${[...FILE_KEYS].join(', ')}`,
       );
     }
-    if (key !== 'raft' && key !== 'connection') continue;
+    if (key !== 'raft' && key !== 'connection' && key !== 'pool') continue;
     if (value === null) continue;
     if (typeof value !== 'object' || Array.isArray(value)) {
       throw new ConfigValueError(key, 'file', where, `must be an object, got ${shown(value)}`);
@@ -650,6 +663,16 @@ export function resolveNodeConfigWithSources(inputs: NodeConfigInputs = {}): Res
     if (!(error instanceof ConfigFieldError)) throw error;
     return fail(`connection.${error.field}`, error.problem, error.hint);
   }
+  const poolValues = Object.fromEntries(
+    Object.keys(DEFAULT_POOL_OPTIONS).map((key) => [key, get(`pool.${key}`)]),
+  ) as unknown as PoolOptions;
+  let pool: PoolOptions;
+  try {
+    pool = poolOptions(poolValues);
+  } catch (error) {
+    if (!(error instanceof ConfigFieldError)) throw error;
+    return fail(`pool.${error.field}`, error.problem, error.hint);
+  }
   const bufferedBytesMax = get<number>('bufferedBytesMax');
   if (bufferedBytesMax < connection.frameBytesMax) {
     fail(
@@ -678,6 +701,7 @@ export function resolveNodeConfigWithSources(inputs: NodeConfigInputs = {}): Res
     bufferedBytesMax,
     shutdownGraceMs: get('shutdownGraceMs'),
     connection,
+    pool,
     join: get('join'),
     bootstrapExpect: get('bootstrapExpect'),
     retryJoin: get('retryJoin'),
@@ -740,6 +764,7 @@ export interface NodeConfigJson {
   logLevel: LogLevel;
   raft: RaftTimings;
   connection: ConnectionOptions;
+  pool: PoolOptions;
 }
 
 export function nodeConfigJson(config: NodeConfig): NodeConfigJson {
@@ -771,6 +796,7 @@ export function nodeConfigJson(config: NodeConfig): NodeConfigJson {
     logLevel: config.logLevel,
     raft: { ...config.raft },
     connection: { ...config.connection },
+    pool: { ...config.pool },
   };
 }
 

@@ -81,6 +81,8 @@ const RETRYABLE = new Set<string>([
   ErrorCode.RateLimited,
   ErrorCode.CircuitOpen,
   ErrorCode.QueueFull,
+  // The sender's own pool of connections to the peer was busy: a later attempt may find room.
+  ErrorCode.PoolExhausted,
   ErrorCode.DeadlinePassed,
 ]);
 

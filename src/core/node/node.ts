@@ -11,7 +11,6 @@ import {
   type MembershipRequests,
 } from '../api/admin.ts';
 import { OPERATIONS } from '../api/authorization.ts';
-import { PeerLinks } from '../cluster/peers.ts';
 import type { ClusterService } from '../cluster/service.ts';
 import type { NodeConfig } from '../config/node-config.ts';
 import { DataPlane, type DataPlaneMember } from '../dataplane/dataplane.ts';
@@ -43,6 +42,7 @@ import type {
   MemberEventsReply,
   MembersReply,
   NodeHealth,
+  PoolStatsReply,
   StatusReply,
 } from '../protocol/messages.ts';
 import type { PeerRequestHandler } from '../rpc/peer.ts';
@@ -51,6 +51,8 @@ import { parseLogLevel } from '../runtime/log.ts';
 import type { LogTail } from '../runtime/log-tail.ts';
 import type { Keyring } from '../security/keyring.ts';
 import { formatHostPort } from '../transport/address.ts';
+import { ConnectionPools } from '../transport/pool.ts';
+import { dialPoolConnector } from '../transport/pool-dial.ts';
 import { SOFTWARE_VERSION } from '../version.ts';
 import { clusterServiceInit, localEndpointOf, type NodeParts, nodeGossipInit } from './assemble.ts';
 import { certificateAdmin, type NodeCertificates } from './certificates.ts';
@@ -112,9 +114,11 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
   private gossip: NodeGossip | null = null;
   /** Messages to topics (src/core/dataplane); null until gossip runs. */
   private dataPlaneService: DataPlane | null = null;
-  /** The data plane's own links to peers, apart from gossip's and Raft's (none when the
-   * environment brings a transport: the simulator's). */
-  private dataLinks: PeerLinks | null = null;
+  /** The data plane's own pools of connections per peer, apart from gossip's and Raft's
+   * links (none when the environment brings a transport: the simulator's). */
+  private dataPools: ConnectionPools | null = null;
+  /** Stops following gossip's membership events (warm-up and cool-down of the pools). */
+  private unsubscribePools: (() => void) | null = null;
   private readonly connectionLog: LogLimiter;
   private connectionLogTimer: TimerHandle | null = null;
   /** Breaker, retry budget, rate limit and latency per peer, for what this node sends. */
@@ -290,7 +294,7 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
         this.log.info('metrics listening', { metrics: this.metricsListener.address });
       }
     } catch (error) {
-      this.dataLinks?.close();
+      this.stopPools();
       await this.gossip?.stop();
       await this.listener?.close(0);
       this.stopConnectionLogTimer();
@@ -302,12 +306,18 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
   private startDataPlane(limits: DataPlaneLimits): void {
     let peers = this.environment.peers;
     if (peers === undefined) {
-      this.dataLinks = new PeerLinks({
-        local: localEndpointOf(this),
-        tls: () => this.nodeCertificates?.tls ?? null,
-        options: this.config.connection,
+      this.dataPools = new ConnectionPools({
+        connector: dialPoolConnector({
+          local: localEndpointOf(this),
+          tls: () => this.nodeCertificates?.tls ?? null,
+          options: this.config.connection,
+        }),
+        options: this.config.pool,
+        clock: this.environment.clock,
+        random: this.environment.random,
       });
-      peers = this.dataLinks;
+      this.followMembershipWithPools(this.dataPools);
+      peers = this.dataPools;
     }
     this.dataPlaneService = new DataPlane({
       selfId: this.id,
@@ -319,6 +329,47 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
         ? {}
         : { dedupStore: this.environment.dedupStore(this.config) }),
     });
+  }
+
+  /**
+   * Warm-up from gossip: a member that joins (or is alive again) gets its pool filled to
+   * pool.connectionsMin; one that is dead or left has its pool emptied and no longer refilled.
+   * Members alive before this runs are warmed at once.
+   */
+  private followMembershipWithPools(pools: ConnectionPools): void {
+    for (const member of this.members()) {
+      if (!member.isSelf && member.state === 'alive') pools.warm(member.address, member.id);
+    }
+    this.unsubscribePools = this.onMemberEvent((event) => {
+      if (event.id === this.id || event.address === '') return;
+      switch (event.type) {
+        case 'join':
+        case 'alive':
+          pools.warm(event.address, event.id);
+          return;
+        case 'dead':
+        case 'left':
+          pools.cool(event.address);
+          return;
+      }
+    });
+  }
+
+  private stopPools(): void {
+    this.unsubscribePools?.();
+    this.unsubscribePools = null;
+    this.dataPools?.close();
+  }
+
+  /** `rdbnet pool stats`: the data plane's pool of every peer, named by gossip when it can
+   * be (an empty list when the environment brings its own transport). */
+  poolStats(): PoolStatsReply {
+    const byAddress = new Map(this.members().map((member) => [member.address, member.id]));
+    const peers = (this.dataPools?.stats() ?? []).map((row) => ({
+      ...row,
+      peer: byAddress.get(row.address) ?? row.peer,
+    }));
+    return { id: this.id, peers };
   }
 
   /** Subscribes to gossip's membership events (join, suspect, alive, dead, left, update)
@@ -492,7 +543,7 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
     await closeSources(this.discoverySources);
     // Leave gossip first (bounded), while the node still answers push-pull.
     await this.gossip?.stop();
-    this.dataLinks?.close();
+    this.stopPools();
     await this.clusterService?.stop();
     await this.listener?.close(this.config.shutdownGraceMs);
     this.dataPlaneService?.close();
@@ -526,6 +577,7 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
         ...this.listener?.counters(),
         ...this.resilience.counters(),
         ...this.dataPlaneService?.stats(),
+        ...this.dataPools?.counters(),
         'frames.in': this.counters.get('frames.in') + open.framesIn,
         'frames.out': this.counters.get('frames.out') + open.framesOut,
         'bytes.in': this.counters.get('bytes.in') + open.bytesIn,

@@ -406,6 +406,36 @@ export interface LbStatusReply {
   peers: LbPeerStatus[];
 }
 
+// ---- connection pools per peer (src/core/transport/pool.ts)
+
+export interface PoolEvictions {
+  idle: number;
+  lifetime: number;
+  lru: number;
+  unhealthy: number;
+}
+export interface PeerPoolStatus {
+  /** The peer's node id from gossip; '' when no member has that address. */
+  peer: string;
+  address: string;
+  open: number;
+  idle: number;
+  inUse: number;
+  opening: number;
+  waiting: number;
+  evicted: PoolEvictions;
+  created: number;
+  failed: number;
+  requests: number;
+  exhausted: number;
+  warm: boolean;
+  lastError: string;
+}
+export interface PoolStatsReply {
+  id: string;
+  peers: PeerPoolStatus[];
+}
+
 // ---- the data plane (src/core/dataplane)
 
 export const TopicKindCode = { Send: 0, Request: 1, Broadcast: 2, Multicast: 3 } as const;
@@ -514,7 +544,9 @@ export type Envelope =
   | { topicRequest: TopicMessage }
   | { topicReply: TopicReply }
   | { pingRequest: PingRequest }
-  | { pingReply: PingReply };
+  | { pingReply: PingReply }
+  | { poolStatsRequest: Record<string, never> }
+  | { poolStatsReply: PoolStatsReply };
 
 /** Names of the Envelope oneof fields, e.g. 'statusRequest'. */
 export type EnvelopeKind = Envelope extends infer E ? (E extends unknown ? keyof E : never) : never;

@@ -51,6 +51,7 @@ export const REPLY_OF = {
   lbStatusRequest: 'lbStatusReply',
   topicRequest: 'topicReply',
   pingRequest: 'pingReply',
+  poolStatsRequest: 'poolStatsReply',
 } as const satisfies Partial<Record<EnvelopeKind, EnvelopeKind>>;
 
 /** Kinds that are neither a request nor its reply: the handshake and the error frame. */

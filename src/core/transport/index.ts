@@ -4,5 +4,7 @@ export * from './connection.ts';
 export * from './dial.ts';
 export * from './memory-budget.ts';
 export * from './options.ts';
+export * from './pool.ts';
+export * from './pool-dial.ts';
 export * from './reconnecting.ts';
 export * from './server.ts';
