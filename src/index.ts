@@ -41,6 +41,7 @@ export type { TopicAnswer, TopicDelivery, TopicHandler } from './core/dataplane/
 export { ErrorCode, isRdbnetError, RdbnetError } from './core/errors.ts';
 export type { StrategyName } from './core/lb/strategy.ts';
 export type { Logger } from './core/runtime/log.ts';
+export type { PriorityName } from './core/transport/priority.ts';
 
 /**
  * A node's configuration as the library takes it: the fields of a `--config` file
