@@ -133,6 +133,7 @@ describe('streams: chunking, reassembly, flow control', () => {
             assert.ok(Buffer.from(data).equals(received.get(key)!), `message ${key} intact`);
           }
           assert.deepEqual(sender.streams, { active: 0, waiting: 0 });
+          assert.equal(sender.bytes, 0, 'every queued byte accounted for');
           assert.equal(receiver.open, 0);
           assert.ok(receiver.inflightBytesPeak <= settings.connectionWindowBytes);
           void granted;
@@ -188,6 +189,23 @@ describe('streams: chunking, reassembly, flow control', () => {
     const ids = [1, 2, 3].map(() => sender.nextChunk()!.stream.id);
     assert.deepEqual(ids, [1, 3, 5]);
     assert.equal(sender.nextChunk(), null);
+  });
+
+  test('bytes waiting to be sent are bounded (bytesMax): one more message is RDB_WRITE_QUEUE_FULL', () => {
+    const peer = { streamWindowBytes: 1 << 20, connectionWindowBytes: 1 << 20, streamsMax: 10 };
+    const sender = new StreamSender(peer, 1000, 10, 5000);
+    // Alone, a message larger than the bound is taken (it could never be sent otherwise).
+    sender.open(new OutboundStream(false, 1, Priority.Normal, Codec.None, message(6000, 1)));
+    assert.throws(
+      () => sender.open(new OutboundStream(false, 3, Priority.Normal, Codec.None, message(1, 3))),
+      (error) => isRdbnetError(error, ErrorCode.WriteQueueFull),
+    );
+    for (let i = 0; i < 2; i++) sender.nextChunk();
+    assert.equal(sender.bytes, 4000);
+    sender.open(new OutboundStream(false, 3, Priority.Normal, Codec.None, message(1000, 3)));
+    assert.equal(sender.bytes, 5000);
+    sender.cancel(false, 1);
+    assert.equal(sender.bytes, 1000);
   });
 
   test('cancel drops a stream being sent and one waiting', () => {

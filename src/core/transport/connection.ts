@@ -464,6 +464,7 @@ export class Connection {
         options.streamChunkBytes,
         // Each waiting stream is a request of ours or a reply to one of the peer's: both bounded.
         options.inflightRequestsMax + options.inboundInflightMax,
+        options.writeBufferBytesMax,
       );
       this.streamReceiver = new StreamReceiver({
         local: this.localStreamSettings(),
@@ -563,8 +564,16 @@ export class Connection {
     if (first && (flags & STREAM_NEXT_FLAG) !== 0) {
       throw new RdbnetError(ErrorCode.FrameMalformed, 'a chunk flagged both first and next');
     }
-    if (first && reply && this.pending.get(messageId) === undefined) {
-      // A reply nobody waits for any more (timed out here): refused before it is buffered.
+    let whole: ReturnType<StreamReceiver['receive']>;
+    try {
+      whole = receiver.receive(reply, messageId, first, flagsCodec(flags), source, start, end);
+    } catch (error) {
+      if (!(error instanceof StreamError)) throw error;
+      this.refuseStream(error);
+      return;
+    }
+    if (whole === null && first && reply && this.pending.get(messageId) === undefined) {
+      // A reply nobody waits for any more (timed out here): dropped, and the rest refused.
       receiver.reset(true, messageId);
       this.sendControl({
         connectionBytes: 0,
@@ -578,13 +587,6 @@ export class Connection {
           },
         ],
       });
-    }
-    let whole: ReturnType<StreamReceiver['receive']>;
-    try {
-      whole = receiver.receive(reply, messageId, first, flagsCodec(flags), source, start, end);
-    } catch (error) {
-      if (!(error instanceof StreamError)) throw error;
-      this.refuseStream(error);
       return;
     }
     if (whole === null) return;
@@ -826,15 +828,22 @@ export class Connection {
       // Too large for one frame among the small ones: taken back out and sent in chunks.
       const data = Buffer.from(this.out.lastPayload());
       this.out.dropLast();
-      sender.open(
-        new OutboundStream(
-          kind === FrameKind.Response,
-          messageId,
-          flagsPriority(flags) as Priority,
-          flagsCodec(flags),
-          data,
-        ),
+      const stream = new OutboundStream(
+        kind === FrameKind.Response,
+        messageId,
+        flagsPriority(flags) as Priority,
+        flagsCodec(flags),
+        data,
       );
+      try {
+        sender.open(stream);
+      } catch (error) {
+        // Too much waiting to be sent: a request's caller learns it (request() rejects); the
+        // peer whose request this answers gets the error instead of the reply.
+        if (kind !== FrameKind.Response) throw error;
+        this.replyError(messageId, error, Priority.Critical);
+        return;
+      }
       this.scheduleFlush();
       return;
     }

@@ -112,6 +112,9 @@ export class StreamSender {
   private readonly active = new Map<number, OutboundStream>();
   private readonly waiting: OutboundStream[] = [];
   private readonly waitingMax: number;
+  /** Bytes of every stream not yet sent, active or waiting; at most `bytesMax`. */
+  private queuedBytes = 0;
+  private readonly bytesMax: number;
   /** Data bytes sent in chunks, over the connection's life. */
   chunkBytesSent = 0;
   chunksSent = 0;
@@ -120,9 +123,11 @@ export class StreamSender {
     peer: StreamSettings,
     chunkBytes: number,
     waitingMax: number,
+    bytesMax: number = Number.MAX_SAFE_INTEGER,
     weights?: readonly number[],
   ) {
     this.peer = { ...peer };
+    this.bytesMax = bytesMax;
     this.chunkBytes = chunkBytes;
     this.connectionCredit = peer.connectionWindowBytes;
     this.waitingMax = waitingMax;
@@ -144,21 +149,33 @@ export class StreamSender {
     return this.connectionCredit > 0 && this.scheduler.size > 0;
   }
 
+  /** Bytes of the streams' messages not yet sent. */
+  get bytes(): number {
+    return this.queuedBytes;
+  }
+
   /** Starts sending `stream`, or queues it behind the streams in flight. RDB_WRITE_QUEUE_FULL
-   * when waitingMax streams already wait. */
+   * when waitingMax streams already wait, or its bytes would take the total past bytesMax (a
+   * message larger than bytesMax alone is still taken when nothing else waits). */
   open(stream: OutboundStream): void {
+    if (this.queuedBytes > 0 && this.queuedBytes + stream.data.length > this.bytesMax) {
+      throw new RdbnetError(
+        ErrorCode.WriteQueueFull,
+        `${this.queuedBytes} bytes of chunked messages already wait to be sent (limit ${this.bytesMax})`,
+      );
+    }
     if (this.active.size < this.peer.streamsMax) {
       this.activate(stream);
-      return;
-    }
-    if (this.waiting.length >= this.waitingMax) {
+    } else if (this.waiting.length >= this.waitingMax) {
       throw new RdbnetError(
         ErrorCode.WriteQueueFull,
         `${this.waiting.length} chunked messages already wait for one of the peer's ${this.peer.streamsMax} streams`,
       );
+    } else {
+      stream.state = 'waiting';
+      this.waiting.push(stream);
     }
-    stream.state = 'waiting';
-    this.waiting.push(stream);
+    this.queuedBytes += stream.data.length;
   }
 
   /** The next chunk by priority, within every credit; null when none can go now. */
@@ -171,6 +188,7 @@ export class StreamSender {
     const start = stream.offset;
     const end = start + bytes;
     stream.offset = end;
+    this.queuedBytes -= bytes;
     stream.credit -= bytes;
     this.connectionCredit -= bytes;
     this.chunkBytesSent += bytes;
@@ -219,12 +237,15 @@ export class StreamSender {
     const stream = this.active.get(key);
     if (stream !== undefined) {
       if (stream.state === 'ready') this.scheduler.remove((item) => item === stream);
+      this.queuedBytes -= stream.data.length - stream.offset;
       this.finish(stream);
       return true;
     }
     const index = this.waiting.findIndex((item) => item.reply === reply && item.id === id);
     if (index < 0) return false;
-    this.waiting.splice(index, 1)[0]!.state = 'done';
+    const waiting = this.waiting.splice(index, 1)[0]!;
+    waiting.state = 'done';
+    this.queuedBytes -= waiting.data.length;
     return true;
   }
 
@@ -235,6 +256,7 @@ export class StreamSender {
     for (const stream of this.waiting) stream.state = 'done';
     this.active.clear();
     this.waiting.length = 0;
+    this.queuedBytes = 0;
   }
 
   private activate(stream: OutboundStream): void {
