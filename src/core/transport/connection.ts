@@ -139,6 +139,10 @@ const HANDSHAKE_MESSAGE_ID = 0;
 /** How long a closing connection may take to flush its last frames before it is destroyed. */
 const CLOSE_LINGER_MS = 1000;
 const SWEEP_INTERVAL_MS = 50;
+/** Stream chunks handed to the socket per write. One: under a saturating transfer a small
+ * message then waits behind one chunk in our buffers, not a batch of them (bench:dataplane's
+ * critical request; chunks of 16 KiB already fill a TLS record each). */
+const CHUNKS_PER_WRITE = 1;
 
 export class Connection {
   readonly socket: Socket;
@@ -863,16 +867,15 @@ export class Connection {
   }
 
   /**
-   * Adds chunks to the batch, by priority and within the peer's credit, up to
-   * writeBatchBytesMax: one such batch is with the socket at a time, so a small message written
-   * meanwhile waits for at most that one (and what the peer's credit lets be in flight).
+   * Adds the next chunk to the batch, by priority and within the peer's credit. One chunk is
+   * with the socket at a time (the next once the socket took it), so a small message written
+   * meanwhile waits for at most that chunk, and what the peer's credit lets be in flight.
    */
   private appendChunks(): boolean {
     const sender = this.streamSender;
     if (sender === null || this.chunkWriteInFlight || this.congested) return false;
     let added = false;
-    const limit = this.out.bytes + this.options.writeBatchBytesMax;
-    while (this.out.bytes < limit) {
+    for (let chunks = 0; chunks < CHUNKS_PER_WRITE; chunks++) {
       const chunk = sender.nextChunk();
       if (chunk === null) break;
       const stream = chunk.stream;
