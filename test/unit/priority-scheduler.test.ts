@@ -105,6 +105,17 @@ describe('WeightedScheduler', () => {
     );
   });
 
+  test('pushFront puts an item back at the head of its priority', () => {
+    const scheduler = new WeightedScheduler<string>(10);
+    scheduler.push(Priority.Low, 'a');
+    scheduler.push(Priority.Low, 'b');
+    const first = scheduler.next()!;
+    scheduler.pushFront(Priority.Low, first);
+    assert.deepEqual([scheduler.next(), scheduler.next(), scheduler.next()], ['a', 'b', undefined]);
+    scheduler.pushFront(Priority.High, 'h');
+    assert.equal(scheduler.next(), 'h');
+  });
+
   test('bounded: one item past itemsMax is refused; remove() frees room', () => {
     const scheduler = new WeightedScheduler<number>(3);
     scheduler.push(Priority.Low, 1);

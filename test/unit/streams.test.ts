@@ -152,11 +152,11 @@ describe('streams: chunking, reassembly, flow control', () => {
     for (let chunk = sender.nextChunk(); chunk !== null; chunk = sender.nextChunk()) {
       chunks.push([chunk.stream.id, chunk.end - chunk.start]);
     }
-    // Stream 1 used its 1000 bytes of credit (600 + 400); stream 3 was sent whole meanwhile.
+    // Stream 1 used its 1000 bytes of credit (600 + 400), then stream 3 went while it waits.
     assert.deepEqual(chunks, [
       [1, 600],
-      [3, 500],
       [1, 400],
+      [3, 500],
     ]);
     assert.equal(sender.hasReady, false);
     sender.grant({ connectionBytes: 0, credits: [{ id: 1, reply: false, bytes: 600 }] });

@@ -111,6 +111,24 @@ export class WeightedScheduler<T> {
     this.count++;
   }
 
+  /** Puts `item` back at the head of its priority's queue (it goes again next at that
+   * priority): what a stream that still has credit does after each chunk. */
+  pushFront(priority: Priority, item: T): void {
+    if (this.count >= this.itemsMax) {
+      throw new Error(
+        `invariant violated: scheduler holds ${this.count} items (max ${this.itemsMax})`,
+      );
+    }
+    const head = this.heads[priority]!;
+    if (head > 0) {
+      this.heads[priority] = head - 1;
+      this.queues[priority]![head - 1] = item;
+    } else {
+      this.queues[priority]!.unshift(item);
+    }
+    this.count++;
+  }
+
   /** The next item by weighted round robin, or undefined when nothing waits. */
   next(): T | undefined {
     if (this.count === 0) return undefined;

@@ -195,7 +195,9 @@ export class StreamSender {
     this.chunksSent++;
     const last = end === stream.data.length;
     if (last) this.finish(stream);
-    else if (stream.credit > 0) this.scheduler.push(stream.priority, stream);
+    // First in, first out within a priority: a message goes on while it has credit, so the
+    // first of eight bulk messages completes after its own bytes, not after all eight's.
+    else if (stream.credit > 0) this.scheduler.pushFront(stream.priority, stream);
     else stream.state = 'blocked';
     return { stream, start, end, first: start === 0, last };
   }
