@@ -18,11 +18,15 @@
  *    BENCH_GATHER_INFLIGHT (20) scatter-gathers to the five nodes, in flight. rdbnet and NATS
  *    alternate, BENCH_ROUNDS (3) times, so a change in the machine's load hits both; the
  *    table shows each side's median over the rounds.
- * 2. A small ("critical") request's latency, one at a time, on an idle connection and then
- *    while BENCH_BULK_INFLIGHT (8) requests of BENCH_BULK_BYTES (256 KiB, echoed back)
- *    saturate the same connection (rdbnet: the bench node's link to n1; NATS: the
- *    requester's one connection). rdbnet has no message priorities yet: the figure is what
- *    the priorities will have to improve (goal: p99 under bulk ≤ 2× idle).
+ * 2. A small critical request's latency, one at a time, on an idle connection and then
+ *    while BENCH_BULK_INFLIGHT (8) requests of BENCH_BULK_BYTES (256 KiB of random bytes, which
+ *    no codec shrinks, echoed back)
+ *    saturate the same connection (rdbnet: the bench node's link to n1, the small requests
+ *    with priority critical and the bulk ones low, so the bulk goes in chunks between which
+ *    the critical ones pass: the node keeps one link per peer, so both share it; NATS: the
+ *    requester's one connection, which has no priorities). Goal: p99 under bulk ≤ 2× idle.
+ *    The idle and the under-bulk samples alternate in BENCH_CRITICAL_ROUNDS (3) rounds, so
+ *    that a change in the machine's load hits both alike.
  * 3. Memory per idle connection: a node process of its own (`mem`: started with the others,
  *    alone and idle until measured, last), BENCH_CONNECTIONS (1,000)
  *    connections opened to it from another process with mutual TLS (client certificate
@@ -40,10 +44,11 @@
  * Options (env): BENCH_SECONDS (5; quick 0.5), BENCH_WARMUP_SECONDS (1; quick 0.2),
  * BENCH_ROUNDS (3; quick 1), BENCH_INFLIGHT (100), BENCH_GATHER_INFLIGHT (20),
  * BENCH_PAYLOAD_BYTES (64), BENCH_BULK_BYTES (262144), BENCH_BULK_INFLIGHT (8; quick 4),
- * BENCH_CRITICAL_SECONDS (5; quick 0.5), BENCH_CONNECTIONS (1000; quick 50),
+ * BENCH_CRITICAL_SECONDS (5; quick 0.5), BENCH_CRITICAL_ROUNDS (3; quick 1), BENCH_CONNECTIONS (1000; quick 50),
  * BENCH_QUICK=1 (see harness.ts). Needs `nats-server` on PATH (Debian package nats-server).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect as connectTcp } from 'node:net';
@@ -79,6 +84,7 @@ const PAYLOAD_BYTES = setting('BENCH_PAYLOAD_BYTES', 64, 64);
 const BULK_BYTES = setting('BENCH_BULK_BYTES', 256 * 1024, 256 * 1024);
 const BULK_INFLIGHT = setting('BENCH_BULK_INFLIGHT', 8, 4);
 const CRITICAL_SECONDS = setting('BENCH_CRITICAL_SECONDS', 5, 0.5);
+const CRITICAL_ROUNDS = Math.max(1, Math.round(setting('BENCH_CRITICAL_ROUNDS', 3, 1)));
 const CONNECTIONS = setting('BENCH_CONNECTIONS', 1000, 50);
 /** Handshakes the connection-holding process runs at once. */
 const CONNECT_CONCURRENCY = 16;
@@ -172,15 +178,22 @@ async function drive(inflight: number, issue: () => Promise<void>): Promise<Run>
   };
 }
 
-/** One call at a time for `seconds`: the latency a lone (critical) request sees. */
-async function sequential(issue: () => Promise<void>, seconds: number): Promise<Latency> {
-  const samples: number[] = [];
+/** One call at a time for `seconds`, each call's ms added to `samples`: the latency a lone
+ * (critical) request sees. */
+async function sequential(
+  issue: () => Promise<void>,
+  seconds: number,
+  samples: number[],
+): Promise<void> {
   const endAt = performance.now() + seconds * 1000;
   while (performance.now() < endAt) {
     const sentAt = performance.now();
     await issue();
     samples.push(performance.now() - sentAt);
   }
+}
+
+function latencyOf(samples: number[]): Latency {
   return {
     samples: samples.length,
     p50Us: percentile(samples, 50) * 1000,
@@ -198,31 +211,45 @@ interface Critical {
   bulkMBps: number;
 }
 
-/** A small request's latency alone, then while `bulk` calls keep the connection saturated. */
+/**
+ * A small request's latency alone, then while `bulk` calls keep the connection saturated; the
+ * two alternate CRITICAL_ROUNDS times (CRITICAL_SECONDS in all for each), so that the machine's
+ * load changing meanwhile hits both alike.
+ */
 async function critical(small: () => Promise<void>, bulk: () => Promise<void>): Promise<Critical> {
-  const idle = await sequential(small, CRITICAL_SECONDS);
-  let stopping = false;
-  let bulkBytes = 0;
-  let failure: unknown;
-  const loops = Array.from({ length: BULK_INFLIGHT }, async () => {
-    try {
-      while (!stopping) {
-        await bulk();
-        bulkBytes += 2 * BULK_BYTES;
+  const idleSamples: number[] = [];
+  const bulkSamples: number[] = [];
+  const seconds = CRITICAL_SECONDS / CRITICAL_ROUNDS;
+  let bulkBytesMeasured = 0;
+  let bulkSecondsMeasured = 0;
+  for (let round = 0; round < CRITICAL_ROUNDS; round++) {
+    await sequential(small, seconds, idleSamples);
+    let stopping = false;
+    let bulkBytes = 0;
+    let failure: unknown;
+    const loops = Array.from({ length: BULK_INFLIGHT }, async () => {
+      try {
+        while (!stopping) {
+          await bulk();
+          bulkBytes += 2 * BULK_BYTES;
+        }
+      } catch (error) {
+        failure ??= error;
       }
-    } catch (error) {
-      failure ??= error;
-    }
-  });
-  await sleep(BULK_RAMP_MS);
-  const bytesAtStart = bulkBytes;
-  const startedAt = performance.now();
-  const underBulk = await sequential(small, CRITICAL_SECONDS);
-  const bulkMBps =
-    (bulkBytes - bytesAtStart) / 1024 / 1024 / ((performance.now() - startedAt) / 1000);
-  stopping = true;
-  await Promise.all(loops);
-  if (failure !== undefined) throw failure;
+    });
+    await sleep(BULK_RAMP_MS);
+    const bytesAtStart = bulkBytes;
+    const startedAt = performance.now();
+    await sequential(small, seconds, bulkSamples);
+    bulkBytesMeasured += bulkBytes - bytesAtStart;
+    bulkSecondsMeasured += (performance.now() - startedAt) / 1000;
+    stopping = true;
+    await Promise.all(loops);
+    if (failure !== undefined) throw failure;
+  }
+  const idle = latencyOf(idleSamples);
+  const underBulk = latencyOf(bulkSamples);
+  const bulkMBps = bulkBytesMeasured / 1024 / 1024 / bulkSecondsMeasured;
   return { idle, underBulk, ratio: underBulk.p99Us / idle.p99Us, bulkMBps };
 }
 
@@ -234,12 +261,16 @@ interface Contender {
   one(): Promise<void>;
   /** One scatter-gather to the five nodes; all five echoes checked. */
   gather(): Promise<void>;
-  /** One bulk request to n1 on the same connection as one(). */
+  /** One 64-byte request to n1 with the highest priority the contender has. */
+  critical(): Promise<void>;
+  /** One bulk request to n1 on the same connection as one(), with the lowest priority. */
   bulk(): Promise<void>;
 }
 
 const payload = new Uint8Array(PAYLOAD_BYTES).fill(7);
-const bulkPayload = new Uint8Array(BULK_BYTES).fill(9);
+/** Random, so that no codec shrinks it: rdbnet compresses with LZ4 (a payload of one repeated
+ * byte went as a few hundred bytes, and never filled the connection), NATS does not. */
+const bulkPayload = new Uint8Array(randomBytes(BULK_BYTES));
 
 function checkEcho(name: string, got: Uint8Array, sent: Uint8Array): void {
   if (got.length !== sent.length) {
@@ -249,6 +280,8 @@ function checkEcho(name: string, got: Uint8Array, sent: Uint8Array): void {
 
 function rdbnetContender(node: Node): Contender {
   const options = { deadlineMs: DEADLINE_MS };
+  const criticalOptions = { deadlineMs: DEADLINE_MS, priority: 'critical' as const };
+  const bulkOptions = { deadlineMs: DEADLINE_MS, priority: 'low' as const };
   return {
     name: 'rdbnet',
     async one() {
@@ -262,8 +295,12 @@ function rdbnetContender(node: Node): Contender {
       }
       for (const response of responses) checkEcho('rdbnet', response.reply, payload);
     },
+    async critical() {
+      const { reply } = await node.request('n1', 'echo', payload, criticalOptions);
+      checkEcho('rdbnet', reply, payload);
+    },
     async bulk() {
-      const { reply } = await node.request('n1', 'echo', bulkPayload, options);
+      const { reply } = await node.request('n1', 'echo', bulkPayload, bulkOptions);
       checkEcho('rdbnet', reply, bulkPayload);
     },
   };
@@ -290,6 +327,11 @@ function natsContender(nc: NatsConnection): Contender {
       if (count !== NODE_IDS.length) {
         throw new Error(`nats: ${count} of ${NODE_IDS.length} answered`);
       }
+    },
+    async critical() {
+      // NATS has no priorities: the same request as one().
+      const msg = await nc.request('echo.n1', payload, { timeout: DEADLINE_MS });
+      checkEcho('nats', msg.data, payload);
     },
     async bulk() {
       const msg = await nc.request('echo.n1', bulkPayload, { timeout: DEADLINE_MS });
@@ -571,6 +613,7 @@ try {
   for (const contender of contenders) {
     await contender.one();
     await contender.gather();
+    await contender.critical();
     await contender.bulk();
   }
 
@@ -598,7 +641,7 @@ try {
   const criticals: Record<string, Critical> = {};
   for (const contender of contenders) {
     criticals[contender.name] = await critical(
-      () => contender.one(),
+      () => contender.critical(),
       () => contender.bulk(),
     );
     const c = criticals[contender.name]!;
@@ -792,6 +835,7 @@ try {
       bulkBytes: BULK_BYTES,
       bulkInflight: BULK_INFLIGHT,
       criticalSeconds: CRITICAL_SECONDS,
+      criticalRounds: CRITICAL_ROUNDS,
       connections: CONNECTIONS,
       connectConcurrency: CONNECT_CONCURRENCY,
       memoryNodeConfig: MEMORY_NODE_CONFIG,

@@ -55,6 +55,7 @@ export type { StrategyName } from './core/lb/strategy.ts';
 export { listenMetrics, METRICS_PATH, metricsRequestListener } from './core/metrics/http.ts';
 export { MetricsRegistry } from './core/metrics/registry.ts';
 export type { Logger } from './core/runtime/log.ts';
+export type { PriorityName } from './core/transport/priority.ts';
 
 /**
  * A node's configuration as the library takes it: the fields of a `--config` file

@@ -17,6 +17,7 @@ import { validateTopicName } from '../core/dataplane/topics.ts';
 import { ErrorCode, RdbnetError } from '../core/errors.ts';
 import type { TopicKindCode } from '../core/protocol/messages.ts';
 import { validateName } from '../core/security/identity.ts';
+import { PRIORITY_NAMES, parsePriority, priorityToWire } from '../core/transport/priority.ts';
 
 /** The most a command reads for --data: a node's default messageBytesMax (1 MiB). */
 export const DATA_BYTES_MAX = DATA_PLANE_LIMITS_DEFAULT.messageBytesMax;
@@ -41,6 +42,14 @@ export const topicFlags = {
     min: 1,
     max: DATA_PLANE_LIMITS_DEFAULT.deadlineMaxMs,
     helpValue: 'ms',
+  }),
+  priority: Flags.string({
+    description:
+      'Scheduling of the message and its reply on every connection they cross: a large ' +
+      'message goes in chunks, and chunks of more urgent messages go first (weighted, so low ' +
+      'still moves).',
+    options: [...PRIORITY_NAMES],
+    default: 'normal',
   }),
 };
 
@@ -179,6 +188,8 @@ export function askTopic(
     group?: string;
     /** From deliveryFields; at-most-once when left out. */
     guarantee?: { delivery: number; idempotencyKey: string };
+    /** critical, high, normal (when left out) or low. */
+    priority?: string;
   },
 ) {
   return node.ask(
@@ -193,6 +204,7 @@ export function askTopic(
       group: message.group ?? '',
       forwarded: false,
       ...message.guarantee,
+      priority: priorityToWire(parsePriority(message.priority ?? 'normal')),
     },
     message.deadlineMs + REPLY_SLACK_MS,
   );

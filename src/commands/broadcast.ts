@@ -44,6 +44,7 @@ export default class Broadcast extends RdbnetCommand<BroadcastResult> {
     const reply = await withNode(flags, (node) =>
       askTopic(node, {
         topic,
+        priority: flags.priority,
         payload,
         deadlineMs: flags.deadline,
         kind: group === null ? TopicKindCode.Broadcast : TopicKindCode.Multicast,

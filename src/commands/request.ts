@@ -53,6 +53,7 @@ export default class Request extends RdbnetCommand<RequestResult> {
       const startedMs = performance.now();
       const reply = await askTopic(node, {
         topic,
+        priority: flags.priority,
         payload,
         deadlineMs: flags.deadline,
         kind: TopicKindCode.Request,

@@ -48,6 +48,7 @@ export default class Send extends RdbnetCommand<SendResult> {
     const reply = await withNode(flags, (node) =>
       askTopic(node, {
         topic,
+        priority: flags.priority,
         payload,
         deadlineMs: flags.deadline,
         kind: TopicKindCode.Send,

@@ -37,6 +37,12 @@ export const ErrorCode = {
   IdleTimeout: 'RDB_IDLE_TIMEOUT',
   /** Buffering this connection's frames would take the node past `bufferedBytesMax`. */
   MemoryBudget: 'RDB_MEMORY_BUDGET',
+  /** A peer sent more of a chunked message than the flow-control window it was granted: that
+   * stream is reset (per-stream window) or the connection closed (per-connection window). */
+  FlowControl: 'RDB_FLOW_CONTROL',
+  /** A peer opened more chunked messages at once than the connection's streamsMax; that one
+   * stream is refused, the others go on. */
+  StreamLimit: 'RDB_STREAM_LIMIT',
   RemoteError: 'RDB_REMOTE_ERROR',
   // cluster configuration (Raft)
   /** A request only the Raft leader may answer reached another node. */

@@ -351,7 +351,8 @@ function referenceDecode(stream: Buffer, frameBytesMax: number): Reference {
     if (4 + length > frameBytesMax) return fail(ErrorCode.FrameTooLarge);
     if (stream.length - offset < 4 + length) break;
     const flags = stream.readUInt16BE(offset + 4);
-    if ((flags & 0xffe0) !== 0) return fail(ErrorCode.FrameMalformed);
+    // Bits 5-8 (stream chunk, priority) pass the decoder; the connection judges them.
+    if ((flags & 0xfe00) !== 0) return fail(ErrorCode.FrameMalformed);
     if (((flags >> 2) & 0b11) === 3) return fail(ErrorCode.CodecUnsupported);
     const high = stream.readUInt32BE(offset + 6);
     if (high >= 2 ** 21) return fail(ErrorCode.FrameMalformed);

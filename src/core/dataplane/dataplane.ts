@@ -41,6 +41,14 @@ import {
   type Timers,
   timersOf,
 } from '../runtime/index.ts';
+import {
+  Priority,
+  type PriorityName,
+  parsePriority,
+  priorityFromWire,
+  priorityName,
+  priorityToWire,
+} from '../transport/priority.ts';
 import type { DedupStore } from './dedup-store.ts';
 import {
   backoffMs,
@@ -116,6 +124,10 @@ export interface MessageOptions {
   idempotencyKey?: string;
   /** Stops waiting (the straggler of a quorum); a local handler sees its signal aborted. */
   signal?: AbortSignal;
+  /** critical, high, normal (the default) or low: how the message and its reply are scheduled
+   * on every connection they cross (a large message goes in chunks; chunks of more urgent
+   * messages go first, weighted so that low still moves). */
+  priority?: PriorityName;
 }
 
 export interface ManyOptions extends MessageOptions {
@@ -187,9 +199,10 @@ interface Guarantee {
   delivery: Delivery;
   /** exactly-once: the caller's key, or null for one this node makes. */
   key: string | null;
+  priority: Priority;
 }
 
-const AT_MOST_ONCE: Guarantee = { delivery: 'at-most-once', key: null };
+const AT_MOST_ONCE: Guarantee = { delivery: 'at-most-once', key: null, priority: Priority.Normal };
 
 interface ManyOutcome {
   ok: { id: string; reply: Uint8Array }[];
@@ -476,6 +489,7 @@ export class DataPlane {
     const options: MessageOptions = {
       deadlineMs: message.deadlineMs || limits.deadlineDefaultMs,
       delivery,
+      priority: priorityName(priorityFromWire(received.priority)),
       ...(message.idempotencyKey === '' ? {} : { idempotencyKey: message.idempotencyKey }),
     };
     const empty: TopicReply = { payload: new Uint8Array(0), from: '', acked: [], missing: [] };
@@ -606,7 +620,12 @@ export class DataPlane {
       }
       key = validateIdempotencyKey(options.idempotencyKey);
     }
-    const guarantee = delivery === 'at-most-once' ? AT_MOST_ONCE : { delivery, key };
+    const priority =
+      options.priority === undefined ? Priority.Normal : parsePriority(options.priority);
+    const guarantee =
+      delivery === 'at-most-once' && priority === Priority.Normal
+        ? AT_MOST_ONCE
+        : { delivery, key, priority };
     const bytes = typeof payload === 'string' ? new TextEncoder().encode(payload) : payload;
     if (bytes.length > limits.messageBytesMax) {
       throw new RdbnetError(
@@ -864,6 +883,10 @@ export class DataPlane {
         group: '',
         forwarded: true,
       };
+      // Normal is the field's absence: the same bytes as before priorities existed.
+      if (guarantee.priority !== Priority.Normal) {
+        message.priority = priorityToWire(guarantee.priority);
+      }
       if (guarantee.delivery === 'at-most-once') {
         return this.attempt(member, message, deadlineAtMs, deadlineAtMs);
       }

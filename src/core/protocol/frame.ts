@@ -4,9 +4,12 @@
  *   u32 length | u16 flags | u64 message id | payload | [u32 CRC-32 of payload]
  *
  * `length` counts every byte after itself (flags + id + payload + checksum), big-endian.
- * flags: bits 0-1 frame kind, bits 2-3 payload codec, bit 4 checksum present; the other
- * bits are reserved and must be zero, so a peer speaking a future layout is refused
- * rather than misread.
+ * flags: bits 0-1 frame kind, bits 2-3 payload codec, bit 4 checksum present, bit 5 first chunk
+ * of a stream (the payload starts with the whole message's size, u32), bit 6 a later chunk,
+ * bits 7-8 the message's priority (0 critical .. 3 low). Bits 5-8 are only set towards a peer
+ * that announced stream settings in its handshake (src/core/transport/streams.ts). The other
+ * bits are reserved and must be zero, so a peer speaking a future layout is refused rather
+ * than misread.
  *
  * The decoder checks `length` against its limit as soon as the four length bytes are
  * in, before buffering anything of the frame, so a hostile 4 GiB prefix costs nothing.
@@ -33,7 +36,15 @@ const KIND_MASK = 0b11;
 const CODEC_SHIFT = 2;
 const CODEC_MASK = 0b11 << CODEC_SHIFT;
 const CHECKSUM_FLAG = 1 << 4;
-const RESERVED_MASK = 0xffff & ~(KIND_MASK | CODEC_MASK | CHECKSUM_FLAG);
+/** The frame is the first chunk of a stream: its payload starts with the message's size. */
+export const STREAM_FIRST_FLAG = 1 << 5;
+/** The frame is a later chunk of a stream. */
+export const STREAM_NEXT_FLAG = 1 << 6;
+export const STREAM_FLAGS = STREAM_FIRST_FLAG | STREAM_NEXT_FLAG;
+const PRIORITY_SHIFT = 7;
+const PRIORITY_MASK = 0b11 << PRIORITY_SHIFT;
+const RESERVED_MASK =
+  0xffff & ~(KIND_MASK | CODEC_MASK | CHECKSUM_FLAG | STREAM_FLAGS | PRIORITY_MASK);
 const TWO_POW_32 = 0x1_0000_0000;
 const PARTIAL_INITIAL_BYTES = 64 * 1024;
 
@@ -48,6 +59,13 @@ export function flagsCodec(flags: number): Codec {
 }
 export function flagsChecksum(flags: number): boolean {
   return (flags & CHECKSUM_FLAG) !== 0;
+}
+/** The priority bits (0 critical .. 3 low; 0 from a peer that does not set them). */
+export function flagsPriority(flags: number): number {
+  return (flags & PRIORITY_MASK) >> PRIORITY_SHIFT;
+}
+export function withPriority(flags: number, priority: number): number {
+  return (flags & ~PRIORITY_MASK) | (priority << PRIORITY_SHIFT);
 }
 
 /**
@@ -494,6 +512,36 @@ export class OutboundBuffer {
     writer._reserve(frameBytes(payload.length, flagsChecksum(flags)));
     this.lastFrameStart = writer.pos;
     writer.pos = writeFrame(writer.buf as Buffer, writer.pos, flags, messageId, payload);
+  }
+
+  /**
+   * Appends one chunk of a stream: payload `data[start, end)`, preceded by the message's size
+   * (u32) when `total` is not negative (the stream's first chunk).
+   */
+  appendChunk(
+    flags: number,
+    messageId: number,
+    total: number,
+    data: Uint8Array,
+    start: number,
+    end: number,
+  ): void {
+    const writer = this.writer;
+    const prefixBytes = total >= 0 ? 4 : 0;
+    const payloadBytes = prefixBytes + end - start;
+    const checksum = flagsChecksum(flags);
+    writer._reserve(frameBytes(payloadBytes, checksum));
+    const frameStart = writer.pos;
+    const buffer = writer.buf as Buffer;
+    const length = FRAME_FIXED_BYTES + payloadBytes + (checksum ? CHECKSUM_BYTES : 0);
+    putHeader(buffer, frameStart, length, flags, messageId);
+    const payloadStart = frameStart + FRAME_HEADER_BYTES;
+    if (prefixBytes > 0) buffer.writeUInt32BE(total, payloadStart);
+    buffer.set(data.subarray(start, end), payloadStart + prefixBytes);
+    let pos = payloadStart + payloadBytes;
+    if (checksum) pos = buffer.writeUInt32BE(crc32(buffer.subarray(payloadStart, pos)), pos);
+    writer.pos = pos;
+    this.lastFrameStart = frameStart;
   }
 
   /**

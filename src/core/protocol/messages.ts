@@ -27,6 +27,8 @@ export interface Hello {
   role: RoleCode;
   codecs: Codec[];
   softwareVersion: string;
+  /** What the sender accepts of chunked messages; absent from a peer that does not chunk. */
+  streams?: StreamSettingsMessage | null;
 }
 export interface HelloAck {
   protocolVersion: number;
@@ -34,6 +36,28 @@ export interface HelloAck {
   clusterId: string;
   codec: Codec;
   softwareVersion: string;
+  streams?: StreamSettingsMessage | null;
+}
+export interface StreamSettingsMessage {
+  streamWindowBytes: number;
+  connectionWindowBytes: number;
+  streamsMax: number;
+}
+export interface StreamCredit {
+  id: number;
+  reply: boolean;
+  bytes: number;
+}
+export interface StreamReset {
+  id: number;
+  reply: boolean;
+  code: string;
+  message: string;
+}
+export interface StreamControl {
+  connectionBytes: number;
+  credits: StreamCredit[];
+  resets: StreamReset[];
 }
 export interface ErrorReply {
   code: string;
@@ -456,6 +480,8 @@ export interface TopicMessage {
   delivery?: number;
   /** exactly-once: the receiver's deduplication key; empty: the sending node makes one. */
   idempotencyKey?: string;
+  /** 0 normal (absent), 1 critical, 2 high, 3 low (PriorityCode in transport/priority.ts). */
+  priority?: number;
 }
 export interface TopicMiss {
   id: string;
@@ -546,7 +572,8 @@ export type Envelope =
   | { pingRequest: PingRequest }
   | { pingReply: PingReply }
   | { poolStatsRequest: Record<string, never> }
-  | { poolStatsReply: PoolStatsReply };
+  | { poolStatsReply: PoolStatsReply }
+  | { streamControl: StreamControl };
 
 /** Names of the Envelope oneof fields, e.g. 'statusRequest'. */
 export type EnvelopeKind = Envelope extends infer E ? (E extends unknown ? keyof E : never) : never;

@@ -54,8 +54,9 @@ export const REPLY_OF = {
   poolStatsRequest: 'poolStatsReply',
 } as const satisfies Partial<Record<EnvelopeKind, EnvelopeKind>>;
 
-/** Kinds that are neither a request nor its reply: the handshake and the error frame. */
-export const UNPAIRED_KINDS = ['hello', 'helloAck', 'error'] as const;
+/** Kinds that are neither a request nor its reply: the handshake, the error frame and flow
+ * control. */
+export const UNPAIRED_KINDS = ['hello', 'helloAck', 'error', 'streamControl'] as const;
 
 export type RequestKind = keyof typeof REPLY_OF;
 export type ReplyKind<K extends RequestKind = RequestKind> = (typeof REPLY_OF)[K];

@@ -14,6 +14,13 @@
  * - With a shared budget (the node's, on accepted connections), partial inbound frames and
  *   replies queued for a congested peer are reserved from it; a reservation that does not fit
  *   closes this connection with RDB_MEMORY_BUDGET.
+ * - Multiplexed streams (when both sides announced stream settings in the handshake): a request
+ *   or response larger than streamChunkBytes goes as a stream of chunks with credit-based flow
+ *   control (streams.ts); small frames leave at the end of their turn and never wait behind
+ *   a chunk. Chunks are written one batch at a time (the next once the socket took the last),
+ *   picked by weighted round robin over four priorities (priority.ts): a message's priority
+ *   comes from the message (a topic message's field; Raft, gossip, pings and flow control are
+ *   critical, admin calls high), a response takes its request's.
  */
 import type { Socket } from 'node:net';
 import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
@@ -25,8 +32,13 @@ import {
   FrameKind,
   flagsCodec,
   flagsKind,
+  flagsPriority,
   makeFlags,
   OutboundBuffer,
+  STREAM_FIRST_FLAG,
+  STREAM_FLAGS,
+  STREAM_NEXT_FLAG,
+  withPriority,
 } from '../protocol/frame.ts';
 import {
   acceptHello,
@@ -42,12 +54,24 @@ import {
   type ErrorReply,
   type Hello,
   type HelloAck,
+  type StreamControl,
+  type StreamSettingsMessage,
+  type TopicMessage,
   writeEnvelope,
 } from '../protocol/messages.ts';
 import { type Clock, systemClock } from '../runtime/index.ts';
 import type { Identity } from '../security/identity.ts';
 import type { ConnectionOptions } from './options.ts';
+import { Priority, priorityFromWire } from './priority.ts';
 import { SequentialIdMap } from './sequential-id-map.ts';
+import {
+  OutboundStream,
+  StreamError,
+  StreamReceiver,
+  StreamSender,
+  type StreamSettings,
+  streamReset,
+} from './streams.ts';
 
 /** Answers one request from the peer. Throw a RdbnetError to send an error frame back. */
 export type RequestHandler = (
@@ -90,11 +114,35 @@ function captureResolvers(
   capturedReject = reject;
 }
 
+/**
+ * The priority a message is written with: a topic message's own; Raft, gossip streams, pings and
+ * flow control critical (the cluster's heartbeat must not wait behind data); every other
+ * (admin) call high.
+ */
+export function envelopePriority(envelope: Envelope): Priority {
+  const topic = (envelope as { topicRequest?: TopicMessage }).topicRequest;
+  if (topic !== undefined) return priorityFromWire(topic.priority);
+  const fields = envelope as Record<string, unknown>;
+  if (
+    fields['raftBatch'] !== undefined ||
+    fields['gossipStreamRequest'] !== undefined ||
+    fields['pingRequest'] !== undefined ||
+    fields['streamControl'] !== undefined
+  ) {
+    return Priority.Critical;
+  }
+  return Priority.High;
+}
+
 /** Ids from here up are ours; the handshake uses id 0 on both sides. */
 const HANDSHAKE_MESSAGE_ID = 0;
 /** How long a closing connection may take to flush its last frames before it is destroyed. */
 const CLOSE_LINGER_MS = 1000;
 const SWEEP_INTERVAL_MS = 50;
+/** Stream chunks handed to the socket per write. One: under a saturating transfer a small
+ * message then waits behind one chunk in our buffers, not a batch of them (bench:dataplane's
+ * critical request; chunks of 16 KiB already fill a TLS record each). */
+const CHUNKS_PER_WRITE = 1;
 
 export class Connection {
   readonly socket: Socket;
@@ -144,6 +192,12 @@ export class Connection {
   private handshake: PendingRequest | null = null;
   private readonly onFrameBound = this.onFrame.bind(this);
   private readonly flushBound = this.flush.bind(this);
+  /** Chunked messages, once both sides announced stream settings in the handshake. */
+  private streamSender: StreamSender | null = null;
+  private streamReceiver: StreamReceiver | null = null;
+  /** A write holding chunks is with the socket; the next chunks wait for it. */
+  private chunkWriteInFlight = false;
+  private readonly onChunksWrittenBound = this.onChunksWritten.bind(this);
 
   constructor(init: {
     socket: Socket;
@@ -198,7 +252,8 @@ export class Connection {
                 `expected HelloAck, got ${reply.kind}`,
               );
             }
-            this.open(checkHelloAck(reply.body as HelloAck, this.local, this.certified));
+            const ack = reply.body as HelloAck;
+            this.open(checkHelloAck(ack, this.local, this.certified), ack.streams);
             resolve(this.peer!);
           } catch (error) {
             const typed = toRdbnetError(error);
@@ -210,7 +265,9 @@ export class Connection {
         deadlineMs: this.clock.nowMs() + timeoutMs,
       };
       this.startSweeping();
-      this.writeFrame(FrameKind.Request, HANDSHAKE_MESSAGE_ID, { hello: makeHello(this.local) });
+      this.writeFrame(FrameKind.Request, HANDSHAKE_MESSAGE_ID, {
+        hello: { ...makeHello(this.local), streams: this.localStreamSettings() },
+      });
     });
   }
 
@@ -277,7 +334,30 @@ export class Connection {
   }
 
   get bufferedBytes(): number {
-    return this.out.bytes + this.decoder.bufferedBytes;
+    return this.out.bytes + this.decoder.bufferedBytes + (this.streamReceiver?.bufferedBytes ?? 0);
+  }
+
+  /** Chunked messages on this connection; null when the peer does not take streams. */
+  get streams(): {
+    sending: number;
+    waiting: number;
+    receiving: number;
+    chunksSent: number;
+    connectionCredit: number;
+    inflightBytesPeak: number;
+  } | null {
+    const sender = this.streamSender;
+    const receiver = this.streamReceiver;
+    if (sender === null || receiver === null) return null;
+    const { active, waiting } = sender.streams;
+    return {
+      sending: active,
+      waiting,
+      receiving: receiver.open,
+      chunksSent: sender.chunksSent,
+      connectionCredit: sender.credit,
+      inflightBytesPeak: receiver.inflightBytesPeak,
+    };
   }
 
   /**
@@ -344,6 +424,8 @@ export class Connection {
     this.state = 'closed';
     this.stopSweeping();
     this.decoder.dispose();
+    this.streamSender?.clear();
+    this.streamReceiver?.clear();
     if (this.outboundReservedBytes > 0) {
       this.budget?.release(this.outboundReservedBytes);
       this.outboundReservedBytes = 0;
@@ -381,12 +463,44 @@ export class Connection {
     for (const request of waiting) request.reject(error);
   }
 
-  private open(peer: PeerInfo): void {
+  private open(peer: PeerInfo, peerStreams: StreamSettingsMessage | null | undefined): void {
     this.peer = peer;
     this.codec = peer.codec;
+    if (
+      peerStreams &&
+      peerStreams.streamWindowBytes > 0 &&
+      peerStreams.connectionWindowBytes > 0 &&
+      peerStreams.streamsMax > 0
+    ) {
+      const options = this.options;
+      this.streamSender = new StreamSender(
+        {
+          streamWindowBytes: peerStreams.streamWindowBytes,
+          connectionWindowBytes: peerStreams.connectionWindowBytes,
+          streamsMax: peerStreams.streamsMax,
+        },
+        options.streamChunkBytes,
+        // Each waiting stream is a request of ours or a reply to one of the peer's: both bounded.
+        options.inflightRequestsMax + options.inboundInflightMax,
+        options.writeBufferBytesMax,
+      );
+      this.streamReceiver = new StreamReceiver({
+        local: this.localStreamSettings(),
+        messageBytesMax: options.messageBytesMax,
+        ...(this.budget === undefined ? {} : { budget: this.budget }),
+      });
+    }
     this.state = 'open';
     this.lastFrameInMs = this.clock.nowMs();
     this.hooks.onOpen?.(this);
+  }
+
+  private localStreamSettings(): StreamSettings {
+    return {
+      streamWindowBytes: this.options.streamWindowBytes,
+      connectionWindowBytes: this.options.connectionWindowBytes,
+      streamsMax: this.options.streamsMax,
+    };
   }
 
   // ---- reading ----------------------------------------------------------------------
@@ -398,6 +512,8 @@ export class Connection {
     try {
       this.decoder.pushRanges(chunk, this.onFrameBound);
       if (this.framesIn !== framesBefore) this.lastFrameInMs = this.clock.nowMs();
+      const control = this.streamReceiver?.takeControl();
+      if (control) this.sendControl(control);
     } catch (error) {
       const typed = toRdbnetError(error);
       // Out of memory budget is the node's limit, not the peer breaking the protocol.
@@ -428,6 +544,10 @@ export class Connection {
             : `${codecName(this.codec)} was negotiated`),
       );
     }
+    if ((flags & STREAM_FLAGS) !== 0) {
+      this.onChunk(flags, messageId, source, start, end);
+      return;
+    }
     if (codec !== Codec.None) {
       source = decompressPayload(codec, source.subarray(start, end), this.options.frameBytesMax);
       start = 0;
@@ -435,13 +555,124 @@ export class Connection {
     }
     const kind = flagsKind(flags);
     const message = decodeEnvelopeAt(source, start, end);
+    this.dispatch(kind, messageId, message, flagsPriority(flags));
+  }
+
+  /** One chunk of a stream; the message it completes is handled as if it came whole. */
+  private onChunk(
+    flags: number,
+    messageId: number,
+    source: Buffer,
+    start: number,
+    end: number,
+  ): void {
+    const receiver = this.streamReceiver;
+    const kind = flagsKind(flags);
+    if (receiver === null || this.state !== 'open') {
+      throw new RdbnetError(
+        ErrorCode.FrameMalformed,
+        'a stream chunk on a connection without streams',
+      );
+    }
+    if (kind !== FrameKind.Request && kind !== FrameKind.Response) {
+      throw new RdbnetError(ErrorCode.FrameMalformed, `a stream chunk of frame kind ${kind}`);
+    }
+    const reply = kind === FrameKind.Response;
+    const first = (flags & STREAM_FIRST_FLAG) !== 0;
+    if (first && (flags & STREAM_NEXT_FLAG) !== 0) {
+      throw new RdbnetError(ErrorCode.FrameMalformed, 'a chunk flagged both first and next');
+    }
+    let whole: ReturnType<StreamReceiver['receive']>;
+    try {
+      whole = receiver.receive(reply, messageId, first, flagsCodec(flags), source, start, end);
+    } catch (error) {
+      if (!(error instanceof StreamError)) throw error;
+      this.refuseStream(error);
+      return;
+    }
+    if (whole === null && first && reply && this.pending.get(messageId) === undefined) {
+      // A reply nobody waits for any more (timed out here): dropped, and the rest refused.
+      receiver.reset(true, messageId);
+      this.sendControl({
+        connectionBytes: 0,
+        credits: [],
+        resets: [
+          {
+            id: messageId,
+            reply: true,
+            code: ErrorCode.RequestTimeout,
+            message: 'no one waits for this reply',
+          },
+        ],
+      });
+      return;
+    }
+    if (whole === null) return;
+    let payload = whole.payload;
+    if (whole.codec !== Codec.None) {
+      payload = decompressPayload(whole.codec, payload, this.options.messageBytesMax);
+    }
+    const message = decodeEnvelopeAt(payload, 0, payload.length);
+    this.dispatch(kind, messageId, message, flagsPriority(flags));
+  }
+
+  /** A stream the peer sent that we will not take: only it fails, the connection goes on. */
+  private refuseStream(error: StreamError): void {
+    this.hooks.onProtocolError?.(this, error);
+    if (!error.reply) {
+      // The peer's request: its answer is the error (the peer stops sending when it arrives).
+      this.replyError(error.streamId, error, Priority.Critical);
+      return;
+    }
+    // A reply to our request: that request fails, and the peer stops sending the rest.
+    this.sendControl({ connectionBytes: 0, credits: [], resets: [streamReset(error)] });
+    const request = this.pending.get(error.streamId);
+    if (request !== undefined) {
+      this.pending.delete(error.streamId);
+      request.reject(new RdbnetError(error.code, error.message));
+    }
+  }
+
+  /** Credit and resets from the peer's receiving half. */
+  private onStreamControl(control: StreamControl): void {
+    const sender = this.streamSender;
+    if (sender === null) {
+      throw new RdbnetError(
+        ErrorCode.FrameMalformed,
+        'stream control on a connection without streams',
+      );
+    }
+    sender.grant(control);
+    for (const reset of control.resets ?? []) {
+      const id = Number(reset.id);
+      sender.cancel(reset.reply, id);
+      if (reset.reply) continue;
+      // Our request refused mid-stream: it fails with the peer's reason.
+      const request = this.pending.get(id);
+      if (request === undefined) continue;
+      this.pending.delete(id);
+      request.reject(remoteError({ code: reset.code, message: reset.message }));
+    }
+    if (sender.hasReady) this.scheduleFlush();
+  }
+
+  private sendControl(control: StreamControl): void {
+    this.writeFrame(FrameKind.OneWay, 0, { streamControl: control }, Priority.Critical);
+  }
+
+  private dispatch(
+    kind: FrameKind,
+    messageId: number,
+    message: DecodedEnvelope,
+    priority: number,
+  ): void {
     if (this.state === 'handshaking') {
       this.onHandshakeFrame(kind, messageId, message);
       return;
     }
     switch (kind) {
       case FrameKind.Request:
-        this.onRequest(messageId, message);
+        this.onRequest(messageId, message, priority as Priority);
         return;
       case FrameKind.Response:
         this.onReply(messageId, message, null);
@@ -450,7 +681,8 @@ export class Connection {
         this.onReply(messageId, null, message);
         return;
       case FrameKind.OneWay:
-        // No one-way messages are defined in protocol v1 yet; decoding validated it.
+        // The one one-way message: flow control of streams. Others are validated and ignored.
+        if (message.kind === 'streamControl') this.onStreamControl(message.body as StreamControl);
         return;
     }
   }
@@ -463,10 +695,16 @@ export class Connection {
           `expected a Hello request as the first frame, got ${message.kind}`,
         );
       }
-      const { ack, peer } = acceptHello(message.body as Hello, this.local, this.certified);
+      const hello = message.body as Hello;
+      const { ack, peer } = acceptHello(hello, this.local, this.certified);
       this.hooks.admitPeer?.(this, peer);
-      this.writeFrame(FrameKind.Response, messageId, { helloAck: ack });
-      this.open(peer);
+      // Our stream settings go only to a peer that announced its own: an older peer would
+      // ignore them anyway, and neither side chunks.
+      const streams = hello.streams ? this.localStreamSettings() : null;
+      this.writeFrame(FrameKind.Response, messageId, {
+        helloAck: streams === null ? ack : { ...ack, streams },
+      });
+      this.open(peer, hello.streams);
       return;
     }
     const handshake = this.handshake;
@@ -483,11 +721,13 @@ export class Connection {
     handshake.resolve(message);
   }
 
-  private onRequest(messageId: number, request: DecodedEnvelope): void {
+  /** `priority`: the request frame's; its response is written with the same. */
+  private onRequest(messageId: number, request: DecodedEnvelope, priority: Priority): void {
     if (this.handler === undefined) {
       this.replyError(
         messageId,
         new RdbnetError(ErrorCode.MethodUnknown, 'this side serves no requests'),
+        priority,
       );
       return;
     }
@@ -498,6 +738,7 @@ export class Connection {
           ErrorCode.InflightLimit,
           `node is already handling ${this.inboundInflight} requests from this connection`,
         ),
+        priority,
       );
       return;
     }
@@ -505,22 +746,22 @@ export class Connection {
     try {
       result = this.handler(request, this);
     } catch (error) {
-      this.replyError(messageId, error);
+      this.replyError(messageId, error, priority);
       return;
     }
     if (!(result instanceof Promise)) {
-      this.writeFrame(FrameKind.Response, messageId, result);
+      this.writeFrame(FrameKind.Response, messageId, result, priority);
       return;
     }
     this.inboundInflight++;
     result.then(
       (reply) => {
         this.inboundInflight--;
-        if (this.state === 'open') this.writeFrame(FrameKind.Response, messageId, reply);
+        if (this.state === 'open') this.writeFrame(FrameKind.Response, messageId, reply, priority);
       },
       (error: unknown) => {
         this.inboundInflight--;
-        if (this.state === 'open') this.replyError(messageId, error);
+        if (this.state === 'open') this.replyError(messageId, error, priority);
       },
     );
   }
@@ -538,19 +779,24 @@ export class Connection {
       return;
     }
     this.pending.delete(messageId);
+    // An answer before our request was all sent (an error, say): the rest is not sent.
+    this.streamSender?.cancel(false, messageId);
     if (reply !== null) request.resolve(reply);
     else request.reject(remoteError((error?.body ?? {}) as ErrorReply));
   }
 
-  private replyError(messageId: number, error: unknown): void {
+  private replyError(messageId: number, error: unknown, priority?: Priority): void {
     const typed = isRdbnetError(error)
       ? error
       : new RdbnetError(ErrorCode.Internal, 'internal error while handling the request', {
           cause: error,
         });
-    this.writeFrame(FrameKind.Error, messageId, {
-      error: { code: typed.code, message: typed.message },
-    });
+    this.writeFrame(
+      FrameKind.Error,
+      messageId,
+      { error: { code: typed.code, message: typed.message } },
+      priority,
+    );
   }
 
   private protocolError(error: RdbnetError): void {
@@ -562,34 +808,123 @@ export class Connection {
 
   // ---- writing ----------------------------------------------------------------------
 
-  private writeFrame(kind: FrameKind, messageId: number, envelope: Envelope): void {
+  /**
+   * Encodes one message and queues it. `priority`: a response's is its request's; otherwise it
+   * comes from the message (envelopePriority). Only the peer of a stream-capable connection
+   * sees the priority bits; a message larger than streamChunkBytes goes to it as a stream.
+   */
+  private writeFrame(
+    kind: FrameKind,
+    messageId: number,
+    envelope: Envelope,
+    priority?: Priority,
+  ): void {
     // Encoded in place; a payload worth compressing is then replaced by its packed form.
-    const flags = makeFlags(kind, Codec.None, this.checksum);
-    const encodedBytes = this.out.appendEncoded(flags, messageId, writeEnvelope, envelope);
+    let flags = makeFlags(kind, Codec.None, this.checksum);
+    const sender = this.streamSender;
+    if (sender !== null) {
+      flags = withPriority(flags, priority ?? envelopePriority(envelope));
+    }
+    let encodedBytes = this.out.appendEncoded(flags, messageId, writeEnvelope, envelope);
     if (this.codec !== Codec.None && encodedBytes >= this.options.compressThresholdBytes) {
       const threshold = this.options.compressThresholdBytes;
       const packed = compressPayload(this.codec, this.out.lastPayload(), threshold);
       if (packed.codec !== Codec.None) {
         this.out.dropLast();
-        this.out.append(makeFlags(kind, packed.codec, this.checksum), messageId, packed.payload);
+        // The codec bits were None: set them (kind 0 adds no kind bits).
+        flags |= makeFlags(0, packed.codec, false);
+        this.out.append(flags, messageId, packed.payload);
+        encodedBytes = packed.payload.length;
       }
     }
     this.framesOut++;
+    if (
+      sender !== null &&
+      encodedBytes > this.options.streamChunkBytes &&
+      (kind === FrameKind.Request || kind === FrameKind.Response)
+    ) {
+      // Too large for one frame among the small ones: taken back out and sent in chunks.
+      const data = Buffer.from(this.out.lastPayload());
+      this.out.dropLast();
+      const stream = new OutboundStream(
+        kind === FrameKind.Response,
+        messageId,
+        flagsPriority(flags) as Priority,
+        flagsCodec(flags),
+        data,
+      );
+      try {
+        sender.open(stream);
+      } catch (error) {
+        // Too much waiting to be sent: a request's caller learns it (request() rejects); the
+        // peer whose request this answers gets the error instead of the reply.
+        if (kind !== FrameKind.Response) throw error;
+        this.replyError(messageId, error, Priority.Critical);
+        return;
+      }
+      this.scheduleFlush();
+      return;
+    }
     // A full batch leaves now, so the peer can start on it while we encode the rest.
     if (this.out.bytes >= this.options.writeBatchBytesMax) {
       this.flush();
       return;
     }
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.flushBound);
     }
   }
 
+  /**
+   * Adds the next chunk to the batch, by priority and within the peer's credit. One chunk is
+   * with the socket at a time (the next once the socket took it), so a small message written
+   * meanwhile waits for at most that chunk, and what the peer's credit lets be in flight.
+   */
+  private appendChunks(): boolean {
+    const sender = this.streamSender;
+    if (sender === null || this.chunkWriteInFlight || this.congested) return false;
+    let added = false;
+    for (let chunks = 0; chunks < CHUNKS_PER_WRITE; chunks++) {
+      const chunk = sender.nextChunk();
+      if (chunk === null) break;
+      const stream = chunk.stream;
+      let flags = makeFlags(
+        stream.reply ? FrameKind.Response : FrameKind.Request,
+        stream.codec,
+        this.checksum,
+      );
+      flags =
+        withPriority(flags, stream.priority) | (chunk.first ? STREAM_FIRST_FLAG : STREAM_NEXT_FLAG);
+      this.out.appendChunk(
+        flags,
+        stream.id,
+        chunk.first ? stream.data.length : -1,
+        stream.data,
+        chunk.start,
+        chunk.end,
+      );
+      this.framesOut++;
+      added = true;
+    }
+    return added;
+  }
+
+  private onChunksWritten(): void {
+    this.chunkWriteInFlight = false;
+    if (this.streamSender?.hasReady) this.scheduleFlush();
+  }
+
   private flush(): void {
     this.flushScheduled = false;
     this.turnNowValid = false;
-    if (this.out.bytes === 0 || this.socket.destroyed) return;
+    if (this.socket.destroyed) return;
+    const withChunks = this.state === 'open' && this.appendChunks();
+    if (this.out.bytes === 0) return;
     if (this.congested) {
       if (this.out.bytes > this.options.writeBufferBytesMax && this.side === 'acceptor') {
         this.fail(
@@ -605,7 +940,8 @@ export class Connection {
     }
     const chunk = this.out.take();
     this.bytesOut += chunk.length;
-    if (!this.socket.write(chunk)) {
+    if (withChunks) this.chunkWriteInFlight = true;
+    if (!this.socket.write(chunk, withChunks ? this.onChunksWrittenBound : undefined)) {
       this.congested = true;
       // Stop taking new requests from a peer that is not reading what we send it.
       if (this.side === 'acceptor') this.socket.pause();
@@ -673,6 +1009,22 @@ export class Connection {
           continue;
         }
         this.pending.delete(id);
+        // Nothing more of it is sent, and the peer is told to stop sending its answer.
+        this.streamSender?.cancel(false, id);
+        if (this.streamReceiver?.reset(true, id)) {
+          this.sendControl({
+            connectionBytes: 0,
+            credits: [],
+            resets: [
+              {
+                id,
+                reply: true,
+                code: ErrorCode.RequestTimeout,
+                message: 'the request timed out',
+              },
+            ],
+          });
+        }
         request.reject(
           new RdbnetError(ErrorCode.RequestTimeout, `request to ${this.remoteAddress} timed out`),
         );

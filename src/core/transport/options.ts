@@ -1,6 +1,7 @@
 import { ConfigFieldError } from '../errors.ts';
 import { COMPRESS_THRESHOLD_BYTES_DEFAULT } from '../protocol/compression.ts';
-import { FRAME_BYTES_MAX } from '../protocol/frame.ts';
+import { FRAME_BYTES_MAX, FRAME_HEADER_BYTES } from '../protocol/frame.ts';
+import { WINDOW_BYTES_MAX } from './streams.ts';
 
 /** Per-connection limits and behaviour. Every bound has a defined overflow behaviour. */
 export interface ConnectionOptions {
@@ -33,6 +34,27 @@ export interface ConnectionOptions {
   writeBufferBytesMax: number;
   /** Time for the dialing side to connect, finish TLS and get the HelloAck. */
   handshakeTimeoutMs: number;
+  /** A request or response whose encoded message is larger than this is sent as a stream of
+   * chunks of this size (when the peer takes streams), so that small messages interleave
+   * between its chunks. At most frameBytesMax less the frame header. Default 16 KiB (one TLS
+   * record). */
+  streamChunkBytes: number;
+  /** Credit each stream the peer sends us starts with, and is granted back as we consume it
+   * (once half is used). Default 64 KiB (HTTP/2's initial window). */
+  streamWindowBytes: number;
+  /** Credit of all the peer's streams together on this connection: it bounds the chunked bytes
+   * in flight towards us, so a small message never waits behind more than this in the
+   * sockets' buffers. The trade: a transfer moves at most this much per round trip (64 KiB at
+   * 0.1 ms is 640 MB/s; raise it for long round trips). Default 64 KiB. */
+  connectionWindowBytes: number;
+  /** Chunked messages the peer may send us at once; one more stream is refused with
+   * RDB_STREAM_LIMIT. We send at most the peer's number at once, the rest wait their turn.
+   * Default 100. */
+  streamsMax: number;
+  /** Largest message reassembled from a stream; a larger one is refused (RDB_MESSAGE_TOO_LARGE)
+   * for that stream alone. Messages that are not chunked are bounded by frameBytesMax.
+   * Default 64 MiB. */
+  messageBytesMax: number;
 }
 
 export const DEFAULT_CONNECTION_OPTIONS: Readonly<ConnectionOptions> = Object.freeze({
@@ -45,6 +67,11 @@ export const DEFAULT_CONNECTION_OPTIONS: Readonly<ConnectionOptions> = Object.fr
   requestTimeoutMs: 5000,
   writeBufferBytesMax: 64 * 1024 * 1024,
   handshakeTimeoutMs: 5000,
+  streamChunkBytes: 16 * 1024,
+  streamWindowBytes: 64 * 1024,
+  connectionWindowBytes: 64 * 1024,
+  streamsMax: 100,
+  messageBytesMax: 64 * 1024 * 1024,
 });
 
 /** The defaults with `overrides`; a value out of range is a ConfigFieldError naming it. */
@@ -59,6 +86,26 @@ export function connectionOptions(overrides: Partial<ConnectionOptions> = {}): C
     throw new ConfigFieldError(
       'frameBytesMax',
       `cannot exceed the protocol limit of ${FRAME_BYTES_MAX}, got ${options.frameBytesMax}`,
+    );
+  }
+  for (const name of [
+    'streamChunkBytes',
+    'streamWindowBytes',
+    'connectionWindowBytes',
+    'streamsMax',
+    'messageBytesMax',
+  ] as const) {
+    if (!Number.isInteger(options[name]) || options[name] > WINDOW_BYTES_MAX) {
+      throw new ConfigFieldError(
+        name,
+        `must be an integer of at most ${WINDOW_BYTES_MAX}, got ${options[name]}`,
+      );
+    }
+  }
+  if (options.streamChunkBytes + FRAME_HEADER_BYTES + 8 > options.frameBytesMax) {
+    throw new ConfigFieldError(
+      'streamChunkBytes',
+      `must leave room for a frame's header within frameBytesMax (${options.frameBytesMax}), got ${options.streamChunkBytes}`,
     );
   }
   return options;
