@@ -13,6 +13,8 @@
  * `simdAvailable` is false and balancer.ts keeps its scalar loop.
  */
 
+import { assert } from '../errors.ts';
+
 /** Score constants; balancer.ts's rendezvousScore uses the same two. */
 export const RENDEZVOUS_MULTIPLIER_1 = 0x9e3779b1;
 export const RENDEZVOUS_MULTIPLIER_2 = 0x85ebca6b;
@@ -210,7 +212,7 @@ export class SimdRendezvous {
   /** `seeds` must not be empty; throws when SIMD is unavailable (check simdAvailable). */
   constructor(seeds: Int32Array) {
     const module = compiledModule();
-    if (module === null) throw new Error('WebAssembly SIMD is not available');
+    assert(module !== null, 'WebAssembly SIMD is not available (check simdAvailable first)');
     const instance = new wasm!.Instance(module, {});
     const memory = instance.exports['memory'] as WasmMemory;
     // Padding repeats the first seed: its lanes tie with index 0 at best, and ties go to the
