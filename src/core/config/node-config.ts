@@ -88,6 +88,16 @@ export interface NodeConfig extends ClusterTunables {
   listen: HostPort;
   /** Address other nodes and clients should use to reach this one. Default: listen. */
   advertise: HostPort;
+  /** Address of the HTTP face (REST API, OpenAPI, probes; HTTPS with the cluster's
+   * certificates unless --insecure). Default: none (off). */
+  http: HostPort | undefined;
+  /** /livez and /readyz of the HTTP face answer without credentials. Default false. */
+  httpProbesOpen: boolean;
+  /** Requests per second one client address may make to the HTTP face; more are 429.
+   * Default 500. */
+  httpRatePerSecond: number;
+  /** Burst of that per-client limit. Default 1000. */
+  httpRateBurst: number;
   /** Certificates directory (layout in docs/CLI.md). Default `$RDBNET_HOME/certs`;
    * certificates are created there on first start unless it was given by a flag or file. */
   certsDir: string;
@@ -231,6 +241,10 @@ export interface NodeConfigFile {
   dataDir?: string | null;
   listen?: string | null;
   advertise?: string | null;
+  http?: string | null;
+  httpProbesOpen?: boolean | null;
+  httpRatePerSecond?: number | null;
+  httpRateBurst?: number | null;
   certsDir?: string | null;
   insecure?: boolean | null;
   connectionsMax?: number | null;
@@ -363,6 +377,10 @@ const FIELDS: readonly Field[] = [
     ({ values }) => ({ value: values.get('listen'), source: 'default' }),
     '--advertise',
   ),
+  field('http', hostPort('http address'), byDefault(undefined), '--http'),
+  field('httpProbesOpen', boolean(), byDefault(false)),
+  field('httpRatePerSecond', integer(1, 1_000_000), byDefault(500)),
+  field('httpRateBurst', integer(1, 1_000_000), byDefault(1000)),
   field(
     'dataDir',
     text(),
@@ -660,6 +678,10 @@ export function resolveNodeConfigWithSources(inputs: NodeConfigInputs = {}): Res
     dataDir: get('dataDir'),
     listen,
     advertise,
+    http: get('http'),
+    httpProbesOpen: get('httpProbesOpen'),
+    httpRatePerSecond: get('httpRatePerSecond'),
+    httpRateBurst: get('httpRateBurst'),
     certsDir: get('certsDir'),
     // RDBNET_CERTS_DIR has always been the default directory, created when missing.
     certsDirIsDefault: certsSource === 'default' || certsSource === 'env',
@@ -704,6 +726,10 @@ export interface NodeConfigJson {
   preset: NodePreset;
   listen: string;
   advertise: string;
+  http: string | null;
+  httpProbesOpen: boolean;
+  httpRatePerSecond: number;
+  httpRateBurst: number;
   dataDir: string;
   certsDir: string;
   insecure: boolean;
@@ -740,6 +766,10 @@ export function nodeConfigJson(config: NodeConfig): NodeConfigJson {
     preset: config.preset,
     listen: formatHostPort(config.listen),
     advertise: formatHostPort(config.advertise),
+    http: config.http === undefined ? null : formatHostPort(config.http),
+    httpProbesOpen: config.httpProbesOpen,
+    httpRatePerSecond: config.httpRatePerSecond,
+    httpRateBurst: config.httpRateBurst,
     dataDir: config.dataDir,
     certsDir: config.certsDir,
     insecure: config.insecure,

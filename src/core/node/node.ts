@@ -25,6 +25,7 @@ import {
   SelfRegistrations,
 } from '../discovery/index.ts';
 import { clusterHealth } from '../health/cluster-health.ts';
+import { type HttpMounts, type NodeHttpServer, startHttpServer } from '../http/server.ts';
 import type { PeerResilience } from '../lb/registry.ts';
 import { type PeerInfo, PROTOCOL_VERSION } from '../protocol/handshake.ts';
 import type {
@@ -36,11 +37,18 @@ import type {
   NodeHealth,
   StatusReply,
 } from '../protocol/messages.ts';
+import type { PeerRequestHandler } from '../rpc/peer.ts';
 import { Counters, type Logger, LogLimiter, type TimerHandle } from '../runtime/index.ts';
 import type { Keyring } from '../security/keyring.ts';
 import { formatHostPort } from '../transport/address.ts';
 import { SOFTWARE_VERSION } from '../version.ts';
-import { clusterServiceInit, localEndpointOf, type NodeParts, nodeGossipInit } from './assemble.ts';
+import {
+  clusterServiceInit,
+  localEndpointOf,
+  type NodeParts,
+  nodeGossipInit,
+  nodeHttpInit,
+} from './assemble.ts';
 import { certificateAdmin, type NodeCertificates } from './certificates.ts';
 import { type NodeEnvironment, productionEnvironment } from './environment.ts';
 import { gossipCounters, NodeGossip, nodeAddressOf, nodeGroupsOf } from './gossip.ts';
@@ -55,6 +63,8 @@ export interface NodeStartOptions {
   dataPlane?: Partial<DataPlaneLimits>;
   /** A new Raft leader became known ('' while none is). */
   onLeaderChange?(leader: string, term: number): void;
+  /** What the embedding program mounts on the HTTP face (`/metrics`, GraphQL). */
+  http?: HttpMounts;
 }
 
 export type NodeState = 'starting' | 'running' | 'stopping' | 'stopped';
@@ -93,6 +103,10 @@ export class RdbnetNode implements AdminSource {
   private dataLinks: PeerLinks | null = null;
   private readonly connectionLog: LogLimiter;
   private connectionLogTimer: TimerHandle | null = null;
+  /** The HTTP face (`--http`); null without it, or until the node runs. */
+  private http: NodeHttpServer | null = null;
+  /** The node's one admin handler: the binary protocol's and the HTTP face's. */
+  private admin: PeerRequestHandler | null = null;
   /** Breaker, retry budget, rate limit and latency per peer, for what this node sends. */
   readonly resilience: PeerResilience;
   /** --retry-join lookups (null without --retry-join, or once stopped). */
@@ -163,7 +177,10 @@ export class RdbnetNode implements AdminSource {
         nodeId: record.id,
         log,
         counters,
-        onChange: (material) => node?.listener?.updateTls(material),
+        onChange: (material) => {
+          node?.listener?.updateTls(material);
+          node?.http?.updateTls(material);
+        },
       });
       // Read before anything listens: a missing keyring stops the start here.
       const keyring = await environment.keyring(config, log);
@@ -252,7 +269,19 @@ export class RdbnetNode implements AdminSource {
         }),
       );
       this.startDataPlane(dataPlaneLimits(options.dataPlane));
+      if (this.config.http !== undefined) {
+        this.http = await startHttpServer(
+          nodeHttpInit(parts, {
+            http: this.config.http,
+            admin: this.admin!,
+            certificates: this.nodeCertificates,
+            ready: () => this.state === 'running' && clusterService.state === 'member',
+            ...(options.http === undefined ? {} : { mounts: options.http }),
+          }),
+        );
+      }
     } catch (error) {
+      await this.http?.close();
       this.dataLinks?.close();
       await this.gossip?.stop();
       await this.listener?.close(0);
@@ -351,29 +380,36 @@ export class RdbnetNode implements AdminSource {
     });
   }
 
+  /** The node's one admin handler, shared by the binary listener and the HTTP face. */
+  private createAdminHandler(): PeerRequestHandler {
+    const { log, counters } = this;
+    return adminHandler(this, {
+      onForbidden: (operation, connection, error) => {
+        counters.increment('auth.forbidden');
+        counters.increment(`auth.forbidden.${operation}`);
+        log.warn('request refused', {
+          remote: connection.remoteAddress,
+          peer: connection.peer?.id,
+          role: connection.peer?.role,
+          operation,
+          reason: error.message,
+        });
+      },
+    });
+  }
+
   private async listen(): Promise<void> {
     const { log, config } = this;
     const tls = this.nodeCertificates?.tls ?? null;
     const counters = this.counters;
+    this.admin = this.createAdminHandler();
     this.listener = await this.environment.listen({
       id: this.id,
       clusterId: this.clusterId,
       config,
       tls,
       certificates: this.nodeCertificates,
-      handler: adminHandler(this, {
-        onForbidden: (operation, connection, error) => {
-          counters.increment('auth.forbidden');
-          counters.increment(`auth.forbidden.${operation}`);
-          log.warn('request refused', {
-            remote: connection.remoteAddress,
-            peer: connection.peer?.id,
-            role: connection.peer?.role,
-            operation,
-            reason: error.message,
-          });
-        },
-      }),
+      handler: this.admin,
       log,
       counters,
       isClusterPeer: (peer) => this.isClusterPeer(peer),
@@ -422,6 +458,11 @@ export class RdbnetNode implements AdminSource {
     return formatHostPort({ host: this.config.advertise.host, port });
   }
 
+  /** host:port the HTTP face listens on (null without --http, or until it does). */
+  get httpAddress(): string | null {
+    return this.http?.boundAddress ?? null;
+  }
+
   /** host:port the node listens on ('' until it does). */
   get boundAddress(): string {
     return this.listener?.boundAddress ?? '';
@@ -436,6 +477,7 @@ export class RdbnetNode implements AdminSource {
     await this.registrations?.close();
     await closeSources(this.discoverySources);
     // Leave gossip first (bounded), while the node still answers push-pull.
+    await this.http?.close();
     await this.gossip?.stop();
     this.dataLinks?.close();
     await this.clusterService?.stop();
@@ -468,6 +510,7 @@ export class RdbnetNode implements AdminSource {
         ...this.clusterService?.counters(),
         ...(this.gossip === null ? {} : gossipCounters(this.gossip.stats())),
         ...this.listener?.counters(),
+        ...this.http?.counters(),
         ...this.resilience.counters(),
         ...this.dataPlaneService?.stats(),
         'frames.in': this.counters.get('frames.in') + open.framesIn,
