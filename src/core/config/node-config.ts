@@ -98,6 +98,14 @@ export interface NodeConfig extends ClusterTunables {
   httpRatePerSecond: number;
   /** Burst of that per-client limit. Default 1000. */
   httpRateBurst: number;
+  /** Time an HTTP client has to send its request headers; then the socket is closed.
+   * Default 10000 ms. */
+  httpHeadersTimeoutMs: number;
+  /** Time an HTTP client has to send its whole request, and that an idle socket is kept.
+   * Default 30000 ms. */
+  httpRequestTimeoutMs: number;
+  /** Largest HTTP request body; a larger one is 413. Default 1 MiB. */
+  httpBodyBytesMax: number;
   /** Certificates directory (layout in docs/CLI.md). Default `$RDBNET_HOME/certs`;
    * certificates are created there on first start unless it was given by a flag or file. */
   certsDir: string;
@@ -245,6 +253,9 @@ export interface NodeConfigFile {
   httpProbesOpen?: boolean | null;
   httpRatePerSecond?: number | null;
   httpRateBurst?: number | null;
+  httpHeadersTimeoutMs?: number | null;
+  httpRequestTimeoutMs?: number | null;
+  httpBodyBytesMax?: number | null;
   certsDir?: string | null;
   insecure?: boolean | null;
   connectionsMax?: number | null;
@@ -381,6 +392,9 @@ const FIELDS: readonly Field[] = [
   field('httpProbesOpen', boolean(), byDefault(false)),
   field('httpRatePerSecond', integer(1, 1_000_000), byDefault(500)),
   field('httpRateBurst', integer(1, 1_000_000), byDefault(1000)),
+  field('httpHeadersTimeoutMs', integer(100, DURATION_MS_MAX), byDefault(10_000)),
+  field('httpRequestTimeoutMs', integer(100, DURATION_MS_MAX), byDefault(30_000)),
+  field('httpBodyBytesMax', integer(1024, 64 * 1024 * 1024), byDefault(1024 * 1024)),
   field(
     'dataDir',
     text(),
@@ -682,6 +696,9 @@ export function resolveNodeConfigWithSources(inputs: NodeConfigInputs = {}): Res
     httpProbesOpen: get('httpProbesOpen'),
     httpRatePerSecond: get('httpRatePerSecond'),
     httpRateBurst: get('httpRateBurst'),
+    httpHeadersTimeoutMs: get('httpHeadersTimeoutMs'),
+    httpRequestTimeoutMs: get('httpRequestTimeoutMs'),
+    httpBodyBytesMax: get('httpBodyBytesMax'),
     certsDir: get('certsDir'),
     // RDBNET_CERTS_DIR has always been the default directory, created when missing.
     certsDirIsDefault: certsSource === 'default' || certsSource === 'env',
@@ -730,6 +747,9 @@ export interface NodeConfigJson {
   httpProbesOpen: boolean;
   httpRatePerSecond: number;
   httpRateBurst: number;
+  httpHeadersTimeoutMs: number;
+  httpRequestTimeoutMs: number;
+  httpBodyBytesMax: number;
   dataDir: string;
   certsDir: string;
   insecure: boolean;
@@ -770,6 +790,9 @@ export function nodeConfigJson(config: NodeConfig): NodeConfigJson {
     httpProbesOpen: config.httpProbesOpen,
     httpRatePerSecond: config.httpRatePerSecond,
     httpRateBurst: config.httpRateBurst,
+    httpHeadersTimeoutMs: config.httpHeadersTimeoutMs,
+    httpRequestTimeoutMs: config.httpRequestTimeoutMs,
+    httpBodyBytesMax: config.httpBodyBytesMax,
     dataDir: config.dataDir,
     certsDir: config.certsDir,
     insecure: config.insecure,

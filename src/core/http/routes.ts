@@ -49,6 +49,8 @@ export interface HttpRoute {
 /** Longest data-plane deadline a caller may ask for (ms). */
 export const HTTP_DEADLINE_MS_MAX = 60_000;
 const DEADLINE_MS_DEFAULT = 5000;
+/** How long join and bootstrap wait for the cluster by default (the CLI's --wait). */
+const WAIT_MS_DEFAULT = 30_000;
 /** The data plane's payloads arrive as UTF-8 text in JSON; 1 MiB at most. */
 const PAYLOAD_CHARS_MAX = 1024 * 1024;
 const ID_SCHEMA = {
@@ -274,10 +276,11 @@ export const ROUTES: readonly HttpRoute[] = [
     tag: 'membership',
     operation: 'cluster.events',
     schema: {
-      querystring: object({ after_seq: { type: 'integer', minimum: 0 } }),
+      // Query values are text; types are not coerced, so the digits are the schema.
+      querystring: object({ after_seq: { type: 'string', pattern: '^[0-9]{1,15}$' } }),
     },
     handle: (ask, { query }) =>
-      ask('memberEventsRequest', { afterSeq: (query['after_seq'] as number | undefined) ?? 0 }),
+      ask('memberEventsRequest', { afterSeq: Number(query['after_seq'] ?? 0) }),
   },
   {
     method: 'GET',
@@ -317,7 +320,7 @@ export const ROUTES: readonly HttpRoute[] = [
         body: object(
           {
             seed_nodes: { type: 'array', minItems: 1, maxItems: 64, items: ADDRESS_SCHEMA },
-            wait_ms: { type: 'integer', minimum: 0, maximum: HTTP_DEADLINE_MS_MAX },
+            wait_ms: { type: 'integer', minimum: 1, maximum: HTTP_DEADLINE_MS_MAX },
           },
           ['seed_nodes'],
         ),
@@ -325,7 +328,7 @@ export const ROUTES: readonly HttpRoute[] = [
       handle: (ask, { body }) =>
         ask('clusterJoinRequest', {
           seeds: body['seed_nodes'] as string[],
-          waitMs: (body['wait_ms'] as number | undefined) ?? 0,
+          waitMs: (body['wait_ms'] as number | undefined) ?? WAIT_MS_DEFAULT,
         }),
     }),
   ),
@@ -349,15 +352,18 @@ export const ROUTES: readonly HttpRoute[] = [
     tag: 'membership',
     operation: 'cluster.bootstrap',
     schema: {
-      body: object({
-        expect: { type: 'integer', minimum: 1, maximum: 64 },
-        wait_ms: { type: 'integer', minimum: 0, maximum: HTTP_DEADLINE_MS_MAX },
-      }),
+      body: object(
+        {
+          expect: { type: 'integer', minimum: 1, maximum: 64 },
+          wait_ms: { type: 'integer', minimum: 1, maximum: HTTP_DEADLINE_MS_MAX },
+        },
+        ['expect'],
+      ),
     },
     handle: (ask, { body }) =>
       ask('clusterBootstrapRequest', {
-        expect: (body['expect'] as number | undefined) ?? 0,
-        waitMs: (body['wait_ms'] as number | undefined) ?? 0,
+        expect: body['expect'] as number,
+        waitMs: (body['wait_ms'] as number | undefined) ?? WAIT_MS_DEFAULT,
       }),
   },
   {
