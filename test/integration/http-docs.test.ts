@@ -25,9 +25,9 @@ import {
 
 const until = poller(200);
 /** The flood: this long, this many requests in flight, at most this many in all. */
-const FLOOD_MS = 4000;
-const FLOOD_CONCURRENCY = 32;
-const FLOOD_REQUESTS_MAX = 200_000;
+const FLOOD_MS = 8000;
+const FLOOD_CONCURRENCY = 8;
+const FLOOD_REQUESTS_MAX = 5000;
 const CURL_TIMEOUT_MS = 20_000;
 /** Generous: CI's machine may be busy. */
 const START_TIMEOUT_MS = 60_000;
@@ -43,13 +43,13 @@ function env(): NodeJS.ProcessEnv {
     RDBNET_NODE: '',
     RDBNET_CERTS_DIR: '',
     DEBUG: '',
-    // Low, so one client passes it for sure within the flood.
-    RDBNET_HTTP_RATE_PER_SECOND: '100',
-    RDBNET_HTTP_RATE_BURST: '100',
   };
 }
 
-async function start(id: string, join_: string[]): Promise<void> {
+/** The flooded node's per-client limit: low, so that even a slow machine's flood passes it. */
+const FLOODED_LIMITS = { RDBNET_HTTP_RATE_PER_SECOND: '10', RDBNET_HTTP_RATE_BURST: '10' };
+
+async function start(id: string, join_: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<void> {
   const started = await startNode(
     [
       '--id',
@@ -62,7 +62,7 @@ async function start(id: string, join_: string[]): Promise<void> {
       join(home.dir, id),
       ...(join_.length === 0 ? [] : ['--join', join_.join(',')]),
     ],
-    env(),
+    { ...env(), ...extraEnv },
     START_TIMEOUT_MS,
   );
   nodes.push({ ...started, http: (started.info as unknown as { http: string }).http });
@@ -80,7 +80,7 @@ before(async () => {
   home = await tempHome('rdbnet-http-docs-');
   certs = join(home.dir, 'certs');
   await start('n1', []);
-  await start('n2', [nodes[0]!.address]);
+  await start('n2', [nodes[0]!.address], FLOODED_LIMITS);
   await start('n3', [nodes[0]!.address]);
   agent = new Agent({
     connect: {
@@ -112,18 +112,17 @@ after(async () => {
   await home?.cleanup();
 });
 
-test('every route is in docs/api.md', async () => {
+test('every route is in docs/api.md (aliases may be in prose)', async () => {
   const doc = await readFile(join(REPO_ROOT, 'docs', 'api.md'), 'utf8');
   for (const route of ROUTES) {
     const path = `${API_PREFIX}${route.path}`.replace(/:node_id/, '[^ ]+');
-    assert.match(doc, new RegExp(`https://\\$HTTP${path}[" ?]`), `${route.method} ${path}`);
+    assert.match(doc, new RegExp(`https://\\$HTTP${path}[" ?\`]`), `${route.method} ${path}`);
   }
 });
 
 test('a flood from one client is rate-limited and gossip keeps the node alive', async () => {
-  const flooded = nodes[0]!;
-  const [, second] = nodes;
-  const eventsBefore = await getJson(second!, `${API_PREFIX}/membership/events?after_seq=0`);
+  const [observer, flooded] = nodes as [(typeof nodes)[0], (typeof nodes)[0]];
+  const eventsBefore = await getJson(observer, `${API_PREFIX}/membership/events?after_seq=0`);
   const lastSeq = Math.max(
     0,
     ...(eventsBefore.body['events'] as { seq: number }[]).map((e) => e.seq),
@@ -144,12 +143,12 @@ test('a flood from one client is rate-limited and gossip keeps the node alive', 
   assert.ok((statuses.get(429) ?? 0) > 0, `no 429 among ${JSON.stringify([...statuses])}`);
   assert.ok((statuses.get(200) ?? 0) > 0, `no 200 among ${JSON.stringify([...statuses])}`);
   // Gossip: nobody suspected the flooded node, and every member still sees all three alive.
-  const events = await getJson(second!, `${API_PREFIX}/membership/events?after_seq=${lastSeq}`);
+  const events = await getJson(observer, `${API_PREFIX}/membership/events?after_seq=${lastSeq}`);
   const suspicions = (events.body['events'] as { type: string; id: string }[]).filter(
-    (event) => event.id === 'n1' && event.type !== 'alive' && event.type !== 'join',
+    (event) => event.id === 'n2' && event.type !== 'alive' && event.type !== 'join',
   );
-  assert.deepEqual(suspicions, [], 'gossip events about n1 during the flood');
-  for (const node of nodes.slice(1)) {
+  assert.deepEqual(suspicions, [], 'gossip events about n2 during the flood');
+  for (const node of [nodes[0]!, nodes[2]!]) {
     const view = await getJson(node, `${API_PREFIX}/membership/view`);
     const states = (view.body['members'] as { id: string; status: string }[]).map(
       (m) => `${m.id}=${m.status}`,
