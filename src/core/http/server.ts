@@ -15,6 +15,7 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -53,6 +54,9 @@ export const HTTP_LIMITS_DEFAULT: Readonly<HttpLimits> = Object.freeze({
   rateBurst: 1000,
 });
 
+/** A refused request is answered after the client's next token is due, within these (ms). */
+const RATE_WAIT_MIN_MS = 50;
+const RATE_WAIT_MAX_MS = 1000;
 /** Client addresses whose buckets are kept; the oldest is dropped past it. */
 export const RATE_CLIENTS_MAX = 4096;
 /** An idle keep-alive socket is closed after this long (ms). */
@@ -277,6 +281,13 @@ class ClientRates {
     this.refused++;
     return false;
   }
+
+  /** How long until `client` has a token again, within [RATE_WAIT_MIN_MS, RATE_WAIT_MAX_MS]. */
+  waitMs(client: string): number {
+    const available = this.buckets.get(client)?.available ?? 0;
+    const untilToken = ((1 - available) * 1000) / this.limits.ratePerSecond;
+    return Math.min(RATE_WAIT_MAX_MS, Math.max(RATE_WAIT_MIN_MS, untilToken));
+  }
 }
 
 export interface NodeHttpServer {
@@ -349,6 +360,10 @@ export async function startHttpServer(init: HttpServerInit): Promise<NodeHttpSer
     counts.requests++;
     if (!rates.admit(request.ip)) {
       counts.rateLimited++;
+      // Tarpit: the refusal waits until the client's bucket has a token again, so a client
+      // that does not back off gets one answer per connection per wait instead of as many as
+      // the node can parse — what it costs the node stays bounded whatever it sends.
+      await delay(rates.waitMs(request.ip));
       reply.code(429).header('retry-after', '1');
       return reply.send(
         errorBody(
