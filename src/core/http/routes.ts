@@ -43,6 +43,8 @@ export interface HttpRoute {
   /** The admin operation(s) it performs (authorization.ts names), for docs. */
   operation: string;
   schema: { body?: JsonSchema; params?: JsonSchema; querystring?: JsonSchema };
+  /** The 200 answer's schema, where given: documented, and serialized by it (faster). */
+  response?: JsonSchema;
   handle(ask: AskAdmin, request: RouteRequest): Promise<unknown>;
 }
 
@@ -65,6 +67,35 @@ const NODE_PARAMS = {
   required: ['node_id'],
   properties: { node_id: ID_SCHEMA },
   additionalProperties: false,
+};
+/** HealthReply (protocol/messages.ts) as JSON: `rdbnet health --json`. */
+const HEALTH_REPLY_SCHEMA = {
+  type: 'object',
+  required: ['status', 'quorum', 'nodes'],
+  properties: {
+    status: { type: 'string', enum: ['healthy', 'degraded', 'critical'] },
+    quorum: { type: 'boolean' },
+    nodes: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['id', 'address', 'state', 'live', 'ready'],
+        properties: {
+          id: { type: 'string' },
+          address: { type: 'string' },
+          state: { type: 'string' },
+          phi: { type: 'number' },
+          lastHeartbeatMs: { type: 'number' },
+          live: { type: 'boolean' },
+          ready: { type: 'boolean' },
+          problems: { type: 'array', items: { type: 'string' } },
+          certDaysLeft: { type: 'number' },
+          hasCertificate: { type: 'boolean' },
+          score: { type: 'number' },
+        },
+      },
+    },
+  },
 };
 const TOPIC_SCHEMA = {
   type: 'string',
@@ -146,6 +177,7 @@ export const ROUTES: readonly HttpRoute[] = [
     tag: 'health',
     operation: 'health',
     schema: {},
+    response: HEALTH_REPLY_SCHEMA,
     handle: (ask) => ask('healthRequest', {}),
   },
   {

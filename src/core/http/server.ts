@@ -158,6 +158,10 @@ function jsonReplacer(_key: string, value: unknown): unknown {
   return value;
 }
 
+async function emptyBodyAsObject(request: FastifyRequest): Promise<void> {
+  if (request.body === undefined || request.body === null) request.body = {};
+}
+
 /** The one body member of a reply Envelope. */
 function replyBody(reply: Envelope): unknown {
   for (const key in reply) return (reply as Record<string, unknown>)[key];
@@ -182,12 +186,22 @@ class Authenticator {
     this.init = init;
   }
 
+  /** Per socket: who it is and where from, while it stays the same peer. */
+  private readonly identities = new WeakMap<object, PeerIdentity>();
+
   async identify(request: FastifyRequest): Promise<PeerIdentity> {
-    const remoteAddress = formatHostPort({
-      host: request.socket.remoteAddress ?? '',
-      port: request.socket.remotePort ?? 0,
-    });
-    return { peer: await this.peerOf(request), remoteAddress };
+    const peer = await this.peerOf(request);
+    const known = this.identities.get(request.socket);
+    if (known?.peer === peer) return known;
+    const identity: PeerIdentity = {
+      peer,
+      remoteAddress: formatHostPort({
+        host: request.socket.remoteAddress ?? '',
+        port: request.socket.remotePort ?? 0,
+      }),
+    };
+    this.identities.set(request.socket, identity);
+    return identity;
   }
 
   private async peerOf(request: FastifyRequest): Promise<Peer> {
@@ -460,14 +474,13 @@ export async function startHttpServer(init: HttpServerInit): Promise<NodeHttpSer
       url: `${API_PREFIX}${route.path}`,
       bodyLimit: limits.bodyBytesMax,
       // A POST without a body is an empty object (all of its fields optional or refused).
-      preValidation: async (request) => {
-        if (request.body === undefined || request.body === null) request.body = {};
-      },
+      ...(route.method === 'POST' ? { preValidation: emptyBodyAsObject } : {}),
       schema: {
         summary: route.summary,
         description: `Operation: ${route.operation}.`,
         tags: [route.tag],
         ...route.schema,
+        ...(route.response === undefined ? {} : { response: { 200: route.response } }),
       },
       handler: async (request) => {
         const identity = await authenticator.identify(request);
