@@ -4,7 +4,7 @@
  * token with one character changed, or of another shape, is refused.
  */
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { isRdbnetError } from '../../src/core/errors.ts';
@@ -96,4 +96,16 @@ test('bad names and lifetimes are RDB_USAGE, and nothing is written', async () =
     (error) => isRdbnetError(error, 'RDB_USAGE'),
   );
   assert.deepEqual(await listTokens(dataDir), []);
+});
+
+test('a tokens file that cannot be parsed accepts no token (fail closed, not a crash)', async () => {
+  const dataDir = join(home.dir, 'd');
+  let now = 5_000_000;
+  const made = await createToken(dataDir, { role: 'admin', name: 'x', ttlMs: null, nowMs: now });
+  const verifier = new TokenVerifier(dataDir, () => now);
+  assert.notEqual(await verifier.verify(made.token), null);
+  await writeFile(tokensPath(dataDir), '{ not json');
+  now += TOKEN_RELOAD_MS;
+  assert.equal(await verifier.verify(made.token), null);
+  await assert.rejects(listTokens(dataDir), (error) => isRdbnetError(error, 'RDB_CONFIG_INVALID'));
 });

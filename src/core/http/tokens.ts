@@ -198,7 +198,14 @@ export class TokenVerifier {
       return;
     }
     if (version === this.version) return;
-    const tokens = await readTokens(this.dataDir);
+    let tokens: StoredToken[];
+    try {
+      tokens = await readTokens(this.dataDir);
+    } catch {
+      // Fail closed: a file that cannot be read or parsed accepts no token (401), rather
+      // than failing every request (500); `rdbnet tokens list` names what is wrong with it.
+      tokens = [];
+    }
     this.tokens = new Map(tokens.slice(0, TOKENS_MAX).map((token) => [token.id, token]));
     this.version = version;
   }
