@@ -43,6 +43,12 @@ export const nodeConfigFlags = {
       'Address others use to reach this node. [env: RDBNET_ADVERTISE; default: --listen]',
     helpValue: 'host:port',
   }),
+  http: Flags.string({
+    description:
+      'Serve the HTTP API (REST, OpenAPI, probes) on this address: HTTPS with the cluster certificates ' +
+      '(client certificates or bearer tokens from `rdbnet tokens create`). [env: RDBNET_HTTP; default: off]',
+    helpValue: 'host:port',
+  }),
   'certs-dir': Flags.string({
     description:
       'Certificates directory. [env: RDBNET_CERTS_DIR; default: $RDBNET_HOME/certs, created if missing]',
@@ -119,6 +125,7 @@ export interface NodeConfigFlagValues {
   'data-dir'?: string | undefined;
   listen?: string | undefined;
   advertise?: string | undefined;
+  http?: string | undefined;
   'certs-dir'?: string | undefined;
   insecure?: boolean | undefined;
   join?: string | undefined;
@@ -148,6 +155,7 @@ export async function resolveNodeConfigFromFlags(
     dataDir: flags['data-dir'],
     listen: flags.listen,
     advertise: flags.advertise,
+    http: flags.http,
     certsDir: flags['certs-dir'],
     insecure: flags.insecure,
     join,

@@ -21,6 +21,14 @@ export const ErrorCode = {
   CertificateRevoked: 'RDB_CERT_REVOKED',
   /** The peer's role may not do this (a node asking for an operator's operation, say). */
   Forbidden: 'RDB_FORBIDDEN',
+  /** HTTP: no client certificate and no valid bearer token (a 401). */
+  Unauthenticated: 'RDB_UNAUTHENTICATED',
+  /** HTTP: no such route (a 404). */
+  RouteUnknown: 'RDB_ROUTE_UNKNOWN',
+  /** HTTP: an endpoint of the seeds whose capability rdbnet does not have (a 501). */
+  NotImplemented: 'RDB_NOT_IMPLEMENTED',
+  /** HTTP: a request body over the server's limit (a 413). */
+  BodyTooLarge: 'RDB_BODY_TOO_LARGE',
   // transport and rpc
   NodeUnreachable: 'RDB_NODE_UNREACHABLE',
   ConnectionClosed: 'RDB_CONNECTION_CLOSED',

@@ -15,6 +15,8 @@ export interface NodeStartResult {
   clusterId: string;
   address: string;
   listen: string;
+  /** host:port of the HTTP face (--http); null when off. */
+  http: string | null;
   tls: boolean;
   dataDir: string;
   certsDir: string | null;
@@ -62,6 +64,7 @@ export default class NodeStart extends RdbnetCommand<NodeStartResult> {
       clusterId: node.clusterId,
       address: node.address,
       listen: node.boundAddress,
+      http: node.httpAddress,
       tls: !config.insecure,
       dataDir: config.dataDir,
       certsDir: config.insecure ? null : config.certsDir,

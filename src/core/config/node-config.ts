@@ -90,6 +90,24 @@ export interface NodeConfig extends ClusterTunables {
   listen: HostPort;
   /** Address other nodes and clients should use to reach this one. Default: listen. */
   advertise: HostPort;
+  /** Address of the HTTP face (REST API, OpenAPI, probes; HTTPS with the cluster's
+   * certificates unless --insecure). Default: none (off). */
+  http: HostPort | undefined;
+  /** /livez and /readyz of the HTTP face answer without credentials. Default false. */
+  httpProbesOpen: boolean;
+  /** Requests per second one client address may make to the HTTP face; more are 429.
+   * Default 500. */
+  httpRatePerSecond: number;
+  /** Burst of that per-client limit. Default 1000. */
+  httpRateBurst: number;
+  /** Time an HTTP client has to send its request headers; then the socket is closed.
+   * Default 10000 ms. */
+  httpHeadersTimeoutMs: number;
+  /** Time an HTTP client has to send its whole request, and that an idle socket is kept.
+   * Default 30000 ms. */
+  httpRequestTimeoutMs: number;
+  /** Largest HTTP request body; a larger one is 413. Default 1 MiB. */
+  httpBodyBytesMax: number;
   /** Certificates directory (layout in docs/CLI.md). Default `$RDBNET_HOME/certs`;
    * certificates are created there on first start unless it was given by a flag or file. */
   certsDir: string;
@@ -241,6 +259,13 @@ export interface NodeConfigFile {
   dataDir?: string | null;
   listen?: string | null;
   advertise?: string | null;
+  http?: string | null;
+  httpProbesOpen?: boolean | null;
+  httpRatePerSecond?: number | null;
+  httpRateBurst?: number | null;
+  httpHeadersTimeoutMs?: number | null;
+  httpRequestTimeoutMs?: number | null;
+  httpBodyBytesMax?: number | null;
   certsDir?: string | null;
   insecure?: boolean | null;
   connectionsMax?: number | null;
@@ -376,6 +401,13 @@ const FIELDS: readonly Field[] = [
     ({ values }) => ({ value: values.get('listen'), source: 'default' }),
     '--advertise',
   ),
+  field('http', hostPort('http address'), byDefault(undefined), '--http'),
+  field('httpProbesOpen', boolean(), byDefault(false)),
+  field('httpRatePerSecond', integer(1, 1_000_000), byDefault(500)),
+  field('httpRateBurst', integer(1, 1_000_000), byDefault(1000)),
+  field('httpHeadersTimeoutMs', integer(100, DURATION_MS_MAX), byDefault(10_000)),
+  field('httpRequestTimeoutMs', integer(100, DURATION_MS_MAX), byDefault(30_000)),
+  field('httpBodyBytesMax', integer(1024, 64 * 1024 * 1024), byDefault(1024 * 1024)),
   field(
     'dataDir',
     text(),
@@ -690,6 +722,13 @@ export function resolveNodeConfigWithSources(inputs: NodeConfigInputs = {}): Res
     dataDir: get('dataDir'),
     listen,
     advertise,
+    http: get('http'),
+    httpProbesOpen: get('httpProbesOpen'),
+    httpRatePerSecond: get('httpRatePerSecond'),
+    httpRateBurst: get('httpRateBurst'),
+    httpHeadersTimeoutMs: get('httpHeadersTimeoutMs'),
+    httpRequestTimeoutMs: get('httpRequestTimeoutMs'),
+    httpBodyBytesMax: get('httpBodyBytesMax'),
     certsDir: get('certsDir'),
     // RDBNET_CERTS_DIR has always been the default directory, created when missing.
     certsDirIsDefault: certsSource === 'default' || certsSource === 'env',
@@ -736,6 +775,13 @@ export interface NodeConfigJson {
   preset: NodePreset;
   listen: string;
   advertise: string;
+  http: string | null;
+  httpProbesOpen: boolean;
+  httpRatePerSecond: number;
+  httpRateBurst: number;
+  httpHeadersTimeoutMs: number;
+  httpRequestTimeoutMs: number;
+  httpBodyBytesMax: number;
   dataDir: string;
   certsDir: string;
   insecure: boolean;
@@ -774,6 +820,13 @@ export function nodeConfigJson(config: NodeConfig): NodeConfigJson {
     preset: config.preset,
     listen: formatHostPort(config.listen),
     advertise: formatHostPort(config.advertise),
+    http: config.http === undefined ? null : formatHostPort(config.http),
+    httpProbesOpen: config.httpProbesOpen,
+    httpRatePerSecond: config.httpRatePerSecond,
+    httpRateBurst: config.httpRateBurst,
+    httpHeadersTimeoutMs: config.httpHeadersTimeoutMs,
+    httpRequestTimeoutMs: config.httpRequestTimeoutMs,
+    httpBodyBytesMax: config.httpBodyBytesMax,
     dataDir: config.dataDir,
     certsDir: config.certsDir,
     insecure: config.insecure,

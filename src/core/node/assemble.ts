@@ -7,12 +7,17 @@
 import type { ClusterServiceInit } from '../cluster/init.ts';
 import { raftCoreConfig } from '../cluster/timings.ts';
 import { clusterTunablesOf, NODE_PRESETS, type NodeConfig } from '../config/node-config.ts';
+import { HTTP_LIMITS_DEFAULT, type HttpMounts, type HttpServerInit } from '../http/server.ts';
+import { TokenVerifier } from '../http/tokens.ts';
 import type { PeerResilience } from '../lb/registry.ts';
 import type { LocalEndpoint } from '../protocol/handshake.ts';
+import type { PeerRequestHandler } from '../rpc/peer.ts';
 import type { Counters, Logger } from '../runtime/index.ts';
 import type { Keyring } from '../security/keyring.ts';
 import type { TlsMaterial } from '../security/tls.ts';
+import type { HostPort } from '../transport/address.ts';
 import { SOFTWARE_VERSION } from '../version.ts';
+import type { NodeCertificates } from './certificates.ts';
 import type { NodeEnvironment } from './environment.ts';
 import {
   gossipKeyringPath,
@@ -137,5 +142,41 @@ export function nodeGossipInit(
     random: environment.random,
     log: parts.log,
     resilience: parts.resilience,
+  };
+}
+
+/** The HTTP face of a node started with --http: its admin handler behind HTTP credentials. */
+export function nodeHttpInit(
+  parts: NodeParts,
+  started: {
+    http: HostPort;
+    admin: PeerRequestHandler;
+    certificates: NodeCertificates | null;
+    ready(): boolean;
+    mounts?: HttpMounts;
+  },
+): HttpServerInit {
+  const { config, environment } = parts;
+  const certificates = started.certificates;
+  return {
+    listen: started.http,
+    tls: parts.tls(),
+    clusterId: parts.clusterId,
+    ...(certificates === null ? {} : { admit: certificates.admit.bind(certificates) }),
+    admin: started.admin,
+    tokens: new TokenVerifier(config.dataDir, () => environment.clock.wallMs()),
+    probesOpen: config.httpProbesOpen,
+    ready: started.ready,
+    limits: {
+      ...HTTP_LIMITS_DEFAULT,
+      ratePerSecond: config.httpRatePerSecond,
+      rateBurst: config.httpRateBurst,
+      headersTimeoutMs: config.httpHeadersTimeoutMs,
+      requestTimeoutMs: config.httpRequestTimeoutMs,
+      bodyBytesMax: config.httpBodyBytesMax,
+    },
+    clock: environment.clock,
+    log: parts.log,
+    ...(started.mounts === undefined ? {} : { mounts: started.mounts }),
   };
 }

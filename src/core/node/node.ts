@@ -26,6 +26,7 @@ import {
 } from '../discovery/index.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import { clusterHealth } from '../health/cluster-health.ts';
+import { type HttpMounts, type NodeHttpServer, startHttpServer } from '../http/server.ts';
 import type { PeerResilience } from '../lb/registry.ts';
 import { listenMetrics, type MetricsListener } from '../metrics/http.ts';
 import { type NodeMetricsSource, registerNodeMetrics } from '../metrics/node-metrics.ts';
@@ -54,7 +55,13 @@ import { formatHostPort } from '../transport/address.ts';
 import { ConnectionPools } from '../transport/pool.ts';
 import { dialPoolConnector } from '../transport/pool-dial.ts';
 import { SOFTWARE_VERSION } from '../version.ts';
-import { clusterServiceInit, localEndpointOf, type NodeParts, nodeGossipInit } from './assemble.ts';
+import {
+  clusterServiceInit,
+  localEndpointOf,
+  type NodeParts,
+  nodeGossipInit,
+  nodeHttpInit,
+} from './assemble.ts';
 import { certificateAdmin, type NodeCertificates } from './certificates.ts';
 import { type NodeEnvironment, productionEnvironment } from './environment.ts';
 import { gossipCounters, NodeGossip, nodeAddressOf, nodeGroupsOf } from './gossip.ts';
@@ -71,6 +78,8 @@ export interface NodeStartOptions {
   onLeaderChange?(leader: string, term: number): void;
   /** The lines the node's logger keeps for `rdbnet monitor` (none without it). */
   logTail?: LogTail;
+  /** What the embedding program mounts on the HTTP face (`/metrics`, GraphQL). */
+  http?: HttpMounts;
 }
 
 export type NodeState = 'starting' | 'running' | 'stopping' | 'stopped';
@@ -96,7 +105,8 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
    * metricsRequestListener). */
   readonly metrics = new MetricsRegistry();
   private readonly rpcMetrics: RpcMetrics;
-  /** The admin handler every request goes through (null until the node listens). */
+  /** The node's one admin handler, every request goes through it: the binary protocol's, the
+   * HTTP face's and GraphQL's (null until the node listens). */
   private handler: PeerRequestHandler | null = null;
   /** The --metrics listener; null without --metrics. */
   private metricsListener: MetricsListener | null = null;
@@ -121,6 +131,8 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
   private unsubscribePools: (() => void) | null = null;
   private readonly connectionLog: LogLimiter;
   private connectionLogTimer: TimerHandle | null = null;
+  /** The HTTP face (`--http`); null without it, or until the node runs. */
+  private http: NodeHttpServer | null = null;
   /** Breaker, retry budget, rate limit and latency per peer, for what this node sends. */
   readonly resilience: PeerResilience;
   /** --retry-join lookups (null without --retry-join, or once stopped). */
@@ -194,7 +206,10 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
         nodeId: record.id,
         log,
         counters,
-        onChange: (material) => node?.listener?.updateTls(material),
+        onChange: (material) => {
+          node?.listener?.updateTls(material);
+          node?.http?.updateTls(material);
+        },
       });
       // Read before anything listens: a missing keyring stops the start here.
       const keyring = await environment.keyring(config, log);
@@ -293,7 +308,21 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
         this.metricsListener = await listenMetrics(this.config.metrics, this.metrics);
         this.log.info('metrics listening', { metrics: this.metricsListener.address });
       }
+      if (this.config.http !== undefined) {
+        this.http = await startHttpServer(
+          nodeHttpInit(parts, {
+            http: this.config.http,
+            admin: this.handler!,
+            certificates: this.nodeCertificates,
+            ready: () => this.state === 'running' && clusterService.state === 'member',
+            ...(options.http === undefined ? {} : { mounts: options.http }),
+          }),
+        );
+      }
     } catch (error) {
+      await this.http?.close();
+      await this.metricsListener?.close();
+      this.metricsListener = null;
       this.stopPools();
       await this.gossip?.stop();
       await this.listener?.close(0);
@@ -442,11 +471,10 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
     });
   }
 
-  private async listen(): Promise<void> {
-    const { log, config } = this;
-    const tls = this.nodeCertificates?.tls ?? null;
-    const counters = this.counters;
-    this.handler = adminHandler(this, {
+  /** The node's one admin handler, shared by the binary listener and the HTTP face. */
+  private createAdminHandler(): PeerRequestHandler {
+    const { log, counters } = this;
+    return adminHandler(this, {
       rpc: this.rpcMetrics,
       onForbidden: (operation, connection, error) => {
         counters.increment('auth.forbidden');
@@ -460,6 +488,13 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
         });
       },
     });
+  }
+
+  private async listen(): Promise<void> {
+    const { log, config } = this;
+    const tls = this.nodeCertificates?.tls ?? null;
+    const counters = this.counters;
+    this.handler = this.createAdminHandler();
     this.listener = await this.environment.listen({
       id: this.id,
       clusterId: this.clusterId,
@@ -515,6 +550,11 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
     return formatHostPort({ host: this.config.advertise.host, port });
   }
 
+  /** host:port the HTTP face listens on (null without --http, or until it does). */
+  get httpAddress(): string | null {
+    return this.http?.boundAddress ?? null;
+  }
+
   /** host:port the node listens on ('' until it does). */
   get boundAddress(): string {
     return this.listener?.boundAddress ?? '';
@@ -542,6 +582,7 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
     await this.registrations?.close();
     await closeSources(this.discoverySources);
     // Leave gossip first (bounded), while the node still answers push-pull.
+    await this.http?.close();
     await this.gossip?.stop();
     this.stopPools();
     await this.clusterService?.stop();
@@ -575,6 +616,7 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
         ...this.clusterService?.counters(),
         ...(this.gossip === null ? {} : gossipCounters(this.gossip.stats())),
         ...this.listener?.counters(),
+        ...this.http?.counters(),
         ...this.resilience.counters(),
         ...this.dataPlaneService?.stats(),
         ...this.dataPools?.counters(),
