@@ -205,6 +205,14 @@ test('every curl line of docs/api.md answers its documented status', async () =>
     const body = stdout.slice(0, cut);
     const answered = Number(stdout.slice(cut + 1));
     assert.equal(answered, status, `${command}\n${body}`);
-    assert.doesNotThrow(() => JSON.parse(body), `not JSON: ${command}\n${body}`);
+    if (/\/metrics\b/.test(command)) {
+      assert.match(body, /^# TYPE rdbnet_/m, `not the Prometheus text format: ${command}`);
+    } else {
+      assert.doesNotThrow(() => JSON.parse(body), `not JSON: ${command}\n${body}`);
+    }
+    if (command.includes('/graphql')) {
+      const answer = JSON.parse(body) as { data?: unknown; errors?: unknown };
+      assert.ok(answer.data !== undefined && answer.errors === undefined, `${command}\n${body}`);
+    }
   }
 });

@@ -14,7 +14,8 @@
  * flood is refused with 429 at the cost of a map lookup and never reaches the admin handler.
  */
 import type { X509Certificate } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -68,11 +69,18 @@ const TIMEOUT_CHECK_MS = 1000;
  * src/core/metrics) and `/api/v1/network/graphql` (GraphQL). Each gets the authenticated
  * request's principal; until wired, both answer 501 naming what is missing.
  */
+/** What authentication reads of a request: its socket (TLS certificate) and headers (bearer
+ * token) — a fastify request, or the node:http request of a WebSocket upgrade. */
+export interface AuthenticatedRequest {
+  socket: Socket;
+  headers: IncomingHttpHeaders;
+}
+
 export interface HttpMounts {
   metrics?(): string | Promise<string>;
   graphql?(
     app: FastifyInstance,
-    authenticate: (request: FastifyRequest) => Promise<PeerIdentity>,
+    authenticate: (request: AuthenticatedRequest) => Promise<PeerIdentity>,
   ): Promise<void>;
 }
 
@@ -188,7 +196,7 @@ class Authenticator {
   /** Per socket: who it is and where from, while it stays the same peer. */
   private readonly identities = new WeakMap<object, PeerIdentity>();
 
-  async identify(request: FastifyRequest): Promise<PeerIdentity> {
+  async identify(request: AuthenticatedRequest): Promise<PeerIdentity> {
     const peer = await this.peerOf(request);
     const known = this.identities.get(request.socket);
     if (known?.peer === peer) return known;
@@ -203,7 +211,7 @@ class Authenticator {
     return identity;
   }
 
-  private async peerOf(request: FastifyRequest): Promise<Peer> {
+  private async peerOf(request: AuthenticatedRequest): Promise<Peer> {
     const socket = request.socket as TLSSocket;
     if (this.init.tls !== null && socket.encrypted === true) {
       const known = this.certificatePeers.get(socket);

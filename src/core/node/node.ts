@@ -26,8 +26,10 @@ import {
 } from '../discovery/index.ts';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import { clusterHealth } from '../health/cluster-health.ts';
+import { graphqlMount } from '../http/graphql-mount.ts';
 import { type HttpMounts, type NodeHttpServer, startHttpServer } from '../http/server.ts';
 import type { PeerResilience } from '../lb/registry.ts';
+import { exposition } from '../metrics/exposition.ts';
 import { listenMetrics, type MetricsListener } from '../metrics/http.ts';
 import { type NodeMetricsSource, registerNodeMetrics } from '../metrics/node-metrics.ts';
 import { registerProcessMetrics } from '../metrics/process-metrics.ts';
@@ -315,7 +317,10 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
             admin: this.handler!,
             certificates: this.nodeCertificates,
             ready: () => this.state === 'running' && clusterService.state === 'member',
-            ...(options.http === undefined ? {} : { mounts: options.http }),
+            mounts: options.http ?? {
+              metrics: () => exposition(this.metrics),
+              graphql: graphqlMount(() => ({ admin: this, handler: this.handler! })),
+            },
           }),
         );
       }
