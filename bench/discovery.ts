@@ -16,6 +16,11 @@
  * static joins (median against median), for each discovery contender. More contenders are
  * one entry in CONTENDERS.
  *
+ * Also per formation: when the last node first answered (process start-up, the same work for
+ * every contender: on a loaded machine it is most of the time), the time from then to formed,
+ * and the CPU seconds the N nodes used (user + system, from /proc) — what forming costs the
+ * machine, less sensitive to other load than wall time.
+ *
  * Settings (env; full value first, quick mode second): DISCOVERY_BENCH_NODES (20; 4),
  * DISCOVERY_BENCH_TRIALS (3; 1). DISCOVERY_BENCH_LOG_DIR=DIR keeps every node's log (at
  * info level) as DIR/<trial>-<contender>/<id>.log, to read why a formation was slow;
@@ -45,8 +50,12 @@ import {
 
 const NODES = setting('DISCOVERY_BENCH_NODES', 20, 4);
 const TRIALS = setting('DISCOVERY_BENCH_TRIALS', 3, 1);
-/** The longest one formation may take before the trial counts as failed. */
-const FORMATION_TIMEOUT_MS = 180_000;
+/**
+ * The longest one formation may take, from the spawn, before the trial counts as failed.
+ * Generous: on the shared 2-core machine at load average 40, 20 processes took up to 3
+ * minutes merely to start (each needs about 1 CPU second to load before it listens).
+ */
+const FORMATION_TIMEOUT_MS = 300_000;
 /** Between two looks at every node: the looks themselves load the nodes being timed. */
 const POLL_MS = 200;
 /** The operator's deadlines per request; generous, this machine may be shared and loaded. */
@@ -169,7 +178,7 @@ async function formation(
   ports: number[],
   args: string[],
   logDir: string | undefined,
-): Promise<{ ms: number; cpuS: number }> {
+): Promise<{ ms: number; upMs: number; cpuS: number }> {
   const admin = new Admin(join(home, 'certs'), ADMIN_TIMEOUT_MS);
   const addresses = ports.map((port) => `127.0.0.1:${port}`);
   if (logDir !== undefined) await mkdir(logDir, { recursive: true });
@@ -194,11 +203,27 @@ async function formation(
   });
   // What the last look found at the first node short of the goal: quoted if time runs out.
   let shortfall = '';
+  // When each node first answered: process start-up, the same for every contender, apart
+  // from the formation itself.
+  const upAt: (number | undefined)[] = addresses.map(() => undefined);
   try {
     await until(
       `${ports.length} nodes in one cluster, each seeing ${ports.length} alive`,
       async () => {
         if (early.length > 0) throw new Error(early[0]);
+        // Nodes not up yet are asked every look (refused at once until they listen), so that
+        // each one's start-up time is known even while an earlier node is not a member yet.
+        await Promise.all(
+          addresses.map(async (address, i) => {
+            if (upAt[i] !== undefined) return;
+            await admin.status(address, ADMIN_TIMEOUT_MS).then(
+              () => {
+                upAt[i] = performance.now();
+              },
+              () => {},
+            );
+          }),
+        );
         const clusters = new Set<string>();
         for (const [i, address] of addresses.entries()) {
           shortfall = `${nodeId(i + 1)} (${address}) did not answer; its stderr: ${stderr[i]}`;
@@ -220,8 +245,9 @@ async function formation(
       throw new Error(`${(error as Error).message}; last look: ${shortfall}`);
     });
     const ms = performance.now() - started;
+    const upMs = Math.max(...upAt.map((at) => (at ?? started) - started));
     const cpuS = children.reduce((sum, child) => sum + cpuSeconds(child.pid), 0);
-    return { ms, cpuS };
+    return { ms, upMs, cpuS };
   } finally {
     admin.close();
     await Promise.all(children.map((child) => kill9(child)));
@@ -270,6 +296,8 @@ try {
   }
   const samples = new Map<string, number[]>(RUN.map((c) => [c.name, []]));
   const cpu = new Map<string, number[]>(RUN.map((c) => [c.name, []]));
+  /** Per formation: from the last node answering to formed (start-up left out). */
+  const afterUp = new Map<string, number[]>(RUN.map((c) => [c.name, []]));
   const loads: number[] = [];
   const failures: string[] = [];
   let run = 0;
@@ -284,7 +312,7 @@ try {
           LOG_DIR === undefined
             ? undefined
             : join(LOG_DIR, `${trial + 1}-${contender.name.split(' ')[0]}`);
-        const { ms, cpuS } = await formation(
+        const { ms, upMs, cpuS } = await formation(
           root,
           dataRoot,
           ports,
@@ -292,10 +320,12 @@ try {
           logDir,
         );
         samples.get(contender.name)!.push(ms);
+        afterUp.get(contender.name)!.push(ms - upMs);
         cpu.get(contender.name)!.push(cpuS);
         console.error(
-          `${contender.name}, ${NODES} nodes, trial ${trial + 1}/${TRIALS}: ${ms.toFixed(0)} ms, ` +
-            `${cpuS.toFixed(1)} CPU s, load average ${loadavg()[0]!.toFixed(1)}`,
+          `${contender.name}, ${NODES} nodes, trial ${trial + 1}/${TRIALS}: ${ms.toFixed(0)} ms ` +
+            `(all up after ${upMs.toFixed(0)} ms), ${cpuS.toFixed(1)} CPU s, ` +
+            `load average ${loadavg()[0]!.toFixed(1)}`,
         );
       } catch (error) {
         failures.push(`${contender.name} trial ${trial + 1}: ${(error as Error).message}`);
@@ -310,6 +340,7 @@ try {
   const rows = RUN.map((contender) => {
     const list = samples.get(contender.name)!;
     const cpuList = cpu.get(contender.name)!;
+    const afterUpList = afterUp.get(contender.name)!;
     return {
       contender: contender.name,
       nodes: NODES,
@@ -318,6 +349,8 @@ try {
       minMs: list.length === 0 ? null : round(Math.min(...list)),
       maxMs: list.length === 0 ? null : round(Math.max(...list)),
       samplesMs: list.map(round),
+      medianAfterUpMs: afterUpList.length === 0 ? null : round(percentile(afterUpList, 50)),
+      samplesAfterUpMs: afterUpList.map(round),
       medianCpuS: cpuList.length === 0 ? null : round(percentile(cpuList, 50)),
       samplesCpuS: cpuList.map(round),
     };
@@ -333,6 +366,7 @@ try {
       'min ms',
       'max ms',
       'vs static',
+      'median ms after all up',
       'median CPU s',
     ],
   });
@@ -349,6 +383,7 @@ try {
       row.minMs ?? '-',
       row.maxMs ?? '-',
       delta,
+      row.medianAfterUpMs ?? '-',
       row.medianCpuS ?? '-',
     ]);
   }
