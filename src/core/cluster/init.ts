@@ -165,6 +165,11 @@ export interface ClusterServiceInit {
   /** `cluster join --seeds` gave new seeds: gossip should join through them too. */
   onSeeds?: (seeds: readonly string[]) => void;
   /**
+   * Gossip should join through these addresses (a push-pull with each; see GossipRejoin);
+   * resolves once that join has ended, whatever came of it. Absent: never asked.
+   */
+  joinGossip?: (addresses: readonly string[]) => Promise<void>;
+  /**
    * The resilience the node puts around what it sends its peers (the node's PeerResilience,
    * shared with gossip): forwards to the leader, the status hop, joins and the links' upkeep
    * go through its breaker, retry budget and limits; Raft batches and discovery exchanges,

@@ -10,6 +10,7 @@
  * member, and dispatches each cluster request to the room that answers it:
  *
  *   discovery.ts    peer exchange with seeds and known peers; members' new addresses
+ *   gossip-rejoin.ts  peers discovery found that gossip lacks: gossip joins them
  *   bootstrap.ts    founding a cluster (alone, --expect N, the founding configuration)
  *   join.ts         the joiner: join loop, `cluster join --seeds`
  *   admission.ts    the leader admitting a joiner (gossip gating, id in use)
@@ -54,6 +55,7 @@ import { DeadVoters } from './dead-voters.ts';
 import { Discovery } from './discovery.ts';
 import { RaftDriver } from './driver.ts';
 import { Forwarding } from './forwarding.ts';
+import { GossipRejoin } from './gossip-rejoin.ts';
 import { fail } from './guards.ts';
 import { IdClaims } from './id-claims.ts';
 import type { ClusterServiceInit, ClusterState } from './init.ts';
@@ -89,6 +91,7 @@ export class ClusterService {
 
   private readonly ctx: ClusterContext;
   private readonly discovery: Discovery;
+  private readonly gossipRejoin: GossipRejoin;
   private readonly bootstrapper: Bootstrap;
   private readonly joiner: Join;
   private readonly admission: Admission;
@@ -105,8 +108,12 @@ export class ClusterService {
     const idClaims = new IdClaims(ctx);
     const forwarding = new Forwarding(ctx);
     this.status = new ClusterStatus(ctx);
+    this.gossipRejoin = new GossipRejoin(ctx);
     this.discovery = new Discovery(ctx, idClaims, forwarding, {
-      afterRound: () => this.afterDiscovery(),
+      afterRound: () => {
+        this.gossipRejoin.afterRound();
+        this.afterDiscovery();
+      },
     });
     const becomeMember = { becomeMember: () => this.startDriver() };
     this.bootstrapper = new Bootstrap(ctx, this.discovery, this.status, becomeMember);

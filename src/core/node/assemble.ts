@@ -93,6 +93,18 @@ export function clusterServiceInit(parts: NodeParts): ClusterServiceInit {
           log.warn('gossip join through new seeds gave up', { reason: (error as Error).message });
         });
     },
+    joinGossip: async (addresses) => {
+      // One push-pull round when gossip already has someone alive, else its full attempts;
+      // a refusal (its own join still under way) or giving up is retried by the caller.
+      await parts
+        .gossip()
+        ?.driver.join(addresses)
+        .catch((error: unknown) => {
+          log.debug('gossip join through discovered peers ended', {
+            reason: (error as Error).message,
+          });
+        });
+    },
     // Gossip starts after the cluster service; until then there is no view.
     gossip: () => {
       const gossip = parts.gossip();

@@ -7,30 +7,16 @@
 import type { Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { formatHostPort } from '../../transport/address.ts';
-import {
-  API_TIMEOUT_BOUNDS,
-  apiCall,
-  apiFailed,
-  createAgent,
-  endpointOf,
-  REQUEST_TIMEOUT_MS_DEFAULT,
-} from '../http.ts';
+import { apiCall, apiFailed, createAgent, endpointOf } from '../http.ts';
 import type {
   DiscoveredNode,
   DiscoveryProvider,
   ProviderContext,
   ProviderFactory,
 } from '../provider.ts';
-import {
-  badValue,
-  durationValue,
-  NODE_PORT_DEFAULT,
-  oneOfValue,
-  portValue,
-  urlValue,
-  valueOr,
-} from '../values.ts';
+import { badValue, oneOfValue, urlValue, valueOr } from '../values.ts';
 import { AwsCredentialChain } from './aws-credentials.ts';
+import { PORT_KEY, portOf, TIMEOUT_KEY, timeoutMsOf } from './cloud/keys.ts';
 import { signV4, uriEncode } from './cloud/sigv4.ts';
 import { child, items, parseXml, textAt, type XmlElement, XmlError } from './cloud/xml.ts';
 
@@ -243,7 +229,7 @@ export const awsProvider: ProviderFactory = {
       required: false,
       doc: 'which address: private_v4 (default), public_v4 or private_v6',
     },
-    { name: 'port', required: false, doc: "the nodes' rdbnet port (default 7400)" },
+    PORT_KEY,
     {
       name: 'profile',
       required: false,
@@ -260,11 +246,7 @@ export const awsProvider: ProviderFactory = {
       required: false,
       doc: 'EC2 endpoint URL (default: AWS_ENDPOINT_URL_EC2, else https://ec2.REGION.amazonaws.com/)',
     },
-    {
-      name: 'timeout',
-      required: false,
-      doc: 'per-request deadline, like 5s or 500ms (default 5s)',
-    },
+    TIMEOUT_KEY,
   ],
   create(args, ctx) {
     const tagKey = args.get('tag_key')!;
@@ -291,11 +273,9 @@ export const awsProvider: ProviderFactory = {
       addressType: valueOr(args.get('addr_type'), 'private_v4', (text) =>
         oneOfValue(NAME, 'addr_type', text, ADDRESS_TYPES),
       ),
-      port: valueOr(args.get('port'), NODE_PORT_DEFAULT, (text) => portValue(NAME, 'port', text)),
+      port: portOf(NAME, args),
       endpoint: endpointText === undefined ? undefined : urlValue(NAME, 'endpoint', endpointText),
-      timeoutMs: valueOr(args.get('timeout'), REQUEST_TIMEOUT_MS_DEFAULT, (text) =>
-        durationValue(NAME, 'timeout', text, API_TIMEOUT_BOUNDS),
-      ),
+      timeoutMs: timeoutMsOf(NAME, args),
     };
     const settings = { accessKeyId, secretAccessKey, profile: args.get('profile'), region };
     return new AwsProvider(

@@ -10,30 +10,21 @@
 import type { Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { formatHostPort } from '../../transport/address.ts';
-import {
-  API_TIMEOUT_BOUNDS,
-  apiCall,
-  apiFailed,
-  createAgent,
-  endpointOf,
-  parseJsonBody,
-  REQUEST_TIMEOUT_MS_DEFAULT,
-} from '../http.ts';
+import { apiCall, apiFailed, createAgent, endpointOf, parseJsonBody } from '../http.ts';
 import type {
   DiscoveredNode,
   DiscoveryProvider,
   ProviderContext,
   ProviderFactory,
 } from '../provider.ts';
+import { badValue, nameValue, urlValue } from '../values.ts';
 import {
-  badValue,
-  durationValue,
-  NODE_PORT_DEFAULT,
-  nameValue,
-  portValue,
-  urlValue,
-  valueOr,
-} from '../values.ts';
+  PORT_KEY,
+  portOf,
+  TIMEOUT_KEY,
+  TOKEN_REFRESH_MARGIN_MS,
+  timeoutMsOf,
+} from './cloud/keys.ts';
 
 const NAME = 'azure';
 export const ARM_ENDPOINT_DEFAULT = 'https://management.azure.com/';
@@ -46,8 +37,6 @@ export const VMSS_NIC_API_VERSION = '2018-10-01';
 export const NETWORK_API_VERSION = '2023-09-01';
 /** Pages read per lookup at most (nextLink); past it the lookup fails rather than loops. */
 export const PAGES_MAX = 50;
-/** A token is renewed this long before it expires. */
-export const TOKEN_REFRESH_MARGIN_MS = 60_000;
 
 const GUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const TENANT = /^([0-9a-fA-F-]{36}|[A-Za-z0-9][A-Za-z0-9.-]{0,252})$/;
@@ -317,7 +306,7 @@ export const azureProvider: ProviderFactory = {
       required: false,
       doc: 'the client secret (default: AZURE_CLIENT_SECRET; prefer it: a spec is often logged)',
     },
-    { name: 'port', required: false, doc: "the nodes' rdbnet port (default 7400)" },
+    PORT_KEY,
     {
       name: 'endpoint',
       required: false,
@@ -328,11 +317,7 @@ export const azureProvider: ProviderFactory = {
       required: false,
       doc: `identity platform URL (default ${LOGIN_ENDPOINT_DEFAULT})`,
     },
-    {
-      name: 'timeout',
-      required: false,
-      doc: 'per-request deadline, like 5s or 500ms (default 5s)',
-    },
+    TIMEOUT_KEY,
   ],
   create(args, ctx) {
     const subscriptionId = nameValue(
@@ -391,12 +376,10 @@ export const azureProvider: ProviderFactory = {
         clientId,
         clientSecret,
         selection,
-        port: valueOr(args.get('port'), NODE_PORT_DEFAULT, (text) => portValue(NAME, 'port', text)),
+        port: portOf(NAME, args),
         armEndpoint: endpointKey(args, 'endpoint', ARM_ENDPOINT_DEFAULT),
         loginEndpoint: endpointKey(args, 'login_endpoint', LOGIN_ENDPOINT_DEFAULT),
-        timeoutMs: valueOr(args.get('timeout'), REQUEST_TIMEOUT_MS_DEFAULT, (text) =>
-          durationValue(NAME, 'timeout', text, API_TIMEOUT_BOUNDS),
-        ),
+        timeoutMs: timeoutMsOf(NAME, args),
       },
       ctx,
     );

@@ -36,20 +36,25 @@ import type {
   SelfRegistration,
 } from '../provider.ts';
 import { badValue, durationValue, type EndpointAddress, parseEndpointText } from '../values.ts';
+import {
+  KV_LIST_BYTES_MAX,
+  KV_REGISTRATIONS_MAX,
+  KV_SMALL_ANSWER_BYTES_MAX,
+  KV_TIMEOUT_MS_DEFAULT,
+  KV_TIMEOUT_MS_MAX,
+  KV_TIMEOUT_MS_MIN,
+  KV_TTL_MS_DEFAULT,
+  KV_TTL_MS_MAX,
+  KV_TTL_MS_MIN,
+  KV_WATCH_BACKOFF_BASE_MS,
+  KV_WATCH_BACKOFF_CAP_MS,
+} from './kv/limits.ts';
 import { checkSelfRegistration, sameNodeLists } from './kv/registrations.ts';
 
 const PROVIDER = 'consul';
 
 export const CONSUL_SERVICE_DEFAULT = 'rdbnet';
 export const CONSUL_ADDRESS_DEFAULT = '127.0.0.1:8500';
-/** Deadline of one request (`timeout=`), default 5 s; a blocking query adds its wait to it. */
-export const CONSUL_TIMEOUT_MS_DEFAULT = 5_000;
-export const CONSUL_TIMEOUT_MS_MIN = 100;
-export const CONSUL_TIMEOUT_MS_MAX = 60_000;
-/** TTL of a registration's check (`ttl=`), default 10 s. */
-export const CONSUL_TTL_MS_DEFAULT = 10_000;
-export const CONSUL_TTL_MS_MIN = 2_000;
-export const CONSUL_TTL_MS_MAX = 300_000;
 /**
  * DeregisterCriticalServiceAfter (`deregister_after=`), default 1 m. Consul raises values below
  * one minute to one minute and reaps every 30 s, so a dead node's entry goes 1–1.5 min after
@@ -62,13 +67,6 @@ export const CONSUL_DEREGISTER_AFTER_MS_MAX = 72 * 3_600_000;
 export const CONSUL_WATCH_WAIT_MS = 60_000;
 /** Blocking queries start at least this far apart, so an index that keeps moving cannot spin. */
 export const CONSUL_WATCH_CALLS_GAP_MS = 100;
-export const CONSUL_WATCH_BACKOFF_BASE_MS = 250;
-export const CONSUL_WATCH_BACKOFF_CAP_MS = 10_000;
-/** A health answer may hold at most this many bytes, and this many instances are read. */
-export const CONSUL_ANSWER_BYTES_MAX = 32 * 1024 * 1024;
-export const CONSUL_INSTANCES_MAX = 5_000;
-/** Answers to register, pass and deregister are small. */
-export const CONSUL_SMALL_ANSWER_BYTES_MAX = 64 * 1024;
 /** Consul's limits on service meta: 64 pairs, keys of [A-Za-z0-9_-]{1,128}, values ≤ 512. */
 const CONSUL_META_PAIRS_MAX = 64;
 const CONSUL_META_KEY = /^[A-Za-z0-9_-]{1,128}$/;
@@ -180,13 +178,8 @@ export function parseConsulConfig(
     tag,
     datacenter,
     token,
-    timeoutMs: duration(
-      'timeout',
-      CONSUL_TIMEOUT_MS_DEFAULT,
-      CONSUL_TIMEOUT_MS_MIN,
-      CONSUL_TIMEOUT_MS_MAX,
-    ),
-    ttlMs: duration('ttl', CONSUL_TTL_MS_DEFAULT, CONSUL_TTL_MS_MIN, CONSUL_TTL_MS_MAX),
+    timeoutMs: duration('timeout', KV_TIMEOUT_MS_DEFAULT, KV_TIMEOUT_MS_MIN, KV_TIMEOUT_MS_MAX),
+    ttlMs: duration('ttl', KV_TTL_MS_DEFAULT, KV_TTL_MS_MIN, KV_TTL_MS_MAX),
     deregisterAfterMs: duration(
       'deregister_after',
       CONSUL_DEREGISTER_AFTER_MS_DEFAULT,
@@ -288,7 +281,7 @@ class ConsulProvider implements DiscoveryProvider {
             : { ...JSON_CONTENT, 'x-consul-token': this.config.token },
         ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
         timeoutMs: this.config.timeoutMs + (options.extraWaitMs ?? 0),
-        bytesMax: options.bytesMax ?? CONSUL_SMALL_ANSWER_BYTES_MAX,
+        bytesMax: options.bytesMax ?? KV_SMALL_ANSWER_BYTES_MAX,
         signal: options.signal,
         dispatcher: this.dispatcher,
         timers: this.ctx.clock,
@@ -336,7 +329,7 @@ class ConsulProvider implements DiscoveryProvider {
     const path = this.healthPath(index);
     const answer = await this.request('GET', path, {
       signal,
-      bytesMax: CONSUL_ANSWER_BYTES_MAX,
+      bytesMax: KV_LIST_BYTES_MAX,
       // Consul may hold a blocking query for wait + wait/16.
       ...(index === undefined
         ? {}
@@ -355,14 +348,14 @@ class ConsulProvider implements DiscoveryProvider {
         `provider=consul: ${this.config.address.text} answered the health query with something that is not a JSON list`,
       );
     }
-    if (entries.length > CONSUL_INSTANCES_MAX) {
+    if (entries.length > KV_REGISTRATIONS_MAX) {
       this.ctx.log(
         'warn',
-        `provider=consul: ${entries.length} instances of ${this.config.service}; the first ${CONSUL_INSTANCES_MAX} are used`,
+        `provider=consul: ${entries.length} instances of ${this.config.service}; the first ${KV_REGISTRATIONS_MAX} are used`,
       );
     }
     const nodes: DiscoveredNode[] = [];
-    for (const entry of entries.slice(0, CONSUL_INSTANCES_MAX) as ConsulServiceEntry[]) {
+    for (const entry of entries.slice(0, KV_REGISTRATIONS_MAX) as ConsulServiceEntry[]) {
       const node = nodeFromEntry(entry, this.config.service);
       if (node !== undefined) nodes.push(node);
     }
@@ -398,8 +391,8 @@ class ConsulProvider implements DiscoveryProvider {
         index = 0n;
         pauseMs = backoffDelayMs(
           attempt++,
-          CONSUL_WATCH_BACKOFF_BASE_MS,
-          CONSUL_WATCH_BACKOFF_CAP_MS,
+          KV_WATCH_BACKOFF_BASE_MS,
+          KV_WATCH_BACKOFF_CAP_MS,
           systemRandom,
         );
         this.ctx.log(

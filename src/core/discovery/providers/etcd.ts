@@ -33,6 +33,19 @@ import {
   endpointValue,
 } from '../values.ts';
 import {
+  KV_LIST_BYTES_MAX,
+  KV_REGISTRATIONS_MAX,
+  KV_SMALL_ANSWER_BYTES_MAX,
+  KV_TIMEOUT_MS_DEFAULT,
+  KV_TIMEOUT_MS_MAX,
+  KV_TIMEOUT_MS_MIN,
+  KV_TTL_MS_DEFAULT,
+  KV_TTL_MS_MAX,
+  KV_TTL_MS_MIN,
+  KV_WATCH_BACKOFF_BASE_MS,
+  KV_WATCH_BACKOFF_CAP_MS,
+} from './kv/limits.ts';
+import {
   checkSelfRegistration,
   decodeRegistrationValue,
   encodeRegistrationValue,
@@ -42,27 +55,10 @@ import {
 const PROVIDER = 'etcd';
 
 export const ETCD_PREFIX_DEFAULT = '/rdbnet/default';
-/** Lease TTL: `ttl=`, default 10 s; etcd counts leases in whole seconds. */
-export const ETCD_TTL_MS_DEFAULT = 10_000;
-export const ETCD_TTL_MS_MIN = 2_000;
-export const ETCD_TTL_MS_MAX = 300_000;
-/** Deadline of one request (`timeout=`), default 5 s. */
-export const ETCD_TIMEOUT_MS_DEFAULT = 5_000;
-export const ETCD_TIMEOUT_MS_MIN = 100;
-export const ETCD_TIMEOUT_MS_MAX = 60_000;
 /** At most this many endpoints in `endpoints=`. */
 export const ETCD_ENDPOINTS_MAX = 16;
 /** A prefix longer than this is a mistake. */
 export const ETCD_PREFIX_CHARS_MAX = 512;
-/** One lookup reads at most this many registrations (etcd's `limit`); more are logged, not read. */
-export const ETCD_REGISTRATIONS_MAX = 5_000;
-/** A range answer, or one line of the watch stream, may hold at most this many bytes. */
-export const ETCD_LIST_BYTES_MAX = 32 * 1024 * 1024;
-/** Answers to put, grant, keepalive, revoke and delete are small; this bounds them. */
-export const ETCD_SMALL_ANSWER_BYTES_MAX = 64 * 1024;
-/** Watch re-connects back off exponentially with full jitter from this up to the cap. */
-export const ETCD_WATCH_BACKOFF_BASE_MS = 250;
-export const ETCD_WATCH_BACKOFF_CAP_MS = 10_000;
 /**
  * A watch stream that carried nothing (not even a progress notification) for this long is
  * re-opened after a fresh read, so a connection that died silently is noticed within it.
@@ -126,8 +122,8 @@ export function parseEtcdConfig(
   const ttlText = args.get('ttl');
   const ttlMs =
     ttlText === undefined
-      ? ETCD_TTL_MS_DEFAULT
-      : durationValue(PROVIDER, 'ttl', ttlText, { minMs: ETCD_TTL_MS_MIN, maxMs: ETCD_TTL_MS_MAX });
+      ? KV_TTL_MS_DEFAULT
+      : durationValue(PROVIDER, 'ttl', ttlText, { minMs: KV_TTL_MS_MIN, maxMs: KV_TTL_MS_MAX });
   if (ttlMs % 1000 !== 0) {
     throw badValue(PROVIDER, 'ttl', `is ${ttlText}; etcd leases count whole seconds`);
   }
@@ -135,10 +131,10 @@ export function parseEtcdConfig(
   const timeoutText = args.get('timeout');
   const timeoutMs =
     timeoutText === undefined
-      ? ETCD_TIMEOUT_MS_DEFAULT
+      ? KV_TIMEOUT_MS_DEFAULT
       : durationValue(PROVIDER, 'timeout', timeoutText, {
-          minMs: ETCD_TIMEOUT_MS_MIN,
-          maxMs: ETCD_TIMEOUT_MS_MAX,
+          minMs: KV_TIMEOUT_MS_MIN,
+          maxMs: KV_TIMEOUT_MS_MAX,
         });
 
   const tlsText = args.get('tls');
@@ -286,7 +282,7 @@ class EtcdClient {
     path: string,
     body: unknown,
     signal: AbortSignal,
-    bytesMax = ETCD_SMALL_ANSWER_BYTES_MAX,
+    bytesMax = KV_SMALL_ANSWER_BYTES_MAX,
   ): Promise<T> {
     const failures: string[] = [];
     for (const index of this.order()) {
@@ -360,8 +356,7 @@ class EtcdProvider implements DiscoveryProvider {
   }
 
   private noteBadValue(key: string, problem: string): void {
-    if (this.reportedBadKeys.has(key) || this.reportedBadKeys.size >= ETCD_REGISTRATIONS_MAX)
-      return;
+    if (this.reportedBadKeys.has(key) || this.reportedBadKeys.size >= KV_REGISTRATIONS_MAX) return;
     this.reportedBadKeys.add(key);
     this.ctx.log('warn', `provider=etcd: ${key} is not a registration (${problem}); ignored`);
   }
@@ -372,14 +367,14 @@ class EtcdProvider implements DiscoveryProvider {
   ): Promise<{ entries: Map<string, DiscoveredNode>; revision: bigint }> {
     const answer = await this.client.call<RangeAnswer>(
       '/kv/range',
-      { ...registrationRange(this.config.prefix), limit: String(ETCD_REGISTRATIONS_MAX) },
+      { ...registrationRange(this.config.prefix), limit: String(KV_REGISTRATIONS_MAX) },
       signal,
-      ETCD_LIST_BYTES_MAX,
+      KV_LIST_BYTES_MAX,
     );
     if (answer.more === true) {
       this.ctx.log(
         'warn',
-        `provider=etcd: more than ${ETCD_REGISTRATIONS_MAX} registrations under ${this.config.prefix}; the first ${ETCD_REGISTRATIONS_MAX} are used`,
+        `provider=etcd: more than ${KV_REGISTRATIONS_MAX} registrations under ${this.config.prefix}; the first ${KV_REGISTRATIONS_MAX} are used`,
       );
     }
     const entries = new Map<string, DiscoveredNode>();
@@ -429,8 +424,8 @@ class EtcdProvider implements DiscoveryProvider {
         if (last === undefined) throw error;
         pauseMs = backoffDelayMs(
           attempt++,
-          ETCD_WATCH_BACKOFF_BASE_MS,
-          ETCD_WATCH_BACKOFF_CAP_MS,
+          KV_WATCH_BACKOFF_BASE_MS,
+          KV_WATCH_BACKOFF_CAP_MS,
           systemRandom,
         );
         this.ctx.log(
@@ -482,7 +477,7 @@ class EtcdProvider implements DiscoveryProvider {
               },
             }),
             timeoutMs: this.config.timeoutMs,
-            bytesMax: ETCD_LIST_BYTES_MAX,
+            bytesMax: KV_LIST_BYTES_MAX,
             signal: streamSignal,
             dispatcher: this.client.dispatcher,
             timers: this.ctx.clock,
@@ -524,7 +519,7 @@ class EtcdProvider implements DiscoveryProvider {
             if (event.type === 'DELETE' || node === undefined) {
               entries.delete(key);
               if (event.type !== 'DELETE') this.noteBadValue(key, problem ?? 'unreadable');
-            } else if (entries.has(key) || entries.size < ETCD_REGISTRATIONS_MAX) {
+            } else if (entries.has(key) || entries.size < KV_REGISTRATIONS_MAX) {
               entries.set(key, node);
             }
           }

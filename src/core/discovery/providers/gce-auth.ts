@@ -12,6 +12,7 @@ import type { Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { apiCall, apiFailed, parseJsonBody } from '../http.ts';
 import type { ProviderContext } from '../provider.ts';
+import { TOKEN_REFRESH_MARGIN_MS } from './cloud/keys.ts';
 
 /** The documented metadata server name (it resolves to a link-local address on GCE). */
 export const METADATA_HOST_DEFAULT = 'metadata.google.internal';
@@ -19,8 +20,6 @@ export const METADATA_HOST_DEFAULT = 'metadata.google.internal';
 export const COMPUTE_READONLY_SCOPE = 'https://www.googleapis.com/auth/compute.readonly';
 /** Lifetime asked for in the JWT assertion (Google's maximum is one hour). */
 export const ASSERTION_LIFETIME_SECONDS = 3600;
-/** A token is renewed this long before it expires. */
-export const TOKEN_REFRESH_MARGIN_MS = 60_000;
 /** A key file larger than this is not one. */
 export const KEY_FILE_BYTES_MAX = 64 * 1024;
 

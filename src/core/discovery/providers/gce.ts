@@ -8,31 +8,15 @@
 import type { Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { formatHostPort } from '../../transport/address.ts';
-import {
-  API_TIMEOUT_BOUNDS,
-  apiCall,
-  apiFailed,
-  createAgent,
-  endpointOf,
-  parseJsonBody,
-  REQUEST_TIMEOUT_MS_DEFAULT,
-} from '../http.ts';
+import { apiCall, apiFailed, createAgent, endpointOf, parseJsonBody } from '../http.ts';
 import type {
   DiscoveredNode,
   DiscoveryProvider,
   ProviderContext,
   ProviderFactory,
 } from '../provider.ts';
-import {
-  badValue,
-  durationValue,
-  NODE_PORT_DEFAULT,
-  nameValue,
-  oneOfValue,
-  portValue,
-  urlValue,
-  valueOr,
-} from '../values.ts';
+import { badValue, nameValue, oneOfValue, urlValue, valueOr } from '../values.ts';
+import { PORT_KEY, portOf, TIMEOUT_KEY, timeoutMsOf } from './cloud/keys.ts';
 import { GceTokenSource } from './gce-auth.ts';
 
 const NAME = 'gce';
@@ -208,7 +192,7 @@ export const gceProvider: ProviderFactory = {
     { name: 'tag_value', required: false, doc: 'a network tag the instances carry' },
     { name: 'label', required: false, doc: 'a label the instances carry, as key=value' },
     { name: 'addr_type', required: false, doc: 'private_v4 (default) or public_v4' },
-    { name: 'port', required: false, doc: "the nodes' rdbnet port (default 7400)" },
+    PORT_KEY,
     {
       name: 'credentials_file',
       required: false,
@@ -219,11 +203,7 @@ export const gceProvider: ProviderFactory = {
       required: false,
       doc: `compute API base URL (default ${COMPUTE_ENDPOINT_DEFAULT})`,
     },
-    {
-      name: 'timeout',
-      required: false,
-      doc: 'per-request deadline, like 5s or 500ms (default 5s)',
-    },
+    TIMEOUT_KEY,
   ],
   create(args, ctx) {
     const project = args.get('project_name');
@@ -276,12 +256,10 @@ export const gceProvider: ProviderFactory = {
         addressType: valueOr(args.get('addr_type'), 'private_v4', (text) =>
           oneOfValue(NAME, 'addr_type', text, ADDRESS_TYPES),
         ),
-        port: valueOr(args.get('port'), NODE_PORT_DEFAULT, (text) => portValue(NAME, 'port', text)),
+        port: portOf(NAME, args),
         endpoint,
         credentialsFile: args.get('credentials_file'),
-        timeoutMs: valueOr(args.get('timeout'), REQUEST_TIMEOUT_MS_DEFAULT, (text) =>
-          durationValue(NAME, 'timeout', text, API_TIMEOUT_BOUNDS),
-        ),
+        timeoutMs: timeoutMsOf(NAME, args),
       },
       ctx,
     );
