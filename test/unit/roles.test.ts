@@ -191,6 +191,11 @@ describe('the operation table', () => {
     'member.remove': 'N',
     'keys.forward': 'N',
     'cluster.transfer-leader.forward': 'N',
+    'acl.list': 'RA',
+    'acl.test': 'RA',
+    'audit.tail': 'RA',
+    'acl.change': 'A',
+    'acl.forward': 'N',
   };
   const LETTER: Record<AccessRole, string> = { read: 'R', admin: 'A', node: 'N' };
   const principals = {

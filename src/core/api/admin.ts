@@ -9,6 +9,10 @@
 import { CLUSTER_KINDS } from '../cluster/service.ts';
 import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
 import type {
+  AclReply,
+  AclRequest,
+  AuditReply,
+  AuditRequest,
   CertInfoReply,
   CertInstallRequest,
   CertRotateReply,
@@ -36,6 +40,7 @@ import type {
 import type { PeerIdentity, PeerRequestHandler } from '../rpc/peer.ts';
 import {
   authorize,
+  isAdminChange,
   type Operation,
   operationOf,
   type Principal,
@@ -58,6 +63,23 @@ export interface AdminSource {
   lbStatus?(): LbStatusReply;
   /** Messages to topics and RTTs (src/core/dataplane); null until gossip runs. */
   dataPlane?: DataPlaneRequests | null;
+  /** ACL and audit log; null until the node listens. */
+  access?: AccessRequests | null;
+}
+
+/** The access control list and the audit log as the admin API reaches them. */
+export interface AccessRequests {
+  /** `rdbnet acl …`: list and test here; changes proposed to the cluster (via the leader). */
+  handle(request: AclRequest, connection: PeerIdentity): Promise<AclReply>;
+  /** `rdbnet audit tail`: records after `afterSeq`. */
+  audit(afterSeq: number): AuditReply;
+}
+
+function accessOf(source: AdminSource): AccessRequests {
+  if (source.access === undefined || source.access === null) {
+    throw new RdbnetError(ErrorCode.NotMember, 'the node is still starting');
+  }
+  return source.access;
 }
 
 /** The data plane as the admin API reaches it. */
@@ -121,6 +143,11 @@ function certificatesOf(source: AdminSource): CertificateAdmin {
 export interface AdminHooks {
   /** A request refused with RDB_FORBIDDEN (by the table, or by a handler): count and log it. */
   onForbidden?(operation: Operation, connection: PeerIdentity, error: RdbnetError): void;
+  /** The access control list's word on each request, before the role table: throw a
+   * RdbnetError (RDB_ACL_DENIED) to refuse it. */
+  admit?(operation: Operation, request: DecodedEnvelope, connection: PeerIdentity): void;
+  /** An operator's change (isAdminChange) was answered: `error` undefined when it was applied. */
+  onChange?(operation: Operation, connection: PeerIdentity, error: RdbnetError | undefined): void;
 }
 
 /**
@@ -153,16 +180,37 @@ export function adminHandler(source: AdminSource, hooks: AdminHooks = {}): PeerR
     if (operation === null) {
       throw new RdbnetError(ErrorCode.MethodUnknown, `no handler for ${request.kind}`);
     }
+    hooks.admit?.(operation, request, connection);
+    const audited = hooks.onChange !== undefined && isAdminChange(operation);
     try {
       authorize(operation, principalFor(connection.peer));
       const reply = answer(request, connection);
-      return reply instanceof Promise
-        ? reply.catch((error: unknown) => forbidden(operation, connection, error))
-        : reply;
+      if (!audited) {
+        return reply instanceof Promise
+          ? reply.catch((error: unknown) => forbidden(operation, connection, error))
+          : reply;
+      }
+      return Promise.resolve(reply).then(
+        (answered) => {
+          hooks.onChange!(operation, connection, undefined);
+          return answered;
+        },
+        (error: unknown) => {
+          hooks.onChange!(operation, connection, asRdbnetError(error));
+          return forbidden(operation, connection, error);
+        },
+      );
     } catch (error) {
+      if (audited) hooks.onChange!(operation, connection, asRdbnetError(error));
       return forbidden(operation, connection, error);
     }
   };
+}
+
+function asRdbnetError(error: unknown): RdbnetError {
+  return isRdbnetError(error)
+    ? error
+    : new RdbnetError(ErrorCode.Internal, (error as Error)?.message ?? String(error));
 }
 
 function answerer(source: AdminSource): PeerRequestHandler {
@@ -209,6 +257,12 @@ function answerer(source: AdminSource): PeerRequestHandler {
         return dataPlaneOf(source)
           .ping(request.body as PingRequest)
           .then((pingReply) => ({ pingReply }));
+      case 'aclRequest':
+        return accessOf(source)
+          .handle(request.body as AclRequest, connection)
+          .then((aclReply) => ({ aclReply }));
+      case 'auditRequest':
+        return { auditReply: accessOf(source).audit((request.body as AuditRequest).afterSeq) };
       case 'echoRequest':
         return { echoReply: { data: (request.body as EchoMessage).data } };
       case 'certRotateRequest': {

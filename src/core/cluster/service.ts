@@ -29,6 +29,8 @@ import { validateRaftConfig } from '../membership/raft/config.ts';
 import { FileRaftStorage } from '../membership/raft/file-storage.ts';
 import type { NodeId } from '../membership/raft/types.ts';
 import type {
+  AclReply,
+  AclRequest,
   BootstrapCommitRequest,
   ClusterBootstrapRequest,
   ClusterJoinRequest,
@@ -44,6 +46,8 @@ import type {
   TransferLeaderRequest,
 } from '../protocol/messages.ts';
 import type { PeerIdentity } from '../rpc/peer.ts';
+import { type AclPolicy, EMPTY_ACL_POLICY } from '../security/acl.ts';
+import { AclChanges, type AclCommand } from './acl-changes.ts';
 import type { KnownPeer } from './address-book.ts';
 import { Admission } from './admission.ts';
 import { Bootstrap, BootstrapDeferred } from './bootstrap.ts';
@@ -94,6 +98,7 @@ export class ClusterService {
   private readonly chores: Chores;
   private readonly status: ClusterStatus;
   private readonly operator: Operator;
+  private readonly aclChanges: AclChanges;
 
   private constructor(init: ClusterServiceInit, storage: ClusterRaftStorage) {
     const ctx = new ClusterContext(init, storage);
@@ -113,6 +118,7 @@ export class ClusterService {
     this.raftTraffic = new RaftTraffic(ctx);
     this.chores = new Chores(ctx, this.discovery, forwarding, new DeadVoters(ctx));
     this.operator = new Operator(ctx, forwarding);
+    this.aclChanges = new AclChanges(ctx, forwarding);
   }
 
   /**
@@ -262,6 +268,22 @@ export class ClusterService {
       if (id !== this.ctx.id && address !== '') out.push(address);
     }
     return out;
+  }
+
+  /** The access control list of the applied configuration (the empty one before a cluster). */
+  aclPolicy(): AclPolicy {
+    return this.ctx.driver?.config.acl ?? EMPTY_ACL_POLICY;
+  }
+
+  /** `rdbnet acl add|remove|default`: applied through the leader (acl-changes.ts). */
+  changeAcl(command: AclCommand, request: AclRequest, from: PeerIdentity): Promise<AclReply> {
+    const { ctx } = this;
+    if (ctx.stopping) fail(ErrorCode.ConnectionClosed, `node ${ctx.id} is stopping`);
+    const peer = from.peer!;
+    return this.aclChanges.change(command, request, {
+      id: peer.id,
+      forwardedByMember: peer.role === 'node' && ctx.isMemberPeer(peer.id),
+    });
   }
 
   handles(kind: EnvelopeKind): boolean {

@@ -26,6 +26,8 @@ export interface NodeParts {
   id: string;
   /** The certificates' cluster name (the handshake's cluster id). */
   clusterId: string;
+  /** Whether a gossip datagram from this IP is taken in (the node's ACL); default every source. */
+  admitDatagram?: (ip: string) => boolean;
   config: NodeConfig;
   environment: NodeEnvironment;
   log: Logger;
@@ -137,5 +139,6 @@ export function nodeGossipInit(
     random: environment.random,
     log: parts.log,
     resilience: parts.resilience,
+    ...(parts.admitDatagram === undefined ? {} : { admitSource: parts.admitDatagram }),
   };
 }

@@ -7,6 +7,7 @@
  * a seeded Random, MemoryStorage and the simulated network.
  */
 
+import { join } from 'node:path';
 import type { ClusterServiceInit } from '../cluster/init.ts';
 import { ClusterService } from '../cluster/service.ts';
 import type { NodeConfig } from '../config/node-config.ts';
@@ -28,6 +29,7 @@ import type { TlsMaterial } from '../security/tls.ts';
 import { parseHostPort } from '../transport/address.ts';
 import { dial } from '../transport/dial.ts';
 import { connectionOptions } from '../transport/options.ts';
+import { AUDIT_FILE_NAME, type AuditSink, auditFileSink } from './audit-log.ts';
 import { NodeCertificates } from './certificates.ts';
 import { loadNodeCredentials } from './credentials.ts';
 import { lockDataDir, type NodeRecord, readOrCreateNodeRecord } from './data-dir.ts';
@@ -72,6 +74,8 @@ export interface NodeEnvironment {
   readonly peers?: PeerTransport;
   /** Gossip's datagrams. Undefined: the keyring-sealed UDP socket. */
   readonly datagrams?: DatagramBinder;
+  /** Where the audit log's lines go: `<dataDir>/audit.log` in production; undefined: memory only. */
+  auditSink?(config: NodeConfig): AuditSink | null;
   /** Breaker, retry budget, rate limit and latency per peer, on this environment's clock. */
   resilience(): PeerResilience;
   /** Whether the node at `address` answers a status request within `timeoutMs` (the
@@ -96,6 +100,7 @@ export function productionEnvironment(): NodeEnvironment {
     keyring: loadNodeKeyring,
     openCluster: (init) => ClusterService.open(init),
     listen: listenTransport,
+    auditSink: (config) => auditFileSink(join(config.dataDir, AUDIT_FILE_NAME)),
     resilience: () => createPeerResilience(),
     answersStatus: answersStatusOverTcp,
   };

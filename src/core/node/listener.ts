@@ -12,7 +12,11 @@ import type { Counters, LogFields, Logger } from '../runtime/index.ts';
 import type { TlsMaterial } from '../security/tls.ts';
 import { formatHostPort } from '../transport/address.ts';
 import { MemoryBudget } from '../transport/memory-budget.ts';
-import { TransportServer, type TransportServerStats } from '../transport/server.ts';
+import {
+  type ConnectionGate,
+  TransportServer,
+  type TransportServerStats,
+} from '../transport/server.ts';
 import { SOFTWARE_VERSION } from '../version.ts';
 import type { NodeCertificates } from './certificates.ts';
 
@@ -45,6 +49,8 @@ export interface NodeListenInit {
   counters: Counters;
   /** Members and gossip peers: exempt from the idle timeout and connectionsMax. */
   isClusterPeer(peer: PeerInfo): boolean;
+  /** The ACL's gates at accept and handshake (absent: none). */
+  gate?: ConnectionGate;
   /** Logs a line about a refused or failed connection unless too many came lately. */
   connectionLine(level: 'info' | 'warn', kind: string, msg: string, fields: LogFields): void;
 }
@@ -68,6 +74,7 @@ export async function listenTransport(init: NodeListenInit): Promise<NodeListene
     ...(config.idleTimeoutMs === 0 ? {} : { idleTimeoutMs: config.idleTimeoutMs }),
     budget,
     exempt: (peer) => init.isClusterPeer(peer),
+    ...(init.gate === undefined ? {} : { gate: init.gate }),
     handler: init.handler,
     ...(init.certificates === null
       ? {}
@@ -154,6 +161,7 @@ function transportCounters(
     'connections.preauth.timed_out': stats.preauthTimedOut,
     'connections.limit_refused': stats.connectionLimitRefused,
     'connections.idle_closed': stats.idleClosed,
+    'connections.acl_refused': stats.gateRefused,
     'memory.buffered_bytes': memory.bufferedBytes,
     'memory.buffered_bytes_peak': memory.bufferedBytesPeak,
     'memory.buffered_bytes_max': memory.bufferedBytesMax,

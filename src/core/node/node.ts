@@ -24,6 +24,7 @@ import {
   RetryJoin,
   SelfRegistrations,
 } from '../discovery/index.ts';
+import { ErrorCode, RdbnetError } from '../errors.ts';
 import { clusterHealth } from '../health/cluster-health.ts';
 import type { PeerResilience } from '../lb/registry.ts';
 import { type PeerInfo, PROTOCOL_VERSION } from '../protocol/handshake.ts';
@@ -36,11 +37,15 @@ import type {
   NodeHealth,
   StatusReply,
 } from '../protocol/messages.ts';
+import type { PeerIdentity } from '../rpc/peer.ts';
 import { Counters, type Logger, LogLimiter, type TimerHandle } from '../runtime/index.ts';
+import { EMPTY_ACL_POLICY } from '../security/acl.ts';
 import type { Keyring } from '../security/keyring.ts';
 import { formatHostPort } from '../transport/address.ts';
 import { SOFTWARE_VERSION } from '../version.ts';
+import { NodeAccess } from './access.ts';
 import { clusterServiceInit, localEndpointOf, type NodeParts, nodeGossipInit } from './assemble.ts';
+import { AuditLog } from './audit-log.ts';
 import { certificateAdmin, type NodeCertificates } from './certificates.ts';
 import { type NodeEnvironment, productionEnvironment } from './environment.ts';
 import { gossipCounters, NodeGossip, nodeAddressOf, nodeGroupsOf } from './gossip.ts';
@@ -88,6 +93,10 @@ export class RdbnetNode implements AdminSource {
   private gossip: NodeGossip | null = null;
   /** Messages to topics (src/core/dataplane); null until gossip runs. */
   private dataPlaneService: DataPlane | null = null;
+  /** The ACL's enforcement and `rdbnet acl|audit` requests; null until the node listens. */
+  access: NodeAccess | null = null;
+  /** Refusals and admin changes (audit-log.ts); null until the node listens. */
+  auditLog: AuditLog | null = null;
   /** The data plane's own links to peers, apart from gossip's and Raft's (none when the
    * environment brings a transport: the simulator's). */
   private dataLinks: PeerLinks | null = null;
@@ -232,6 +241,7 @@ export class RdbnetNode implements AdminSource {
       resilience: this.resilience,
       tls: () => this.nodeCertificates?.tls ?? null,
       gossip: () => this.gossip,
+      admitDatagram: (ip) => this.access?.admitsDatagram(ip) ?? true,
     };
     // The Raft storage is opened (and verified) before the node listens: a damaged log or
     // a data dir that left its cluster stops the start here.
@@ -355,16 +365,71 @@ export class RdbnetNode implements AdminSource {
     const { log, config } = this;
     const tls = this.nodeCertificates?.tls ?? null;
     const counters = this.counters;
+    const auditLog = new AuditLog({
+      clock: this.environment.clock,
+      counters,
+      sink: this.environment.auditSink?.(config) ?? null,
+    });
+    this.auditLog = auditLog;
+    const access = new NodeAccess({
+      id: this.id,
+      audit: auditLog,
+      policy: () => this.clusterService?.aclPolicy() ?? EMPTY_ACL_POLICY,
+      change: (command, request, from) => {
+        const cluster = this.clusterService;
+        if (cluster === null || cluster.state !== 'member') {
+          throw new RdbnetError(ErrorCode.NotMember, 'the node is not a member of a cluster yet');
+        }
+        return cluster.changeAcl(command, request, from);
+      },
+    });
+    this.access = access;
+    const who = (connection: PeerIdentity) =>
+      connection.peer === null ? '' : `${connection.peer.role}/${connection.peer.id}`;
     this.listener = await this.environment.listen({
       id: this.id,
       clusterId: this.clusterId,
       config,
       tls,
       certificates: this.nodeCertificates,
+      gate: {
+        accept: (remoteIp) => access.onAccept(remoteIp),
+        handshake: (remoteAddress, peer) => access.onHandshake(remoteAddress, peer),
+      },
       handler: adminHandler(this, {
+        admit: (operation, request, connection) => {
+          try {
+            access.admitRequest(operation, request, connection);
+          } catch (error) {
+            counters.increment('acl.denied');
+            throw error;
+          }
+        },
+        onChange: (operation, connection, error) => {
+          // ACL changes are audited by NodeAccess itself, with the rule they add or remove.
+          if (operation === 'acl.change') return;
+          access.record(
+            error === undefined ? 'allow' : 'fail',
+            'admin',
+            connection.remoteAddress,
+            who(connection),
+            operation,
+            undefined,
+            error === undefined ? 'applied' : `${error.code}: ${error.message}`,
+          );
+        },
         onForbidden: (operation, connection, error) => {
           counters.increment('auth.forbidden');
           counters.increment(`auth.forbidden.${operation}`);
+          access.record(
+            'deny',
+            'message',
+            connection.remoteAddress,
+            who(connection),
+            operation,
+            undefined,
+            error.message,
+          );
           log.warn('request refused', {
             remote: connection.remoteAddress,
             peer: connection.peer?.id,
@@ -442,6 +507,8 @@ export class RdbnetNode implements AdminSource {
     await this.listener?.close(this.config.shutdownGraceMs);
     this.stopConnectionLogTimer();
     this.logSuppressedConnections();
+    // The last refusals and changes reach the audit file before the data dir is released.
+    await this.auditLog?.drain();
     await this.unlock?.();
     this.state = 'stopped';
     this.log.info('node stopped', { id: this.id });

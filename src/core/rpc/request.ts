@@ -49,6 +49,8 @@ export const REPLY_OF = {
   lbStatusRequest: 'lbStatusReply',
   topicRequest: 'topicReply',
   pingRequest: 'pingReply',
+  aclRequest: 'aclReply',
+  auditRequest: 'auditReply',
 } as const satisfies Partial<Record<EnvelopeKind, EnvelopeKind>>;
 
 /** Kinds that are neither a request nor its reply: the handshake and the error frame. */

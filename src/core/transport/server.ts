@@ -70,11 +70,21 @@ export interface TransportServerStats {
   connectionLimitRefused: number;
   /** Authenticated connections closed at the idle timeout. */
   idleClosed: number;
+  /** Connections closed at accept by the gate (the ACL). */
+  gateRefused: number;
 }
 
 export interface TransportServerEvents extends ConnectionHooks {
   /** A connection was refused before it could speak the protocol (TLS failure, bad certificate identity). */
   onRejected?(remoteAddress: string, error: RdbnetError): void;
+}
+
+/** The node's access control at the two points before a request: accept and handshake. */
+export interface ConnectionGate {
+  /** A TCP connection from `remoteIp` was accepted: a RdbnetError closes it at once, unanswered. */
+  accept(remoteIp: string): RdbnetError | undefined;
+  /** The peer's Hello checked out: throw a RdbnetError to refuse it (it gets the error frame). */
+  handshake(remoteAddress: string, peer: PeerInfo): void;
 }
 
 export interface TransportServerInit {
@@ -102,6 +112,8 @@ export interface TransportServerInit {
   exempt?(peer: PeerInfo): boolean;
   /** Last word on a verified peer certificate (revocation); throw a RdbnetError to refuse it. */
   admit?(certificate: X509Certificate, identity: Identity): void;
+  /** Access control at accept and handshake (the node's ACL). Default: none. */
+  gate?: ConnectionGate;
   clock?: Clock;
 }
 
@@ -126,6 +138,7 @@ export class TransportServer {
     preauthTimedOut: 0,
     connectionLimitRefused: 0,
     idleClosed: 0,
+    gateRefused: 0,
   };
   private sweepTimer: NodeJS.Timeout | null = null;
   private tlsMaterial: TlsMaterial | null;
@@ -189,6 +202,15 @@ export class TransportServer {
         this.unauthenticated.remove(socket);
         this.handshaking.delete(socket);
       });
+      // Before TLS: a source the ACL refuses costs no handshake and no pre-auth slot.
+      const refusal = init.gate?.accept(socket.remoteAddress ?? '');
+      if (refusal !== undefined) {
+        this.counts.gateRefused++;
+        this.dropped.add(socket);
+        init.events?.onRejected?.(this.remoteOf(socket), refusal);
+        socket.destroy();
+        return;
+      }
       const victim = this.unauthenticated.admit(
         socket,
         sourceKey(socket.remoteAddress),
@@ -283,7 +305,10 @@ export class TransportServer {
       clock: this.clock,
       ...(this.init.budget === undefined ? {} : { budget: this.init.budget }),
       hooks: {
-        admitPeer: (_c, peer) => this.admitPeer(peer),
+        admitPeer: (c, peer) => {
+          this.init.gate?.handshake(c.remoteAddress, peer);
+          this.admitPeer(peer);
+        },
         onOpen: (c) => {
           this.unauthenticated.remove(tcpSocket);
           this.handshaking.delete(tcpSocket);
