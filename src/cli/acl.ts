@@ -40,7 +40,7 @@ export function ruleView(rule: AclRuleMessage): AclRuleView {
     source: rule.source,
     op: rule.op === '' ? null : rule.op,
     identity: rule.identity === '' ? null : rule.identity,
-    hits: rule.hits,
+    hits: Number(rule.hits ?? 0),
   };
 }
 

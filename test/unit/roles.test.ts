@@ -196,6 +196,8 @@ describe('the operation table', () => {
     'audit.tail': 'RA',
     'acl.change': 'A',
     'acl.forward': 'N',
+    'firewall.read': 'RA',
+    'firewall.change': 'A',
   };
   const LETTER: Record<AccessRole, string> = { read: 'R', admin: 'A', node: 'N' };
   const principals = {

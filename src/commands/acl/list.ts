@@ -33,7 +33,7 @@ export default class AclList extends RdbnetCommand<AclListResult> {
     return {
       node: reply.node,
       defaultAction: reply.defaultAction,
-      defaultHits: reply.defaultHits,
+      defaultHits: Number(reply.defaultHits ?? 0),
       rules: reply.rules.map(ruleView),
     };
   }

@@ -120,8 +120,8 @@ export default class AuditTail extends RdbnetCommand<AuditTailResult> {
 
 function toLine(record: AuditRecord): AuditLine {
   return {
-    seq: record.seq,
-    at: new Date(record.atMs).toISOString(),
+    seq: Number(record.seq),
+    at: new Date(Number(record.atMs)).toISOString(),
     decision: record.decision,
     source: record.source,
     who: record.who,

@@ -20,6 +20,8 @@ import type {
   DecodedEnvelope,
   EchoMessage,
   Envelope,
+  FirewallReply,
+  FirewallRequest,
   GossipStreamMessage,
   HealthReply,
   KeyringReply,
@@ -73,6 +75,8 @@ export interface AccessRequests {
   handle(request: AclRequest, connection: PeerIdentity): Promise<AclReply>;
   /** `rdbnet audit tail`: records after `afterSeq`. */
   audit(afterSeq: number): AuditReply;
+  /** `rdbnet firewall …`. */
+  firewall(request: FirewallRequest, connection: PeerIdentity): FirewallReply;
 }
 
 function accessOf(source: AdminSource): AccessRequests {
@@ -263,6 +267,10 @@ function answerer(source: AdminSource): PeerRequestHandler {
           .then((aclReply) => ({ aclReply }));
       case 'auditRequest':
         return { auditReply: accessOf(source).audit((request.body as AuditRequest).afterSeq) };
+      case 'firewallRequest':
+        return {
+          firewallReply: accessOf(source).firewall(request.body as FirewallRequest, connection),
+        };
       case 'echoRequest':
         return { echoReply: { data: (request.body as EchoMessage).data } };
       case 'certRotateRequest': {

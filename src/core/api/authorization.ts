@@ -13,6 +13,7 @@ import { assert, ErrorCode, RdbnetError } from '../errors.ts';
 import type {
   AclRequest,
   DecodedEnvelope,
+  FirewallRequest,
   KeyringRequest,
   TransferLeaderRequest,
 } from '../protocol/messages.ts';
@@ -58,6 +59,10 @@ export const OPERATIONS = {
   },
   'acl.list': { needs: 'read', does: 'acl list: the access control list with its counters' },
   'acl.test': { needs: 'read', does: 'acl test: would a peer and operation be allowed' },
+  'firewall.read': {
+    needs: 'read',
+    does: "firewall rules, firewall stats: the node's limits and bans",
+  },
   'audit.tail': { needs: 'read', does: "audit tail: the node's recent refusals and admin changes" },
   'dataplane.ping': {
     needs: 'read',
@@ -93,6 +98,7 @@ export const OPERATIONS = {
     needs: 'admin',
     does: 'acl add, acl remove, acl default: change the replicated access control list',
   },
+  'firewall.change': { needs: 'admin', does: 'firewall ban, firewall unban' },
   'acl.forward': {
     needs: 'node',
     does: "a member passing an operator's ACL change on to the leader",
@@ -179,6 +185,10 @@ export function operationOf(request: DecodedEnvelope): Operation | null {
     }
     case 'auditRequest':
       return 'audit.tail';
+    case 'firewallRequest': {
+      const op = (request.body as FirewallRequest).op;
+      return op === 'rules' || op === 'stats' ? 'firewall.read' : 'firewall.change';
+    }
     default:
       return null;
   }

@@ -16,7 +16,14 @@ import { aclOperationOf, principalOf } from '../api/authorization.ts';
 import type { AclCommand } from '../cluster/acl-changes.ts';
 import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
 import type { PeerInfo } from '../protocol/handshake.ts';
-import type { AclReply, AclRequest, AuditReply, DecodedEnvelope } from '../protocol/messages.ts';
+import type {
+  AclReply,
+  AclRequest,
+  AuditReply,
+  DecodedEnvelope,
+  FirewallReply,
+  FirewallRequest,
+} from '../protocol/messages.ts';
 import type { PeerIdentity } from '../rpc/peer.ts';
 import {
   ACL_OP_CLASSES,
@@ -33,6 +40,7 @@ import {
   parseAclIdentity,
 } from '../security/acl.ts';
 import type { AuditLog } from './audit-log.ts';
+import type { NodeFirewall } from './firewall.ts';
 
 /** UDP sources whose view is remembered; past it the table starts over (bounded memory). */
 export const ACL_DATAGRAM_SOURCES_MAX = 4096;
@@ -42,6 +50,8 @@ export interface NodeAccessInit {
   audit: AuditLog;
   /** The applied configuration's list (the empty one until the node is a member). */
   policy(): AclPolicy;
+  /** The node's firewall: `rdbnet firewall …` requests are its. */
+  firewall: NodeFirewall;
   /** Proposes a change through the leader (ClusterService.changeAcl); throws before a cluster. */
   change(command: AclCommand, request: AclRequest, from: PeerIdentity): Promise<AclReply>;
 }
@@ -186,6 +196,23 @@ export class NodeAccess implements AccessRequests {
 
   audit(afterSeq: number): AuditReply {
     return this.init.audit.after(afterSeq, this.init.id);
+  }
+
+  firewall(request: FirewallRequest, connection: PeerIdentity): FirewallReply {
+    const reply = this.init.firewall.handle(request, connection);
+    if (request.op === 'ban' || request.op === 'unban') {
+      const who = connection.peer === null ? '' : principalOfPeer(connection.peer).name;
+      this.record(
+        'allow',
+        'admin',
+        connection.remoteAddress,
+        who,
+        `firewall.${request.op}`,
+        undefined,
+        `${request.op} ${request.source}${request.op === 'ban' ? ` for ${request.banMs || 'the default'} ms` : reply.changed ? '' : ' (was not banned)'}`,
+      );
+    }
+    return reply;
   }
 
   async handle(request: AclRequest, connection: PeerIdentity): Promise<AclReply> {

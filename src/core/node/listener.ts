@@ -103,7 +103,10 @@ export async function listenTransport(init: NodeListenInit): Promise<NodeListene
       onProtocolError: (connection, error) => {
         counters.increment(`protocol.errors.${error.code}`);
         // Refused in the handshake (a hello whose role or id the certificate does not back).
-        if (connection.peer === null) counters.increment(`connections.rejected.${error.code}`);
+        if (connection.peer === null) {
+          counters.increment(`connections.rejected.${error.code}`);
+          init.gate?.failed?.(connection.remoteAddress, error);
+        }
         init.connectionLine('warn', `protocol.${error.code}`, 'protocol error from peer', {
           remote: connection.remoteAddress,
           code: error.code,

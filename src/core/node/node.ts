@@ -48,6 +48,7 @@ import { clusterServiceInit, localEndpointOf, type NodeParts, nodeGossipInit } f
 import { AuditLog } from './audit-log.ts';
 import { certificateAdmin, type NodeCertificates } from './certificates.ts';
 import { type NodeEnvironment, productionEnvironment } from './environment.ts';
+import { firewallLimitsOf, NodeFirewall } from './firewall.ts';
 import { gossipCounters, NodeGossip, nodeAddressOf, nodeGroupsOf } from './gossip.ts';
 import type { NodeListener } from './listener.ts';
 import { lbStatusReply } from './resilience.ts';
@@ -97,6 +98,8 @@ export class RdbnetNode implements AdminSource {
   access: NodeAccess | null = null;
   /** Refusals and admin changes (audit-log.ts); null until the node listens. */
   auditLog: AuditLog | null = null;
+  /** Per-source limits and bans; null until the node listens. */
+  firewall: NodeFirewall | null = null;
   /** The data plane's own links to peers, apart from gossip's and Raft's (none when the
    * environment brings a transport: the simulator's). */
   private dataLinks: PeerLinks | null = null;
@@ -241,7 +244,8 @@ export class RdbnetNode implements AdminSource {
       resilience: this.resilience,
       tls: () => this.nodeCertificates?.tls ?? null,
       gossip: () => this.gossip,
-      admitDatagram: (ip) => this.access?.admitsDatagram(ip) ?? true,
+      admitDatagram: (ip) =>
+        (this.firewall?.admitsDatagram(ip) ?? true) && (this.access?.admitsDatagram(ip) ?? true),
     };
     // The Raft storage is opened (and verified) before the node listens: a damaged log or
     // a data dir that left its cluster stops the start here.
@@ -371,9 +375,18 @@ export class RdbnetNode implements AdminSource {
       sink: this.environment.auditSink?.(config) ?? null,
     });
     this.auditLog = auditLog;
+    const firewall = new NodeFirewall({
+      id: this.id,
+      limits: firewallLimitsOf(config),
+      clock: this.environment.clock,
+      counters,
+      audit: auditLog,
+    });
+    this.firewall = firewall;
     const access = new NodeAccess({
       id: this.id,
       audit: auditLog,
+      firewall,
       policy: () => this.clusterService?.aclPolicy() ?? EMPTY_ACL_POLICY,
       change: (command, request, from) => {
         const cluster = this.clusterService;
@@ -393,8 +406,14 @@ export class RdbnetNode implements AdminSource {
       tls,
       certificates: this.nodeCertificates,
       gate: {
-        accept: (remoteIp) => access.onAccept(remoteIp),
-        handshake: (remoteAddress, peer) => access.onHandshake(remoteAddress, peer),
+        // The ACL first: a source it refuses costs the firewall nothing.
+        accept: (remoteIp) => access.onAccept(remoteIp) ?? firewall.onAccept(remoteIp),
+        closed: (remoteIp) => firewall.onClosed(remoteIp),
+        handshake: (remoteAddress, peer) => {
+          access.onHandshake(remoteAddress, peer);
+          firewall.onHandshake(remoteAddress, `${peer.role}/${peer.id}`);
+        },
+        failed: (remoteAddress, error) => firewall.onHandshakeFailed(remoteAddress, error),
       },
       handler: adminHandler(this, {
         admit: (operation, request, connection) => {
@@ -404,6 +423,16 @@ export class RdbnetNode implements AdminSource {
             counters.increment('acl.denied');
             throw error;
           }
+          // Members' traffic (Raft, gossip, forwards) is not rate limited: it is the cluster's.
+          const peer = connection.peer;
+          if (
+            peer?.role === 'node' &&
+            peer.authenticated &&
+            this.clusterService?.isMember(peer.id)
+          ) {
+            return;
+          }
+          firewall.onMessage(connection, operation);
         },
         onChange: (operation, connection, error) => {
           // ACL changes are audited by NodeAccess itself, with the rule they add or remove.

@@ -395,6 +395,33 @@ export interface AuditReply {
   missed: number;
 }
 
+export interface FirewallRequest {
+  op: string;
+  source: string;
+  banMs: number;
+}
+export interface FirewallBanMessage {
+  source: string;
+  remainingMs: number;
+  reason: string;
+}
+export interface FirewallSourceStats {
+  source: string;
+  open: number;
+  refused: number;
+  failures: number;
+}
+export interface FirewallReply {
+  node: string;
+  limits: Record<string, number>;
+  bans: FirewallBanMessage[];
+  sources: FirewallSourceStats[];
+  refused: Record<string, number>;
+  tracked: number;
+  automaticBans: number;
+  changed: boolean;
+}
+
 // ---- load balancing and resilience (`rdbnet lb status`)
 
 export interface LbPeerStatus {
@@ -539,7 +566,9 @@ export type Envelope =
   | { aclRequest: AclRequest }
   | { aclReply: AclReply }
   | { auditRequest: AuditRequest }
-  | { auditReply: AuditReply };
+  | { auditReply: AuditReply }
+  | { firewallRequest: FirewallRequest }
+  | { firewallReply: FirewallReply };
 
 /** Names of the Envelope oneof fields, e.g. 'statusRequest'. */
 export type EnvelopeKind = Envelope extends infer E ? (E extends unknown ? keyof E : never) : never;

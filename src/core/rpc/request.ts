@@ -51,6 +51,7 @@ export const REPLY_OF = {
   pingRequest: 'pingReply',
   aclRequest: 'aclReply',
   auditRequest: 'auditReply',
+  firewallRequest: 'firewallReply',
 } as const satisfies Partial<Record<EnvelopeKind, EnvelopeKind>>;
 
 /** Kinds that are neither a request nor its reply: the handshake and the error frame. */

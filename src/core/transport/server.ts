@@ -85,6 +85,10 @@ export interface ConnectionGate {
   accept(remoteIp: string): RdbnetError | undefined;
   /** The peer's Hello checked out: throw a RdbnetError to refuse it (it gets the error frame). */
   handshake(remoteAddress: string, peer: PeerInfo): void;
+  /** A connection `accept` admitted has closed. */
+  closed?(remoteIp: string): void;
+  /** A connection (`host:port`) failed its handshake (TLS, certificate, Hello, deadline). */
+  failed?(remoteAddress: string, error: RdbnetError): void;
 }
 
 export interface TransportServerInit {
@@ -189,6 +193,7 @@ export class TransportServer {
               cause: error,
             })
           : socketError(error);
+        init.gate?.failed?.(this.remoteOf(socket), typed);
         init.events?.onRejected?.(this.remoteOf(socket), typed);
       });
       this.server = server;
@@ -210,6 +215,11 @@ export class TransportServer {
         init.events?.onRejected?.(this.remoteOf(socket), refusal);
         socket.destroy();
         return;
+      }
+      if (init.gate?.closed !== undefined) {
+        const closed = init.gate.closed.bind(init.gate);
+        const ip = socket.remoteAddress ?? '';
+        socket.once('close', () => closed(ip));
       }
       const victim = this.unauthenticated.admit(
         socket,
@@ -378,6 +388,10 @@ export class TransportServer {
     const handshakeTimeoutMs = this.init.options.handshakeTimeoutMs;
     for (const tcpSocket of this.unauthenticated.admittedBy(nowMs - handshakeTimeoutMs)) {
       this.counts.preauthTimedOut++;
+      this.init.gate?.failed?.(
+        this.remoteOf(tcpSocket),
+        new RdbnetError(ErrorCode.HandshakeTimeout, 'handshake not finished in time'),
+      );
       const tlsDone = this.handshaking.has(tcpSocket) || this.tlsMaterial === null;
       this.drop(
         tcpSocket,
@@ -414,6 +428,7 @@ export class TransportServer {
   }
 
   private reject(socket: Socket, error: RdbnetError): void {
+    this.init.gate?.failed?.(this.remoteOf(socket), error);
     // Refused already, with REJECT_LINGER_MS to read why: no second verdict at its deadline.
     this.unauthenticated.remove(tcpSocketOf(socket));
     this.init.events?.onRejected?.(this.remoteOf(socket), error);
