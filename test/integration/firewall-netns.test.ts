@@ -11,7 +11,6 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   createStar,
@@ -100,10 +99,6 @@ async function ok<T>(result: Promise<CliResult>): Promise<T> {
   const done = await result;
   assert.equal(done.code, 0, describeResult(done));
   return json<T>(done);
-}
-
-function errorOf(result: CliResult): { code: string; message: string } {
-  return json<{ error: { code: string; message: string } }>(result).error;
 }
 
 interface FirewallStats {
