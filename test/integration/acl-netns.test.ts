@@ -49,13 +49,13 @@ function cliIn(
   ns: string,
   address: string,
   args: string[],
-  timeoutMs = 20_000,
+  timeoutMs = 60_000,
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawnIn(
       ns,
       process.execPath,
-      [BIN, ...args, '--node', address, '--timeout', '3000', '--json'],
+      [BIN, ...args, '--node', address, '--timeout', '10000', '--json'],
       {
         env: env(),
         stdio: ['ignore', 'pipe', 'pipe'],

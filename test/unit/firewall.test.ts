@@ -5,7 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { isRdbnetError } from '../../src/core/errors.ts';
+import { ErrorCode, isRdbnetError, RdbnetError } from '../../src/core/errors.ts';
+import { AuditLog } from '../../src/core/node/audit-log.ts';
+import { NodeFirewall } from '../../src/core/node/firewall.ts';
+import { Counters } from '../../src/core/runtime/index.ts';
 import {
   FIREWALL_BANS_MAX,
   FIREWALL_BURST_SECONDS,
@@ -110,5 +113,37 @@ describe('firewall', () => {
       (error: unknown) =>
         isRdbnetError(error) && (error as { field?: string }).field === 'messagesPerSecond',
     );
+  });
+});
+
+describe('the node firewall', () => {
+  test('loopback sources are exempt; others limited and audited once per second per reason', () => {
+    const clock = new VirtualClock();
+    const counters = new Counters();
+    const audit = new AuditLog({ clock, counters, sink: null });
+    const firewall = new NodeFirewall({
+      id: 'n1',
+      limits: { ...limits, connectionsPerSourceMax: 1000 },
+      clock,
+      counters,
+      audit,
+    });
+    for (let i = 0; i < 100; i++) {
+      assert.equal(firewall.onAccept('127.0.0.1'), undefined);
+      assert.equal(firewall.onAccept('::1'), undefined);
+      assert.equal(firewall.onAccept('::ffff:127.0.0.9'), undefined);
+    }
+    let refused = 0;
+    for (let i = 0; i < 100; i++) if (firewall.onAccept('169.254.2.2') !== undefined) refused++;
+    assert.equal(refused, 100 - limits.connectionsPerSecond * FIREWALL_BURST_SECONDS);
+    assert.equal(counters.get('firewall.refused.connectionRate'), refused);
+    const records = audit.after(0, 'n1').records;
+    assert.equal(records.length, 1);
+    assert.equal(records[0]!.source, '169.254.2.2');
+    assert.equal(records[0]!.rule, 'firewall');
+    for (let i = 0; i < 10; i++) {
+      firewall.onHandshakeFailed('127.0.0.1:4000', new RdbnetError(ErrorCode.TlsFailed, 'bad'));
+    }
+    assert.equal(firewall.firewall.activeBans().length, 0);
   });
 });

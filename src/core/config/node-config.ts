@@ -132,7 +132,7 @@ export interface NodeConfig extends ClusterTunables {
   /** Handshakes (Hellos) per second per source; more are refused with RDB_RATE_LIMITED. Default 50. */
   firewallHandshakesPerSecond: number;
   /** Requests per second per source over all its connections; more are answered with
-   * RDB_RATE_LIMITED. Cluster members are exempt. Default 20000. */
+   * RDB_RATE_LIMITED. Cluster members are exempt. Default 100000. */
   firewallMessagesPerSecond: number;
   /** Gossip datagrams per second per source; more are dropped. Default 2000. */
   firewallDatagramsPerSecond: number;

@@ -22,6 +22,14 @@ import { sourceKey } from '../transport/admission.ts';
 import { hostOf } from './access.ts';
 import type { AuditLog } from './audit-log.ts';
 
+/**
+ * Whether `ip` is the machine's own (127.0.0.0/8, ::1): exempt from the firewall, since a local
+ * process can do worse than flood the node, and the operator's own tools must never be banned.
+ */
+export function isLoopback(ip: string): boolean {
+  return ip.startsWith('127.') || ip === '::1' || ip.startsWith('::ffff:127.');
+}
+
 /** At most one audit record per source and refusal reason this often. */
 export const FIREWALL_AUDIT_INTERVAL_MS = 1000;
 /** Sources `firewall stats` lists (most refused first). */
@@ -80,6 +88,7 @@ export class NodeFirewall {
 
   /** Accept: a RdbnetError closes the connection unanswered. */
   onAccept(remoteIp: string): RdbnetError | undefined {
+    if (isLoopback(remoteIp)) return undefined;
     const source = sourceKey(remoteIp);
     const refusal = this.firewall.onConnect(source);
     if (refusal === undefined) return undefined;
@@ -87,12 +96,15 @@ export class NodeFirewall {
   }
 
   onClosed(remoteIp: string): void {
+    if (isLoopback(remoteIp)) return;
     this.firewall.onClose(sourceKey(remoteIp));
   }
 
   /** Handshake: throws RDB_RATE_LIMITED past the source's handshake rate. */
   onHandshake(remoteAddress: string, who: string): void {
-    const source = sourceKey(hostOf(remoteAddress));
+    const host = hostOf(remoteAddress);
+    if (isLoopback(host)) return;
+    const source = sourceKey(host);
     const refusal = this.firewall.onHandshake(source);
     if (refusal !== undefined) {
       throw this.refused(source, remoteAddress, who, 'handshake', 'hello', refusal);
@@ -100,8 +112,9 @@ export class NodeFirewall {
   }
 
   onHandshakeFailed(remoteAddress: string, error: RdbnetError): void {
-    if (!FAILURE_CODES.has(error.code)) return;
-    const source = sourceKey(hostOf(remoteAddress));
+    const host = hostOf(remoteAddress);
+    if (!FAILURE_CODES.has(error.code) || isLoopback(host)) return;
+    const source = sourceKey(host);
     const ban = this.firewall.onHandshakeFailed(source);
     if (ban === undefined) return;
     this.counters.increment('firewall.bans.automatic');
@@ -120,7 +133,9 @@ export class NodeFirewall {
   onMessage(connection: PeerIdentity, what: string): void {
     let state = this.states.get(connection);
     if (state === undefined) {
-      state = this.firewall.stateOf(sourceKey(hostOf(connection.remoteAddress)));
+      const host = hostOf(connection.remoteAddress);
+      if (isLoopback(host)) return;
+      state = this.firewall.stateOf(sourceKey(host));
       this.states.set(connection, state);
     }
     const refusal = this.firewall.onMessage(state);
@@ -131,6 +146,7 @@ export class NodeFirewall {
 
   /** Gossip datagrams: false drops it. */
   admitsDatagram(remoteIp: string): boolean {
+    if (isLoopback(remoteIp)) return true;
     const source = sourceKey(remoteIp);
     const refusal = this.firewall.onDatagram(source);
     if (refusal === undefined) return true;

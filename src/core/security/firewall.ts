@@ -44,7 +44,7 @@ export const FIREWALL_LIMITS_DEFAULT: FirewallLimits = {
   connectionsPerSourceMax: 256,
   connectionsPerSecond: 50,
   handshakesPerSecond: 50,
-  messagesPerSecond: 20_000,
+  messagesPerSecond: 100_000,
   datagramsPerSecond: 2_000,
   banAfterFailures: 20,
   banMs: 300_000,
