@@ -17,6 +17,8 @@ export function exitCodeForError(code: string): number {
     case ErrorCode.DiscoverySyntax:
     case ErrorCode.TopicInvalid:
     case ErrorCode.MessageTooLarge:
+    case ErrorCode.AclInvalid:
+    case ErrorCode.AclLockout:
       return ExitCode.Usage;
     case ErrorCode.NodeUnreachable:
     case ErrorCode.HandshakeTimeout:

@@ -29,6 +29,14 @@ export const ErrorCode = {
   NotImplemented: 'RDB_NOT_IMPLEMENTED',
   /** HTTP: a request body over the server's limit (a 413). */
   BodyTooLarge: 'RDB_BODY_TOO_LARGE',
+  /** Refused by the cluster's access control list (src/core/security/acl.ts): the message
+   * names the deciding rule, or the default policy (exit 1). */
+  AclDenied: 'RDB_ACL_DENIED',
+  /** An ACL rule that does not parse (a malformed CIDR, an unknown operation class or role),
+   * a priority another rule holds, an unknown rule id, or a full list (exit 64). */
+  AclInvalid: 'RDB_ACL_INVALID',
+  /** The ACL change would leave no admin able to change anything; refused unless --force (exit 64). */
+  AclLockout: 'RDB_ACL_LOCKOUT',
   // transport and rpc
   NodeUnreachable: 'RDB_NODE_UNREACHABLE',
   ConnectionClosed: 'RDB_CONNECTION_CLOSED',

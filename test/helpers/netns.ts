@@ -176,3 +176,49 @@ export async function destroyAllNamespaces(): Promise<void> {
     made.delete(name);
   }
 }
+
+/** One leaf of a star: its namespace and address, and the hub's address on their link. */
+export interface StarLeaf {
+  ns: string;
+  /** 169.254.<n>.2, the leaf's own address (a distinct source address per leaf). */
+  address: string;
+  /** 169.254.<n>.1, the hub's address on this leaf's link. */
+  hubAddress: string;
+}
+
+/**
+ * A hub namespace joined to `leaves` leaf namespaces, one veth pair each: link n (from 1) is
+ * 169.254.<n>.0/24 with the hub at .1 and the leaf at .2 — so every leaf reaches the hub from
+ * its own source address (tests of per-source access control, rate limits and bans).
+ */
+export async function createStar(
+  tag: string,
+  leaves: number,
+): Promise<{ hub: string; leaves: StarLeaf[] }> {
+  const hub = await createNamespace(`${tag}h`);
+  const out: StarLeaf[] = [];
+  for (let n = 1; n <= leaves; n++) {
+    const ns = await createNamespace(`${tag}${n}`);
+    await ip([
+      'link',
+      'add',
+      `rdbh${n}`,
+      'netns',
+      hub,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'rdbl0',
+      'netns',
+      ns,
+    ]);
+    const leaf: StarLeaf = { ns, address: `169.254.${n}.2`, hubAddress: `169.254.${n}.1` };
+    await ip(['-n', hub, 'addr', 'add', `${leaf.hubAddress}/24`, 'dev', `rdbh${n}`]);
+    await ip(['-n', hub, 'link', 'set', `rdbh${n}`, 'up']);
+    await ip(['-n', ns, 'addr', 'add', `${leaf.address}/24`, 'dev', 'rdbl0']);
+    await ip(['-n', ns, 'link', 'set', 'rdbl0', 'up']);
+    out.push(leaf);
+  }
+  return { hub, leaves: out };
+}

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { messageFromWire, messageToWire } from '../../src/core/cluster/raft-codec.ts';
 import {
+  aclRuleId,
   ClusterConfig,
   CONFIG_HISTORY_MAX,
   decodeConfigCommand,
@@ -293,5 +294,54 @@ describe('Raft message wire codec', () => {
         ),
       { code: 'RDB_MESSAGE_MALFORMED' },
     );
+  });
+});
+
+describe('the access control list in the configuration', () => {
+  const add = (priority: number, source = '169.254.2.0/24') =>
+    command(encodeConfigCommand({ op: 'aclAdd', rule: { source, action: 'deny', priority } }));
+
+  test('adds, removes and the default apply the same everywhere; snapshots carry them', () => {
+    const a = founding();
+    const b = founding();
+    const entries = [
+      add(10),
+      add(10, '169.254.3.0/24'), // the same priority: skipped by every member alike
+      add(20, '::1'),
+      command(encodeConfigCommand({ op: 'aclDefault', action: 'deny' })),
+      command(encodeConfigCommand({ op: 'aclRemove', id: 'acl-nope' })), // no such rule: skipped
+    ];
+    for (const entry of entries) {
+      a.apply(entry);
+      b.apply(entry);
+    }
+    const first = entries[0]!.index;
+    assert.deepEqual(
+      a.acl.rules.map((rule) => [rule.id, rule.priority, rule.source]),
+      [
+        [aclRuleId(first), 10, '169.254.2.0/24'],
+        [aclRuleId(entries[2]!.index), 20, '::1/128'],
+      ],
+    );
+    assert.equal(a.acl.defaultAction, 'deny');
+    assert.equal(a.ignoredEntries, 2);
+    assert.deepEqual(b.encode(), a.encode());
+    const restored = ClusterConfig.fromSnapshot({
+      metadata: { index: a.appliedIndex, term: 2, confState: a.confState() },
+      data: a.encode(),
+    });
+    assert.deepEqual(restored.acl, a.acl);
+    const before = restored.acl;
+    restored.apply(command(encodeConfigCommand({ op: 'aclRemove', id: aclRuleId(first) })));
+    assert.notEqual(restored.acl, before, 'a new list is a new object (the node recompiles on it)');
+    assert.deepEqual(
+      restored.acl.rules.map((rule) => rule.id),
+      [aclRuleId(entries[2]!.index)],
+    );
+  });
+
+  test('a snapshot written before ACLs has the empty list, default allow', () => {
+    const config = founding();
+    assert.deepEqual(config.acl, { rules: [], defaultAction: 'allow' });
   });
 });

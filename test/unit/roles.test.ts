@@ -195,6 +195,13 @@ describe('the operation table', () => {
     'keys.forward': 'N',
     'cluster.transfer-leader.forward': 'N',
     'cluster.remove.forward': 'N',
+    'acl.list': 'RA',
+    'acl.test': 'RA',
+    'audit.tail': 'RA',
+    'acl.change': 'A',
+    'acl.forward': 'N',
+    'firewall.read': 'RA',
+    'firewall.change': 'A',
   };
   const LETTER: Record<AccessRole, string> = { read: 'R', admin: 'A', node: 'N' };
   const principals = {

@@ -10,6 +10,10 @@ import { CLUSTER_KINDS } from '../cluster/service.ts';
 import { ErrorCode, isRdbnetError, RdbnetError } from '../errors.ts';
 import type { RpcMetrics } from '../metrics/rpc.ts';
 import type {
+  AclReply,
+  AclRequest,
+  AuditReply,
+  AuditRequest,
   CertInfoReply,
   CertInstallRequest,
   CertRotateReply,
@@ -17,6 +21,8 @@ import type {
   DecodedEnvelope,
   EchoMessage,
   Envelope,
+  FirewallReply,
+  FirewallRequest,
   GossipStreamMessage,
   HealthReply,
   KeyringReply,
@@ -40,6 +46,7 @@ import type {
 import type { PeerIdentity, PeerRequestHandler } from '../rpc/peer.ts';
 import {
   authorize,
+  isAdminChange,
   type Operation,
   operationOf,
   type Principal,
@@ -66,6 +73,25 @@ export interface AdminSource {
   poolStats?(): PoolStatsReply;
   /** Messages to topics and RTTs (src/core/dataplane); null until gossip runs. */
   dataPlane?: DataPlaneRequests | null;
+  /** ACL and audit log; null until the node listens. */
+  access?: AccessRequests | null;
+}
+
+/** The access control list and the audit log as the admin API reaches them. */
+export interface AccessRequests {
+  /** `rdbnet acl …`: list and test here; changes proposed to the cluster (via the leader). */
+  handle(request: AclRequest, connection: PeerIdentity): Promise<AclReply>;
+  /** `rdbnet audit tail`: records after `afterSeq`. */
+  audit(afterSeq: number): AuditReply;
+  /** `rdbnet firewall …`. */
+  firewall(request: FirewallRequest, connection: PeerIdentity): FirewallReply;
+}
+
+function accessOf(source: AdminSource): AccessRequests {
+  if (source.access === undefined || source.access === null) {
+    throw new RdbnetError(ErrorCode.NotMember, 'the node is still starting');
+  }
+  return source.access;
 }
 
 /** The data plane as the admin API reaches it. */
@@ -131,6 +157,11 @@ export interface AdminHooks {
   onForbidden?(operation: Operation, connection: PeerIdentity, error: RdbnetError): void;
   /** Requests by method, with their outcome and latency (the node's /metrics). */
   rpc?: RpcMetrics;
+  /** The access control list's word on each request, before the role table: throw a
+   * RdbnetError (RDB_ACL_DENIED) to refuse it. */
+  admit?(operation: Operation, request: DecodedEnvelope, connection: PeerIdentity): void;
+  /** An operator's change (isAdminChange) was answered: `error` undefined when it was applied. */
+  onChange?(operation: Operation, connection: PeerIdentity, error: RdbnetError | undefined): void;
 }
 
 /**
@@ -164,30 +195,37 @@ export function adminHandler(source: AdminSource, hooks: AdminHooks = {}): PeerR
     if (operation === null) {
       throw new RdbnetError(ErrorCode.MethodUnknown, `no handler for ${request.kind}`);
     }
+    hooks.admit?.(operation, request, connection);
+    const audited = hooks.onChange !== undefined && isAdminChange(operation);
     const method = rpc?.method(operation);
     const startedMs = method === undefined ? 0 : method.started();
+    const failed = (error: unknown): never => {
+      method?.answered(startedMs, false);
+      if (audited) hooks.onChange!(operation, connection, asRdbnetError(error));
+      return forbidden(operation, connection, error);
+    };
     try {
       authorize(operation, principalFor(connection.peer));
       const reply = answer(request, connection);
-      if (!(reply instanceof Promise)) {
+      if (!(reply instanceof Promise) && !audited) {
         method?.answered(startedMs, true);
         return reply;
       }
-      return reply.then(
-        (envelope) => {
-          method?.answered(startedMs, true);
-          return envelope;
-        },
-        (error: unknown) => {
-          method?.answered(startedMs, false);
-          return forbidden(operation, connection, error);
-        },
-      );
+      return Promise.resolve(reply).then((envelope) => {
+        method?.answered(startedMs, true);
+        if (audited) hooks.onChange!(operation, connection, undefined);
+        return envelope;
+      }, failed);
     } catch (error) {
-      method?.answered(startedMs, false);
-      return forbidden(operation, connection, error);
+      return failed(error);
     }
   };
+}
+
+function asRdbnetError(error: unknown): RdbnetError {
+  return isRdbnetError(error)
+    ? error
+    : new RdbnetError(ErrorCode.Internal, (error as Error)?.message ?? String(error));
 }
 
 function answerer(source: AdminSource): PeerRequestHandler {
@@ -244,6 +282,16 @@ function answerer(source: AdminSource): PeerRequestHandler {
           throw new RdbnetError(ErrorCode.MethodUnknown, 'this node keeps no log lines to tail');
         }
         return { logTailReply: source.logTail(request.body as LogTailRequest) };
+      case 'aclRequest':
+        return accessOf(source)
+          .handle(request.body as AclRequest, connection)
+          .then((aclReply) => ({ aclReply }));
+      case 'auditRequest':
+        return { auditReply: accessOf(source).audit((request.body as AuditRequest).afterSeq) };
+      case 'firewallRequest':
+        return {
+          firewallReply: accessOf(source).firewall(request.body as FirewallRequest, connection),
+        };
       case 'echoRequest':
         return { echoReply: { data: (request.body as EchoMessage).data } };
       case 'certRotateRequest': {

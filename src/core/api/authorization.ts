@@ -11,12 +11,15 @@
  */
 import { assert, ErrorCode, RdbnetError } from '../errors.ts';
 import type {
+  AclRequest,
   ClusterRemoveRequest,
   DecodedEnvelope,
+  FirewallRequest,
   KeyringRequest,
   TransferLeaderRequest,
 } from '../protocol/messages.ts';
 import type { PeerIdentity } from '../rpc/peer.ts';
+import type { AclOperation } from '../security/acl.ts';
 import type { ClientRole } from '../security/identity.ts';
 import { LEGACY_CLIENT_ROLE } from '../security/identity.ts';
 
@@ -60,6 +63,13 @@ export const OPERATIONS = {
     needs: 'read',
     does: "pool stats: the node's data-plane connection pool of every peer",
   },
+  'acl.list': { needs: 'read', does: 'acl list: the access control list with its counters' },
+  'acl.test': { needs: 'read', does: 'acl test: would a peer and operation be allowed' },
+  'firewall.read': {
+    needs: 'read',
+    does: "firewall rules, firewall stats: the node's limits and bans",
+  },
+  'audit.tail': { needs: 'read', does: "audit tail: the node's recent refusals and admin changes" },
   'dataplane.ping': {
     needs: 'read',
     nodesToo: true,
@@ -91,6 +101,15 @@ export const OPERATIONS = {
   'member.join': { needs: 'node', does: 'a node asking to join (or forwarded to the leader)' },
   'member.remove': { needs: 'node', does: 'a leaving member asking the leader to remove it' },
   'keys.forward': { needs: 'node', does: "a member passing an operator's keyring change on" },
+  'acl.change': {
+    needs: 'admin',
+    does: 'acl add, acl remove, acl default: change the replicated access control list',
+  },
+  'firewall.change': { needs: 'admin', does: 'firewall ban, firewall unban' },
+  'acl.forward': {
+    needs: 'node',
+    does: "a member passing an operator's ACL change on to the leader",
+  },
   'cluster.transfer-leader.forward': {
     needs: 'node',
     does: "a member passing an operator's leadership transfer on to the leader",
@@ -175,6 +194,20 @@ export function operationOf(request: DecodedEnvelope): Operation | null {
       return 'dataplane.message';
     case 'pingRequest':
       return 'dataplane.ping';
+    case 'aclRequest': {
+      const body = request.body as AclRequest;
+      if (body.forwarded) return 'acl.forward';
+      if (body.op === 'list') return 'acl.list';
+      if (body.op === 'test') return 'acl.test';
+      // add, remove, default, and any unknown op (refused by the handler): a change.
+      return 'acl.change';
+    }
+    case 'auditRequest':
+      return 'audit.tail';
+    case 'firewallRequest': {
+      const op = (request.body as FirewallRequest).op;
+      return op === 'rules' || op === 'stats' ? 'firewall.read' : 'firewall.change';
+    }
     default:
       return null;
   }
@@ -236,4 +269,29 @@ export function authorize(operation: Operation, principal: Principal): void {
     `operation ${operation} needs role ${rule.needs}; ${who} ${principal.name} has role ` +
       `${principal.role}${why}`,
   );
+}
+
+const GOSSIP_OPERATION: AclOperation = { cls: 'gossip' };
+const RAFT_OPERATION: AclOperation = { cls: 'raft' };
+const ADMIN_READ_OPERATION: AclOperation = { cls: 'admin-read' };
+const ADMIN_WRITE_OPERATION: AclOperation = { cls: 'admin-write' };
+
+/**
+ * The ACL operation class of a request (security/acl.ts): gossip push-pull is `gossip`, every
+ * other member-to-member request `raft`, operators' reads `admin-read`, their changes
+ * `admin-write`, and a message to a topic `data` with its topic.
+ */
+export function aclOperationOf(operation: Operation, request: DecodedEnvelope): AclOperation {
+  if (operation === 'dataplane.message') {
+    return { cls: 'data', topic: (request.body as { topic?: string }).topic ?? '' };
+  }
+  if (operation === 'gossip.push-pull') return GOSSIP_OPERATION;
+  const rule: OperationRule = OPERATIONS[operation];
+  if (rule.needs === 'node') return RAFT_OPERATION;
+  return rule.needs === 'admin' ? ADMIN_WRITE_OPERATION : ADMIN_READ_OPERATION;
+}
+
+/** Whether the operation changes something (its requests are audited). */
+export function isAdminChange(operation: Operation): boolean {
+  return OPERATIONS[operation].needs === 'admin' && operation !== 'dataplane.message';
 }

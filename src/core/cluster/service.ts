@@ -30,6 +30,8 @@ import { validateRaftConfig } from '../membership/raft/config.ts';
 import { FileRaftStorage } from '../membership/raft/file-storage.ts';
 import type { NodeId } from '../membership/raft/types.ts';
 import type {
+  AclReply,
+  AclRequest,
   BootstrapCommitRequest,
   ClusterBootstrapRequest,
   ClusterJoinRequest,
@@ -46,6 +48,8 @@ import type {
   TransferLeaderRequest,
 } from '../protocol/messages.ts';
 import type { PeerIdentity } from '../rpc/peer.ts';
+import { type AclPolicy, EMPTY_ACL_POLICY } from '../security/acl.ts';
+import { AclChanges, type AclCommand } from './acl-changes.ts';
 import type { KnownPeer } from './address-book.ts';
 import { Admission } from './admission.ts';
 import { Bootstrap, BootstrapDeferred } from './bootstrap.ts';
@@ -99,6 +103,7 @@ export class ClusterService {
   private readonly chores: Chores;
   private readonly status: ClusterStatus;
   private readonly operator: Operator;
+  private readonly aclChanges: AclChanges;
 
   private constructor(init: ClusterServiceInit, storage: ClusterRaftStorage) {
     const ctx = new ClusterContext(init, storage);
@@ -122,6 +127,7 @@ export class ClusterService {
     this.raftTraffic = new RaftTraffic(ctx);
     this.chores = new Chores(ctx, this.discovery, forwarding, new DeadVoters(ctx));
     this.operator = new Operator(ctx, forwarding);
+    this.aclChanges = new AclChanges(ctx, forwarding);
   }
 
   /**
@@ -271,6 +277,22 @@ export class ClusterService {
       if (id !== this.ctx.id && address !== '') out.push(address);
     }
     return out;
+  }
+
+  /** The access control list of the applied configuration (the empty one before a cluster). */
+  aclPolicy(): AclPolicy {
+    return this.ctx.driver?.config.acl ?? EMPTY_ACL_POLICY;
+  }
+
+  /** `rdbnet acl add|remove|default`: applied through the leader (acl-changes.ts). */
+  changeAcl(command: AclCommand, request: AclRequest, from: PeerIdentity): Promise<AclReply> {
+    const { ctx } = this;
+    if (ctx.stopping) fail(ErrorCode.ConnectionClosed, `node ${ctx.id} is stopping`);
+    const peer = from.peer!;
+    return this.aclChanges.change(command, request, {
+      id: peer.id,
+      forwardedByMember: peer.role === 'node' && ctx.isMemberPeer(peer.id),
+    });
   }
 
   handles(kind: EnvelopeKind): boolean {

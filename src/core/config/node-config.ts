@@ -14,6 +14,7 @@
  * resolveNodeConfigWithSources says, per field, which one it was. A bad value from any
  * source is a ConfigValueError (RDB_CONFIG_INVALID) naming the field and the source.
  */
+
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -31,6 +32,7 @@ import {
 import { ConfigFieldError, ErrorCode, RdbnetError } from '../errors.ts';
 import { SWIM_PRESETS, type SwimPreset } from '../membership/swim/config.ts';
 import type { LogLevel } from '../runtime/log.ts';
+import { FIREWALL_BAN_MS_MAX, FIREWALL_LIMITS_DEFAULT } from '../security/firewall.ts';
 import { formatHostPort, type HostPort, parseHostPort } from '../transport/address.ts';
 import {
   type ConnectionOptions,
@@ -141,6 +143,24 @@ export interface NodeConfig extends ClusterTunables {
   /** Time a stopping node gives open connections to finish. Default 3000 ms, so that a
    * stop always completes within 5 s. */
   shutdownGraceMs: number;
+  /** Firewall (security/firewall.ts): connections one source address (IPv6: one /64) may hold
+   * open at once; one more is closed at accept. Default 256. */
+  firewallConnectionsPerSourceMax: number;
+  /** New connections per second per source (a burst of 2 s of it); more are closed at accept.
+   * Default 50. */
+  firewallConnectionsPerSecond: number;
+  /** Handshakes (Hellos) per second per source; more are refused with RDB_RATE_LIMITED. Default 50. */
+  firewallHandshakesPerSecond: number;
+  /** Requests per second per source over all its connections; more are answered with
+   * RDB_RATE_LIMITED. Cluster members are exempt. Default 100000. */
+  firewallMessagesPerSecond: number;
+  /** Gossip datagrams per second per source; more are dropped. Default 2000. */
+  firewallDatagramsPerSecond: number;
+  /** Failed handshakes (TLS, certificate, Hello, timeout) from one source within 60 s that ban
+   * it for firewallBanMs. 0: never. Default 20. */
+  firewallBanAfterFailures: number;
+  /** How long an automatic ban lasts. Default 300000 ms. */
+  firewallBanMs: number;
   /** Per-connection limits (frame size, requests in flight, deadlines, buffers). */
   connection: ConnectionOptions;
   /** The data plane's connection pools per peer (src/core/transport/pool.ts): min/max size,
@@ -274,6 +294,13 @@ export interface NodeConfigFile {
   idleTimeoutMs?: number | null;
   bufferedBytesMax?: number | null;
   shutdownGraceMs?: number | null;
+  firewallConnectionsPerSourceMax?: number | null;
+  firewallConnectionsPerSecond?: number | null;
+  firewallHandshakesPerSecond?: number | null;
+  firewallMessagesPerSecond?: number | null;
+  firewallDatagramsPerSecond?: number | null;
+  firewallBanAfterFailures?: number | null;
+  firewallBanMs?: number | null;
   connection?: Partial<ConnectionOptions> | null;
   pool?: Partial<PoolOptions> | null;
   join?: string[] | string | null;
@@ -447,6 +474,37 @@ const FIELDS: readonly Field[] = [
   ),
   // At most 4500 ms, so that a stop completes within 5 s.
   field('shutdownGraceMs', integer(1, 4500), byDefault(3000)),
+  field(
+    'firewallConnectionsPerSourceMax',
+    integer(1, 1_000_000),
+    byDefault(FIREWALL_LIMITS_DEFAULT.connectionsPerSourceMax),
+  ),
+  field(
+    'firewallConnectionsPerSecond',
+    integer(1, 1_000_000),
+    byDefault(FIREWALL_LIMITS_DEFAULT.connectionsPerSecond),
+  ),
+  field(
+    'firewallHandshakesPerSecond',
+    integer(1, 1_000_000),
+    byDefault(FIREWALL_LIMITS_DEFAULT.handshakesPerSecond),
+  ),
+  field(
+    'firewallMessagesPerSecond',
+    integer(1, 100_000_000),
+    byDefault(FIREWALL_LIMITS_DEFAULT.messagesPerSecond),
+  ),
+  field(
+    'firewallDatagramsPerSecond',
+    integer(1, 100_000_000),
+    byDefault(FIREWALL_LIMITS_DEFAULT.datagramsPerSecond),
+  ),
+  field(
+    'firewallBanAfterFailures',
+    integer(0, 1_000_000),
+    byDefault(FIREWALL_LIMITS_DEFAULT.banAfterFailures),
+  ),
+  field('firewallBanMs', integer(1, FIREWALL_BAN_MS_MAX), byDefault(FIREWALL_LIMITS_DEFAULT.banMs)),
   field('deadVoterRemoveAfterMs', integer(0, DURATION_MS_MAX), ({ preset }) => ({
     value: NODE_PRESETS[preset].deadVoterRemoveAfterMs,
     source: 'preset',
@@ -739,6 +797,13 @@ export function resolveNodeConfigWithSources(inputs: NodeConfigInputs = {}): Res
     idleTimeoutMs: get('idleTimeoutMs'),
     bufferedBytesMax,
     shutdownGraceMs: get('shutdownGraceMs'),
+    firewallConnectionsPerSourceMax: get('firewallConnectionsPerSourceMax'),
+    firewallConnectionsPerSecond: get('firewallConnectionsPerSecond'),
+    firewallHandshakesPerSecond: get('firewallHandshakesPerSecond'),
+    firewallMessagesPerSecond: get('firewallMessagesPerSecond'),
+    firewallDatagramsPerSecond: get('firewallDatagramsPerSecond'),
+    firewallBanAfterFailures: get('firewallBanAfterFailures'),
+    firewallBanMs: get('firewallBanMs'),
     connection,
     pool,
     join: get('join'),
@@ -798,6 +863,13 @@ export interface NodeConfigJson {
   idleTimeoutMs: number;
   bufferedBytesMax: number;
   shutdownGraceMs: number;
+  firewallConnectionsPerSourceMax: number;
+  firewallConnectionsPerSecond: number;
+  firewallHandshakesPerSecond: number;
+  firewallMessagesPerSecond: number;
+  firewallDatagramsPerSecond: number;
+  firewallBanAfterFailures: number;
+  firewallBanMs: number;
   deadVoterRemoveAfterMs: number;
   idReclaimAfterMs: number;
   discoveryIntervalMs: number;
@@ -843,6 +915,13 @@ export function nodeConfigJson(config: NodeConfig): NodeConfigJson {
     idleTimeoutMs: config.idleTimeoutMs,
     bufferedBytesMax: config.bufferedBytesMax,
     shutdownGraceMs: config.shutdownGraceMs,
+    firewallConnectionsPerSourceMax: config.firewallConnectionsPerSourceMax,
+    firewallConnectionsPerSecond: config.firewallConnectionsPerSecond,
+    firewallHandshakesPerSecond: config.firewallHandshakesPerSecond,
+    firewallMessagesPerSecond: config.firewallMessagesPerSecond,
+    firewallDatagramsPerSecond: config.firewallDatagramsPerSecond,
+    firewallBanAfterFailures: config.firewallBanAfterFailures,
+    firewallBanMs: config.firewallBanMs,
     deadVoterRemoveAfterMs: config.deadVoterRemoveAfterMs,
     idReclaimAfterMs: config.idReclaimAfterMs,
     ...clusterTunablesOf(config),

@@ -31,6 +31,8 @@ export interface NodeParts {
   id: string;
   /** The certificates' cluster name (the handshake's cluster id). */
   clusterId: string;
+  /** Whether a gossip datagram from this IP is taken in (the node's ACL); default every source. */
+  admitDatagram?: (ip: string) => boolean;
   config: NodeConfig;
   environment: NodeEnvironment;
   log: Logger;
@@ -154,6 +156,7 @@ export function nodeGossipInit(
     random: environment.random,
     log: parts.log,
     resilience: parts.resilience,
+    ...(parts.admitDatagram === undefined ? {} : { admitSource: parts.admitDatagram }),
   };
 }
 

@@ -30,6 +30,7 @@ import type { TlsMaterial } from '../security/tls.ts';
 import { parseHostPort } from '../transport/address.ts';
 import { dial } from '../transport/dial.ts';
 import { connectionOptions } from '../transport/options.ts';
+import { AUDIT_FILE_NAME, type AuditSink, auditFileSink } from './audit-log.ts';
 import { NodeCertificates } from './certificates.ts';
 import { loadNodeCredentials } from './credentials.ts';
 import { lockDataDir, type NodeRecord, readOrCreateNodeRecord } from './data-dir.ts';
@@ -77,6 +78,8 @@ export interface NodeEnvironment {
   dedupStore?(config: NodeConfig): DedupStore;
   /** Gossip's datagrams. Undefined: the keyring-sealed UDP socket. */
   readonly datagrams?: DatagramBinder;
+  /** Where the audit log's lines go: `<dataDir>/audit.log` in production; undefined: memory only. */
+  auditSink?(config: NodeConfig): AuditSink | null;
   /** Breaker, retry budget, rate limit and latency per peer, on this environment's clock. */
   resilience(): PeerResilience;
   /** Whether the node at `address` answers a status request within `timeoutMs` (the
@@ -106,6 +109,7 @@ export function productionEnvironment(): NodeEnvironment {
     listen: listenTransport,
     dedupStore: (config) =>
       new FileDedupStore(join(config.dataDir, DEDUP_LOG_FILE_NAME), systemClock),
+    auditSink: (config) => auditFileSink(join(config.dataDir, AUDIT_FILE_NAME)),
     resilience: () => createPeerResilience(),
     answersStatus: answersStatusOverTcp,
   };

@@ -210,6 +210,8 @@ export type NodeGossipInit = NodeGossipPeers & {
   random?: Random;
   /** Default: the keyring-sealed UDP socket. */
   datagrams?: DatagramBinder;
+  /** Whether a datagram from this IP is taken in (the node's ACL); default every source. */
+  admitSource?: (ip: string) => boolean;
   /** Guards and measures what this node sends its peers (`rdbnet lb status`). */
   resilience?: PeerResilience;
 };
@@ -270,6 +272,7 @@ export class NodeGossip {
         clock,
         random: init.random ?? systemRandom,
         ...(init.datagrams === undefined ? {} : { datagrams: init.datagrams }),
+        ...(init.admitSource === undefined ? {} : { admitSource: init.admitSource }),
       });
     } catch (error) {
       links.close();

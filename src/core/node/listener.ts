@@ -12,7 +12,11 @@ import type { Counters, LogFields, Logger } from '../runtime/index.ts';
 import type { TlsMaterial } from '../security/tls.ts';
 import { formatHostPort } from '../transport/address.ts';
 import { MemoryBudget } from '../transport/memory-budget.ts';
-import { TransportServer, type TransportServerStats } from '../transport/server.ts';
+import {
+  type ConnectionGate,
+  TransportServer,
+  type TransportServerStats,
+} from '../transport/server.ts';
 import { SOFTWARE_VERSION } from '../version.ts';
 import type { NodeCertificates } from './certificates.ts';
 
@@ -61,6 +65,8 @@ export interface NodeListenInit {
   counters: Counters;
   /** Members and gossip peers: exempt from the idle timeout and connectionsMax. */
   isClusterPeer(peer: PeerInfo): boolean;
+  /** The ACL's gates at accept and handshake (absent: none). */
+  gate?: ConnectionGate;
   /** Logs a line about a refused or failed connection unless too many came lately. */
   connectionLine(level: 'info' | 'warn', kind: string, msg: string, fields: LogFields): void;
 }
@@ -84,6 +90,7 @@ export async function listenTransport(init: NodeListenInit): Promise<NodeListene
     ...(config.idleTimeoutMs === 0 ? {} : { idleTimeoutMs: config.idleTimeoutMs }),
     budget,
     exempt: (peer) => init.isClusterPeer(peer),
+    ...(init.gate === undefined ? {} : { gate: init.gate }),
     handler: init.handler,
     ...(init.certificates === null
       ? {}
@@ -114,7 +121,10 @@ export async function listenTransport(init: NodeListenInit): Promise<NodeListene
       onProtocolError: (connection, error) => {
         counters.increment(`protocol.errors.${error.code}`);
         // Refused in the handshake (a hello whose role or id the certificate does not back).
-        if (connection.peer === null) counters.increment(`connections.rejected.${error.code}`);
+        if (connection.peer === null) {
+          counters.increment(`connections.rejected.${error.code}`);
+          init.gate?.failed?.(connection.remoteAddress, error);
+        }
         init.connectionLine('warn', `protocol.${error.code}`, 'protocol error from peer', {
           remote: connection.remoteAddress,
           code: error.code,
@@ -176,6 +186,7 @@ function transportCounters(
     'connections.preauth.timed_out': stats.preauthTimedOut,
     'connections.limit_refused': stats.connectionLimitRefused,
     'connections.idle_closed': stats.idleClosed,
+    'connections.acl_refused': stats.gateRefused,
     'memory.buffered_bytes': memory.bufferedBytes,
     'memory.buffered_bytes_peak': memory.bufferedBytesPeak,
     'memory.buffered_bytes_max': memory.bufferedBytesMax,

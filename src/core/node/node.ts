@@ -48,15 +48,17 @@ import type {
   PoolStatsReply,
   StatusReply,
 } from '../protocol/messages.ts';
-import type { PeerRequestHandler } from '../rpc/peer.ts';
+import type { PeerIdentity, PeerRequestHandler } from '../rpc/peer.ts';
 import { Counters, type Logger, LogLimiter, type TimerHandle } from '../runtime/index.ts';
 import { parseLogLevel } from '../runtime/log.ts';
 import type { LogTail } from '../runtime/log-tail.ts';
+import { EMPTY_ACL_POLICY } from '../security/acl.ts';
 import type { Keyring } from '../security/keyring.ts';
 import { formatHostPort } from '../transport/address.ts';
 import { ConnectionPools } from '../transport/pool.ts';
 import { dialPoolConnector } from '../transport/pool-dial.ts';
 import { SOFTWARE_VERSION } from '../version.ts';
+import { NodeAccess } from './access.ts';
 import {
   clusterServiceInit,
   localEndpointOf,
@@ -64,8 +66,10 @@ import {
   nodeGossipInit,
   nodeHttpInit,
 } from './assemble.ts';
+import { AuditLog } from './audit-log.ts';
 import { certificateAdmin, type NodeCertificates } from './certificates.ts';
 import { type NodeEnvironment, productionEnvironment } from './environment.ts';
+import { firewallLimitsOf, NodeFirewall } from './firewall.ts';
 import { gossipCounters, NodeGossip, nodeAddressOf, nodeGroupsOf } from './gossip.ts';
 import { NO_OPEN_CONNECTIONS, type NodeListener } from './listener.ts';
 import { lbStatusReply } from './resilience.ts';
@@ -131,6 +135,12 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
   private dataPools: ConnectionPools | null = null;
   /** Stops following gossip's membership events (warm-up and cool-down of the pools). */
   private unsubscribePools: (() => void) | null = null;
+  /** The ACL's enforcement and `rdbnet acl|audit` requests; null until the node listens. */
+  access: NodeAccess | null = null;
+  /** Refusals and admin changes (audit-log.ts); null until the node listens. */
+  auditLog: AuditLog | null = null;
+  /** Per-source limits and bans; null until the node listens. */
+  firewall: NodeFirewall | null = null;
   private readonly connectionLog: LogLimiter;
   private connectionLogTimer: TimerHandle | null = null;
   /** The HTTP face (`--http`); null without it, or until the node runs. */
@@ -286,6 +296,8 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
       resilience: this.resilience,
       tls: () => this.nodeCertificates?.tls ?? null,
       gossip: () => this.gossip,
+      admitDatagram: (ip) =>
+        (this.firewall?.admitsDatagram(ip) ?? true) && (this.access?.admitsDatagram(ip) ?? true),
     };
     // The Raft storage is opened (and verified) before the node listens: a damaged log or
     // a data dir that left its cluster stops the start here.
@@ -477,13 +489,53 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
   }
 
   /** The node's one admin handler, shared by the binary listener and the HTTP face. */
-  private createAdminHandler(): PeerRequestHandler {
+  /** The node's one admin handler (binary protocol, HTTP, GraphQL): the ACL and firewall
+   * first, then the role table; RPC metrics, the audit log and the forbidden counter. */
+  private createAdminHandler(access: NodeAccess, firewall: NodeFirewall): PeerRequestHandler {
     const { log, counters } = this;
+    const who = (connection: PeerIdentity) =>
+      connection.peer === null ? '' : `${connection.peer.role}/${connection.peer.id}`;
     return adminHandler(this, {
       rpc: this.rpcMetrics,
+      admit: (operation, request, connection) => {
+        try {
+          access.admitRequest(operation, request, connection);
+        } catch (error) {
+          counters.increment('acl.denied');
+          throw error;
+        }
+        // Members' traffic (Raft, gossip, forwards) is not rate limited: it is the cluster's.
+        const peer = connection.peer;
+        if (peer?.role === 'node' && peer.authenticated && this.clusterService?.isMember(peer.id)) {
+          return;
+        }
+        firewall.onMessage(connection, operation);
+      },
+      onChange: (operation, connection, error) => {
+        // ACL changes are audited by NodeAccess itself, with the rule they add or remove.
+        if (operation === 'acl.change') return;
+        access.record(
+          error === undefined ? 'allow' : 'fail',
+          'admin',
+          connection.remoteAddress,
+          who(connection),
+          operation,
+          undefined,
+          error === undefined ? 'applied' : `${error.code}: ${error.message}`,
+        );
+      },
       onForbidden: (operation, connection, error) => {
         counters.increment('auth.forbidden');
         counters.increment(`auth.forbidden.${operation}`);
+        access.record(
+          'deny',
+          'message',
+          connection.remoteAddress,
+          who(connection),
+          operation,
+          undefined,
+          error.message,
+        );
         log.warn('request refused', {
           remote: connection.remoteAddress,
           peer: connection.peer?.id,
@@ -499,13 +551,51 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
     const { log, config } = this;
     const tls = this.nodeCertificates?.tls ?? null;
     const counters = this.counters;
-    this.handler = this.createAdminHandler();
+    const auditLog = new AuditLog({
+      clock: this.environment.clock,
+      counters,
+      sink: this.environment.auditSink?.(config) ?? null,
+    });
+    this.auditLog = auditLog;
+    const firewall = new NodeFirewall({
+      id: this.id,
+      limits: firewallLimitsOf(config),
+      clock: this.environment.clock,
+      counters,
+      audit: auditLog,
+    });
+    this.firewall = firewall;
+    const access = new NodeAccess({
+      id: this.id,
+      audit: auditLog,
+      firewall,
+      policy: () => this.clusterService?.aclPolicy() ?? EMPTY_ACL_POLICY,
+      change: (command, request, from) => {
+        const cluster = this.clusterService;
+        if (cluster === null || cluster.state !== 'member') {
+          throw new RdbnetError(ErrorCode.NotMember, 'the node is not a member of a cluster yet');
+        }
+        return cluster.changeAcl(command, request, from);
+      },
+    });
+    this.access = access;
+    this.handler = this.createAdminHandler(access, firewall);
     this.listener = await this.environment.listen({
       id: this.id,
       clusterId: this.clusterId,
       config,
       tls,
       certificates: this.nodeCertificates,
+      gate: {
+        // The ACL first: a source it refuses costs the firewall nothing.
+        accept: (remoteIp) => access.onAccept(remoteIp) ?? firewall.onAccept(remoteIp),
+        closed: (remoteIp) => firewall.onClosed(remoteIp),
+        handshake: (remoteAddress, peer) => {
+          access.onHandshake(remoteAddress, peer);
+          firewall.onHandshake(remoteAddress, `${peer.role}/${peer.id}`);
+        },
+        failed: (remoteAddress, error) => firewall.onHandshakeFailed(remoteAddress, error),
+      },
       handler: this.handler,
       log,
       counters,
@@ -595,6 +685,8 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
     this.dataPlaneService?.close();
     this.stopConnectionLogTimer();
     this.logSuppressedConnections();
+    // The last refusals and changes reach the audit file before the data dir is released.
+    await this.auditLog?.drain();
     await this.unlock?.();
     this.state = 'stopped';
     this.log.info('node stopped', { id: this.id });

@@ -394,6 +394,88 @@ export interface KeyringReply {
   results: KeyringNodeResult[];
 }
 
+// ---- access control list and audit log
+
+export interface AclRuleMessage {
+  id: string;
+  source: string;
+  action: string;
+  priority: number;
+  op: string;
+  identity: string;
+  hits: number;
+}
+export type AclRequestOp = 'add' | 'remove' | 'list' | 'test' | 'default';
+export interface AclRequest {
+  op: string;
+  rule?: AclRuleMessage | null;
+  id: string;
+  force: boolean;
+  forwarded: boolean;
+  testSource: string;
+  testOp: string;
+  testIdentity: string;
+  testRole: string;
+  defaultAction: string;
+}
+export interface AclReply {
+  rules: AclRuleMessage[];
+  id: string;
+  defaultAction: string;
+  defaultHits: number;
+  allowed: boolean;
+  rule: string;
+  index: number;
+  node: string;
+}
+export interface AuditRequest {
+  afterSeq: number;
+}
+export interface AuditRecord {
+  seq: number;
+  atMs: number;
+  decision: string;
+  source: string;
+  who: string;
+  what: string;
+  rule: string;
+  stage: string;
+  reason: string;
+}
+export interface AuditReply {
+  id: string;
+  records: AuditRecord[];
+  lastSeq: number;
+  missed: number;
+}
+
+export interface FirewallRequest {
+  op: string;
+  source: string;
+  banMs: number;
+}
+export interface FirewallBanMessage {
+  source: string;
+  remainingMs: number;
+  reason: string;
+}
+export interface FirewallSourceStats {
+  source: string;
+  open: number;
+  refused: number;
+  failures: number;
+}
+export interface FirewallReply {
+  node: string;
+  limits: Record<string, number>;
+  bans: FirewallBanMessage[];
+  sources: FirewallSourceStats[];
+  refused: Record<string, number>;
+  tracked: number;
+  automaticBans: number;
+  changed: boolean;
+}
+
 // ---- load balancing and resilience (`rdbnet lb status`)
 
 export interface LbPeerStatus {
@@ -573,7 +655,13 @@ export type Envelope =
   | { pingReply: PingReply }
   | { poolStatsRequest: Record<string, never> }
   | { poolStatsReply: PoolStatsReply }
-  | { streamControl: StreamControl };
+  | { streamControl: StreamControl }
+  | { aclRequest: AclRequest }
+  | { aclReply: AclReply }
+  | { auditRequest: AuditRequest }
+  | { auditReply: AuditReply }
+  | { firewallRequest: FirewallRequest }
+  | { firewallReply: FirewallReply };
 
 /** Names of the Envelope oneof fields, e.g. 'statusRequest'. */
 export type EnvelopeKind = Envelope extends infer E ? (E extends unknown ? keyof E : never) : never;

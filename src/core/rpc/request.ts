@@ -52,6 +52,9 @@ export const REPLY_OF = {
   topicRequest: 'topicReply',
   pingRequest: 'pingReply',
   poolStatsRequest: 'poolStatsReply',
+  aclRequest: 'aclReply',
+  auditRequest: 'auditReply',
+  firewallRequest: 'firewallReply',
 } as const satisfies Partial<Record<EnvelopeKind, EnvelopeKind>>;
 
 /** Kinds that are neither a request nor its reply: the handshake, the error frame and flow

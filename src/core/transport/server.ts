@@ -72,11 +72,25 @@ export interface TransportServerStats {
   connectionLimitRefused: number;
   /** Authenticated connections closed at the idle timeout. */
   idleClosed: number;
+  /** Connections closed at accept by the gate (the ACL). */
+  gateRefused: number;
 }
 
 export interface TransportServerEvents extends ConnectionHooks {
   /** A connection was refused before it could speak the protocol (TLS failure, bad certificate identity). */
   onRejected?(remoteAddress: string, error: RdbnetError): void;
+}
+
+/** The node's access control at the two points before a request: accept and handshake. */
+export interface ConnectionGate {
+  /** A TCP connection from `remoteIp` was accepted: a RdbnetError closes it at once, unanswered. */
+  accept(remoteIp: string): RdbnetError | undefined;
+  /** The peer's Hello checked out: throw a RdbnetError to refuse it (it gets the error frame). */
+  handshake(remoteAddress: string, peer: PeerInfo): void;
+  /** A connection `accept` admitted has closed. */
+  closed?(remoteIp: string): void;
+  /** A connection (`host:port`) failed its handshake (TLS, certificate, Hello, deadline). */
+  failed?(remoteAddress: string, error: RdbnetError): void;
 }
 
 export interface TransportServerInit {
@@ -104,6 +118,8 @@ export interface TransportServerInit {
   exempt?(peer: PeerInfo): boolean;
   /** Last word on a verified peer certificate (revocation); throw a RdbnetError to refuse it. */
   admit?(certificate: X509Certificate, identity: Identity): void;
+  /** Access control at accept and handshake (the node's ACL). Default: none. */
+  gate?: ConnectionGate;
   clock?: Clock;
 }
 
@@ -128,6 +144,7 @@ export class TransportServer {
     preauthTimedOut: 0,
     connectionLimitRefused: 0,
     idleClosed: 0,
+    gateRefused: 0,
   };
   private sweepTimer: NodeJS.Timeout | null = null;
   private tlsMaterial: TlsMaterial | null;
@@ -178,6 +195,7 @@ export class TransportServer {
               cause: error,
             })
           : socketError(error);
+        init.gate?.failed?.(this.remoteOf(socket), typed);
         init.events?.onRejected?.(this.remoteOf(socket), typed);
       });
       this.server = server;
@@ -191,6 +209,20 @@ export class TransportServer {
         this.unauthenticated.remove(socket);
         this.handshaking.delete(socket);
       });
+      // Before TLS: a source the ACL refuses costs no handshake and no pre-auth slot.
+      const refusal = init.gate?.accept(socket.remoteAddress ?? '');
+      if (refusal !== undefined) {
+        this.counts.gateRefused++;
+        this.dropped.add(socket);
+        init.events?.onRejected?.(this.remoteOf(socket), refusal);
+        socket.destroy();
+        return;
+      }
+      if (init.gate?.closed !== undefined) {
+        const closed = init.gate.closed.bind(init.gate);
+        const ip = socket.remoteAddress ?? '';
+        socket.once('close', () => closed(ip));
+      }
       const victim = this.unauthenticated.admit(
         socket,
         sourceKey(socket.remoteAddress),
@@ -285,7 +317,10 @@ export class TransportServer {
       clock: this.clock,
       ...(this.init.budget === undefined ? {} : { budget: this.init.budget }),
       hooks: {
-        admitPeer: (_c, peer) => this.admitPeer(peer),
+        admitPeer: (c, peer) => {
+          this.init.gate?.handshake(c.remoteAddress, peer);
+          this.admitPeer(peer);
+        },
         onOpen: (c) => {
           this.unauthenticated.remove(tcpSocket);
           this.handshaking.delete(tcpSocket);
@@ -355,6 +390,10 @@ export class TransportServer {
     const handshakeTimeoutMs = this.init.options.handshakeTimeoutMs;
     for (const tcpSocket of this.unauthenticated.admittedBy(nowMs - handshakeTimeoutMs)) {
       this.counts.preauthTimedOut++;
+      this.init.gate?.failed?.(
+        this.remoteOf(tcpSocket),
+        new RdbnetError(ErrorCode.HandshakeTimeout, 'handshake not finished in time'),
+      );
       const tlsDone = this.handshaking.has(tcpSocket) || this.tlsMaterial === null;
       this.drop(
         tcpSocket,
@@ -396,6 +435,7 @@ export class TransportServer {
   }
 
   private reject(socket: Socket, error: RdbnetError): void {
+    this.init.gate?.failed?.(this.remoteOf(socket), error);
     // Refused already, with REJECT_LINGER_MS to read why: no second verdict at its deadline.
     this.unauthenticated.remove(tcpSocketOf(socket));
     this.init.events?.onRejected?.(this.remoteOf(socket), error);

@@ -51,6 +51,8 @@ export interface StreamTransport {
 }
 
 export interface GossipDriverOptions {
+  /** Whether a datagram from this IP is taken in (the node's ACL); default every source. */
+  admitSource?: (ip: string) => boolean;
   /** Member id (the node id), 1..255 bytes of UTF-8. */
   id: string;
   /** IP address to bind the UDP socket to and to advertise. */
@@ -255,6 +257,7 @@ export class GossipDriver {
         UdpTransport.bind({
           ...init,
           receiveBufferBytes: options.receiveBufferBytes,
+          ...(options.admitSource === undefined ? {} : { admitSource: options.admitSource }),
           logger: options.logger,
           clock: options.clock,
         }));

@@ -42,6 +42,8 @@ const CLOSE_FLUSH_MS = 100;
 export type UdpDropReason =
   /** Received datagram larger than datagramBytesMax. */
   | 'oversize'
+  /** From a source the node's access control list refuses gossip. */
+  | 'refused'
   /** No installed key opens it (another cluster's key or id, or altered on the way). */
   | 'unknownKey'
   /** Too short to be a sealed packet. */
@@ -78,6 +80,9 @@ export interface UdpTransportOptions {
   aad: string;
   /** Called with each packet that opened: the sender's "host:port" and the plaintext. */
   onPacket: (fromAddress: string, plaintext: Uint8Array) => void;
+  /** Whether a datagram from this IP may be taken in (the node's ACL); false drops it
+   * (`dropped.refused`) before it is opened. Default: every source. */
+  admitSource?: (ip: string) => boolean;
   /** Largest datagram sent or accepted, sealed. Default 1400. */
   datagramBytesMax?: number;
   receiveBufferBytes?: number;
@@ -95,6 +100,7 @@ export function newDatagramStats(): UdpStats {
     bytesReceived: 0,
     dropped: {
       oversize: 0,
+      refused: 0,
       unknownKey: 0,
       malformed: 0,
       version: 0,
@@ -238,6 +244,10 @@ export class UdpTransport implements DatagramTransport {
 
   private onMessage(packet: Buffer, remote: RemoteInfo): void {
     if (this.closed) return;
+    if (this.options.admitSource !== undefined && !this.options.admitSource(remote.address)) {
+      this.counts.dropped.refused++;
+      return;
+    }
     const from = formatHostPort({ host: remote.address, port: remote.port });
     if (packet.length > this.datagramBytesMax) {
       this.drop('oversize', from);

@@ -7,12 +7,24 @@
  * history of every configuration change applied (so nodes can be compared: no committed
  * change may ever be missing from a member that applied past it).
  *
+ * The access control list (security/acl.ts) is part of it: `aclAdd`, `aclRemove` and
+ * `aclDefault` commands, each checked again when applied (a duplicate priority that raced
+ * another add is skipped the same way everywhere), a rule's id made from its entry's index.
+ *
  * Entries: membership changes are Raft conf-change entries (`ConfChange`, which carries
  * only a node id); addresses and settings are normal entries holding one JSON command.
  * A new node's address is committed in a normal entry just before its `addLearner`. An
  * empty normal entry is a new leader's no-op. Pure: no I/O, no clocks.
  */
-import { ErrorCode, RdbnetError } from '../../errors.ts';
+import { ErrorCode, isRdbnetError, RdbnetError } from '../../errors.ts';
+import {
+  ACL_ACTIONS,
+  type AclAction,
+  type AclPolicy,
+  type AclRuleSpec,
+  checkAclAddition,
+  EMPTY_ACL_POLICY,
+} from '../../security/acl.ts';
 import type { ConfChange, ConfState, Entry, NodeId, Snapshot } from './types.ts';
 import { decodeConfChange } from './types.ts';
 
@@ -25,7 +37,15 @@ export const CONFIG_VALUE_CHARS_MAX = 1024;
 
 export type ConfigCommand =
   | { op: 'setAddress'; id: NodeId; address: string }
-  | { op: 'setSetting'; key: string; value: string };
+  | { op: 'setSetting'; key: string; value: string }
+  | { op: 'aclAdd'; rule: AclRuleSpec }
+  | { op: 'aclRemove'; id: string }
+  | { op: 'aclDefault'; action: AclAction };
+
+/** The id of the rule an `aclAdd` entry at `index` adds. */
+export function aclRuleId(index: number): string {
+  return `acl-${index}`;
+}
 
 export interface ConfigRecord {
   index: number;
@@ -57,6 +77,8 @@ interface EncodedConfig {
   addresses: Record<string, string>;
   settings: Record<string, string>;
   history: ConfigRecord[];
+  /** Absent in snapshots written before ACLs: the empty list, default allow. */
+  acl?: AclPolicy;
 }
 
 const encoder = new TextEncoder();
@@ -71,6 +93,9 @@ export class ClusterConfig {
   readonly addresses = new Map<NodeId, string>();
   readonly settings = new Map<string, string>();
   history: ConfigRecord[] = [];
+  /** The access control list; replaced (never changed in place) by each ACL entry, so a
+   * holder can tell a new list by identity. */
+  acl: AclPolicy = EMPTY_ACL_POLICY;
   /** Normal entries that were not a command this build knows (counted, then skipped). */
   ignoredEntries = 0;
 
@@ -107,6 +132,15 @@ export class ClusterConfig {
       config.settings.set(key, String(value));
     }
     config.history = Array.isArray(parsed.history) ? parsed.history.slice(-CONFIG_HISTORY_MAX) : [];
+    if (parsed.acl !== undefined) {
+      if (!Array.isArray(parsed.acl.rules) || !ACL_ACTIONS.includes(parsed.acl.defaultAction)) {
+        throw new RdbnetError(
+          ErrorCode.StorageCorrupt,
+          'cluster configuration snapshot: malformed acl',
+        );
+      }
+      config.acl = { rules: parsed.acl.rules, defaultAction: parsed.acl.defaultAction };
+    }
     return config;
   }
 
@@ -142,6 +176,7 @@ export class ClusterConfig {
       addresses: Object.fromEntries([...this.addresses].sort(byKey)),
       settings: Object.fromEntries([...this.settings].sort(byKey)),
       history: this.history,
+      ...(this.acl === EMPTY_ACL_POLICY ? {} : { acl: this.acl }),
     };
     return encoder.encode(JSON.stringify(encoded));
   }
@@ -211,6 +246,46 @@ export class ClusterConfig {
           return undefined;
         }
         return { record: this.record(entry, 'setSetting', '', `${command.key}=${command.value}`) };
+      case 'aclAdd':
+      case 'aclRemove':
+      case 'aclDefault': {
+        const applied = this.applyAcl(command, entry.index);
+        if (applied === undefined) {
+          this.ignoredEntries++;
+          return undefined;
+        }
+        return { record: this.record(entry, command.op, '', applied) };
+      }
+    }
+  }
+
+  /** Applies an ACL command; returns what it did, for the history, or undefined when invalid. */
+  private applyAcl(
+    command: Extract<ConfigCommand, { op: 'aclAdd' | 'aclRemove' | 'aclDefault' }>,
+    index: number,
+  ): string | undefined {
+    switch (command.op) {
+      case 'aclAdd': {
+        let rule: AclRuleSpec;
+        try {
+          rule = checkAclAddition(this.acl, command.rule);
+        } catch (error) {
+          if (isRdbnetError(error, ErrorCode.AclInvalid)) return undefined;
+          throw error;
+        }
+        const id = aclRuleId(index);
+        this.acl = { ...this.acl, rules: [...this.acl.rules, { ...rule, id }] };
+        return `${id} ${rule.action} ${rule.source} priority ${rule.priority}${rule.op === undefined ? '' : ` op ${rule.op}`}${rule.identity === undefined ? '' : ` identity ${rule.identity}`}`;
+      }
+      case 'aclRemove': {
+        const rules = this.acl.rules.filter((rule) => rule.id !== command.id);
+        if (rules.length === this.acl.rules.length) return undefined;
+        this.acl = { ...this.acl, rules };
+        return command.id;
+      }
+      case 'aclDefault':
+        this.acl = { ...this.acl, defaultAction: command.action };
+        return `default ${command.action}`;
     }
   }
 
@@ -279,6 +354,16 @@ function checkConfigCommand(command: ConfigCommand): string | undefined {
         return 'setSetting with a bad value';
       }
       return undefined;
+    case 'aclAdd':
+      return command.rule !== null && typeof command.rule === 'object'
+        ? undefined
+        : 'aclAdd without a rule';
+    case 'aclRemove':
+      return typeof command.id === 'string' && command.id !== '' && command.id.length <= 64
+        ? undefined
+        : 'aclRemove without an id';
+    case 'aclDefault':
+      return ACL_ACTIONS.includes(command.action) ? undefined : 'aclDefault with a bad action';
     default:
       return `unknown configuration command ${String((command as { op?: unknown }).op)}`;
   }
