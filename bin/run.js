@@ -1,5 +1,5 @@
 #!/bin/sh
-':'; //; s=$0; [ -L "$s" ] && s=$(readlink -f "$s"); n=${s%/*}/../node_modules/node/bin/node; [ -x "$n" ] || n=node; exec "$n" "$s" "$@"
+':' //; s=$0; [ -L "$s" ] && s=$(readlink -f "$s"); n=${s%/*}/../node_modules/node/bin/node; [ -x "$n" ] || n=node; exec "$n" "$s" "$@"
 // rdbnet entry point. Read by /bin/sh first: the line above replaces the shell with the
 // project's own Node 24 (node_modules/node) when it is there, else the `node` on PATH — one
 // process either way (exec). Node skips the #! line and reads the shell line as a string and a
