@@ -6,21 +6,38 @@
 import { Command, Flags, type Interfaces } from '@oclif/core';
 import { isRdbnetError, RdbnetError } from '../core/errors.ts';
 import { ExitCode, exitCodeForError } from './exit-codes.ts';
-import { printJson } from './output.ts';
+import { printJson, printJsonLine, printYaml, setHumanMode } from './output.ts';
+import { isMachineMode, OUTPUT_MODES, type OutputMode, outputModeOf } from './output-mode.ts';
 
 export type BaseFlags = Interfaces.InferredFlags<(typeof RdbnetCommand)['baseFlags']>;
 
 export abstract class RdbnetCommand<Result> extends Command {
   static override baseFlags = {
     json: Flags.boolean({
-      description: 'Print the result as one JSON document on stdout.',
+      description: 'Print the result as one JSON document on stdout (same as -o json).',
+      helpGroup: 'GLOBAL',
+    }),
+    output: Flags.string({
+      char: 'o',
+      description:
+        'Output format: table (boxed), plain (tab-separated, no colour), json, ndjson (one ' +
+        'compact object a line) or yaml. [default: table on a terminal, plain in a pipe]',
+      options: [...OUTPUT_MODES],
+      env: 'RDBNET_OUTPUT',
+      helpValue: 'format',
       helpGroup: 'GLOBAL',
     }),
   };
 
-  /** True when --json was given; known before parsing so parse errors honour it too. */
+  /** The output format of this command line; known before parsing so parse errors honour it. */
+  protected get outputMode(): OutputMode {
+    return outputModeOf(this.argv);
+  }
+
+  /** True for machine output (--json, -o json|ndjson|yaml): no spinner, no prompt, errors as
+   * a JSON object on stdout. */
   protected get json(): boolean {
-    return this.argv.includes('--json');
+    return isMachineMode(this.outputMode);
   }
 
   protected abstract execute(): Promise<Result>;
@@ -33,10 +50,21 @@ export abstract class RdbnetCommand<Result> extends Command {
 
   async run(): Promise<Result> {
     const result = await this.execute();
-    if (this.json) printJson(result);
-    else this.render(result);
+    await this.printResult(result);
     process.exitCode = this.exitCodeFor(result);
     return result;
+  }
+
+  /** Prints a result in the asked format; commands with their own run() call it too. */
+  protected async printResult(result: Result): Promise<void> {
+    const mode = this.outputMode;
+    if (mode === 'json') printJson(result);
+    else if (mode === 'ndjson') printJsonLine(result);
+    else if (mode === 'yaml') await printYaml(result);
+    else {
+      setHumanMode(mode);
+      this.render(result);
+    }
   }
 
   /** Exit code when the command fails with `error`; `health` maps failures to 3. */
@@ -72,7 +100,7 @@ export function debugEnabled(): boolean {
 /** oclif's parse and validation errors; some arrive re-thrown as plain Errors, so the
  * message shape is checked too. */
 const PARSE_ERROR_MESSAGE =
-  /^(Parsing --|Expected |Missing required|Missing \d+ required|Unexpected argument|Nonexistent flag|--\S+ (?:cannot|must|=))/;
+  /^(Parsing --|Expected |Missing required|missing required flag|The following errors? occurred|Missing \d+ required|Unexpected argument|Nonexistent flag|--\S+ (?:cannot|must|=))/;
 
 /** oclif parse errors become usage errors; everything unexpected keeps its message. */
 function toTypedError(
@@ -83,16 +111,33 @@ function toTypedError(
   const lines = error.message
     .split('\n')
     .map((line) => line.trim())
-    .filter((line) => line !== '' && !line.startsWith('See more help'));
+    .filter(
+      (line) =>
+        line !== '' &&
+        !line.startsWith('See more help') &&
+        !/^The following errors? occurred:?$/.test(line),
+    )
+    // oclif names a missing flag without its dashes ("Missing required flag to").
+    .map((line) =>
+      line.replace(/^Missing required flag (\w[\w-]*)$/, 'missing required flag --$1'),
+    );
   if (
     'parse' in error ||
     error.constructor?.name?.endsWith('ParseError') ||
     PARSE_ERROR_MESSAGE.test(lines[0] ?? '')
   ) {
     // One line for a person: "Parsing --timeout" + "Expected an integer ..." joined.
-    return new RdbnetError('RDB_USAGE', lines.join(': ').replace(/^Parsing (--\S+):/, '$1:'), {
-      hint: 'see --help for the flags this command takes',
-    });
+    return new RdbnetError(
+      'RDB_USAGE',
+      lines
+        .join(': ')
+        .replace(/^Parsing (--\S+):/, '$1:')
+        .replace(/:: /g, ': ')
+        .replace(/ {2,}/g, ' — '),
+      {
+        hint: 'see --help for the flags this command takes',
+      },
+    );
   }
   return new RdbnetError('RDB_INTERNAL', lines.join(': ') || error.message);
 }
