@@ -209,3 +209,29 @@ describe('RDBNET_* for the global flags', () => {
     assert.match(client.stderr, /client name/);
   });
 });
+
+describe('address errors say what is wrong (defect 10)', () => {
+  test('a port out of range is named as such, exit 64', async () => {
+    const home = await newHome();
+    const listen = await runCli(['node', 'start', '--listen', '127.0.0.1:99999'], envFor(home));
+    assert.equal(listen.code, 64, describeResult(listen));
+    assert.match(listen.stderr, /port 99999 is out of range \(0-65535\)/);
+    assert.doesNotMatch(listen.stderr, /expected host:port/);
+    const node = await runCli(['health', '--node', '127.0.0.1:70000'], envFor(home));
+    assert.match(node.stderr, /port 70000 is out of range/);
+  });
+
+  test('a host that does not resolve: "cannot resolve host", not "is the node running?"', async () => {
+    const home = await newHome();
+    // The emulated resolver answers ENOTFOUND for *.unresolvable.test: no DNS query leaves.
+    const resolver = join(import.meta.dirname, '..', 'helpers', 'emulated-resolver.mjs');
+    const env = envFor(home, { NODE_OPTIONS: `--import=${resolver}` });
+    const result = await runCli(
+      ['node', 'status', '--insecure', '--node', 'foo.unresolvable.test:47001'],
+      env,
+    );
+    assert.equal(result.code, 69, describeResult(result));
+    assert.match(result.stderr, /^Error: cannot resolve host foo\.unresolvable\.test/m);
+    assert.doesNotMatch(result.stderr, /is the node running/);
+  });
+});
