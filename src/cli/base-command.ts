@@ -4,8 +4,9 @@
  * JSON error shape are handled here once, as docs/CLI.md specifies.
  */
 import { Command, Flags, type Interfaces } from '@oclif/core';
-import { isRdbnetError, RdbnetError } from '../core/errors.ts';
+import { ErrorCode, isRdbnetError, RdbnetError } from '../core/errors.ts';
 import { ExitCode, exitCodeForError } from './exit-codes.ts';
+import { argvForNode, type FanOutResult, fanOutNodes } from './fan-out.ts';
 import { printJson, printJsonLine, printYaml, setHumanMode } from './output.ts';
 import { isMachineMode, OUTPUT_MODES, type OutputMode, outputModeOf } from './output-mode.ts';
 
@@ -48,11 +49,56 @@ export abstract class RdbnetCommand<Result> extends Command {
     return ExitCode.Ok;
   }
 
+  /** Read-only commands that may ask several nodes at once with `--node a,b,c`. */
+  static fanOut = false;
+
   async run(): Promise<Result> {
+    if ((this.constructor as typeof RdbnetCommand).fanOut) {
+      const nodes = fanOutNodes(this.argv, process.env);
+      if (nodes !== null) return (await this.runOnNodes(nodes)) as unknown as Result;
+    }
     const result = await this.execute();
     await this.printResult(result);
     process.exitCode = this.exitCodeFor(result);
     return result;
+  }
+
+  /** Runs the command once per node (in turn: each run parses its own argv) and prints one
+   * merged result; the exit code is the worst of the nodes'. */
+  private async runOnNodes(nodes: string[]): Promise<FanOutResult<Result>> {
+    const argv = this.argv;
+    const merged: FanOutResult<Result> = { nodes: [] };
+    let exitCode: number = ExitCode.Ok;
+    for (const node of nodes) {
+      this.argv = argvForNode(argv, node);
+      try {
+        const result = await this.execute();
+        merged.nodes.push({ node, result });
+        exitCode = Math.max(exitCode, this.exitCodeFor(result));
+      } catch (error) {
+        const typed = toTypedError(error as Error);
+        if (typed === null || typed.code === ErrorCode.Usage) throw error;
+        merged.nodes.push({ node, error: { code: typed.code, message: typed.message } });
+        exitCode = Math.max(exitCode, this.exitCodeForFailure(typed));
+      } finally {
+        this.argv = argv;
+      }
+    }
+    const mode = this.outputMode;
+    if (isMachineMode(mode)) {
+      if (mode === 'json') printJson(merged);
+      else if (mode === 'ndjson') for (const answer of merged.nodes) printJsonLine(answer);
+      else await printYaml(merged);
+    } else {
+      setHumanMode(mode);
+      for (const answer of merged.nodes) {
+        this.log(`# node ${answer.node}`);
+        if ('result' in answer) this.render(answer.result);
+        else this.log(`Error: ${answer.error.message}`);
+      }
+    }
+    process.exitCode = exitCode;
+    return merged;
   }
 
   /** Prints a result in the asked format; commands with their own run() call it too. */

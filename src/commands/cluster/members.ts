@@ -26,6 +26,7 @@ export interface ClusterMembersResult {
 }
 
 export default class ClusterMembers extends RdbnetCommand<ClusterMembersResult> {
+  static override fanOut = true;
   static override summary = 'Membership view (gossip): every member the node knows and its state.';
   static override description =
     "The asked node's SWIM view: state alive, suspect, dead or left, incarnation, and the RTT, phi and score of " +
