@@ -1,7 +1,7 @@
 /**
  * Defect 12 of issue 16: following the README in the clone must not leave untracked state in
  * the repository. Every path the README's commands write relative to the working directory
- * (`--data-dir ./n1`, `$PWD/pki`, `> node.json`) is ignored by git.
+ * (`--data-dir ./n1`, `RDBNET_CERTS_DIR=$PWD/pki`, `> node.json`) is ignored by git.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -16,7 +16,8 @@ function scratchPaths(readme: string): string[] {
   for (const match of readme.matchAll(/--(?:data|certs)-dir \.\/([A-Za-z0-9_-]+)/g)) {
     paths.add(`${match[1]}/`);
   }
-  for (const match of readme.matchAll(/=\$PWD\/([A-Za-z0-9_-]+)/g)) paths.add(`${match[1]}/`);
+  // Directories given to rdbnet through the environment (RDBNET_CERTS_DIR=$PWD/pki).
+  for (const match of readme.matchAll(/_DIR=\$PWD\/([A-Za-z0-9_-]+)/g)) paths.add(`${match[1]}/`);
   for (const match of readme.matchAll(/> ([A-Za-z0-9_-]+\.json)\b/g)) paths.add(match[1]!);
   return [...paths].sort();
 }
