@@ -10,7 +10,10 @@ export interface LauncherManifest {
   commands: Record<
     string,
     {
-      flags: Record<string, { name: string; char?: string; allowNo?: boolean; type?: string }>;
+      flags: Record<
+        string,
+        { name: string; char?: string; allowNo?: boolean; type?: string; aliases?: string[] }
+      >;
     }
   >;
 }
@@ -79,6 +82,8 @@ export function planLaunch(argv: string[], manifest: LauncherManifest): LaunchPl
   for (const flag of Object.values(flags)) {
     known.add(flag.name);
     if (flag.allowNo) known.add(`no-${flag.name}`);
+    // Other commands may declare aliases (oclif `aliases`): those are flags too.
+    for (const alias of flag.aliases ?? []) known.add(alias);
   }
   for (const arg of head) {
     if (arg.startsWith('--') && arg.length > 2) {

@@ -86,6 +86,14 @@ describe('planLaunch', () => {
   });
 });
 
+test('a flag alias declared in the manifest is a known flag', () => {
+  const withAlias: LauncherManifest = {
+    commands: { 'pool:stats': { flags: { node: { name: 'node', aliases: ['endpoint'] } } } },
+  };
+  assert.equal(planLaunch(['pool', 'stats', '--endpoint', 'x'], withAlias).kind, 'oclif');
+  assert.equal(planLaunch(['pool', 'stats', '--endpiont', 'x'], withAlias).kind, 'usage-error');
+});
+
 describe('edit distance', () => {
   test('counts insertions, deletions, substitutions and transpositions', () => {
     assert.equal(editDistance('clustr', 'cluster'), 1);
