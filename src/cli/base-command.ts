@@ -119,6 +119,13 @@ export abstract class RdbnetCommand<Result> extends Command {
   }
 
   protected override async catch(error: Error & { exitCode?: number }): Promise<void> {
+    // Ctrl-C at a prompt (inquirer's ExitPromptError): the person chose to stop; say nothing
+    // more and exit as a shell does after SIGINT.
+    if (error.name === 'ExitPromptError') {
+      process.stderr.write('\n');
+      process.exitCode = EXIT_AFTER_SIGINT;
+      return;
+    }
     const typed = toTypedError(error);
     if (typed === null) throw error; // oclif's own exits (help, version)
     const code = typed.code === 'RDB_USAGE' ? ExitCode.Usage : this.exitCodeForFailure(typed);
@@ -138,6 +145,9 @@ export abstract class RdbnetCommand<Result> extends Command {
     process.exitCode = code;
   }
 }
+
+/** 128 + SIGINT (2), what a shell reports for a command stopped by Ctrl-C. */
+const EXIT_AFTER_SIGINT = 130;
 
 export function debugEnabled(): boolean {
   return /(^|,)\s*rdbnet/.test(process.env['DEBUG'] ?? '');

@@ -6,7 +6,7 @@
  * and RDBNET_* for the global flags. No node is started: `lb select --nodes` works offline.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
@@ -233,5 +233,40 @@ describe('address errors say what is wrong (defect 10)', () => {
     assert.equal(result.code, 69, describeResult(result));
     assert.match(result.stderr, /^Error: cannot resolve host foo\.unresolvable\.test/m);
     assert.doesNotMatch(result.stderr, /is the node running/);
+  });
+});
+
+describe('prompts', () => {
+  test('Ctrl-C at a prompt on a terminal exits 130 quietly', async () => {
+    const home = await newHome();
+    const init = await runCli(
+      ['certs', 'init', '--cluster', 'demo', '--certs-dir', join(home, 'pki')],
+      envFor(home),
+    );
+    assert.equal(init.code, 0, describeResult(init));
+    // script(1) gives the command a real terminal; CI unset so that it may prompt.
+    const child = spawn(
+      'script',
+      ['-qec', `${BIN} certs issue --certs-dir ${join(home, 'pki')}`, '/dev/null'],
+      { env: { ...process.env, ...envFor(home), CI: '' }, stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    const prompted = new Promise<void>((resolve) => {
+      child.stdout.on('data', (chunk) => {
+        output += chunk;
+        if (output.includes('Node id')) resolve();
+      });
+    });
+    const code = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    try {
+      await prompted;
+      child.stdin.write('\x03'); // the Ctrl-C key, as typed
+      assert.equal(await code, 130, output);
+      assert.doesNotMatch(output, /Error|force closed/, output);
+    } finally {
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+    }
   });
 });
