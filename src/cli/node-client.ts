@@ -25,16 +25,22 @@ export const nodeFlags = {
     helpValue: 'dir',
   }),
   client: Flags.string({
-    description: 'Name of the client certificate in --certs-dir (client.<name>.crt/.key).',
+    description:
+      'Name of the client certificate in --certs-dir (client.<name>.crt/.key). [env: RDBNET_CLIENT]',
     default: DEFAULT_CLIENT_NAME,
+    env: 'RDBNET_CLIENT',
     helpValue: 'name',
   }),
   insecure: Flags.boolean({
-    description: 'Plaintext, unauthenticated connection (node started with --insecure).',
+    description:
+      'Plaintext, unauthenticated connection (node started with --insecure). [env: RDBNET_INSECURE]',
+    env: 'RDBNET_INSECURE',
   }),
   timeout: Flags.integer({
-    description: 'Milliseconds to wait for the node (connect, TLS, handshake, reply).',
+    description:
+      'Milliseconds to wait for the node (connect, TLS, handshake, reply). [env: RDBNET_TIMEOUT]',
     default: 5000,
+    env: 'RDBNET_TIMEOUT',
     min: 1,
     max: 600_000,
     helpValue: 'ms',

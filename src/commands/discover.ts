@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { RdbnetCommand } from '../cli/base-command.ts';
 import { certsDirFlag, certsDirOf } from '../cli/certs-flags.ts';
-import { printJson, printJsonLine, table } from '../cli/output.ts';
+import { printJsonLine, table } from '../cli/output.ts';
 import {
   closeSources,
   type DiscoveredNode,
@@ -150,9 +150,9 @@ export default class Discover extends RdbnetCommand<DiscoverResult> {
     // --watch said everything as it went.
     if (!this.watching) {
       const { flags } = await this.parse(Discover);
-      if (this.json) printJson(result);
+      if (this.json) await this.printResult(result);
       else if (flags.format === 'addresses') this.render(result, true);
-      else this.render(result);
+      else await this.printResult(result);
     }
     process.exitCode = 0;
     return result;

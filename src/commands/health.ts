@@ -35,6 +35,7 @@ export type HealthWatchReport =
 const WATCH_HEARTBEAT_INTERVALS = 10;
 
 export default class Health extends RdbnetCommand<HealthResult> {
+  static override fanOut = true;
   static override summary = 'Cluster health as seen by a node.';
   static override description =
     'One entry per gossip member the node knows (state alive, suspect, dead or left; phi, time since its last ack, score), ' +

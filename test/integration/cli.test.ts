@@ -187,18 +187,21 @@ describe('zero-config node', () => {
     assert.equal(override.code, 69, describeResult(override));
   });
 
-  test('without --json, health and node status print tables', async () => {
+  test('with -o table, health and node status print tables', async () => {
     const home = await newHome();
     const node = await startNode(['--listen', '127.0.0.1:0'], envFor(home));
 
-    const health = await runCli(['health', '--node', node.address], envFor(home));
+    const health = await runCli(['health', '--node', node.address, '-o', 'table'], envFor(home));
     assert.equal(health.code, 0, describeResult(health));
     assert.match(health.stdout, /healthy/);
     assert.ok(health.stdout.includes(node.info.id), health.stdout);
     assert.match(health.stdout, /[┌│└]/, 'no table borders');
     assert.throws(() => JSON.parse(health.stdout));
 
-    const status = await runCli(['node', 'status', '--node', node.address], envFor(home));
+    const status = await runCli(
+      ['node', 'status', '--node', node.address, '--output=table'],
+      envFor(home),
+    );
     assert.equal(status.code, 0, describeResult(status));
     assert.ok(status.stdout.includes(node.info.id), status.stdout);
     assert.ok(status.stdout.includes(node.address), status.stdout);

@@ -146,9 +146,17 @@ describe('lb select over a list', () => {
     );
     assert.equal(piped.code, 0, describeResult(piped));
     assert.deepEqual(parseJson<SelectJson>(piped).nodes, three.nodes);
-    const human = await runCli(['lb', 'select', '--nodes', 'a,b=3,c', '--key', 'user:42'], env());
+    const human = await runCli(
+      ['lb', 'select', '--nodes', 'a,b=3,c', '--key', 'user:42', '-o', 'table'],
+      env(),
+    );
     assert.equal(human.code, 0, describeResult(human));
     assert.match(human.stdout, new RegExp(`1 +│ ${result.nodes[0]}`));
+    // In a pipe without -o the default is plain: rank<TAB>node lines, no box.
+    const plain = await runCli(['lb', 'select', '--nodes', 'a,b=3,c', '--key', 'user:42'], env());
+    assert.equal(plain.code, 0, describeResult(plain));
+    assert.doesNotMatch(plain.stdout, /[┌│└]/);
+    assert.match(plain.stdout, new RegExp(`^1\t${result.nodes[0]}`, 'm'));
   });
 
   test('bad input: one clear line, exit 64', async () => {

@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { RdbnetCommand } from '../../cli/base-command.ts';
 import { nodeFlags, withNode } from '../../cli/node-client.ts';
-import { table, withSpinner } from '../../cli/output.ts';
+import { plainOutput, table, withSpinner } from '../../cli/output.ts';
 
 export const MEMBER_STATES = ['alive', 'suspect', 'dead', 'left'] as const;
 export type MemberStateName = (typeof MEMBER_STATES)[number];
@@ -26,6 +26,7 @@ export interface ClusterMembersResult {
 }
 
 export default class ClusterMembers extends RdbnetCommand<ClusterMembersResult> {
+  static override fanOut = true;
   static override summary = 'Membership view (gossip): every member the node knows and its state.';
   static override description =
     "The asked node's SWIM view: state alive, suspect, dead or left, incarnation, and the RTT, phi and score of " +
@@ -65,6 +66,25 @@ export default class ClusterMembers extends RdbnetCommand<ClusterMembersResult> 
   }
 
   protected override render(result: ClusterMembersResult): void {
+    if (plainOutput()) {
+      // Bare values for awk and cut: the unit is in the header, "this node" its own column.
+      this.log(
+        table(
+          ['id', 'address', 'state', 'incarnation', 'rttMs', 'phi', 'score', 'self'],
+          result.members.map((m) => [
+            m.id,
+            m.address,
+            m.state,
+            m.incarnation,
+            m.rttMs === null ? '-' : m.rttMs.toFixed(2),
+            m.phi.toFixed(2),
+            m.score.toFixed(2),
+            m.self,
+          ]),
+        ),
+      );
+      return;
+    }
     this.log(
       table(
         ['id', 'address', 'state', 'incarnation', 'rtt', 'phi', 'score'],

@@ -44,6 +44,7 @@ export interface ClusterStatusResult {
 }
 
 export default class ClusterStatus extends RdbnetCommand<ClusterStatusResult> {
+  static override fanOut = true;
   static override summary = 'Consensus view: leader, term, commit index and members.';
   static override description =
     "Answered by the node from its own Raft state; each member's matchIndex, lag and lastContactMs come from the leader, " +

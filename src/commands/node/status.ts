@@ -13,6 +13,7 @@ export type NodeStatusResult = Omit<StatusReply, 'startedAtMs' | 'preset' | 'raf
 };
 
 export default class NodeStatus extends RdbnetCommand<NodeStatusResult> {
+  static override fanOut = true;
   static override summary = "Show a running node's own facts.";
   static override description =
     'Asks the node over the binary protocol (mutual TLS unless --insecure).';

@@ -8,9 +8,10 @@
  * RDB_DISCOVERY_FAILED, and so is an API's error answer (`apiFailed`, with the API's message).
  */
 import { StringDecoder } from 'node:string_decoder';
-import { Agent, type Dispatcher, request } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../errors.ts';
 import type { TimedClock, Timers } from '../runtime/timers.ts';
+import { undici } from './undici.ts';
 
 /** Per-request deadline of the API-backed providers when the spec gives no `timeout=`. */
 export const REQUEST_TIMEOUT_MS_DEFAULT = 5_000;
@@ -158,7 +159,7 @@ async function start(call: HttpCall): Promise<Started> {
     detach: () => call.signal.removeEventListener('abort', forwardAbort),
   };
   try {
-    const answer = await request(call.url, {
+    const answer = await undici().request(call.url, {
       method: call.method,
       headers: call.headers ?? {},
       body: call.body,
@@ -270,7 +271,7 @@ export function createAgent(tls?: {
   key?: string;
   rejectUnauthorized?: boolean;
 }): Agent {
-  return new Agent({
+  return new (undici().Agent)({
     connect: { timeout: CONNECT_TIMEOUT_MS, ...(tls ?? {}) },
     connections: 4,
     keepAliveTimeout: 4_000,

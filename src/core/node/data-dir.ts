@@ -74,7 +74,7 @@ export async function readOrCreateNodeRecord(
 }
 
 /** node.json, or undefined when there is none; a damaged one is RDB_STORAGE_CORRUPT. */
-async function readNodeRecord(path: string): Promise<NodeRecord | undefined> {
+export async function readNodeRecord(path: string): Promise<NodeRecord | undefined> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');

@@ -36,6 +36,7 @@ import { loadNodeCredentials } from './credentials.ts';
 import { lockDataDir, type NodeRecord, readOrCreateNodeRecord } from './data-dir.ts';
 import { loadNodeKeyring } from './gossip.ts';
 import { listenTransport, type NodeListener, type NodeListenInit } from './listener.ts';
+import { preflightNodeStart } from './preflight.ts';
 import { createPeerResilience } from './resilience.ts';
 
 /** A node's certificates once loaded, and the cluster name they carry. */
@@ -52,6 +53,9 @@ export interface NodeEnvironment {
   readonly random: Random;
   /** Shown by `node status` (the process id in production). */
   readonly pid: number;
+  /** Checks made before anything is written (listen port free, certificate files there);
+   * undefined: none (the simulator's network and files cannot be in use). */
+  preflight?(config: NodeConfig): Promise<void>;
   /** The node record (its id), created on the first start. */
   nodeRecord(config: NodeConfig): Promise<NodeRecord>;
   /** Holds the data dir for this process; resolves with the release. */
@@ -101,6 +105,7 @@ export function productionEnvironment(): NodeEnvironment {
     clock: systemClock,
     random: systemRandom,
     pid: process.pid,
+    preflight: preflightNodeStart,
     nodeRecord: (config) => readOrCreateNodeRecord(config.dataDir, config.id),
     lockDataDir: (config) => lockDataDir(config.dataDir),
     certificates: loadCertificateFiles,

@@ -208,6 +208,8 @@ export class RdbnetNode implements AdminSource, NodeMetricsSource {
     );
     checkRegistrable(checked.slice(config.retryJoin.length));
     await closeSources(checked);
+    // Validate, then act: nothing is written before the port and certificates are known good.
+    await environment.preflight?.(config);
     const record = await environment.nodeRecord(config);
     const unlock = await environment.lockDataDir(config);
     try {

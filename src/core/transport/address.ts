@@ -6,15 +6,26 @@ export interface HostPort {
   port: number;
 }
 
+/** The largest TCP/UDP port number. */
+const PORT_MAX = 65535;
+
 /** Parses `host:port`, `[v6]:port` or `:port`. A missing host means 127.0.0.1. */
 export function parseHostPort(text: string, what = 'address'): HostPort {
   const trimmed = text.trim();
   const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(trimmed);
-  const port = match ? Number(match[3]) : Number.NaN;
-  if (match === null || !(port >= 0 && port <= 65535)) {
+  if (match === null) {
     throw new RdbnetError(ErrorCode.Usage, `invalid ${what} '${text}': expected host:port`, {
       hint: 'for example 127.0.0.1:7000 or [::1]:7000',
     });
+  }
+  const port = Number(match[3]);
+  if (port > PORT_MAX) {
+    // It is host:port; only the number is wrong, so say that (issue 16, defect 10).
+    throw new RdbnetError(
+      ErrorCode.Usage,
+      `invalid ${what} '${text}': port ${match[3]} is out of range (0-${PORT_MAX})`,
+      { hint: 'for example 127.0.0.1:7000 or [::1]:7000' },
+    );
   }
   const host = match[1] ?? match[2] ?? '';
   if (match[1] !== undefined && isIP(host) !== 6) {

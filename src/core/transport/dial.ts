@@ -121,6 +121,15 @@ function explain(error: RdbnetError, target: string, tls: boolean): RdbnetError 
   const cause = error.cause as (Error & { code?: string }) | undefined;
   switch (error.code) {
     case ErrorCode.NodeUnreachable: {
+      // A name that does not resolve is a typo or DNS, not a stopped node (defect 10).
+      if (cause?.code === 'ENOTFOUND' || cause?.code === 'EAI_AGAIN') {
+        const host = (cause as { hostname?: string }).hostname ?? target;
+        return new RdbnetError(
+          ErrorCode.NodeUnreachable,
+          `cannot resolve host ${host} (${target}): ${cause.code}`,
+          { hint: 'check the host name in --node or RDBNET_NODE, or use an IP address', cause },
+        );
+      }
       const why =
         cause?.code === 'ECONNREFUSED' ? 'connection refused' : (cause?.code ?? error.message);
       return new RdbnetError(ErrorCode.NodeUnreachable, `cannot reach node at ${target}: ${why}`, {

@@ -15,7 +15,7 @@
  * CONSUL_HTTP_ADDR (`host:port`, `http://…` or `https://…`) and CONSUL_HTTP_TOKEN are read from
  * the environment as Consul's own CLI does, when the spec does not say.
  */
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { backoffDelayMs, systemRandom } from '../../runtime/index.ts';
 import type { TimerHandle } from '../../runtime/timers.ts';
@@ -35,6 +35,7 @@ import type {
   Registration,
   SelfRegistration,
 } from '../provider.ts';
+import { undici } from '../undici.ts';
 import { badValue, durationValue, type EndpointAddress, parseEndpointText } from '../values.ts';
 import {
   KV_LIST_BYTES_MAX,
@@ -259,7 +260,7 @@ class ConsulProvider implements DiscoveryProvider {
   constructor(config: ConsulConfig, ctx: ProviderContext) {
     this.config = config;
     this.ctx = ctx;
-    this.dispatcher = new Agent({ connect: { timeout: config.timeoutMs } });
+    this.dispatcher = new (undici().Agent)({ connect: { timeout: config.timeoutMs } });
   }
 
   /** One request to the agent; an answer other than 200 is RDB_DISCOVERY_FAILED with its text. */

@@ -12,7 +12,7 @@
  * backoff, so no change is missed and no stale entry survives a reconnect.
  */
 import { readFileSync } from 'node:fs';
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { backoffDelayMs, systemRandom } from '../../runtime/index.ts';
 import type { TimerHandle } from '../../runtime/timers.ts';
@@ -25,6 +25,7 @@ import type {
   Registration,
   SelfRegistration,
 } from '../provider.ts';
+import { undici } from '../undici.ts';
 import {
   badValue,
   booleanValue,
@@ -247,7 +248,7 @@ class EtcdClient {
     this.config = config;
     this.ctx = ctx;
     const tls = config.tls;
-    this.dispatcher = new Agent({
+    this.dispatcher = new (undici().Agent)({
       connect: {
         timeout: config.timeoutMs,
         ...(tls?.ca === undefined ? {} : { ca: tls.ca }),

@@ -7,10 +7,16 @@
  */
 
 import { readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { ErrorCode, RdbnetError } from '../../errors.ts';
 import { formatHostPort } from '../../transport/address.ts';
+
+/** yaml (about seventy modules) only when a kubeconfig is read: the config parser imports this
+ * provider to check specs, and most commands never read a kubeconfig. */
+function parseYaml(text: string, options: { maxAliasCount: number }): unknown {
+  return (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text, options);
+}
 
 /** Where Kubernetes mounts the service account into a pod. */
 export const SERVICE_ACCOUNT_DIR_DEFAULT = '/var/run/secrets/kubernetes.io/serviceaccount';
