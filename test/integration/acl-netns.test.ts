@@ -23,6 +23,7 @@ import {
   spawnIn,
 } from '../helpers/netns.ts';
 import { BIN, type CliResult, describeResult, runCli, tempHome } from '../helpers/processes.ts';
+import { json, ok, starCli } from '../helpers/star-cli.ts';
 
 const skip = await netnsUnavailable();
 const PORT = 7460;
@@ -33,73 +34,12 @@ let near: StarLeaf; // 169.254.1.2
 let far: StarLeaf; // 169.254.2.2
 let node: ChildProcess | undefined;
 
-function env(): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    CI: 'true',
-    RDBNET_HOME: home.dir,
-    RDBNET_NODE: '',
-    RDBNET_CERTS_DIR: '',
-    DEBUG: '',
-  };
-}
-
-/** `rdbnet args --json` inside `ns` (bounded), against the node at `address`. */
-function cliIn(
-  ns: string,
-  address: string,
-  args: string[],
-  timeoutMs = 60_000,
-): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawnIn(
-      ns,
-      process.execPath,
-      [BIN, ...args, '--node', address, '--timeout', '10000', '--json'],
-      {
-        env: env(),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr?.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(
-        new Error(`rdbnet ${args.join(' ')} in ${ns}: not done within ${timeoutMs} ms\n${stderr}`),
-      );
-    }, timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-/** From the hub's own loopback: the operator on the node's machine. */
-const local = (args: string[]) => cliIn(hub, `127.0.0.1:${PORT}`, args);
-const fromNear = (args: string[]) => cliIn(near.ns, `${near.hubAddress}:${PORT}`, args);
-const fromFar = (args: string[]) => cliIn(far.ns, `${far.hubAddress}:${PORT}`, args);
-
-function json<T>(result: CliResult): T {
-  try {
-    return JSON.parse(result.stdout) as T;
-  } catch {
-    return assert.fail(`not one JSON document:\n${describeResult(result)}`);
-  }
-}
-
-async function ok<T>(result: Promise<CliResult>): Promise<T> {
-  const done = await result;
-  assert.equal(done.code, 0, describeResult(done));
-  return json<T>(done);
-}
+const cli = starCli({
+  home: () => home.dir,
+  star: () => ({ hub, near, far }),
+  port: PORT,
+});
+const { env, local, fromNear, fromFar } = cli;
 
 function errorOf(result: CliResult): { code: string; message: string } {
   return json<{ error: { code: string; message: string } }>(result).error;
