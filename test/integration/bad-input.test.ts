@@ -406,7 +406,8 @@ describe('protocol-level abuse over a proper mTLS connection', () => {
   });
 
   test('reserved flag bits: RDB_FRAME_MALFORMED', async () => {
-    for (const bit of [1 << 5, 1 << 15]) {
+    // Bits 5-8 are the streams' chunk and priority bits (docs/protocol.md); 9-15 are reserved.
+    for (const bit of [1 << 9, 1 << 15]) {
       const bytes = frameOf(hello(), 0, REQUEST | bit);
       const reply = await expectProtocolError([bytes], 'RDB_FRAME_MALFORMED');
       assert.match(reply.message, /reserved/);
