@@ -180,10 +180,11 @@ describe('output formats', () => {
 
   test('on a terminal: boxed and coloured; NO_COLOR turns the colour off', async () => {
     const home = await newHome();
-    const coloured = await onTerminal(select.join(' '), envFor(home));
+    // CI=true (as .ci/run sets it) turns colour off in chalk: a person's terminal has no CI.
+    const coloured = await onTerminal(select.join(' '), envFor(home, { CI: '' }));
     assert.match(coloured.stdout, /┌/);
     assert.match(coloured.stdout, ANSI);
-    const plain = await onTerminal(select.join(' '), envFor(home, { NO_COLOR: '1' }));
+    const plain = await onTerminal(select.join(' '), envFor(home, { CI: '', NO_COLOR: '1' }));
     assert.match(plain.stdout, /┌/);
     assert.doesNotMatch(plain.stdout, ANSI);
   });
