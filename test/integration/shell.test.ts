@@ -60,7 +60,8 @@ async function bash(
 /** Runs `rdbnet args` on a real pseudo-terminal of `columns` columns (script from util-linux). */
 function onTerminal(args: string, env: NodeJS.ProcessEnv, columns = 80) {
   return bash(
-    `script -qec ${JSON.stringify(`stty cols ${columns}; ${BIN} ${args}`)} /dev/null`,
+    // A person's terminal: no CI in the environment (.ci/run sets it, and chalk then drops colour).
+    `env -u CI script -qec ${JSON.stringify(`stty cols ${columns}; ${BIN} ${args}`)} /dev/null`,
     env,
   );
 }
@@ -180,11 +181,10 @@ describe('output formats', () => {
 
   test('on a terminal: boxed and coloured; NO_COLOR turns the colour off', async () => {
     const home = await newHome();
-    // CI=true (as .ci/run sets it) turns colour off in chalk: a person's terminal has no CI.
-    const coloured = await onTerminal(select.join(' '), envFor(home, { CI: '' }));
+    const coloured = await onTerminal(select.join(' '), envFor(home));
     assert.match(coloured.stdout, /┌/);
     assert.match(coloured.stdout, ANSI);
-    const plain = await onTerminal(select.join(' '), envFor(home, { CI: '', NO_COLOR: '1' }));
+    const plain = await onTerminal(select.join(' '), envFor(home, { NO_COLOR: '1' }));
     assert.match(plain.stdout, /┌/);
     assert.doesNotMatch(plain.stdout, ANSI);
   });
