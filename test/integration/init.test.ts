@@ -72,19 +72,28 @@ describe('rdbnet init', { timeout: 180_000 }, () => {
         startNode(['--config', node.config], { RDBNET_HOME: join(dir, 'unused-home') }, 60_000),
       ),
     );
-    const status = await until(
-      'one leader and three voters',
-      async () => {
-        const reply: ClusterStatusReply = await (await admin.client(nodes[0]!.address)).ask(
-          'clusterStatusRequest',
-          { localOnly: true },
-        );
-        return reply.leader !== '' && reply.members.filter((m) => m.voter).length === 3
-          ? reply
-          : undefined;
-      },
-      90_000,
-    );
+    let status: ClusterStatusReply;
+    try {
+      status = await until(
+        'one leader and three voters',
+        async () => {
+          const reply: ClusterStatusReply = await (await admin.client(nodes[0]!.address)).ask(
+            'clusterStatusRequest',
+            { localOnly: true },
+          );
+          return reply.leader !== '' && reply.members.filter((m) => m.voter).length === 3
+            ? reply
+            : undefined;
+        },
+        90_000,
+      );
+    } catch (error) {
+      // The nodes' own account of what happened, for whoever reads the failure.
+      const tails = nodes.map(
+        (n) => `--- ${n.info.id}\n${n.stderr().split('\n').slice(-30).join('\n')}`,
+      );
+      assert.fail(`${(error as Error).message}\n${tails.join('\n')}`);
+    }
     assert.ok(['db1', 'db2', 'db3'].includes(status.leader));
     assert.equal(existsSync(join(dir, 'unused-home')), false, 'every path came from the config');
   });
