@@ -36,7 +36,12 @@ test('created tokens verify with their role; the file holds no secret', async ()
     nowMs: now,
   });
   const stored = await readFile(tokensPath(dataDir), 'utf8');
-  for (const { token } of [read, admin]) assert.ok(!stored.includes(token.split('_')[2]!));
+  // The secret is base64url, which may itself hold '_': everything after the 16-digit id.
+  const secretOf = (token: string) => /^rdbt_[0-9a-f]{16}_(.+)$/.exec(token)![1]!;
+  for (const { token } of [read, admin]) {
+    assert.equal(secretOf(token).length, 43);
+    assert.ok(!stored.includes(secretOf(token)));
+  }
   assert.deepEqual(
     (await listTokens(dataDir)).map((t) => [t.name, t.role, t.expiresAt]),
     [
